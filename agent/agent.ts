@@ -1,0 +1,160 @@
+/**
+ * The on-device agent: owns the device record, turns commands into
+ * acknowledgements one at a time, and tells the TLS layer when the trust
+ * store or identity changed so it can hot-reload.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { KeyStore } from '../hal/key-store.ts';
+import type { Clock } from '../protocol/clock.ts';
+import type { Logger } from '../protocol/log.ts';
+import type { Ack } from '../protocol/messages/ack.ts';
+import type { Command } from '../protocol/messages/command.ts';
+import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
+import { isSelfSigned, issuedBy } from '../protocol/chain.ts';
+import { parseCertificate, spkiOf, toPem } from '../protocol/pem.ts';
+import { AgentError } from './errors.ts';
+import { anchorsOf, identitiesOf, summarize, trustHash, type DeviceRecord, type Identity } from './device-record.ts';
+import { dispatch } from './dispatcher.ts';
+import type { OwnKey } from './effects/context.ts';
+import type { HistoryEntry, StateStore } from './state-store.ts';
+
+/** How an agent is wired. */
+export interface AgentOptions {
+  deviceId: string;
+  role: Role;
+  store: StateStore;
+  keys: KeyStore;
+  clock: Clock;
+  logger: Logger;
+  schedules?: Readonly<Record<string, Schedule>>;
+  /** Key label of a pending re-key, accepted for new certificates. */
+  pendingKeyLabel?: string;
+  verifySignature?: (cmd: Command) => void;
+}
+
+/** Listener for trust-store/identity changes (TLS hot reload). */
+export type ChangeListener = (record: DeviceRecord) => void;
+
+/** The device agent. */
+export class Agent {
+  private record: DeviceRecord;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Set<ChangeListener>();
+
+  private constructor(private readonly opts: AgentOptions, record: DeviceRecord) {
+    this.record = record;
+  }
+
+  /** Open a provisioned device; fails with E_AGENT_NOT_PROVISIONED or E_STORE_CORRUPT. */
+  static async open(opts: AgentOptions): Promise<Agent> {
+    const record = await opts.store.load();
+    if (!record) throw new AgentError('E_AGENT_NOT_PROVISIONED', `device ${opts.deviceId} has no trust store; run provisioning first`);
+    if (record.deviceId !== opts.deviceId || record.role !== opts.role) {
+      throw new AgentError('E_AGENT_CONFIG', `trust store belongs to ${record.deviceId} (${record.role}), but the agent is configured as ${opts.deviceId} (${opts.role}); fix deviceId/role`);
+    }
+    return new Agent(opts, record);
+  }
+
+  /**
+   * Factory provisioning: store the root and the device certificate after
+   * checking that the certificate chains to the root and is for the HAL key.
+   */
+  static async provision(opts: AgentOptions, material: { root: string; certificate: string; keyLabel: string }): Promise<Agent> {
+    const root = parseCertificate(material.root, 'root');
+    const cert = parseCertificate(material.certificate, 'device certificate');
+    const key = await opts.keys.get(material.keyLabel);
+    if (!key) throw new AgentError('E_AGENT_PROVISION', `HAL has no key "${material.keyLabel}"`);
+    if (!isSelfSigned(root)) throw new AgentError('E_AGENT_PROVISION', 'the root certificate is not self-signed');
+    if (!issuedBy(cert, root)) throw new AgentError('E_AGENT_PROVISION', 'the device certificate is not issued by the root');
+    if (!spkiOf(cert).equals(key.spki)) throw new AgentError('E_AGENT_PROVISION', `the device certificate is not for HAL key "${material.keyLabel}"`);
+    const record: DeviceRecord = {
+      version: 1,
+      deviceId: opts.deviceId,
+      role: opts.role,
+      trust: { current: toPem(root), distribution: null, next: null },
+      identity: { active: { cert: toPem(cert), keyLabel: material.keyLabel }, fallback: null },
+      rotation: null,
+      lastSeq: 0,
+      results: [],
+    };
+    await opts.store.save(record);
+    return new Agent(opts, record);
+  }
+
+  get deviceId(): string {
+    return this.opts.deviceId;
+  }
+
+  get role(): Role {
+    return this.opts.role;
+  }
+
+  /** A copy of the current record. */
+  snapshot(): DeviceRecord {
+    return structuredClone(this.record);
+  }
+
+  /** PEM roots for the TLS stack: R0, D, R1 as held. */
+  trustAnchors(): string[] {
+    return anchorsOf(this.record);
+  }
+
+  /** Identities in presentation order (new first, old as fallback). */
+  identities(): Identity[] {
+    return identitiesOf(this.record);
+  }
+
+  /** Parsed roots, for in-process path validation. */
+  trustCertificates(): X509Certificate[] {
+    return this.trustAnchors().map((p) => new X509Certificate(p));
+  }
+
+  /** Subscribe to durable changes; returns an unsubscribe function. */
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Handle one command (raw bytes or parsed); commands are processed strictly one at a time. */
+  handle(raw: Buffer | string | object): Promise<Ack> {
+    const run = this.queue.then(() => this.handleNow(raw));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async handleNow(raw: Buffer | string | object): Promise<Ack> {
+    const now = this.opts.clock.now();
+    const { ack, changed } = await dispatch(raw, {
+      record: this.record,
+      schedules: this.opts.schedules ?? SCHEDULES,
+      now,
+      ownKeys: () => this.ownKeys(),
+      verifySignature: this.opts.verifySignature,
+      persist: async (next, cmd) => {
+        const entry: HistoryEntry = { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, storeHash: trustHash(next), at: now.toISOString() };
+        await this.opts.store.save(next, entry);
+        this.record = next;
+      },
+    });
+    const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
+    if (ack.ok) this.opts.logger.info(changed ? 'step applied' : 'redelivered step acknowledged again', { ...log, storeHash: ack.state.storeHash });
+    else this.opts.logger.warn('command rejected', { ...log, code: ack.error?.code, reason: ack.error?.message });
+    if (changed) for (const l of this.listeners) l(this.snapshot());
+    return ack;
+  }
+
+  private async ownKeys(): Promise<OwnKey[]> {
+    const labels = [this.record.identity.active.keyLabel, this.opts.pendingKeyLabel].filter((l): l is string => !!l);
+    const out: OwnKey[] = [];
+    for (const label of [...new Set(labels)]) {
+      const info = await this.opts.keys.get(label);
+      if (info) out.push({ label, spki: info.spki });
+    }
+    return out;
+  }
+
+  /** Technician view: where the device stands, fingerprints only. */
+  status() {
+    return { deviceId: this.deviceId, role: this.role, ...summarize(this.record), lastSeq: this.record.lastSeq };
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The only entry for commands on the device: validate, de-duplicate,
+ * check order, apply the step's effects to a draft, persist durably, and
+ * only then build the acknowledgement (PROTOCOL.md device rules 1-4).
+ */
+import { canonicalHash } from '../protocol/canonical-json.ts';
+import { ProtocolError } from '../protocol/errors.ts';
+import { RESULT_HISTORY } from '../protocol/limits.ts';
+import { assertCommand, type Command } from '../protocol/messages/command.ts';
+import type { Ack } from '../protocol/messages/ack.ts';
+import { checkLocalOrder, deviceSequence, stepOf } from '../protocol/schedule.ts';
+import type { Schedule } from '../protocol/steps.ts';
+import { parseWire } from '../protocol/validate.ts';
+import type { DeviceRecord } from './device-record.ts';
+import { summarize } from './device-record.ts';
+import type { OwnKey } from './effects/context.ts';
+import { EFFECT_HANDLERS } from './effects/index.ts';
+
+/** Everything the dispatcher needs from the agent around it. */
+export interface DispatchContext {
+  record: DeviceRecord;
+  schedules: Readonly<Record<string, Schedule>>;
+  now: Date;
+  ownKeys: () => Promise<OwnKey[]>;
+  /** Verifies the manager's signature; throws E_SIGNATURE. Absent = not required. */
+  verifySignature?: (cmd: Command) => void;
+  /** Durably store the new record; the ack is released only after it resolves. */
+  persist: (next: DeviceRecord, cmd: Command) => Promise<void>;
+}
+
+/** What a dispatch produced: the ack to send, and whether the record changed. */
+export interface DispatchResult {
+  ack: Ack;
+  changed: boolean;
+  /** The parsed command when it was well-formed enough to name one. */
+  command: Command | null;
+}
+
+/** Hash that identifies a command's content for redelivery detection (signature excluded). */
+export function commandHash(cmd: Command): string {
+  const { sig: _sig, ...rest } = cmd;
+  return canonicalHash(rest);
+}
+
+function errorAck(record: DeviceRecord, cmd: Partial<Command> | null, err: ProtocolError, now: Date): Ack {
+  return {
+    v: 1,
+    kind: 'ack',
+    deviceId: record.deviceId,
+    rotationId: typeof cmd?.rotationId === 'string' && cmd.rotationId.length > 0 ? cmd.rotationId.slice(0, 128) : '-',
+    seq: Number.isSafeInteger(cmd?.seq) && (cmd!.seq as number) >= 0 ? (cmd!.seq as number) : 0,
+    step: typeof cmd?.step === 'string' && cmd.step.length > 0 ? cmd.step.slice(0, 16) : '-',
+    ok: false,
+    error: { code: err.code, message: err.message.slice(0, 2048) },
+    state: summarize(record),
+    at: now.toISOString(),
+  };
+}
+
+/** Handle one raw command; never throws for bad input (the error goes into the ack). */
+export async function dispatch(raw: Buffer | string | object, ctx: DispatchContext): Promise<DispatchResult> {
+  const { record, now } = ctx;
+  let parsed: unknown = null;
+  try {
+    parsed = typeof raw === 'object' && !Buffer.isBuffer(raw) ? raw : parseWire(raw, 'command');
+    assertCommand(parsed, ctx.schedules);
+    const cmd = parsed;
+    if (cmd.deviceId !== record.deviceId) {
+      throw new ProtocolError('E_WRONG_DEVICE', `command for ${cmd.deviceId} reached ${record.deviceId}`);
+    }
+    ctx.verifySignature?.(cmd);
+    const hash = commandHash(cmd);
+    if (cmd.seq <= record.lastSeq) {
+      const prior = record.results.find((r) => r.seq === cmd.seq);
+      if (prior && prior.commandHash === hash) return { ack: prior.ack, changed: false, command: cmd };
+      throw new ProtocolError('E_REPLAY', `sequence ${cmd.seq} is not newer than ${record.lastSeq} and does not repeat a known command (rotation ${cmd.rotationId}, step ${cmd.step})`);
+    }
+    const schedule = ctx.schedules[cmd.schedule]!;
+    let completed: string[] = [];
+    if (record.rotation && record.rotation.id === cmd.rotationId) {
+      if (record.rotation.schedule !== cmd.schedule) {
+        throw new ProtocolError('E_OUT_OF_ORDER', `rotation ${cmd.rotationId} runs schedule ${record.rotation.schedule}, not ${cmd.schedule}`);
+      }
+      completed = record.rotation.completed;
+    } else if (record.rotation) {
+      const open = record.rotation.completed.length < deviceSequence(ctx.schedules[record.rotation.schedule] ?? schedule, record.role).length;
+      if (open) {
+        throw new ProtocolError('E_ROTATION_IN_PROGRESS', `rotation ${record.rotation.id} is still open here (done: ${record.rotation.completed.join(', ') || 'none'}); refusing ${cmd.rotationId}`);
+      }
+    }
+    checkLocalOrder(schedule, record.role, cmd.step, completed);
+
+    const draft: DeviceRecord = structuredClone(record);
+    const ownKeys = await ctx.ownKeys();
+    for (const effect of stepOf(schedule, cmd.step).effects) {
+      EFFECT_HANDLERS[effect]({ draft, payload: cmd.payload, ownKeys, now });
+    }
+    draft.rotation = { id: cmd.rotationId, schedule: cmd.schedule, completed: [...completed, cmd.step] };
+    draft.lastSeq = cmd.seq;
+    const ack: Ack = {
+      v: 1, kind: 'ack', deviceId: record.deviceId, rotationId: cmd.rotationId, seq: cmd.seq, step: cmd.step,
+      ok: true, state: summarize(draft), at: now.toISOString(),
+    };
+    draft.results = [...record.results, { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, commandHash: hash, ack }].slice(-RESULT_HISTORY);
+    await ctx.persist(draft, cmd);
+    return { ack, changed: true, command: cmd };
+  } catch (err) {
+    const perr = err instanceof ProtocolError ? err : new ProtocolError('E_INTERNAL', `unexpected failure handling the command: ${(err as Error).message}`);
+    const named = parsed !== null && typeof parsed === 'object' ? (parsed as Partial<Command>) : null;
+    return { ack: errorAck(record, named, perr, now), changed: false, command: null };
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * The only map from effect names to handlers; the dispatcher applies a
+ * step's effects through it in order.
+ */
+import type { EffectHandlers } from './context.ts';
+import { storeDistribution } from './store-distribution.ts';
+import { storeNewRoot } from './store-new-root.ts';
+import { installClientCert, installServerCert } from './install-cert.ts';
+import { dropOldClientCert, dropOldRoots } from './drop-old.ts';
+
+/** One handler per effect. */
+export const EFFECT_HANDLERS: EffectHandlers = {
+  'store-distribution': storeDistribution,
+  'store-new-root': storeNewRoot,
+  'install-client-cert': installClientCert,
+  'install-server-cert': installServerCert,
+  'drop-old-roots': dropOldRoots,
+  'drop-old-client-cert': dropOldClientCert,
+};

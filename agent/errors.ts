@@ -1,0 +1,24 @@
+/**
+ * Agent-local failures that never travel in an acknowledgement: bad
+ * configuration and provisioning mistakes, caught at start.
+ */
+
+/** Agent error codes with the action to take. */
+export const AGENT_ERRORS = {
+  E_AGENT_NOT_PROVISIONED: 'The device has no trust store yet; provision it (root certificate and device certificate) before starting the agent.',
+  E_AGENT_CONFIG: 'The agent configuration is invalid; fix the setting named in the message.',
+  E_AGENT_PROVISION: 'The provisioning material is inconsistent (certificate does not chain to the root, or is for another key); re-issue it.',
+} as const;
+
+/** A stable agent error code. */
+export type AgentErrorCode = keyof typeof AGENT_ERRORS;
+
+/** A typed agent error with a code programs can match. */
+export class AgentError extends Error {
+  readonly code: AgentErrorCode;
+  constructor(code: AgentErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = 'AgentError';
+    this.code = code;
+  }
+}

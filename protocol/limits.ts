@@ -1,0 +1,13 @@
+/**
+ * Size limits both sides enforce before parsing, so a hostile or broken
+ * broker cannot make a device allocate without bound.
+ */
+
+/** Largest command or acknowledgement accepted, in bytes of UTF-8 JSON. */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+
+/** Largest single PEM certificate accepted (RSA-4096 with extensions is ~2.5 KiB). */
+export const MAX_PEM_BYTES = 16 * 1024;
+
+/** How many past command results a device keeps to answer redeliveries. */
+export const RESULT_HISTORY = 32;

@@ -1,0 +1,110 @@
+/**
+ * Command: manager → device, one rotation step (PROTOCOL.md "Steps").
+ * Carries a per-device sequence number so the device can apply each step
+ * exactly once and in order even when the transport redelivers
+ * (PROTOCOL.md "MQTT is not ordered enough on its own").
+ */
+import type { Effect, Schedule } from '../steps.ts';
+import { stepOf } from '../schedule.ts';
+import { assertSchema, type IdentifiedSchema } from '../validate.ts';
+import { MAX_PEM_BYTES } from '../limits.ts';
+import { ProtocolError } from '../errors.ts';
+
+/** Certificates a step may carry; which are required follows from its effects. */
+export interface StepPayload {
+  /** D = NewWithOld: K1 certified by K0. */
+  distribution?: string;
+  /** R1 = NewWithNew: K1 self-signed. */
+  newRoot?: string;
+  /** Cn or Sn, issued by K1 for this device's key. */
+  certificate?: string;
+}
+
+/** A signature over the canonical command without `sig` (manager's command key). */
+export interface CommandSignature {
+  alg: 'ES256';
+  keyId: string;
+  value: string;
+}
+
+/** The command envelope. */
+export interface Command {
+  v: 1;
+  kind: 'command';
+  deviceId: string;
+  rotationId: string;
+  schedule: string;
+  seq: number;
+  step: string;
+  issuedAt: string;
+  payload: StepPayload;
+  sig?: CommandSignature;
+}
+
+const pem = { type: 'string', minLength: 64, maxLength: MAX_PEM_BYTES, pattern: '^-----BEGIN CERTIFICATE-----' };
+const id = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' };
+
+/** Schema of the envelope (payload checked per step by `payloadSchema`). */
+export const COMMAND_SCHEMA = {
+  $id: 'trustroll/command',
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'kind', 'deviceId', 'rotationId', 'schedule', 'seq', 'step', 'issuedAt', 'payload'],
+  properties: {
+    v: { const: 1 },
+    kind: { const: 'command' },
+    deviceId: id,
+    rotationId: id,
+    schedule: { type: 'string', minLength: 1, maxLength: 64 },
+    seq: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    step: { type: 'string', minLength: 1, maxLength: 16 },
+    issuedAt: { type: 'string', minLength: 20, maxLength: 40, pattern: '^\\d{4}-\\d\\d-\\d\\dT' },
+    payload: { type: 'object' },
+    sig: {
+      type: 'object', additionalProperties: false, required: ['alg', 'keyId', 'value'],
+      properties: { alg: { const: 'ES256' }, keyId: { type: 'string', maxLength: 128 }, value: { type: 'string', maxLength: 512 } },
+    },
+  },
+} as const;
+
+const FIELD_FOR: Partial<Record<Effect, keyof StepPayload>> = {
+  'store-distribution': 'distribution',
+  'store-new-root': 'newRoot',
+  'install-client-cert': 'certificate',
+  'install-server-cert': 'certificate',
+};
+
+/** The payload fields a step requires, derived from its effects. */
+export function payloadFields(schedule: Schedule, stepId: string): (keyof StepPayload)[] {
+  const fields = new Set<keyof StepPayload>();
+  for (const effect of stepOf(schedule, stepId).effects) {
+    const f = FIELD_FOR[effect];
+    if (f) fields.add(f);
+  }
+  return [...fields];
+}
+
+/** The JSON Schema of one step's payload: exactly the certificates it needs. */
+export function payloadSchema(schedule: Schedule, stepId: string): IdentifiedSchema {
+  const fields = payloadFields(schedule, stepId);
+  return {
+    $id: `trustroll/payload/${schedule.name}/${stepId}`,
+    type: 'object',
+    additionalProperties: false,
+    required: fields,
+    properties: Object.fromEntries(fields.map((f) => [f, pem])),
+  };
+}
+
+/** Check a parsed message is a well-formed command for a known step. */
+export function assertCommand(value: unknown, schedules: Readonly<Record<string, Schedule>>): asserts value is Command {
+  assertSchema<Command>(COMMAND_SCHEMA, value, 'command');
+  const schedule = schedules[value.schedule];
+  if (!schedule) {
+    throw new ProtocolError('E_SCHEMA', `command: unknown schedule "${value.schedule}"; this agent knows ${Object.keys(schedules).join(', ')}`);
+  }
+  if (!schedule.steps.some((s) => s.id === value.step)) {
+    throw new ProtocolError('E_SCHEMA', `command: schedule "${schedule.name}" has no step "${value.step}"`);
+  }
+  assertSchema(payloadSchema(schedule, value.step), value.payload, `command ${value.step} payload`);
+}

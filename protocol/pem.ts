@@ -1,0 +1,45 @@
+/**
+ * Certificate parsing at the trust boundary: size-limited, exactly one PEM
+ * block, parsed by node:crypto. Every failure is E_PEM with what to check.
+ */
+import { X509Certificate, createHash } from 'node:crypto';
+import { ProtocolError } from './errors.ts';
+import { MAX_PEM_BYTES } from './limits.ts';
+
+const PEM_RE = /^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\r?\n?$/;
+
+/** Parse one PEM certificate received from outside; `what` names it in errors (e.g. "D"). */
+export function parseCertificate(pem: string, what: string): X509Certificate {
+  if (typeof pem !== 'string' || pem.length > MAX_PEM_BYTES) {
+    throw new ProtocolError('E_PEM', `${what}: certificate missing or larger than ${MAX_PEM_BYTES} bytes`);
+  }
+  const m = PEM_RE.exec(pem.trim() + '\n');
+  if (!m) throw new ProtocolError('E_PEM', `${what}: not exactly one PEM CERTIFICATE block`);
+  const der = Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
+  try {
+    return new X509Certificate(der);
+  } catch (err) {
+    throw new ProtocolError('E_PEM', `${what}: not a valid X.509 certificate (${(err as Error).message})`);
+  }
+}
+
+/** SHA-256 fingerprint of the DER encoding, lower-case hex. */
+export function fingerprint(cert: X509Certificate): string {
+  return createHash('sha256').update(cert.raw).digest('hex');
+}
+
+/** DER SubjectPublicKeyInfo of the certificate's key. */
+export function spkiOf(cert: X509Certificate): Buffer {
+  return cert.publicKey.export({ type: 'spki', format: 'der' });
+}
+
+/** The certificate in canonical PEM (64-column base64), for storage and export. */
+export function toPem(cert: X509Certificate): string {
+  const b64 = cert.raw.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}
+
+/** notBefore / notAfter as Dates. */
+export function validity(cert: X509Certificate): { notBefore: Date; notAfter: Date } {
+  return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
+}

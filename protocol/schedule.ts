@@ -1,0 +1,188 @@
+/**
+ * The one place that decides whether a step may run: structural checks and
+ * the claim-16 ordering rules for a schedule, the per-device order a device
+ * enforces on itself, and the fleet-level readiness the manager enforces.
+ */
+import { ProtocolError } from './errors.ts';
+import type { Effect, Role, Schedule, StepDef } from './steps.ts';
+
+/** Result of validating a schedule: hard violations throw; soft ones are warnings. */
+export interface ScheduleReport {
+  /** Each role's steps in the order one device performs them. */
+  readonly sequence: Readonly<Record<Role, readonly string[]>>;
+  readonly warnings: readonly string[];
+}
+
+const otherRole = (role: Role): Role => (role === 'server' ? 'client' : 'server');
+
+/** Look a step up by id, failing with a clear error. */
+export function stepOf(schedule: Schedule, id: string): StepDef {
+  const step = schedule.steps.find((s) => s.id === id);
+  if (!step) {
+    throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}" has no step "${id}"; known: ${schedule.steps.map((s) => s.id).join(', ')}`);
+  }
+  return step;
+}
+
+/** Each role's steps in per-device order (the chain of `self` prerequisites). */
+export function deviceSequence(schedule: Schedule, role: Role): string[] {
+  const mine = schedule.steps.filter((s) => s.role === role);
+  const selfPrev = (s: StepDef) => s.after.filter((p) => p.scope === 'self').map((p) => p.step);
+  const firsts = mine.filter((s) => selfPrev(s).length === 0);
+  if (mine.length > 0 && firsts.length !== 1) {
+    throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": the ${role} steps must form one chain of self prerequisites; found ${firsts.length} starting steps (${firsts.map((s) => s.id).join(', ') || 'none'})`);
+  }
+  const order: string[] = [];
+  let current = firsts[0];
+  while (current) {
+    order.push(current.id);
+    const next = mine.filter((s) => selfPrev(s).includes(current!.id));
+    if (next.length > 1) {
+      throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": steps ${next.map((s) => s.id).join(' and ')} both follow ${current.id} on the same device`);
+    }
+    current = next[0];
+  }
+  if (order.length !== mine.length) {
+    const missing = mine.filter((s) => !order.includes(s.id)).map((s) => s.id);
+    throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": ${role} steps ${missing.join(', ')} are not on the device chain (each needs exactly one self prerequisite)`);
+  }
+  return order;
+}
+
+/** Set of step ids reachable from `id` along edges, with the number of peer hops taken. */
+function reachable(schedule: Schedule, id: string, strengths: ReadonlySet<string>): Map<string, Set<number>> {
+  const found = new Map<string, Set<number>>();
+  const walk = (stepId: string, hops: number, seen: Set<string>) => {
+    for (const p of stepOf(schedule, stepId).after) {
+      if (!strengths.has(p.strength)) continue;
+      const h = hops + (p.scope === 'peers' ? 1 : 0);
+      const key = `${p.step}@${h}`;
+      if (seen.has(key) || h > 2) continue;
+      seen.add(key);
+      const set = found.get(p.step) ?? new Set<number>();
+      set.add(h);
+      found.set(p.step, set);
+      walk(p.step, h, seen);
+    }
+  };
+  walk(id, 0, new Set());
+  return found;
+}
+
+/** True if the device (hops 0) or every direct peer (hops 1) has applied `effect` before `step` runs. */
+function guaranteed(schedule: Schedule, step: StepDef, effectIndex: number, effect: Effect | Effect[], hops: 0 | 1, strengths: ReadonlySet<string>): boolean {
+  const wanted = Array.isArray(effect) ? effect : [effect];
+  if (hops === 0 && step.effects.slice(0, effectIndex).some((e) => wanted.includes(e))) return true;
+  for (const [id, hopSet] of reachable(schedule, step.id, strengths)) {
+    if (hopSet.has(hops) && stepOf(schedule, id).effects.some((e) => wanted.includes(e))) return true;
+  }
+  return false;
+}
+
+const REQUIRED = new Set(['required']);
+const ALL = new Set(['required', 'preferred']);
+
+/**
+ * Validate a schedule against the structural rules and PROTOCOL.md's
+ * ordering (claim 16 plus the clean-up rules). Throws E_SCHEDULE_INVALID or
+ * E_SCHEDULE_ORDER naming the step and the missing prerequisite.
+ */
+export function validateSchedule(schedule: Schedule): ScheduleReport {
+  const ids = new Set<string>();
+  for (const s of schedule.steps) {
+    if (ids.has(s.id)) throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step id ${s.id} is used twice`);
+    ids.add(s.id);
+    if (s.effects.length === 0) throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step ${s.id} has no effect`);
+  }
+  for (const s of schedule.steps) {
+    for (const p of s.after) {
+      const target = stepOf(schedule, p.step);
+      const expectedRole = p.scope === 'self' ? s.role : otherRole(s.role);
+      if (target.role !== expectedRole) {
+        throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step ${s.id} (${s.role}) waits on ${p.step} with scope ${p.scope}, but ${p.step} is a ${target.role} step`);
+      }
+    }
+  }
+  const sequence = { server: deviceSequence(schedule, 'server'), client: deviceSequence(schedule, 'client') };
+  const warnings: string[] = [];
+  const fail = (step: StepDef, rule: string) => {
+    throw new ProtocolError('E_SCHEDULE_ORDER', `schedule "${schedule.name}": step ${step.id} (${step.role}) ${rule}`, { step: step.id });
+  };
+  const k1Trust: Effect[] = ['store-distribution', 'store-new-root'];
+  for (const step of schedule.steps) {
+    step.effects.forEach((effect, i) => {
+      switch (effect) {
+        case 'store-new-root':
+          if (!guaranteed(schedule, step, i, 'store-distribution', 0, REQUIRED)) fail(step, 'stores R1 before D: R1 can only be verified with the key of a stored D');
+          break;
+        case 'install-server-cert':
+          if (!guaranteed(schedule, step, i, k1Trust, 0, REQUIRED)) fail(step, 'installs Sn before the server trusts K1 (P4 not before P1)');
+          if (!guaranteed(schedule, step, i, k1Trust, 1, REQUIRED)) fail(step, 'installs Sn before every client trusts K1 (P4 only after P2 is complete on every client)');
+          break;
+        case 'install-client-cert':
+          if (!guaranteed(schedule, step, i, k1Trust, 0, REQUIRED)) fail(step, 'installs Cn before the client trusts K1 (P3 not before P2)');
+          if (!guaranteed(schedule, step, i, k1Trust, 1, ALL)) {
+            warnings.push(`step ${step.id}: clients present Cn before servers trust K1; every connection pays one fallback handshake until they do [0094]`);
+          }
+          break;
+        case 'drop-old-roots': {
+          if (!guaranteed(schedule, step, i, 'store-new-root', 0, REQUIRED)) fail(step, 'deletes R0 before storing R1');
+          const peerCert: Effect = step.role === 'server' ? 'install-client-cert' : 'install-server-cert';
+          if (!guaranteed(schedule, step, i, peerCert, 1, REQUIRED)) fail(step, `deletes R0 while a ${otherRole(step.role)} may still present a certificate signed by K0 (needs every peer's ${peerCert})`);
+          break;
+        }
+        case 'drop-old-client-cert':
+          if (!guaranteed(schedule, step, i, 'install-client-cert', 0, REQUIRED)) fail(step, 'deletes the old client certificate before a new one is installed');
+          if (!guaranteed(schedule, step, i, k1Trust, 1, REQUIRED)) fail(step, 'deletes the old client certificate while a server may still reject Cn (needs every server to trust K1)');
+          break;
+        case 'store-distribution':
+          break;
+      }
+    });
+  }
+  return { sequence, warnings };
+}
+
+/**
+ * Device-side order check: may a device of `role`, having completed
+ * `completed` in this rotation, apply `stepId` now? Throws E_WRONG_ROLE or
+ * E_OUT_OF_ORDER naming the current step, the target and what it waits for.
+ */
+export function checkLocalOrder(schedule: Schedule, role: Role, stepId: string, completed: readonly string[]): void {
+  const step = stepOf(schedule, stepId);
+  if (step.role !== role) {
+    throw new ProtocolError('E_WRONG_ROLE', `step ${stepId} is a ${step.role} step but this device is a ${role}`);
+  }
+  const sequence = deviceSequence(schedule, role);
+  const position = sequence.indexOf(stepId);
+  const expected = sequence[completed.length];
+  if (sequence.slice(0, completed.length).some((id, i) => completed[i] !== id)) {
+    throw new ProtocolError('E_OUT_OF_ORDER', `device history [${completed.join(', ')}] is not a prefix of the ${schedule.name} ${role} sequence [${sequence.join(', ')}]`);
+  }
+  if (position !== completed.length) {
+    const current = completed[completed.length - 1] ?? 'none';
+    const waits = step.after.filter((p) => p.scope === 'self').map((p) => p.step);
+    throw new ProtocolError('E_OUT_OF_ORDER', `cannot switch to step ${stepId}: current step is ${current}, next allowed is ${expected ?? 'none (rotation complete)'}; ${stepId} requires ${waits.join(', ') || 'nothing'} first`, { current, target: stepId, expected: expected ?? null });
+  }
+}
+
+/** What the manager knows about acknowledgements, as a predicate. */
+export type AckedFn = (deviceId: string, stepId: string) => boolean;
+
+/**
+ * Fleet-level readiness: may `stepId` be sent to `deviceId` now? Every self
+ * prerequisite must be acknowledged by the device and every peer
+ * prerequisite by every peer. Returns the blockers (empty means ready).
+ */
+export function blockers(schedule: Schedule, stepId: string, deviceId: string, peers: readonly string[], acked: AckedFn, opts: { honourPreferred?: boolean } = {}): string[] {
+  const out: string[] = [];
+  for (const p of stepOf(schedule, stepId).after) {
+    if (p.strength === 'preferred' && opts.honourPreferred === false) continue;
+    if (p.scope === 'self') {
+      if (!acked(deviceId, p.step)) out.push(`${deviceId}:${p.step}`);
+    } else {
+      for (const peer of peers) if (!acked(peer, p.step)) out.push(`${peer}:${p.step}`);
+    }
+  }
+  return out;
+}
