@@ -1,0 +1,31 @@
+/**
+ * Manager-side failures with stable codes, for the CLI and dashboard. Codes
+ * that a device reports come from protocol/errors.ts.
+ */
+
+/** Manager error codes with the action to take. */
+export const MANAGER_ERRORS = {
+  E_DEVICE_UNKNOWN: 'No device with that id is enrolled; enroll it first or check the id.',
+  E_DEVICE_EXISTS: 'A device with that id is already enrolled; pick another id or re-enroll explicitly.',
+  E_ROTATION_ACTIVE: 'A rotation is already running; let it finish, or stop it, before starting another.',
+  E_ROTATION_UNKNOWN: 'No rotation with that id exists in this manager database.',
+  E_ROTATION_FAILED: 'The rotation stopped after a device failed too often; every device still authenticates. Fix the cause named in the step error, then resume.',
+  E_ACK_TIMEOUT: 'A device did not acknowledge a step in time, repeatedly; check that it is online and connected to the broker, then resume.',
+  E_NO_ROOT: 'The manager has no active root CA; initialise it first.',
+  E_FLEET_EMPTY: 'The fleet has no devices of one role; a rotation needs servers and clients.',
+  E_MANAGER_DB: 'The manager database is unreadable or from an incompatible version; restore it from backup.',
+  E_KEY_VAULT: 'A CA key file is missing, unreadable or has unsafe permissions; restore it (0600, owned by the manager user).',
+} as const;
+
+/** A stable manager error code. */
+export type ManagerErrorCode = keyof typeof MANAGER_ERRORS;
+
+/** A typed manager error. */
+export class ManagerError extends Error {
+  readonly code: ManagerErrorCode;
+  constructor(code: ManagerErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = 'ManagerError';
+    this.code = code;
+  }
+}

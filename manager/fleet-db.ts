@@ -1,0 +1,184 @@
+/**
+ * The manager's durable state in SQLite: enrolled devices and their
+ * per-device sequence counters, the peering graph, rotations with their
+ * material, and one row per (rotation, device, step). Every change is one
+ * transaction; a restarted manager rebuilds everything from here.
+ */
+import Database from 'better-sqlite3';
+import type { Role } from '../protocol/steps.ts';
+import { ManagerError } from './errors.ts';
+
+/** An enrolled device. */
+export interface DeviceRow {
+  id: string;
+  role: Role;
+  commonName: string;
+  spki: Buffer;
+  certificate: string;
+  nextSeq: number;
+}
+
+/** Where one step of one device stands. */
+export type StepStatus = 'pending' | 'sent' | 'acked' | 'failed';
+
+/** One (rotation, device, step) row. */
+export interface StepRow {
+  rotationId: string;
+  deviceId: string;
+  step: string;
+  status: StepStatus;
+  seq: number | null;
+  attempts: number;
+  command: string | null;
+  sentAt: string | null;
+  ackedAt: string | null;
+  /** When the in-flight attempt times out or the next retry is due (epoch ms). */
+  dueAt: number | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+}
+
+/** A rotation's header and material. */
+export interface RotationRow {
+  id: string;
+  schedule: string;
+  status: 'running' | 'complete' | 'failed';
+  unsafe: boolean;
+  distribution: string;
+  newRoot: string;
+  createdAt: string;
+  updatedAt: string;
+  error: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+  id TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('server','client')),
+  common_name TEXT NOT NULL, spki BLOB NOT NULL, certificate TEXT NOT NULL,
+  next_seq INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS peers (server_id TEXT NOT NULL, client_id TEXT NOT NULL, PRIMARY KEY (server_id, client_id));
+CREATE TABLE IF NOT EXISTS rotations (
+  id TEXT PRIMARY KEY, schedule TEXT NOT NULL, status TEXT NOT NULL, unsafe INTEGER NOT NULL,
+  distribution TEXT NOT NULL, new_root TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, error TEXT);
+CREATE TABLE IF NOT EXISTS leaves (rotation_id TEXT NOT NULL, device_id TEXT NOT NULL, certificate TEXT NOT NULL, PRIMARY KEY (rotation_id, device_id));
+CREATE TABLE IF NOT EXISTS steps (
+  rotation_id TEXT NOT NULL, device_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
+  seq INTEGER, attempts INTEGER NOT NULL DEFAULT 0, command TEXT, sent_at TEXT, acked_at TEXT, due_at INTEGER,
+  error_code TEXT, error_message TEXT, PRIMARY KEY (rotation_id, device_id, step));
+`;
+
+const STEP_COLS = `rotation_id AS rotationId, device_id AS deviceId, step, status, seq, attempts, command, sent_at AS sentAt,
+  acked_at AS ackedAt, due_at AS dueAt, error_code AS errorCode, error_message AS errorMessage`;
+
+/** Access to the manager database. */
+export class FleetDb {
+  readonly db: Database.Database;
+
+  constructor(readonly path: string) {
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.exec(SCHEMA);
+      const v = this.db.prepare("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
+      if (!v) this.db.prepare("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
+      else if (v.v !== '1') throw new Error(`schema version ${v.v}`);
+    } catch (err) {
+      throw new ManagerError('E_MANAGER_DB', `${path}: ${(err as Error).message}`);
+    }
+  }
+
+  /** Run `fn` in one transaction. */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  addDevice(d: Omit<DeviceRow, 'nextSeq'>): void {
+    try {
+      this.db.prepare('INSERT INTO devices (id, role, common_name, spki, certificate) VALUES (?, ?, ?, ?, ?)').run(d.id, d.role, d.commonName, d.spki, d.certificate);
+    } catch (err) {
+      if (String((err as Error).message).includes('UNIQUE')) throw new ManagerError('E_DEVICE_EXISTS', `device ${d.id} is already enrolled`);
+      throw err;
+    }
+  }
+
+  devices(): DeviceRow[] {
+    return this.db.prepare('SELECT id, role, common_name AS commonName, spki, certificate, next_seq AS nextSeq FROM devices ORDER BY id').all() as DeviceRow[];
+  }
+
+  device(id: string): DeviceRow {
+    const row = this.db.prepare('SELECT id, role, common_name AS commonName, spki, certificate, next_seq AS nextSeq FROM devices WHERE id = ?').get(id) as DeviceRow | undefined;
+    if (!row) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
+    return row;
+  }
+
+  setDeviceCertificate(id: string, certificate: string, spki: Buffer): void {
+    this.db.prepare('UPDATE devices SET certificate = ?, spki = ? WHERE id = ?').run(certificate, spki, id);
+  }
+
+  /** Replace the peering graph; an empty list means every client talks to every server. */
+  setPeering(edges: readonly { server: string; client: string }[]): void {
+    this.tx(() => {
+      this.db.prepare('DELETE FROM peers').run();
+      const ins = this.db.prepare('INSERT INTO peers (server_id, client_id) VALUES (?, ?)');
+      for (const e of edges) ins.run(e.server, e.client);
+    });
+  }
+
+  peering(): { server: string; client: string }[] {
+    return this.db.prepare('SELECT server_id AS server, client_id AS client FROM peers').all() as { server: string; client: string }[];
+  }
+
+  /** Allocate the next sequence number for a device (inside the caller's transaction). */
+  allocateSeq(deviceId: string): number {
+    const row = this.db.prepare('UPDATE devices SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS seq').get(deviceId) as { seq: number } | undefined;
+    if (!row) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${deviceId}`);
+    return row.seq;
+  }
+
+  insertRotation(r: RotationRow, leaves: ReadonlyMap<string, string>, steps: readonly { deviceId: string; step: string }[]): void {
+    this.tx(() => {
+      this.db.prepare('INSERT INTO rotations (id, schedule, status, unsafe, distribution, new_root, created_at, updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(r.id, r.schedule, r.status, r.unsafe ? 1 : 0, r.distribution, r.newRoot, r.createdAt, r.updatedAt, r.error);
+      const leaf = this.db.prepare('INSERT INTO leaves (rotation_id, device_id, certificate) VALUES (?, ?, ?)');
+      for (const [deviceId, pem] of leaves) leaf.run(r.id, deviceId, pem);
+      const step = this.db.prepare("INSERT INTO steps (rotation_id, device_id, step, status) VALUES (?, ?, ?, 'pending')");
+      for (const s of steps) step.run(r.id, s.deviceId, s.step);
+    });
+  }
+
+  rotation(id: string): RotationRow | null {
+    const row = this.db.prepare('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations WHERE id = ?').get(id) as (Omit<RotationRow, 'unsafe'> & { unsafe: number }) | undefined;
+    return row ? { ...row, unsafe: row.unsafe === 1 } : null;
+  }
+
+  rotations(): RotationRow[] {
+    return (this.db.prepare('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations ORDER BY created_at').all() as (Omit<RotationRow, 'unsafe'> & { unsafe: number })[])
+      .map((r) => ({ ...r, unsafe: r.unsafe === 1 }));
+  }
+
+  setRotationStatus(id: string, status: RotationRow['status'], at: string, error: string | null = null): void {
+    this.db.prepare('UPDATE rotations SET status = ?, updated_at = ?, error = ? WHERE id = ?').run(status, at, error, id);
+  }
+
+  leaves(rotationId: string): Map<string, string> {
+    const rows = this.db.prepare('SELECT device_id AS deviceId, certificate FROM leaves WHERE rotation_id = ?').all(rotationId) as { deviceId: string; certificate: string }[];
+    return new Map(rows.map((r) => [r.deviceId, r.certificate]));
+  }
+
+  steps(rotationId: string): StepRow[] {
+    return this.db.prepare(`SELECT ${STEP_COLS} FROM steps WHERE rotation_id = ?`).all(rotationId) as StepRow[];
+  }
+
+  /** Write a step row's mutable fields. */
+  updateStep(s: StepRow): void {
+    this.db.prepare(`UPDATE steps SET status = ?, seq = ?, attempts = ?, command = ?, sent_at = ?, acked_at = ?, due_at = ?, error_code = ?, error_message = ?
+      WHERE rotation_id = ? AND device_id = ? AND step = ?`)
+      .run(s.status, s.seq, s.attempts, s.command, s.sentAt, s.ackedAt, s.dueAt, s.errorCode, s.errorMessage, s.rotationId, s.deviceId, s.step);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}

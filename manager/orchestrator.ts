@@ -1,0 +1,321 @@
+/**
+ * The orchestrator decides *when*: it sends each device its next step only
+ * once every prerequisite is acknowledged by the device and by every peer
+ * (protocol/schedule.ts decides legality), keeps one step in flight per
+ * device, retries with back-off, stops the rotation where it is after too
+ * many failures, and resumes from SQLite after a restart without
+ * re-sending acknowledged steps. The CA (RotationAuthority) decides *how*.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Clock, Timers } from '../protocol/clock.ts';
+import type { Logger } from '../protocol/log.ts';
+import { assertAck, type Ack } from '../protocol/messages/ack.ts';
+import type { Command } from '../protocol/messages/command.ts';
+import { blockers, validateSchedule } from '../protocol/schedule.ts';
+import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
+import { parseWire } from '../protocol/validate.ts';
+import { ProtocolError } from '../protocol/errors.ts';
+import type { RotationAuthority } from './authority.ts';
+import { ManagerError } from './errors.ts';
+import type { FleetDb, RotationRow, StepRow } from './fleet-db.ts';
+import { buildPeers } from './peering.ts';
+import { RotationState } from './rotation-state.ts';
+import type { ManagerTransport } from './transport.ts';
+import { buildCommand } from './commands.ts';
+
+/** Retry and pacing policy. */
+export interface RotationPolicy {
+  /** How long to wait for an acknowledgement before resending. */
+  ackTimeoutMs: number;
+  /** Attempts per step (first send included) before the rotation stops. */
+  maxAttempts: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** How often in-flight steps are checked for time-outs and due retries. */
+  sweepIntervalMs: number;
+  /** Honour `preferred` edges (P1 → P3) to avoid fallback handshakes. */
+  honourPreferred: boolean;
+}
+
+/** Defaults for a real fleet: devices on slow links, a few retries. */
+export const DEFAULT_POLICY: RotationPolicy = {
+  ackTimeoutMs: 30_000, maxAttempts: 5, backoffBaseMs: 2_000, backoffMaxMs: 120_000, sweepIntervalMs: 1_000, honourPreferred: true,
+};
+
+/** Events for dashboards, demos and tests. */
+export interface OrchestratorEvents {
+  acked?: (row: StepRow, ack: Ack) => void;
+  complete?: (rotation: RotationRow) => void;
+  failed?: (rotation: RotationRow) => void;
+}
+
+/** How an orchestrator is wired. */
+export interface OrchestratorOptions {
+  db: FleetDb;
+  transport: ManagerTransport;
+  authority: RotationAuthority;
+  clock: Clock;
+  timers: Timers;
+  logger: Logger;
+  policy?: Partial<RotationPolicy>;
+  schedules?: Readonly<Record<string, Schedule>>;
+  /** Adds the manager's signature to a command (management channel security). */
+  sign?: (cmd: Command) => Command;
+  events?: OrchestratorEvents;
+}
+
+/** Drives one rotation at a time through its schedule. */
+export class Orchestrator {
+  readonly policy: RotationPolicy;
+  private state: RotationState | null = null;
+  private rotation: RotationRow | null = null;
+  private sweepTimer: unknown = null;
+
+  constructor(private readonly o: OrchestratorOptions) {
+    this.policy = { ...DEFAULT_POLICY, ...o.policy };
+    o.transport.onAck((raw) => this.onAck(raw));
+  }
+
+  private get schedules(): Readonly<Record<string, Schedule>> {
+    return this.o.schedules ?? SCHEDULES;
+  }
+
+  /** Step S and start: validate the schedule, have the CA make the material, persist, dispatch. */
+  async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean }): Promise<string> {
+    const active = this.o.db.rotations().find((r) => r.status === 'running');
+    if (active) throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${active.id} is running`);
+    if (!opts.unsafe) {
+      const report = validateSchedule(opts.schedule);
+      for (const w of report.warnings) this.o.logger.warn('schedule warning', { warning: w });
+    }
+    const devices = this.o.db.devices();
+    if (!devices.some((d) => d.role === 'server') || !devices.some((d) => d.role === 'client')) {
+      throw new ManagerError('E_FLEET_EMPTY', `fleet has ${devices.length} devices; need at least one server and one client`);
+    }
+    const id = opts.rotationId ?? `rot-${this.o.clock.now().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
+    const now = this.o.clock.now();
+    const material = await this.o.authority.prepare({ rotationId: id, subjects: devices, now });
+    const steps = devices.flatMap((d) => opts.schedule.steps.filter((s) => s.role === d.role).map((s) => ({ deviceId: d.id, step: s.id })));
+    const row: RotationRow = {
+      id, schedule: opts.schedule.name, status: 'running', unsafe: !!opts.unsafe, distribution: material.distribution,
+      newRoot: material.newRoot, createdAt: now.toISOString(), updatedAt: now.toISOString(), error: null,
+    };
+    this.o.db.insertRotation(row, material.leaves, steps);
+    this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe });
+    this.load(id, opts.schedule);
+    this.pump();
+    return id;
+  }
+
+  /**
+   * Pick up a rotation after a manager restart, or after a failure once its
+   * cause is fixed: steps in flight are resent with their original sequence
+   * number (devices answer redeliveries from their stored result).
+   */
+  resume(rotationId?: string, schedule?: Schedule): void {
+    const row = rotationId ? this.o.db.rotation(rotationId) : this.o.db.rotations().filter((r) => r.status !== 'complete').at(-1) ?? null;
+    if (!row) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ?? '(none open)');
+    if (row.status === 'complete') return;
+    const sched = schedule ?? this.schedules[row.schedule];
+    if (!sched) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${row.id} uses unknown schedule ${row.schedule}`);
+    const now = this.o.clock.now();
+    this.o.db.setRotationStatus(row.id, 'running', now.toISOString());
+    this.load(row.id, sched);
+    this.o.db.tx(() => {
+      for (const r of this.state!.inFlight()) {
+        Object.assign(r, { status: 'sent', attempts: r.status === 'failed' ? 0 : r.attempts, dueAt: now.getTime() });
+        this.o.db.updateStep(r);
+      }
+    });
+    this.o.logger.info('rotation resumed', { rotationId: row.id });
+    this.sweep();
+    this.pump();
+  }
+
+  private load(id: string, schedule: Schedule): void {
+    const roles = new Map<string, Role>(this.o.db.devices().map((d) => [d.id, d.role]));
+    const rows = this.o.db.steps(id);
+    const covered = new Set(rows.map((r) => r.deviceId));
+    for (const d of [...roles.keys()]) if (!covered.has(d)) roles.delete(d);
+    this.rotation = this.o.db.rotation(id);
+    this.state = new RotationState(schedule, rows, roles, buildPeers(roles, this.o.db.peering()));
+    this.armSweep();
+  }
+
+  /** Send every step whose prerequisites are all acknowledged (restricted to `candidates` if given). */
+  private pump(candidates?: Iterable<string>): void {
+    const st = this.state;
+    const rot = this.rotation;
+    if (!st || !rot || rot.status !== 'running') return;
+    const now = this.o.clock.now();
+    const ready: StepRow[] = [];
+    for (const deviceId of candidates ?? st.roles.keys()) {
+      if (st.inFlightOf(deviceId)) continue;
+      const next = st.nextStep(deviceId);
+      if (!next || next.status !== 'pending') continue;
+      const peers = st.peersOf(deviceId);
+      const blocked = blockers(st.schedule, next.step, deviceId, peers, (dev, step) =>
+        dev === deviceId ? st.isAcked(dev, step) : st.peerAckCount(deviceId, step) === peers.length, { honourPreferred: this.policy.honourPreferred });
+      if (blocked.length === 0) ready.push(next);
+    }
+    if (ready.length > 0) {
+      const leaves = this.o.db.leaves(rot.id);
+      const commands: Command[] = [];
+      this.o.db.tx(() => {
+        for (const row of ready) {
+          let cmd = buildCommand(st.schedule, rot, row, this.o.db.allocateSeq(row.deviceId), leaves.get(row.deviceId), now);
+          if (this.o.sign) cmd = this.o.sign(cmd);
+          Object.assign(row, { status: 'sent', seq: cmd.seq, attempts: 1, command: JSON.stringify(cmd), sentAt: now.toISOString(), dueAt: now.getTime() + this.policy.ackTimeoutMs });
+          this.o.db.updateStep(row);
+          st.noteInFlight(row);
+          commands.push(cmd);
+        }
+      });
+      for (const cmd of commands) {
+        this.o.logger.debug('step sent', { deviceId: cmd.deviceId, rotationId: cmd.rotationId, step: cmd.step, seq: cmd.seq });
+        this.o.transport.send(cmd);
+      }
+    }
+    if (st.complete()) void this.finish();
+  }
+
+  private async finish(): Promise<void> {
+    const rot = this.rotation!;
+    if (rot.status !== 'running') return;
+    rot.status = 'complete';
+    this.disarmSweep();
+    if (!rot.unsafe) await this.o.authority.activate(rot.id);
+    const at = this.o.clock.now().toISOString();
+    this.o.db.tx(() => {
+      for (const [deviceId, pem] of this.o.db.leaves(rot.id)) this.o.db.setDeviceCertificate(deviceId, pem, this.o.db.device(deviceId).spki);
+      this.o.db.setRotationStatus(rot.id, 'complete', at);
+    });
+    this.rotation = this.o.db.rotation(rot.id);
+    this.o.logger.info('rotation complete', { rotationId: rot.id });
+    this.o.events?.complete?.(this.rotation!);
+  }
+
+  /** Handle one acknowledgement from the transport. Invalid or stale ones are logged and dropped. */
+  private onAck(raw: Buffer | string | object): void {
+    let ack: Ack;
+    try {
+      const parsed = typeof raw === 'object' && !Buffer.isBuffer(raw) ? raw : parseWire(raw, 'ack');
+      assertAck(parsed);
+      ack = parsed;
+    } catch (err) {
+      this.o.logger.warn('invalid acknowledgement dropped', { code: (err as ProtocolError).code, reason: (err as Error).message });
+      return;
+    }
+    const st = this.state;
+    const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
+    const row = st && this.rotation?.id === ack.rotationId ? st.row(ack.deviceId, ack.step) : undefined;
+    if (!st || !row || row.seq !== ack.seq || row.status === 'acked' || row.status === 'pending') {
+      this.o.logger.debug('stale or unknown acknowledgement ignored', log);
+      return;
+    }
+    const now = this.o.clock.now();
+    if (ack.ok && ack.state.completed.includes(ack.step)) {
+      Object.assign(row, { status: 'acked', ackedAt: now.toISOString(), dueAt: null, errorCode: null, errorMessage: null });
+      this.o.db.updateStep(row);
+      st.noteAcked(row.deviceId, row.step);
+      this.o.logger.info('step acknowledged', { ...log, attempts: row.attempts });
+      this.o.events?.acked?.(row, ack);
+      this.pump([row.deviceId, ...st.peersOf(row.deviceId)]);
+      return;
+    }
+    const code = ack.error?.code ?? 'E_SCHEMA';
+    const message = ack.error?.message ?? 'acknowledgement claims success but does not list the step as completed';
+    this.o.logger.warn('step failed on device', { ...log, code, reason: message, attempts: row.attempts });
+    this.failAttempt(row, code, message, now);
+  }
+
+  private failAttempt(row: StepRow, code: string, message: string, now: Date): void {
+    if (row.attempts >= this.policy.maxAttempts) {
+      Object.assign(row, { status: 'failed', errorCode: code, errorMessage: message, dueAt: null });
+      this.o.db.updateStep(row);
+      this.stop(`device ${row.deviceId} step ${row.step} failed ${row.attempts} times (${code}: ${message})`);
+      return;
+    }
+    const backoff = Math.min(this.policy.backoffBaseMs * 2 ** (row.attempts - 1), this.policy.backoffMaxMs);
+    Object.assign(row, { errorCode: code, errorMessage: message, dueAt: now.getTime() + backoff });
+    this.o.db.updateStep(row);
+  }
+
+  private stop(reason: string): void {
+    const rot = this.rotation!;
+    rot.status = 'failed';
+    rot.error = reason;
+    this.o.db.setRotationStatus(rot.id, 'failed', this.o.clock.now().toISOString(), reason);
+    this.disarmSweep();
+    this.o.logger.error('rotation stopped; every device still authenticates, resume after fixing the cause', { rotationId: rot.id, reason });
+    this.o.events?.failed?.(rot);
+  }
+
+  /** Resend in-flight steps whose acknowledgement is overdue or whose retry is due. */
+  private sweep(): void {
+    const st = this.state;
+    if (!st || this.rotation?.status !== 'running') return;
+    const now = this.o.clock.now();
+    const resend: StepRow[] = [];
+    for (const row of st.inFlight()) {
+      if (row.status !== 'sent' || row.dueAt === null || row.dueAt > now.getTime()) continue;
+      if (row.errorCode === null && row.attempts >= this.policy.maxAttempts) {
+        this.failAttempt(row, 'E_ACK_TIMEOUT', `no acknowledgement after ${row.attempts} attempts of ${this.policy.ackTimeoutMs} ms; is the device online?`, now);
+        if (this.rotation?.status !== 'running') return;
+        continue;
+      }
+      resend.push(row);
+    }
+    if (resend.length === 0) return;
+    this.o.db.tx(() => {
+      for (const row of resend) {
+        Object.assign(row, { attempts: row.attempts + 1, dueAt: now.getTime() + this.policy.ackTimeoutMs, errorCode: null, errorMessage: null });
+        this.o.db.updateStep(row);
+      }
+    });
+    for (const row of resend) {
+      this.o.logger.info('step resent', { deviceId: row.deviceId, rotationId: row.rotationId, step: row.step, seq: row.seq, attempts: row.attempts });
+      this.o.transport.send(JSON.parse(row.command!) as Command);
+    }
+  }
+
+  private armSweep(): void {
+    this.disarmSweep();
+    const tick = () => {
+      this.sweep();
+      if (this.rotation?.status === 'running') this.sweepTimer = this.o.timers.setTimeout(tick, this.policy.sweepIntervalMs);
+    };
+    this.sweepTimer = this.o.timers.setTimeout(tick, this.policy.sweepIntervalMs);
+  }
+
+  private disarmSweep(): void {
+    if (this.sweepTimer !== null) this.o.timers.clearTimeout(this.sweepTimer);
+    this.sweepTimer = null;
+  }
+
+  /** The running or last rotation's row. */
+  current(): RotationRow | null {
+    return this.rotation;
+  }
+
+  /** Per device: step statuses and, for the next step, who it waits for. */
+  progress(): { deviceId: string; role: Role; steps: Record<string, StepRow['status']>; waitingFor: string[] }[] {
+    const st = this.state;
+    if (!st) return [];
+    return [...st.roles].map(([deviceId, role]) => {
+      const steps: Record<string, StepRow['status']> = {};
+      for (const s of st.sequence[role]) steps[s] = st.row(deviceId, s)?.status ?? 'pending';
+      const next = st.nextStep(deviceId);
+      const peers = st.peersOf(deviceId);
+      const waitingFor = next && next.status === 'pending'
+        ? blockers(st.schedule, next.step, deviceId, peers, (dev, step) => st.isAcked(dev, step), { honourPreferred: this.policy.honourPreferred })
+        : [];
+      return { deviceId, role, steps, waitingFor };
+    });
+  }
+
+  /** Stop timers; state stays in SQLite for `resume`. */
+  close(): void {
+    this.disarmSweep();
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * How the orchestrator reaches devices. It only ever sends a command and
+ * receives acknowledgements; MQTT and the in-process bus implement this.
+ */
+import type { Command } from '../protocol/messages/command.ts';
+
+/** Receives raw acknowledgements (validated by the orchestrator). */
+export type AckHandler = (raw: Buffer | string | object) => void;
+
+/** The manager's side of a link to the devices. */
+export interface ManagerTransport {
+  /** Queue a command for a device. Delivery is at-least-once; the device de-duplicates. */
+  send(cmd: Command): void;
+  onAck(handler: AckHandler): void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,144 @@
+/**
+ * A whole fleet in one process for tests and benchmarks: a CA, a manager
+ * database and orchestrator, N server and M client agents each with its own
+ * SQLite trust store and key store, joined by the in-process transport.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../agent/agent.ts';
+import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
+import { systemClock, systemTimers, type Clock } from '../../protocol/clock.ts';
+import { createLogger, type Logger } from '../../protocol/log.ts';
+import type { Role, Schedule } from '../../protocol/steps.ts';
+import { CaAuthority, type CaPolicy } from '../../manager/ca-authority.ts';
+import { FleetDb, type RotationRow } from '../../manager/fleet-db.ts';
+import { InProcessTransport } from '../../manager/in-process-transport.ts';
+import { Orchestrator, type RotationPolicy } from '../../manager/orchestrator.ts';
+import { MemoryKeyStore } from './memory-key-store.ts';
+import { seededRandom } from './random.ts';
+import type { FleetSnapshot } from './auth-matrix.ts';
+
+/** Fleet shape and link behaviour. */
+export interface FleetOptions {
+  servers: number;
+  clients: number;
+  seed?: number;
+  maxLatencyMs?: number;
+  dropRate?: number;
+  duplicateRate?: number;
+  policy?: Partial<RotationPolicy>;
+  caPolicy?: Partial<CaPolicy>;
+  clock?: Clock;
+  logger?: Logger;
+  dir?: string;
+}
+
+/** A test fleet; `close()` removes its folder. */
+export class TestFleet {
+  readonly agents = new Map<string, Agent>();
+  readonly keys = new Map<string, MemoryKeyStore>();
+  readonly stores = new Map<string, SqliteStateStore>();
+  private readonly listeners: ((label: string) => void)[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly ca: CaAuthority,
+    readonly db: FleetDb,
+    readonly transport: InProcessTransport,
+    readonly orchestrator: Orchestrator,
+    readonly clock: Clock,
+    private readonly done: { promise: Promise<RotationRow>; resolve: (r: RotationRow) => void },
+  ) {}
+
+  /** Build and provision the fleet. */
+  static async create(o: FleetOptions): Promise<TestFleet> {
+    const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'trustroll-fleet-'));
+    const clock = o.clock ?? systemClock;
+    const logger = o.logger ?? createLogger({ level: 'error' });
+    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Fleet Root,O=trustroll test', now: clock.now(), policy: o.caPolicy });
+    const db = new FleetDb(join(dir, 'manager.db'));
+    const random = seededRandom(o.seed ?? 1);
+    const transport = new InProcessTransport({ timers: systemTimers, random, maxLatencyMs: o.maxLatencyMs ?? 0, dropRate: o.dropRate, duplicateRate: o.duplicateRate });
+    let resolve!: (r: RotationRow) => void;
+    const promise = new Promise<RotationRow>((r) => (resolve = r));
+    const holder: { fleet?: TestFleet } = {};
+    const orchestrator = new Orchestrator({
+      db, transport, authority: ca, clock, timers: systemTimers, logger,
+      policy: { ackTimeoutMs: 2_000, sweepIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200, ...o.policy },
+      events: { complete: (r) => holder.fleet?.done.resolve(r), failed: (r) => holder.fleet?.done.resolve(r) },
+    });
+    const fleet = new TestFleet(dir, ca, db, transport, orchestrator, clock, { promise, resolve });
+    holder.fleet = fleet;
+    const ids: [string, Role][] = [
+      ...Array.from({ length: o.servers }, (_, i) => [`srv-${i + 1}`, 'server'] as [string, Role]),
+      ...Array.from({ length: o.clients }, (_, i) => [`cli-${i + 1}`, 'client'] as [string, Role]),
+    ];
+    for (const [id, role] of ids) await fleet.addDevice(id, role, logger);
+    return fleet;
+  }
+
+  private async addDevice(id: string, role: Role, logger: Logger): Promise<void> {
+    const keys = new MemoryKeyStore();
+    const key = await keys.create('device', 'P-256');
+    const certificate = this.ca.issueLeaf({ commonName: id, spki: key.spki, role }, this.clock.now());
+    const store = new SqliteStateStore(join(this.dir, `${id}.db`));
+    const agent = await Agent.provision(
+      { deviceId: id, role, store, keys, clock: this.clock, logger: logger.child({ deviceId: id }) },
+      { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },
+    );
+    this.db.addDevice({ id, role, commonName: id, spki: key.spki, certificate });
+    agent.onChange(() => {
+      for (const l of this.listeners) l(`${id} changed`);
+    });
+    this.agents.set(id, agent);
+    this.keys.set(id, keys);
+    this.stores.set(id, store);
+    this.connect(id);
+  }
+
+  /** Attach a device to the transport (again). */
+  connect(id: string): void {
+    const agent = this.agents.get(id)!;
+    this.transport.attach(id, async (raw) => JSON.stringify(await agent.handle(raw)));
+  }
+
+  /** Called after every durable change of any device, with a label naming it. */
+  onChange(listener: (label: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** The fleet's trust state right now. */
+  snapshot(label: string): FleetSnapshot {
+    return {
+      label,
+      devices: [...this.agents.values()].map((a) => ({ id: a.deviceId, role: a.role, anchors: a.trustAnchors(), identities: a.identities().map((i) => i.cert) })),
+    };
+  }
+
+  /** Start a rotation and wait until it completes or stops. */
+  async rotate(schedule: Schedule, opts: { unsafe?: boolean; timeoutMs?: number } = {}): Promise<RotationRow> {
+    await this.orchestrator.start({ schedule, unsafe: opts.unsafe });
+    return this.waitForEnd(opts.timeoutMs);
+  }
+
+  /** Wait for the running rotation to complete or fail. */
+  waitForEnd(timeoutMs = 30_000): Promise<RotationRow> {
+    let timer: NodeJS.Timeout;
+    const timeout = new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`rotation did not end within ${timeoutMs} ms`)), timeoutMs); });
+    return Promise.race([this.done.promise, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /** Reset the end-of-rotation latch (for a second rotation or a resume). */
+  rearm(): void {
+    this.done.promise = new Promise<RotationRow>((r) => (this.done.resolve = r));
+  }
+
+  async close(): Promise<void> {
+    this.orchestrator.close();
+    await this.transport.close();
+    for (const s of this.stores.values()) await s.close();
+    this.db.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
