@@ -72,7 +72,8 @@ export async function dispatch(raw: Buffer | string | object, ctx: DispatchConte
     const hash = commandHash(cmd);
     if (cmd.seq <= record.lastSeq) {
       const prior = record.results.find((r) => r.seq === cmd.seq);
-      if (prior && prior.commandHash === hash) return { ack: prior.ack, changed: false, command: cmd };
+      const sameRotation = record.rotation?.id === cmd.rotationId;
+      if (prior && sameRotation && prior.commandHash === hash) return { ack: prior.ack, changed: false, command: cmd };
       throw new ProtocolError('E_REPLAY', `sequence ${cmd.seq} is not newer than ${record.lastSeq} and does not repeat a known command (rotation ${cmd.rotationId}, step ${cmd.step})`);
     }
     const schedule = ctx.schedules[cmd.schedule]!;
