@@ -41,15 +41,53 @@ export class TestFleet {
   readonly stores = new Map<string, SqliteStateStore>();
   private readonly listeners: ((label: string) => void)[] = [];
 
+  transport!: InProcessTransport;
+  orchestrator!: Orchestrator;
+
   private constructor(
     readonly dir: string,
     readonly ca: CaAuthority,
     readonly db: FleetDb,
-    readonly transport: InProcessTransport,
-    readonly orchestrator: Orchestrator,
     readonly clock: Clock,
+    private readonly o: FleetOptions,
+    private readonly logger: Logger,
     private readonly done: { promise: Promise<RotationRow>; resolve: (r: RotationRow) => void },
-  ) {}
+  ) {
+    this.startManager();
+  }
+
+  /** (Re)create the manager side: a fresh transport session and orchestrator over the same database. */
+  private startManager(): void {
+    const random = seededRandom(this.o.seed ?? 1);
+    this.transport = new InProcessTransport({ timers: systemTimers, random, maxLatencyMs: this.o.maxLatencyMs ?? 0, dropRate: this.o.dropRate, duplicateRate: this.o.duplicateRate });
+    this.orchestrator = new Orchestrator({
+      db: this.db, transport: this.transport, authority: this.ca, clock: this.clock, timers: systemTimers, logger: this.logger,
+      policy: { ackTimeoutMs: 2_000, sweepIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200, ...this.o.policy },
+      events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
+    });
+  }
+
+  /**
+   * Simulate a manager crash and restart: the old orchestrator and its
+   * transport are dropped (in-flight acknowledgements are lost), a new one
+   * resumes from SQLite, and devices reconnect.
+   */
+  async restartManager(): Promise<void> {
+    this.orchestrator.close();
+    await this.transport.close();
+    this.startManager();
+    for (const id of this.agents.keys()) if (!this.offline.has(id)) this.connect(id);
+    this.orchestrator.resume();
+  }
+
+  /** Devices currently disconnected by `disconnect`. */
+  readonly offline = new Set<string>();
+
+  /** Take a device offline; commands for it wait in its session. */
+  disconnect(id: string): void {
+    this.offline.add(id);
+    this.transport.detach(id);
+  }
 
   /** Build and provision the fleet. */
   static async create(o: FleetOptions): Promise<TestFleet> {
@@ -58,18 +96,9 @@ export class TestFleet {
     const logger = o.logger ?? createLogger({ level: 'error' });
     const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Fleet Root,O=trustroll test', now: clock.now(), policy: o.caPolicy });
     const db = new FleetDb(join(dir, 'manager.db'));
-    const random = seededRandom(o.seed ?? 1);
-    const transport = new InProcessTransport({ timers: systemTimers, random, maxLatencyMs: o.maxLatencyMs ?? 0, dropRate: o.dropRate, duplicateRate: o.duplicateRate });
     let resolve!: (r: RotationRow) => void;
     const promise = new Promise<RotationRow>((r) => (resolve = r));
-    const holder: { fleet?: TestFleet } = {};
-    const orchestrator = new Orchestrator({
-      db, transport, authority: ca, clock, timers: systemTimers, logger,
-      policy: { ackTimeoutMs: 2_000, sweepIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200, ...o.policy },
-      events: { complete: (r) => holder.fleet?.done.resolve(r), failed: (r) => holder.fleet?.done.resolve(r) },
-    });
-    const fleet = new TestFleet(dir, ca, db, transport, orchestrator, clock, { promise, resolve });
-    holder.fleet = fleet;
+    const fleet = new TestFleet(dir, ca, db, clock, o, logger, { promise, resolve });
     const ids: [string, Role][] = [
       ...Array.from({ length: o.servers }, (_, i) => [`srv-${i + 1}`, 'server'] as [string, Role]),
       ...Array.from({ length: o.clients }, (_, i) => [`cli-${i + 1}`, 'client'] as [string, Role]),
@@ -99,6 +128,7 @@ export class TestFleet {
 
   /** Attach a device to the transport (again). */
   connect(id: string): void {
+    this.offline.delete(id);
     const agent = this.agents.get(id)!;
     this.transport.attach(id, async (raw) => JSON.stringify(await agent.handle(raw)));
   }

@@ -7,13 +7,13 @@ import * as x509 from '@peculiar/x509';
 import { X509Certificate, createHash, webcrypto, type KeyObject } from 'node:crypto';
 import { keyIdentifier } from '../../manager/ca/keys.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
-async function cryptoKey(key: KeyObject, usage: 'sign' | 'verify'): Promise<CryptoKey> {
+async function cryptoKey(key: KeyObject, usage: 'sign' | 'verify'): Promise<webcrypto.CryptoKey> {
   const der = usage === 'sign' ? key.export({ type: 'pkcs8', format: 'der' }) : key.export({ type: 'spki', format: 'der' });
-  return webcrypto.subtle.importKey(usage === 'sign' ? 'pkcs8' : 'spki', der, ALG, true, [usage]) as unknown as Promise<CryptoKey>;
+  return webcrypto.subtle.importKey(usage === 'sign' ? 'pkcs8' : 'spki', der, ALG, true, [usage]);
 }
 
 const ski = (pub: KeyObject) => keyIdentifier(pub.export({ type: 'spki', format: 'der' })).toString('hex');
