@@ -51,7 +51,7 @@ function errorAck(record: DeviceRecord, cmd: Partial<Command> | null, err: Proto
     seq: Number.isSafeInteger(cmd?.seq) && (cmd!.seq as number) >= 0 ? (cmd!.seq as number) : 0,
     step: typeof cmd?.step === 'string' && cmd.step.length > 0 ? cmd.step.slice(0, 16) : '-',
     ok: false,
-    error: { code: err.code, message: err.message.slice(0, 2048) },
+    error: { code: err.code, message: err.reason.slice(0, 2048) },
     state: summarize(record),
     at: now.toISOString(),
   };

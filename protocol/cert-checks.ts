@@ -8,7 +8,7 @@ import type { X509Certificate } from 'node:crypto';
 import { ProtocolError } from './errors.ts';
 import { allowsPurpose, profileOf } from './cert-profile.ts';
 import { issuedBy, isSelfSigned } from './chain.ts';
-import { spkiOf, validity } from './pem.ts';
+import { dn, spkiOf, validity } from './pem.ts';
 
 function requireCa(cert: X509Certificate, what: string): void {
   const p = profileOf(cert);
@@ -31,7 +31,7 @@ function requireCurrent(cert: X509Certificate, now: Date, what: string): void {
  */
 export function checkDistribution(d: X509Certificate, r0: X509Certificate, now: Date): void {
   if (!issuedBy(d, r0)) {
-    throw new ProtocolError('E_VERIFY_D', `D (subject "${d.subject}", issuer "${d.issuer}") is not signed by the trusted root "${r0.subject}"`);
+    throw new ProtocolError('E_VERIFY_D', `D (subject "${dn(d.subject)}", issuer "${dn(d.issuer)}") is not signed by the trusted root "${dn(r0.subject)}"`);
   }
   if (spkiOf(d).equals(spkiOf(r0))) {
     throw new ProtocolError('E_VERIFY_D', 'D certifies the same key as the current root; it introduces no new root key');
@@ -52,10 +52,10 @@ export function checkNewRoot(r1: X509Certificate, d: X509Certificate, now: Date)
     throw new ProtocolError('E_VERIFY_R1', 'R1 carries a different public key than the stored D');
   }
   if (!isSelfSigned(r1) || !r1.verify(d.publicKey)) {
-    throw new ProtocolError('E_VERIFY_R1', `R1 ("${r1.subject}") is not self-signed by the key that D certifies`);
+    throw new ProtocolError('E_VERIFY_R1', `R1 ("${dn(r1.subject)}") is not self-signed by the key that D certifies`);
   }
   if (r1.subject !== d.subject) {
-    throw new ProtocolError('E_VERIFY_R1', `R1 subject "${r1.subject}" differs from D subject "${d.subject}"`);
+    throw new ProtocolError('E_VERIFY_R1', `R1 subject "${dn(r1.subject)}" differs from D subject "${dn(d.subject)}"`);
   }
   requireCa(r1, 'R1');
   requireCurrent(r1, now, 'R1');
@@ -71,7 +71,7 @@ export function checkNewRoot(r1: X509Certificate, d: X509Certificate, now: Date)
  */
 export function checkLeaf(leaf: X509Certificate, k1: X509Certificate, ownSpki: Buffer, role: 'server' | 'client', now: Date): void {
   if (!issuedBy(leaf, k1)) {
-    throw new ProtocolError('E_VERIFY_LEAF', `certificate "${leaf.subject}" is not issued by the new root key ("${k1.subject}")`);
+    throw new ProtocolError('E_VERIFY_LEAF', `certificate "${dn(leaf.subject)}" is not issued by the new root key ("${dn(k1.subject)}")`);
   }
   if (profileOf(leaf).isCa) {
     throw new ProtocolError('E_VERIFY_LEAF', 'a device certificate must not be a CA');
@@ -81,6 +81,6 @@ export function checkLeaf(leaf: X509Certificate, k1: X509Certificate, ownSpki: B
   }
   requireCurrent(leaf, now, 'device certificate');
   if (!spkiOf(leaf).equals(ownSpki)) {
-    throw new ProtocolError('E_LEAF_KEY_MISMATCH', `certificate "${leaf.subject}" is for another key than this device's own`);
+    throw new ProtocolError('E_LEAF_KEY_MISMATCH', `certificate "${dn(leaf.subject)}" is for another key than this device's own`);
   }
 }

@@ -38,12 +38,15 @@ export type ProtocolErrorCode = keyof typeof PROTOCOL_ERRORS;
  */
 export class ProtocolError extends Error {
   readonly code: ProtocolErrorCode;
+  /** The message without the code prefix (what goes into an acknowledgement). */
+  readonly reason: string;
   readonly details: Readonly<Record<string, unknown>>;
 
-  constructor(code: ProtocolErrorCode, message: string, details: Record<string, unknown> = {}) {
-    super(`${code}: ${message}`);
+  constructor(code: ProtocolErrorCode, reason: string, details: Record<string, unknown> = {}) {
+    super(`${code}: ${reason}`);
     this.name = 'ProtocolError';
     this.code = code;
+    this.reason = reason;
     this.details = details;
   }
 

@@ -43,3 +43,8 @@ export function toPem(cert: X509Certificate): string {
 export function validity(cert: X509Certificate): { notBefore: Date; notAfter: Date } {
   return { notBefore: new Date(cert.validFrom), notAfter: new Date(cert.validTo) };
 }
+
+/** A distinguished name on one line ("CN=x, O=y"), for messages. */
+export function dn(name: string): string {
+  return name.split('\n').join(', ');
+}

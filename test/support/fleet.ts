@@ -34,6 +34,9 @@ export interface FleetOptions {
   dir?: string;
 }
 
+/** Log lines of test fleets (kept in memory, printed only when a test wants them). */
+export const fleetLog: string[] = [];
+
 /** A test fleet; `close()` removes its folder. */
 export class TestFleet {
   readonly agents = new Map<string, Agent>();
@@ -93,7 +96,7 @@ export class TestFleet {
   static async create(o: FleetOptions): Promise<TestFleet> {
     const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'trustroll-fleet-'));
     const clock = o.clock ?? systemClock;
-    const logger = o.logger ?? createLogger({ level: 'error' });
+    const logger = o.logger ?? createLogger({ level: 'debug', sink: (line) => { fleetLog.push(line); if (fleetLog.length > 5000) fleetLog.splice(0, 1000); } });
     const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Fleet Root,O=trustroll test', now: clock.now(), policy: o.caPolicy });
     const db = new FleetDb(join(dir, 'manager.db'));
     let resolve!: (r: RotationRow) => void;
