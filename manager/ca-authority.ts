@@ -70,14 +70,22 @@ export class CaAuthority implements RotationAuthority {
     writeFileAtomic(join(this.dir, 'ca.json'), JSON.stringify(this.state, null, 2));
   }
 
+  private active: RootMaterial | null = null;
+  private issuer: { root: RootMaterial; issuer: LeafIssuer } | null = null;
+
   /** The root devices currently trust (R0 before activation of a rotation). */
   activeRoot(): RootMaterial {
-    return { cert: this.state.active.cert, key: this.vault.get(this.state.active.key) };
+    if (!this.active || this.active.cert !== this.state.active.cert) {
+      this.active = { cert: this.state.active.cert, key: this.vault.get(this.state.active.key) };
+    }
+    return this.active;
   }
 
   /** Issue a leaf with the active root (enrollment of a device). */
   issueLeaf(subject: { commonName: string; spki: Buffer; role: Role }, now: Date): string {
-    return new LeafIssuer(this.activeRoot()).issue(this.leafRequest(subject, now, this.state.active.cert));
+    const root = this.activeRoot();
+    if (this.issuer?.root !== root) this.issuer = { root, issuer: new LeafIssuer(root) };
+    return this.issuer.issuer.issue(this.leafRequest(subject, now, root.cert));
   }
 
   private leafRequest(subject: { commonName: string; spki: Buffer; role: Role }, now: Date, issuerPem: string): LeafRequest {

@@ -167,6 +167,12 @@ export class FleetDb {
     return new Map(rows.map((r) => [r.deviceId, r.certificate]));
   }
 
+  /** The new certificate issued to one device in a rotation. */
+  leaf(rotationId: string, deviceId: string): string | undefined {
+    const row = this.db.prepare('SELECT certificate FROM leaves WHERE rotation_id = ? AND device_id = ?').get(rotationId, deviceId) as { certificate: string } | undefined;
+    return row?.certificate;
+  }
+
   steps(rotationId: string): StepRow[] {
     return this.db.prepare(`SELECT ${STEP_COLS} FROM steps WHERE rotation_id = ?`).all(rotationId) as StepRow[];
   }

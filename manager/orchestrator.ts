@@ -159,11 +159,10 @@ export class Orchestrator {
       if (blocked.length === 0) ready.push(next);
     }
     if (ready.length > 0) {
-      const leaves = this.o.db.leaves(rot.id);
       const commands: Command[] = [];
       this.o.db.tx(() => {
         for (const row of ready) {
-          let cmd = buildCommand(st.schedule, rot, row, this.o.db.allocateSeq(row.deviceId), leaves.get(row.deviceId), now);
+          let cmd = buildCommand(st.schedule, rot, row, this.o.db.allocateSeq(row.deviceId), this.o.db.leaf(rot.id, row.deviceId), now);
           if (this.o.sign) cmd = this.o.sign(cmd);
           Object.assign(row, { status: 'sent', seq: cmd.seq, attempts: 1, command: JSON.stringify(cmd), sentAt: now.toISOString(), dueAt: now.getTime() + this.policy.ackTimeoutMs });
           this.o.db.updateStep(row);
@@ -220,7 +219,9 @@ export class Orchestrator {
       st.noteAcked(row.deviceId, row.step);
       this.o.logger.info('step acknowledged', { ...log, attempts: row.attempts });
       this.o.events?.acked?.(row, ack);
-      this.pump([row.deviceId, ...st.peersOf(row.deviceId)]);
+      // Only peers for which this was the last missing acknowledgement can have become ready.
+      const peers = st.peersOf(row.deviceId).filter((p) => st.peerAckCount(p, row.step) === st.peersOf(p).length);
+      this.pump([row.deviceId, ...peers]);
       return;
     }
     const code = ack.error?.code ?? 'E_SCHEMA';

@@ -8,8 +8,24 @@ import { MAX_PEM_BYTES } from './limits.ts';
 
 const PEM_RE = /^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\r?\n?$/;
 
-/** Parse one PEM certificate received from outside; `what` names it in errors (e.g. "D"). */
+const parsed = new Map<string, X509Certificate>();
+const PARSE_CACHE = 512;
+
+/**
+ * Parse one PEM certificate received from outside; `what` names it in
+ * errors (e.g. "D"). Successful parses are memoized by their exact text
+ * (a fleet handles the same few roots thousands of times).
+ */
 export function parseCertificate(pem: string, what: string): X509Certificate {
+  const hit = typeof pem === 'string' ? parsed.get(pem) : undefined;
+  if (hit) return hit;
+  const cert = parseUncached(pem, what);
+  if (parsed.size >= PARSE_CACHE) parsed.delete(parsed.keys().next().value!);
+  parsed.set(pem, cert);
+  return cert;
+}
+
+function parseUncached(pem: string, what: string): X509Certificate {
   if (typeof pem !== 'string' || pem.length > MAX_PEM_BYTES) {
     throw new ProtocolError('E_PEM', `${what}: certificate missing or larger than ${MAX_PEM_BYTES} bytes`);
   }
@@ -23,14 +39,21 @@ export function parseCertificate(pem: string, what: string): X509Certificate {
   }
 }
 
+const fingerprints = new WeakMap<X509Certificate, string>();
+const spkis = new WeakMap<X509Certificate, Buffer>();
+
 /** SHA-256 fingerprint of the DER encoding, lower-case hex. */
 export function fingerprint(cert: X509Certificate): string {
-  return createHash('sha256').update(cert.raw).digest('hex');
+  let fp = fingerprints.get(cert);
+  if (!fp) fingerprints.set(cert, (fp = createHash('sha256').update(cert.raw).digest('hex')));
+  return fp;
 }
 
 /** DER SubjectPublicKeyInfo of the certificate's key. */
 export function spkiOf(cert: X509Certificate): Buffer {
-  return cert.publicKey.export({ type: 'spki', format: 'der' });
+  let spki = spkis.get(cert);
+  if (!spki) spkis.set(cert, (spki = cert.publicKey.export({ type: 'spki', format: 'der' })));
+  return spki;
 }
 
 /** The certificate in canonical PEM (64-column base64), for storage and export. */
