@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { TestFleet } from '../support/fleet.ts';
-import { checkWithNode } from '../support/auth-matrix.ts';
+import { InProcessFleet } from '../../demo/in-process-fleet.ts';
+import { checkWithNode } from '../../demo/auth-matrix.ts';
 import { BATCHED, SIX_STEP } from '../../protocol/steps.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { ManagerError } from '../../manager/errors.ts';
@@ -14,15 +14,15 @@ async function until(pred: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-const completed = (fleet: TestFleet, id: string) => fleet.agents.get(id)!.snapshot().rotation?.completed ?? [];
+const completed = (fleet: InProcessFleet, id: string) => fleet.agents.get(id)!.snapshot().rotation?.completed ?? [];
 
 describe('orchestrator: ordering, failures, restarts', function () {
   this.timeout(60_000);
-  let fleet: TestFleet;
+  let fleet: InProcessFleet;
   afterEach(async () => { await fleet?.close(); });
 
   it('a client offline during P2 gets its commands on reconnect; the servers\' P4 waits for it', async () => {
-    fleet = await TestFleet.create({ servers: 3, clients: 4, maxLatencyMs: 2 });
+    fleet = await InProcessFleet.create({ servers: 3, clients: 4, maxLatencyMs: 2 });
     fleet.disconnect('cli-2');
     await fleet.orchestrator.start({ schedule: SIX_STEP });
     await until(() => ['srv-1', 'srv-2', 'srv-3'].every((s) => completed(fleet, s).includes('P1')) && ['cli-1', 'cli-3', 'cli-4'].every((c) => completed(fleet, c).includes('P2')));
@@ -36,7 +36,7 @@ describe('orchestrator: ordering, failures, restarts', function () {
   });
 
   it('a client gone for good stops the rotation safely before any P4, naming the device', async () => {
-    fleet = await TestFleet.create({ servers: 2, clients: 3, policy: { ackTimeoutMs: 60, maxAttempts: 3 } });
+    fleet = await InProcessFleet.create({ servers: 2, clients: 3, policy: { ackTimeoutMs: 60, maxAttempts: 3 } });
     fleet.disconnect('cli-3');
     const rotation = await fleet.rotate(SIX_STEP);
     assert.equal(rotation.status, 'failed');
@@ -51,7 +51,7 @@ describe('orchestrator: ordering, failures, restarts', function () {
   });
 
   it('a failing device is retried with back-off and the rotation completes once the fault clears', async () => {
-    fleet = await TestFleet.create({ servers: 1, clients: 2, policy: { maxAttempts: 4 } });
+    fleet = await InProcessFleet.create({ servers: 1, clients: 2, policy: { maxAttempts: 4 } });
     const store = fleet.stores.get('cli-1')!;
     const save = store.save.bind(store);
     let failures = 2;
@@ -66,9 +66,9 @@ describe('orchestrator: ordering, failures, restarts', function () {
   });
 
   it('a device that keeps rejecting a step stops the rotation with its error code', async () => {
-    fleet = await TestFleet.create({ servers: 1, clients: 2, policy: { maxAttempts: 2 } });
+    fleet = await InProcessFleet.create({ servers: 1, clients: 2, policy: { maxAttempts: 2 } });
     // The client's trust store is swapped for another fleet's root: D will never verify.
-    const other = await TestFleet.create({ servers: 1, clients: 1 });
+    const other = await InProcessFleet.create({ servers: 1, clients: 1 });
     const store = fleet.stores.get('cli-2')!;
     const foreign = other.agents.get('cli-1')!.snapshot();
     const rec = fleet.agents.get('cli-2')!.snapshot();
@@ -88,7 +88,7 @@ describe('orchestrator: ordering, failures, restarts', function () {
 
   for (const schedule of [SIX_STEP, BATCHED]) {
     it(`${schedule.name}: a manager restart mid-rotation resumes from SQLite without re-sending acknowledged steps`, async () => {
-      fleet = await TestFleet.create({ servers: 3, clients: 5, maxLatencyMs: 3 });
+      fleet = await InProcessFleet.create({ servers: 3, clients: 5, maxLatencyMs: 3 });
       fleet.disconnect('cli-4');
       await fleet.orchestrator.start({ schedule });
       await until(() => fleet.orchestrator.progress().filter((p) => Object.values(p.steps).includes('acked')).length >= 4);
@@ -111,7 +111,7 @@ describe('orchestrator: ordering, failures, restarts', function () {
   }
 
   it('lossy, duplicating delivery (1, 2, 3, 2, 3, 4): no step applied twice or out of order', async () => {
-    fleet = await TestFleet.create({ servers: 3, clients: 5, maxLatencyMs: 5, dropRate: 0.2, duplicateRate: 0.4, seed: 42, policy: { ackTimeoutMs: 50 } });
+    fleet = await InProcessFleet.create({ servers: 3, clients: 5, maxLatencyMs: 5, dropRate: 0.2, duplicateRate: 0.4, seed: 42, policy: { ackTimeoutMs: 50 } });
     const rotation = await fleet.rotate(SIX_STEP);
     assert.equal(rotation.status, 'complete');
     assert.ok(fleet.transport.stats.duplicated > 0 && fleet.transport.stats.dropped > 0, JSON.stringify(fleet.transport.stats));
@@ -124,14 +124,14 @@ describe('orchestrator: ordering, failures, restarts', function () {
   });
 
   it('only one rotation runs at a time (E_ROTATION_ACTIVE)', async () => {
-    fleet = await TestFleet.create({ servers: 1, clients: 1 });
+    fleet = await InProcessFleet.create({ servers: 1, clients: 1 });
     fleet.disconnect('cli-1');
     await fleet.orchestrator.start({ schedule: SIX_STEP });
     await assert.rejects(fleet.orchestrator.start({ schedule: SIX_STEP }), (e: unknown) => e instanceof ManagerError && e.code === 'E_ROTATION_ACTIVE');
   });
 
   it('refuses an unsafe schedule unless explicitly marked unsafe (E_SCHEDULE_ORDER)', async () => {
-    fleet = await TestFleet.create({ servers: 1, clients: 1 });
+    fleet = await InProcessFleet.create({ servers: 1, clients: 1 });
     const { NAIVE } = await import('../../protocol/steps.ts');
     await assert.rejects(fleet.orchestrator.start({ schedule: NAIVE }), /E_SCHEDULE_ORDER/);
     assert.equal(fleet.db.rotations().length, 0, 'nothing was created');

@@ -1,16 +1,16 @@
 import { strict as assert } from 'node:assert';
 import { createHash, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
-import { TestFleet } from '../support/fleet.ts';
-import { checkWithNode, checkWithOpenssl, type FleetSnapshot } from '../support/auth-matrix.ts';
+import { InProcessFleet } from '../../demo/in-process-fleet.ts';
+import { checkWithNode, checkWithOpenssl, type FleetSnapshot } from '../../demo/auth-matrix.ts';
 import { BATCHED, NAIVE, SIX_STEP, type Schedule } from '../../protocol/steps.ts';
 import { fingerprint } from '../../protocol/pem.ts';
 
 const SEEDS = 16;
 
 /** Run one rotation, checking the auth matrix with node:crypto after every device change. */
-async function rotateChecked(schedule: Schedule, seed: number, opts: { unsafe?: boolean; keep?: FleetSnapshot[]; before?: (f: TestFleet) => void; servers?: number; clients?: number } = {}) {
-  const fleet = await TestFleet.create({ servers: opts.servers ?? 3, clients: opts.clients ?? 5, seed, maxLatencyMs: 4 });
+async function rotateChecked(schedule: Schedule, seed: number, opts: { unsafe?: boolean; keep?: FleetSnapshot[]; before?: (f: InProcessFleet) => void; servers?: number; clients?: number } = {}) {
+  const fleet = await InProcessFleet.create({ servers: opts.servers ?? 3, clients: opts.clients ?? 5, seed, maxLatencyMs: 4 });
   const broken: string[] = [];
   let fallbacks = 0;
   let states = 0;

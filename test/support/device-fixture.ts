@@ -16,7 +16,7 @@ import type { Role } from '../../protocol/steps.ts';
 import { createRoot, type RootMaterial } from '../../manager/ca/root.ts';
 import { createRootUpdate, type RootUpdate } from '../../manager/ca/root-update.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
-import { MemoryKeyStore } from './memory-key-store.ts';
+import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
 
 const DAY = 86_400_000;
 /** Fixed start so validity tests are exact. */

@@ -3,7 +3,7 @@
  * HAL backend (the HAL backends run their own shared suite).
  */
 import { constants, createHash, generateKeyPairSync, privateEncrypt, type KeyObject } from 'node:crypto';
-import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore } from '../../hal/key-store.ts';
+import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore } from '../hal/key-store.ts';
 
 /** Test KeyStore holding keys as node:crypto KeyObjects. */
 export class MemoryKeyStore implements KeyStore {

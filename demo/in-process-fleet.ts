@@ -6,15 +6,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../agent/agent.ts';
-import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
-import { systemClock, systemTimers, type Clock } from '../../protocol/clock.ts';
-import { createLogger, type Logger } from '../../protocol/log.ts';
-import type { Role, Schedule } from '../../protocol/steps.ts';
-import { CaAuthority, type CaPolicy } from '../../manager/ca-authority.ts';
-import { FleetDb, type RotationRow } from '../../manager/fleet-db.ts';
-import { InProcessTransport } from '../../manager/in-process-transport.ts';
-import { Orchestrator, type RotationPolicy } from '../../manager/orchestrator.ts';
+import { Agent } from '../agent/agent.ts';
+import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
+import { systemClock, systemTimers, type Clock } from '../protocol/clock.ts';
+import { createLogger, type Logger } from '../protocol/log.ts';
+import type { Role, Schedule } from '../protocol/steps.ts';
+import { CaAuthority, type CaPolicy } from '../manager/ca-authority.ts';
+import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
+import { InProcessTransport } from '../manager/in-process-transport.ts';
+import { Orchestrator, type RotationPolicy } from '../manager/orchestrator.ts';
 import { MemoryKeyStore } from './memory-key-store.ts';
 import { seededRandom } from './random.ts';
 import type { FleetSnapshot } from './auth-matrix.ts';
@@ -37,8 +37,8 @@ export interface FleetOptions {
 /** Log lines of test fleets (kept in memory, printed only when a test wants them). */
 export const fleetLog: string[] = [];
 
-/** A test fleet; `close()` removes its folder. */
-export class TestFleet {
+/** An in-process fleet (tests, benchmarks, the demo); `close()` removes its folder. */
+export class InProcessFleet {
   readonly agents = new Map<string, Agent>();
   readonly keys = new Map<string, MemoryKeyStore>();
   readonly stores = new Map<string, SqliteStateStore>();
@@ -93,7 +93,7 @@ export class TestFleet {
   }
 
   /** Build and provision the fleet. */
-  static async create(o: FleetOptions): Promise<TestFleet> {
+  static async create(o: FleetOptions): Promise<InProcessFleet> {
     const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'trustroll-fleet-'));
     const clock = o.clock ?? systemClock;
     const logger = o.logger ?? createLogger({ level: 'debug', sink: (line) => { fleetLog.push(line); if (fleetLog.length > 5000) fleetLog.splice(0, 1000); } });
@@ -101,7 +101,7 @@ export class TestFleet {
     const db = new FleetDb(join(dir, 'manager.db'));
     let resolve!: (r: RotationRow) => void;
     const promise = new Promise<RotationRow>((r) => (resolve = r));
-    const fleet = new TestFleet(dir, ca, db, clock, o, logger, { promise, resolve });
+    const fleet = new InProcessFleet(dir, ca, db, clock, o, logger, { promise, resolve });
     const ids: [string, Role][] = [
       ...Array.from({ length: o.servers }, (_, i) => [`srv-${i + 1}`, 'server'] as [string, Role]),
       ...Array.from({ length: o.clients }, (_, i) => [`cli-${i + 1}`, 'client'] as [string, Role]),

@@ -8,8 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { verifyChain } from '../../protocol/chain.ts';
-import type { Role } from '../../protocol/steps.ts';
+import { verifyChain } from '../protocol/chain.ts';
+import type { Role } from '../protocol/steps.ts';
 
 /** One device as a TLS peer sees it. */
 export interface DeviceView {
