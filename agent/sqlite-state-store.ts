@@ -16,11 +16,17 @@ export interface SqliteStoreHooks {
 /** SQLite-backed StateStore. */
 export class SqliteStateStore implements StateStore {
   private readonly db: Database.Database;
-  private readonly writeTx: (record: DeviceRecord, entry?: HistoryEntry) => void;
+  private writeTx: (record: DeviceRecord, entry?: HistoryEntry) => void;
 
-  constructor(readonly path: string, hooks: SqliteStoreHooks = {}) {
+  constructor(readonly path: string, hooks: SqliteStoreHooks = {}, opts: { readonly?: boolean } = {}) {
     try {
-      this.db = new Database(path);
+      this.db = new Database(path, opts.readonly ? { readonly: true, fileMustExist: true } : {});
+      if (opts.readonly) {
+        this.writeTx = () => {
+          throw new ProtocolError('E_STORE_IO', `${path} is open read-only`);
+        };
+        return;
+      }
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
       this.db.exec(`
@@ -40,9 +46,13 @@ export class SqliteStateStore implements StateStore {
     } catch (err) {
       throw new ProtocolError('E_STORE_CORRUPT', `${path}: cannot open the trust store database (${(err as Error).message})`);
     }
+    this.writeTx = this.prepareWrite(hooks);
+  }
+
+  private prepareWrite(hooks: SqliteStoreHooks): (record: DeviceRecord, entry?: HistoryEntry) => void {
     const upsert = this.db.prepare('INSERT INTO device_state (id, body, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body, hash = excluded.hash');
     const append = this.db.prepare('INSERT INTO history (seq, rotation_id, step, store_hash, at) VALUES (?, ?, ?, ?, ?)');
-    this.writeTx = this.db.transaction((record: DeviceRecord, entry?: HistoryEntry) => {
+    return this.db.transaction((record: DeviceRecord, entry?: HistoryEntry) => {
       const { body, hash } = sealRecord(record);
       upsert.run(body, hash);
       if (entry) append.run(entry.seq, entry.rotationId, entry.step, entry.storeHash, entry.at);

@@ -44,7 +44,7 @@ export interface DeviceFixture {
   cn: string;
   /** Build a command for a device. */
   command(dev: TestDevice, seq: number, step: string, payload: StepPayload, opts?: Partial<Command>): Command;
-  /** SHA-256 of the device's database files (db + WAL), to prove nothing was written. */
+  /** SHA-256 of the device's database files (db + WAL; not the -shm reader index, which readers touch), to prove nothing was written. */
   fileHash(dev: TestDevice): string;
   close(): Promise<void>;
 }
@@ -78,7 +78,7 @@ export async function deviceFixture(opts: { sameDn?: boolean } = {}): Promise<De
     }),
     fileHash: (dev) => {
       const h = createHash('sha256');
-      for (const f of readdirSync(dir).filter((n) => n.startsWith(`${dev.id}.db`)).sort()) h.update(f).update(readFileSync(join(dir, f)));
+      for (const f of readdirSync(dir).filter((n) => n.startsWith(`${dev.id}.db`) && !n.endsWith('-shm')).sort()) h.update(f).update(readFileSync(join(dir, f)));
       return h.digest('hex');
     },
     close: async () => {
