@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deviceFixture, type DeviceFixture } from '../support/device-fixture.ts';
@@ -33,5 +34,10 @@ describe('trustroll-agent status (technician check)', function () {
     const missing = run('status', '--store', join(f.dir, 'nope.db'));
     assert.equal(missing.status, 2);
     assert.match(missing.stderr, /E_STORE_CORRUPT: .*nope\.db/);
+    const garbage = join(f.dir, 'garbage.db');
+    writeFileSync(garbage, Buffer.alloc(4096, 0x41));
+    const corrupt = run('status', '--store', garbage);
+    assert.equal(corrupt.status, 2);
+    assert.match(corrupt.stderr, /E_STORE_CORRUPT/);
   });
 });
