@@ -1,8 +1,9 @@
 /**
- * An in-memory KeyStore for tests that exercise the agent rather than a
- * HAL backend (the HAL backends run their own shared suite).
+ * An in-memory KeyStore for the simulated devices of the in-process fleet
+ * (demo, benchmarks, agent tests): thousands of devices without thousands
+ * of key files. Real devices use a hal/ backend.
  */
-import { constants, createHash, generateKeyPairSync, privateEncrypt, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore } from '../hal/key-store.ts';
 
 /** Test KeyStore holding keys as node:crypto KeyObjects. */
@@ -28,13 +29,10 @@ export class MemoryKeyStore implements KeyStore {
     return [...this.keys.values()].map((k) => k.info);
   }
 
-  async signDigest(label: string, digest: Buffer): Promise<Buffer> {
+  async sign(label: string, data: Buffer): Promise<Buffer> {
     const k = this.keys.get(label);
     if (!k) throw new Error(`no key ${label}`);
-    // node:crypto has no ECDSA over a precomputed digest; the HAL file backend covers signing tests.
-    if (k.info.algorithm === 'P-256') throw new Error('MemoryKeyStore cannot sign a prehashed P-256 digest');
-    const prefix = Buffer.from('3031300d060960864801650304020105000420', 'hex');
-    return privateEncrypt({ key: k.key, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([prefix, digest]));
+    return sign('sha256', data, k.key);
   }
 
   async destroy(label: string): Promise<void> {
