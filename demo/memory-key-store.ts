@@ -4,7 +4,7 @@
  * of key files. Real devices use a hal/ backend.
  */
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore } from '../hal/key-store.ts';
+import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore, TlsKeyRef } from '../hal/key-store.ts';
 
 /** Test KeyStore holding keys as node:crypto KeyObjects. */
 export class MemoryKeyStore implements KeyStore {
@@ -33,6 +33,12 @@ export class MemoryKeyStore implements KeyStore {
     const k = this.keys.get(label);
     if (!k) throw new Error(`no key ${label}`);
     return sign('sha256', data, k.key);
+  }
+
+  async tlsKey(label: string): Promise<TlsKeyRef> {
+    const k = this.keys.get(label);
+    if (!k) throw new Error(`no key ${label}`);
+    return { kind: 'pem', label, keyPem: k.key.export({ type: 'pkcs8', format: 'pem' }) as string };
   }
 
   async destroy(label: string): Promise<void> {
