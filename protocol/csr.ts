@@ -1,29 +1,24 @@
 /**
  * PKCS#10 certification requests (RFC 2986) built on the device for a
  * re-key inside its secure storage: the private key never leaves the HAL,
- * so the request is signed through a callback that receives the SHA-256
- * digest of the DER CertificationRequestInfo and returns the signature.
+ * so the request is signed through a callback that receives the DER
+ * CertificationRequestInfo and returns a signature over SHA-256 of it —
+ * exactly what the HAL's `KeyStore.sign(label, data)` does.
  *
- * What the callback must return: for P-256 an ECDSA signature over that
- * digest, DER (SEQUENCE { r, s }) or raw r‖s (64 octets, as PKCS#11
- * CKM_ECDSA and TPM2_Sign produce; converted to DER here); for RSA-2048 an
+ * What the callback must return: for P-256 an ECDSA signature, DER
+ * (SEQUENCE { r, s }) or raw r‖s (64 octets, as PKCS#11 CKM_ECDSA and
+ * TPM2_Sign produce; converted to DER here); for RSA-2048 an
  * RSASSA-PKCS1-v1_5 signature with the SHA-256 DigestInfo.
  *
- * Signing a precomputed digest with node:crypto (for software HALs and
- * tests), checked on Node 20 / OpenSSL 3:
- *  - RSA: `privateEncrypt({ key, padding: RSA_PKCS1_PADDING },
- *    concat(SHA256_DIGEST_INFO_PREFIX, digest))` is exactly PKCS#1 v1.5.
- *  - ECDSA: there is no digest-only API. `crypto.sign(null, digest, ecKey)`
- *    hashes its input with SHA-256 again (the result verifies as ECDSA over
- *    SHA-256(digest), not over digest). Use the HAL, or
- *    `openssl pkeyutl -sign -inkey key.pem -in digest.bin` (which signs the
- *    given digest as is).
+ * (node:crypto has no ECDSA over a bare digest: `crypto.sign(null, digest,
+ * ecKey)` hashes again. That is why the callback receives the data.)
  *
  * The built request is verified against `spki` before it is returned, so a
  * signer that hashes twice or signs with another key is caught on the device.
  */
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { bitString, integer, name, nullValue, oid, sequence, tlv } from './der.ts';
+import { ProtocolError } from './errors.ts';
 
 /** Key algorithms a device may re-key to. */
 export type CsrKeyAlgorithm = 'P-256' | 'RSA-2048';
@@ -36,17 +31,15 @@ export interface BuildCsrOptions {
   readonly commonName: string;
   /** DER SubjectPublicKeyInfo of the HAL key. */
   readonly spki: Buffer;
-  /** Signs a SHA-256 digest with the HAL key (see the module comment for the format). */
-  readonly sign: (sha256Digest: Buffer) => Promise<Buffer>;
+  /** Signs SHA-256 of the given bytes with the HAL key (see the module comment for the format). */
+  readonly sign: (data: Buffer) => Promise<Buffer>;
   readonly algorithm: CsrKeyAlgorithm;
 }
 
-/** Why a request could not be built; `code` is E_CSR_BUILD. Never carries key material. */
-export class CsrBuildError extends Error {
-  readonly code = 'E_CSR_BUILD';
-
+/** Why a request could not be built (code E_CSR_BUILD). Never carries key material. */
+export class CsrBuildError extends ProtocolError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(`E_CSR_BUILD: ${message}`, options);
+    super('E_CSR_BUILD', message, options?.cause === undefined ? {} : { cause: String((options.cause as Error)?.message ?? options.cause) });
     this.name = 'CsrBuildError';
   }
 }
@@ -82,7 +75,7 @@ function normalizeSignature(sig: Buffer, cri: Buffer, key: KeyObject, algorithm:
   if (algorithm === 'P-256' && sig.length === 64 && verify('sha256', cri, { key, dsaEncoding: 'ieee-p1363' }, sig)) {
     return p1363ToDer(sig);
   }
-  throw new CsrBuildError(`the signer's ${algorithm} signature does not verify over the request; it must sign the given SHA-256 digest as is (not hash it again) with the key of spki`);
+  throw new CsrBuildError(`the signer's ${algorithm} signature does not verify over the request; it must sign SHA-256 of the request info (hashing once) with the key of spki`);
 }
 
 /** Build a PKCS#10 request for `commonName` and `spki`, signed through `sign`; PEM "CERTIFICATE REQUEST". */
@@ -95,8 +88,7 @@ export async function buildCsr(options: BuildCsrOptions): Promise<string> {
     throw new CsrBuildError(`commonName is not usable: ${(err as Error).message}`, { cause: err });
   }
   const cri = sequence(integer(0), subject, options.spki, tlv(0xa0));
-  const digest = createHash('sha256').update(cri).digest();
-  const raw = await options.sign(digest);
+  const raw = await options.sign(cri);
   if (!(raw instanceof Uint8Array)) throw new CsrBuildError('the signer returned no signature bytes');
   const sig = normalizeSignature(Buffer.from(raw), cri, key, options.algorithm);
   const der = sequence(cri, SIGNATURE_ALGORITHM[options.algorithm], bitString(sig));

@@ -25,6 +25,7 @@ export const PROTOCOL_ERRORS = {
   E_STORE_IO: 'The device could not write its trust store durably; check storage health. Nothing was acknowledged.',
   E_SCHEDULE_ORDER: 'The rotation schedule breaks the ordering rules (claim 16: P4 after every client\'s P2, P3 not before P2, P4 not before P1); fix the schedule definition.',
   E_SCHEDULE_INVALID: 'The rotation schedule is malformed (unknown step, cycle, wrong role); fix the schedule definition.',
+  E_CSR_BUILD: 'The device could not build a certification request for a re-key (unusable key, name or signature from the HAL); nothing was sent. Check the HAL key and the agent log.',
   E_INTERNAL: 'The device hit an unexpected error and changed nothing; collect the agent log (JSON lines) and report it.',
   E_SIGNATURE: 'The command signature does not verify against the manager key this device trusts; it was ignored.',
 } as const;

@@ -8,11 +8,13 @@ import { buildCsr, CsrBuildError, SHA256_DIGEST_INFO_PREFIX } from '../../protoc
 import { integer, sequence } from '../../protocol/der.ts';
 import { deviceKey, openssl, TmpDir } from './helpers.ts';
 
-/** ECDSA over a precomputed digest, the honest way: `openssl pkeyutl` signs its input as the digest. */
-function pkeyutlSigner(tmp: TmpDir, key: KeyObject): (digest: Buffer) => Promise<Buffer> {
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest();
+
+/** ECDSA the way a token does it: the host hashes, `openssl pkeyutl` signs the digest as is. */
+function pkeyutlSigner(tmp: TmpDir, key: KeyObject): (data: Buffer) => Promise<Buffer> {
   const keyFile = tmp.file(`k-${Math.random().toString(36).slice(2)}.pem`, key.export({ type: 'pkcs8', format: 'pem' }) as string);
-  return async (digest) => {
-    const input = tmp.file('digest.bin', digest);
+  return async (data) => {
+    const input = tmp.file('digest.bin', sha256(data));
     const out = `${tmp.path}/sig.bin`;
     const r = openssl('pkeyutl', '-sign', '-inkey', keyFile, '-in', input, '-out', out);
     assert.ok(r.ok, r.stderr);
@@ -20,9 +22,9 @@ function pkeyutlSigner(tmp: TmpDir, key: KeyObject): (digest: Buffer) => Promise
   };
 }
 
-/** RSASSA-PKCS1-v1_5 over a precomputed SHA-256 digest with node:crypto. */
-function rsaDigestSigner(key: KeyObject): (digest: Buffer) => Promise<Buffer> {
-  return async (digest) => privateEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]));
+/** RSASSA-PKCS1-v1_5 built by hand over DigestInfo(SHA-256(data)), as a token does it. */
+function rsaDigestSigner(key: KeyObject): (data: Buffer) => Promise<Buffer> {
+  return async (data) => privateEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([SHA256_DIGEST_INFO_PREFIX, sha256(data)]));
 }
 
 /** DER ECDSA-Sig-Value → raw r‖s (32 + 32 octets), as PKCS#11 CKM_ECDSA returns it. */
@@ -52,6 +54,8 @@ describe('CSR: protocol/csr.ts buildCsr and manager/ca/csr.ts verifyCsr', functi
     ['P-256 via openssl pkeyutl (DER)', ec, 'P-256', () => pkeyutlSigner(tmp, ec.key)],
     ['P-256 via a raw r‖s signer (PKCS#11 style)', ec, 'P-256', () => { const s = pkeyutlSigner(tmp, ec.key); return async (d: Buffer) => derToRaw(await s(d)); }],
     ['RSA-2048 via privateEncrypt over DigestInfo', rsa, 'RSA-2048', () => rsaDigestSigner(rsa.key)],
+    ['P-256 via node:crypto sign (software HAL)', ec, 'P-256', () => async (d: Buffer) => sign('sha256', d, ec.key)],
+    ['RSA-2048 via node:crypto sign (software HAL)', rsa, 'RSA-2048', () => async (d: Buffer) => sign('sha256', d, rsa.key)],
   ] as const) {
     it(`${label}: openssl req -verify accepts it and verifyCsr returns key and CN`, async () => {
       const pem = await buildCsr({ commonName: 'printer-17.example', spki: key.spki, algorithm, sign: signer() });
@@ -66,8 +70,8 @@ describe('CSR: protocol/csr.ts buildCsr and manager/ca/csr.ts verifyCsr', functi
     });
   }
 
-  it('buildCsr refuses a signer that hashes the digest again, or signs with another key', async () => {
-    await assert.rejects(buildCsr({ commonName: 'p', spki: ec.spki, algorithm: 'P-256', sign: async (d) => sign('sha256', d, ec.key) }), CsrBuildError);
+  it('buildCsr refuses a signer that hashes twice, or signs with another key', async () => {
+    await assert.rejects(buildCsr({ commonName: 'p', spki: ec.spki, algorithm: 'P-256', sign: async (d) => sign('sha256', sha256(d), ec.key) }), CsrBuildError);
     const other = deviceKey('P-256');
     await assert.rejects(buildCsr({ commonName: 'p', spki: ec.spki, algorithm: 'P-256', sign: pkeyutlSigner(tmp, other.key) }), /E_CSR_BUILD: .*does not verify/);
   });
