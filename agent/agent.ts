@@ -4,7 +4,8 @@
  * store or identity changed so it can hot-reload.
  */
 import { X509Certificate } from 'node:crypto';
-import type { KeyStore } from '../hal/key-store.ts';
+import type { KeyAlgorithm, KeyStore } from '../hal/key-store.ts';
+import { buildCsr } from '../protocol/csr.ts';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
@@ -27,8 +28,6 @@ export interface AgentOptions {
   clock: Clock;
   logger: Logger;
   schedules?: Readonly<Record<string, Schedule>>;
-  /** Key label of a pending re-key, accepted for new certificates. */
-  pendingKeyLabel?: string;
   verifySignature?: (cmd: Command) => void;
 }
 
@@ -144,13 +143,40 @@ export class Agent {
   }
 
   private async ownKeys(): Promise<OwnKey[]> {
-    const labels = [this.record.identity.active.keyLabel, this.opts.pendingKeyLabel].filter((l): l is string => !!l);
+    const labels = [this.record.identity.active.keyLabel, this.record.pendingKey].filter((l): l is string => !!l);
     const out: OwnKey[] = [];
     for (const label of [...new Set(labels)]) {
       const info = await this.opts.keys.get(label);
       if (info) out.push({ label, spki: info.spki });
     }
     return out;
+  }
+
+  /**
+   * Re-key inside secure storage: create a new key in the HAL (the private
+   * key never leaves it), remember it durably as pending, and return a
+   * PKCS#10 request signed by it for the manager. The next rotation's leaf
+   * may then carry this key; installing it switches the identity's key.
+   */
+  rekey(opts: { algorithm?: KeyAlgorithm } = {}): Promise<string> {
+    const run = this.queue.then(async () => {
+      const algorithm = opts.algorithm ?? 'P-256';
+      let label = this.record.pendingKey ?? null;
+      let info = label ? await this.opts.keys.get(label) : null;
+      if (!label || !info) {
+        label = `${this.deviceId}.k${this.opts.clock.now().getTime().toString(36)}`;
+        info = await this.opts.keys.create(label, algorithm);
+        const next: DeviceRecord = { ...structuredClone(this.record), pendingKey: label };
+        await this.opts.store.save(next);
+        this.record = next;
+      }
+      const keyLabel = label;
+      const csr = await buildCsr({ commonName: this.deviceId, spki: info.spki, algorithm: info.algorithm, sign: (data) => this.opts.keys.sign(keyLabel, data) });
+      this.opts.logger.info('re-key requested', { deviceId: this.deviceId, keyLabel, algorithm: info.algorithm });
+      return csr;
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   /** Technician view: where the device stands, fingerprints only. */

@@ -43,6 +43,8 @@ export interface DeviceRecord {
   /** Server: `fallback` is always null. Client: `active` is presented first, `fallback` on rejection. */
   identity: { active: Identity; fallback: Identity | null };
   rotation: { id: string; schedule: string; completed: string[] } | null;
+  /** HAL label of a re-key in progress: a new key whose CSR went to the manager (absent on old records). */
+  pendingKey?: string | null;
   lastSeq: number;
   results: StoredResult[];
 }

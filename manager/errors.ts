@@ -11,6 +11,7 @@ export const MANAGER_ERRORS = {
   E_ROTATION_UNKNOWN: 'No rotation with that id exists in this manager database.',
   E_ROTATION_FAILED: 'The rotation stopped after a device failed too often; every device still authenticates. Fix the cause named in the step error, then resume.',
   E_ACK_TIMEOUT: 'A device did not acknowledge a step in time, repeatedly; check that it is online and connected to the broker, then resume.',
+  E_CSR_IDENTITY: 'The certification request names another device than the one that sent it; nothing was changed. Check the device id configured on the device.',
   E_NO_ROOT: 'The manager has no active root CA; initialise it first.',
   E_FLEET_EMPTY: 'The fleet has no devices of one role; a rotation needs servers and clients.',
   E_MANAGER_DB: 'The manager database is unreadable or from an incompatible version; restore it from backup.',

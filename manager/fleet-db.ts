@@ -117,6 +117,12 @@ export class FleetDb {
     this.db.prepare('UPDATE devices SET certificate = ?, spki = ? WHERE id = ?').run(certificate, spki, id);
   }
 
+  /** Record the key the device's next certificate must carry (after a re-key). */
+  setDeviceKey(id: string, spki: Buffer): void {
+    const r = this.db.prepare('UPDATE devices SET spki = ? WHERE id = ?').run(spki, id);
+    if (r.changes === 0) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
+  }
+
   /** Replace the peering graph; an empty list means every client talks to every server. */
   setPeering(edges: readonly { server: string; client: string }[]): void {
     this.tx(() => {

@@ -22,6 +22,7 @@ function verifyNewLeaf(ctx: EffectContext, role: 'server' | 'client'): { leaf: X
   const key = ownKeys.find((k) => k.spki.equals(spki)) ?? ownKeys[0];
   if (!key) throw new ProtocolError('E_LEAF_KEY_MISMATCH', 'the device has no key to match the certificate against');
   checkLeaf(leaf, parseCertificate(k1Pem, 'stored K1 certificate'), key.spki, role, now);
+  if (draft.pendingKey === key.label) draft.pendingKey = null;
   return { leaf, keyLabel: key.label };
 }
 

@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { deviceFixture, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
+import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
 import { forge, KU, subjectOf, datesOf } from '../support/forge.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
@@ -10,20 +11,24 @@ import type { Ack } from '../../protocol/messages/ack.ts';
 
 const DAY = 86_400_000;
 
-describe('agent: bad input changes nothing and gets a typed error', () => {
+for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: bad input changes nothing and gets a typed error`, function () {
+  this.timeout(60_000);
+  let backend: OpenBackend;
   let f: DeviceFixture;
-  beforeEach(async () => { f = await deviceFixture(); });
-  afterEach(async () => { await f.close(); });
+  before(async () => { backend = await b.open(); });
+  after(async () => { await backend?.close(); });
+  beforeEach(async () => { f = await deviceFixture({ backend }); });
+  afterEach(async () => { await f?.close(); });
 
   /** Send `raw` to `dev`; assert the error code and that the stored bytes and state are unchanged. */
   async function rejects(dev: TestDevice, raw: unknown, code: string, message?: RegExp): Promise<Ack> {
-    const fileBefore = f.fileHash(dev);
+    const fileBefore = (await f.bytes(dev));
     const recordBefore = dev.agent.snapshot();
     const ack = await dev.agent.handle(raw as object);
     assert.equal(ack.ok, false, `expected ${code}, got success`);
     assert.equal(ack.error?.code, code, ack.error?.message);
     if (message) assert.match(ack.error!.message, message);
-    assert.equal(f.fileHash(dev), fileBefore, 'store files are byte-identical');
+    assert.equal((await f.bytes(dev)), fileBefore, 'store files are byte-identical');
     assert.deepEqual(dev.agent.snapshot(), recordBefore, 'in-memory record unchanged');
     return ack;
   }
@@ -82,7 +87,7 @@ describe('agent: bad input changes nothing and gets a typed error', () => {
 
   it('client certificate without clientAuth (E_VERIFY_LEAF)', async () => {
     await f.client.agent.handle(f.command(f.client, 1, 'P2', { distribution: f.update.distribution }));
-    const spki = (await f.client.keys.get('device'))!.spki;
+    const spki = (await f.client.keys.get(f.client.keyLabel))!.spki;
     const serverProfile = new LeafIssuer(f.update.next).issue({ commonName: 'cli-1', publicKey: spki, profile: 'server', notBefore: f.clock.now(), notAfter: new Date(f.clock.now().getTime() + DAY * 30) });
     assert.ok(!serverProfile.includes(EKU_CLIENT_AUTH));
     await rejects(f.client, f.command(f.client, 2, 'P3', { certificate: serverProfile }), 'E_VERIFY_LEAF', /clientAuth/);

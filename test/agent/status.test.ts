@@ -16,7 +16,7 @@ describe('trustroll-agent status (technician check)', function () {
 
   it('shows the dual trust store and the rotation in progress, read-only', async () => {
     await f.server.agent.handle(f.command(f.server, 1, 'P1', { distribution: f.update.distribution }));
-    const before = f.fileHash(f.server);
+    const before = (await f.bytes(f.server));
     const r = run('status', '--store', f.server.dbPath, '--json');
     assert.equal(r.status, 0, r.stderr);
     const s = JSON.parse(r.stdout);
@@ -25,7 +25,7 @@ describe('trustroll-agent status (technician check)', function () {
     assert.deepEqual(s.rotation.remaining, ['P4', 'P5']);
     assert.equal(s.history.length, 1);
     assert.ok(!r.stdout.includes('PRIVATE'), 'no key material');
-    assert.equal(f.fileHash(f.server), before, 'the check writes nothing');
+    assert.equal((await f.bytes(f.server)), before, 'the check writes nothing');
     const human = run('status', '--store', f.server.dbPath);
     assert.match(human.stdout, /rotation rot-1 \(six-step\): done P1; remaining P4, P5/);
   });

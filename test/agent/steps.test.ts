@@ -1,14 +1,21 @@
 import { strict as assert } from 'node:assert';
 import { X509Certificate } from 'node:crypto';
 import { deviceFixture, type DeviceFixture } from '../support/device-fixture.ts';
+import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
+import { verifyCsr } from '../../manager/ca/csr.ts';
+import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
 import { fingerprint } from '../../protocol/pem.ts';
 
 const fp = (pem: string) => fingerprint(new X509Certificate(pem));
 
-describe('agent: the six steps on one server and one client', () => {
+for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: steps, persistence, idempotency, re-key`, function () {
+  this.timeout(60_000);
+  let backend: OpenBackend;
   let f: DeviceFixture;
-  beforeEach(async () => { f = await deviceFixture(); });
-  afterEach(async () => { await f.close(); });
+  before(async () => { backend = await b.open(); });
+  after(async () => { await backend?.close(); });
+  beforeEach(async () => { f = await deviceFixture({ backend }); });
+  afterEach(async () => { await f?.close(); });
 
   it('applies P1..P6 in order, keeping the old root until R1 replaces it', async () => {
     const { server, client, update } = f;
@@ -53,7 +60,7 @@ describe('agent: the six steps on one server and one client', () => {
 
   it('works when the new root has a new DN', async () => {
     await f.close();
-    f = await deviceFixture({ sameDn: false });
+    f = await deviceFixture({ sameDn: false, backend });
     const { server, update } = f;
     assert.equal((await server.agent.handle(f.command(server, 1, 'P1', { distribution: update.distribution }))).ok, true);
     const p4 = await server.agent.handle(f.command(server, 2, 'P4', { certificate: f.sn }));
@@ -64,10 +71,10 @@ describe('agent: the six steps on one server and one client', () => {
     const { server, update } = f;
     const cmd = f.command(server, 1, 'P1', { distribution: update.distribution });
     const first = await server.agent.handle(JSON.stringify(cmd));
-    const before = f.fileHash(server);
+    const before = (await f.bytes(server));
     const again = await server.agent.handle(JSON.stringify(cmd));
     assert.deepEqual(again, first);
-    assert.equal(f.fileHash(server), before, 'no byte of the store changed');
+    assert.equal((await f.bytes(server)), before, 'no byte of the store changed');
     assert.equal((await server.store.history(10)).length, 1);
   });
 
@@ -80,5 +87,38 @@ describe('agent: the six steps on one server and one client', () => {
     await server.agent.handle(cmd);
     await server.agent.handle(f.command(server, 2, 'P5', { newRoot: update.next.cert }));
     assert.deepEqual(seen, [1]);
+  });
+
+  it('survives a restart: the reopened store holds the same record, and a redelivery gets the stored ack', async () => {
+    const { update } = f;
+    const cmd = f.command(f.client, 1, 'P2', { distribution: update.distribution });
+    const first = await f.client.agent.handle(cmd);
+    const before = f.client.agent.snapshot();
+    f.client = await f.reopen(f.client);
+    assert.deepEqual(f.client.agent.snapshot(), before);
+    const bytes = await f.bytes(f.client);
+    assert.deepEqual(await f.client.agent.handle(cmd), first);
+    assert.equal(await f.bytes(f.client), bytes, 'nothing written for a redelivery');
+    assert.equal((await f.client.agent.handle(f.command(f.client, 2, 'P3', { certificate: f.cn }))).ok, true);
+  });
+
+  it('re-keys inside the HAL: CSR signed by the new key, the new leaf installs and switches the identity key', async () => {
+    const { server, update } = f;
+    const oldSpki = (await server.keys.get(server.keyLabel))!.spki;
+    const csr = await server.agent.rekey();
+    const req = verifyCsr(csr);
+    assert.equal(req.commonName, 'srv-1');
+    assert.ok(!req.publicKey.equals(oldSpki), 'a new key');
+    const pending = server.agent.snapshot().pendingKey!;
+    assert.ok((await server.keys.get(pending))!.spki.equals(req.publicKey), 'the key lives in the HAL under the pending label');
+    assert.ok(verifyCsr(await server.agent.rekey()).publicKey.equals(req.publicKey), 'asking again reuses the pending key');
+    server.agent = (await f.reopen(server)).agent;
+    assert.equal(server.agent.snapshot().pendingKey, pending, 'the pending key survives a restart');
+    const sn2 = new LeafIssuer(update.next).issue({ commonName: 'srv-1', publicKey: req.publicKey, profile: 'server', notBefore: f.clock.now(), notAfter: new Date(f.clock.now().getTime() + 86_400_000 * 30) });
+    assert.equal((await server.agent.handle(f.command(server, 1, 'P1', { distribution: update.distribution }))).ok, true);
+    const ack = await server.agent.handle(f.command(server, 2, 'P4', { certificate: sn2 }));
+    assert.equal(ack.ok, true, JSON.stringify(ack.error));
+    assert.equal(server.agent.identities()[0]!.keyLabel, pending, 'the identity now uses the new key');
+    assert.equal(server.agent.snapshot().pendingKey, null);
   });
 });
