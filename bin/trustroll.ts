@@ -4,11 +4,17 @@
  * rules before anyone runs it on a fleet.
  */
 import 'reflect-metadata';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CaAuthority } from '../manager/ca-authority.ts';
+import type { CaKeyAlgorithm } from '../manager/ca/keys.ts';
+import { FleetDb } from '../manager/fleet-db.ts';
+import { enrollFromCsr } from '../manager/enrollment.ts';
+import { ManagerError } from '../manager/errors.ts';
 import { Command, Option } from 'commander';
 import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
-import type { Schedule } from '../protocol/steps.ts';
+import type { Role, Schedule } from '../protocol/steps.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 
 const program = new Command('trustroll').description('Root CA rotation for mutual-TLS device fleets').showHelpAfterError();
@@ -48,6 +54,47 @@ program.command('schedule')
     process.stdout.write(`${schedule.name}: valid\n  server: ${report.sequence.server.join(' -> ')}\n  client: ${report.sequence.client.join(' -> ')}\n`);
     for (const w of report.warnings) process.stdout.write(`  warning: ${w}\n`);
   });
+
+/** The manager's data folder: CA state and keys under ca/, the fleet database manager.db. */
+const dataOption = ['--data <dir>', 'manager data folder', process.env.TRUSTROLL_DATA ?? './trustroll-data'] as const;
+
+const ca = program.command('ca').description('the manager\'s certificate authority');
+ca.command('init')
+  .description('create the fleet root (once); prints its certificate')
+  .option(...dataOption)
+  .requiredOption('--subject <dn>', 'root subject, e.g. "CN=Printer Fleet Root,O=Example"')
+  .addOption(new Option('--algorithm <alg>', 'root key algorithm').choices(['P-256', 'RSA-2048', 'RSA-3072']).default('P-256'))
+  .action(async (o: { data: string; subject: string; algorithm: CaKeyAlgorithm }) => {
+    const authority = await CaAuthority.openOrInit(join(o.data, 'ca'), { subject: o.subject, now: new Date(), policy: { algorithm: o.algorithm } });
+    process.stdout.write(authority.activeRoot().cert);
+  });
+ca.command('root')
+  .description('print the root certificate devices are provisioned with')
+  .option(...dataOption)
+  .action(async (o: { data: string }) => {
+    process.stdout.write((await openCa(o.data)).activeRoot().cert);
+  });
+
+program.command('enroll')
+  .description('enroll a device from its CSR (trustroll-agent init); prints its certificate')
+  .option(...dataOption)
+  .requiredOption('--id <deviceId>', 'device id (must equal the CSR common name)')
+  .addOption(new Option('--role <role>', 'mTLS role of the device').choices(['server', 'client']).makeOptionMandatory())
+  .requiredOption('--csr <file>', 'the device\'s certification request (PEM)')
+  .action(async (o: { data: string; id: string; role: Role; csr: string }) => {
+    const authority = await openCa(o.data);
+    const db = new FleetDb(join(o.data, 'manager.db'));
+    try {
+      process.stdout.write(enrollFromCsr(db, authority, { deviceId: o.id, role: o.role, csrPem: readFileSync(o.csr, 'utf8'), now: new Date() }));
+    } finally {
+      db.close();
+    }
+  });
+
+async function openCa(data: string): Promise<CaAuthority> {
+  if (!existsSync(join(data, 'ca', 'ca.json'))) throw new ManagerError('E_NO_ROOT', `no CA in ${data}; run "trustroll ca init --data ${data} --subject ..." first`);
+  return CaAuthority.openOrInit(join(data, 'ca'), { subject: 'unused', now: new Date() });
+}
 
 try {
   await program.parseAsync();

@@ -100,4 +100,9 @@ export class LineSplitter {
     if (this.buf.length > MAX_LINE || lines.some((l) => l.length > MAX_LINE)) return null;
     return lines;
   }
+
+  /** Bytes received after the last complete line (to hand back to the stream). */
+  rest(): string {
+    return this.buf;
+  }
 }

@@ -33,7 +33,7 @@ describe('manager: enrollment and re-key through CSRs', function () {
     const csr = await fleet.agents.get('srv-1')!.rekey();
     assert.throws(() => acceptRekey(fleet.db, { deviceId: 'cli-1', csrPem: csr }), (e: unknown) => e instanceof ManagerError && e.code === 'E_CSR_IDENTITY');
     const der = Buffer.from(csr.replace(/-----[^-]+-----|\s/g, ''), 'base64');
-    der[der.length - 1] ^= 0x01;
+    der.writeUInt8(der.readUInt8(der.length - 1) ^ 0x01, der.length - 1);
     const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
     assert.notEqual(tampered, csr);
     assert.throws(() => acceptRekey(fleet.db, { deviceId: 'srv-1', csrPem: tampered }), /E_CSR_(SIGNATURE|MALFORMED)/);

@@ -1,0 +1,107 @@
+/**
+ * The agent's configuration file: who the device is, which HAL backends
+ * hold its keys and records, and where its trust-store record lives.
+ * Validated once with ajv; the agent then works through the interfaces and
+ * never branches on which backend it got.
+ */
+import { readFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import { halConfigSchema, type HalConfig } from '../hal/config-schema.ts';
+import { openHal } from '../hal/config.ts';
+import type { KeyStore } from '../hal/key-store.ts';
+import type { Clock } from '../protocol/clock.ts';
+import type { Logger } from '../protocol/log.ts';
+import type { Role } from '../protocol/steps.ts';
+import { Agent } from './agent.ts';
+import { AgentError } from './errors.ts';
+import { RecordStateStore } from './record-state-store.ts';
+import { SqliteStateStore } from './sqlite-state-store.ts';
+import type { StateStore } from './state-store.ts';
+
+/** Where the device record lives. */
+export type StoreConfig = { kind: 'sqlite'; path: string } | { kind: 'hal-records'; name?: string };
+
+/** The agent configuration. */
+export interface AgentConfig {
+  deviceId: string;
+  role: Role;
+  hal: HalConfig;
+  store: StoreConfig;
+  /** MQTT link settings (see agent/mqtt-link.ts); optional for offline tools. */
+  link?: Record<string, unknown>;
+}
+
+/** JSON Schema of AgentConfig. */
+export const agentConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['deviceId', 'role', 'hal', 'store'],
+  properties: {
+    deviceId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' },
+    role: { enum: ['server', 'client'] },
+    hal: halConfigSchema,
+    store: {
+      type: 'object',
+      required: ['kind'],
+      discriminator: { propertyName: 'kind' },
+      oneOf: [
+        { properties: { kind: { const: 'sqlite' }, path: { type: 'string', minLength: 1 } }, required: ['path'], additionalProperties: false },
+        { properties: { kind: { const: 'hal-records' }, name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' } }, additionalProperties: false },
+      ],
+    },
+    link: { type: 'object' },
+  },
+} as const;
+
+const validate = new Ajv({ allErrors: false, strict: false, discriminator: true }).compile(agentConfigSchema);
+
+/** Validate a parsed configuration; E_AGENT_CONFIG names the setting to fix. */
+export function checkAgentConfig(value: unknown): AgentConfig {
+  if (!validate(value)) {
+    const e = validate.errors?.[0];
+    const setting = (e?.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.') || '(top level)';
+    const detail = e?.keyword === 'additionalProperties' ? `unknown setting "${(e.params as { additionalProperty: string }).additionalProperty}"` : e?.message ?? 'invalid';
+    throw new AgentError('E_AGENT_CONFIG', `setting "${setting}": ${detail}`);
+  }
+  return value as unknown as AgentConfig;
+}
+
+/** Read and validate a JSON configuration file. */
+export function loadAgentConfig(path: string): AgentConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new AgentError('E_AGENT_CONFIG', `${path}: ${(err as Error).message}`);
+  }
+  return checkAgentConfig(parsed);
+}
+
+/** Everything a configured device runs with. */
+export interface AgentRuntime {
+  config: AgentConfig;
+  keys: KeyStore;
+  store: StateStore;
+  /** The agent, or null if the device is not provisioned yet. */
+  agent: Agent | null;
+  close(): Promise<void>;
+}
+
+/** Open the HAL and the state store the configuration names, and the agent if provisioned. */
+export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger }): Promise<AgentRuntime> {
+  const hal = await openHal(config.hal);
+  const store: StateStore = config.store.kind === 'sqlite' ? new SqliteStateStore(config.store.path) : new RecordStateStore(hal.records, config.store.name);
+  const close = async () => {
+    await store.close();
+    await hal.keys.close();
+    if (config.store.kind === 'sqlite') await hal.records.close();
+  };
+  try {
+    const provisioned = (await store.load()) !== null;
+    const opts = { deviceId: config.deviceId, role: config.role, store, keys: hal.keys, clock: deps.clock, logger: deps.logger.child({ deviceId: config.deviceId }) };
+    return { config, keys: hal.keys, store, agent: provisioned ? await Agent.open(opts) : null, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
