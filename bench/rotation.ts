@@ -7,8 +7,13 @@ import type { Schedule } from '../protocol/steps.ts';
 import { InProcessFleet } from '../demo/in-process-fleet.ts';
 import { round } from './stats.ts';
 
+/** Signatures and verifications a rotation needs at least: one leaf per device plus D and R1; four verifications per device (D, R1 twice, leaf). */
+export function rotationCryptoFloorMs(devices: number, floor: { signPerSec: number; verifyPerSec: number }): number {
+  return ((devices + 2) / floor.signPerSec + (4 * devices) / floor.verifyPerSec) * 1000;
+}
+
 /** Time one rotation of `servers` + `clients` devices (setup excluded). */
-export async function benchRotation(schedule: Schedule, servers: number, clients: number) {
+export async function benchRotation(schedule: Schedule, servers: number, clients: number, floor: { signPerSec: number; verifyPerSec: number }) {
   const setupStart = performance.now();
   const fleet = await InProcessFleet.create({ servers, clients });
   const setupMs = performance.now() - setupStart;
@@ -19,7 +24,8 @@ export async function benchRotation(schedule: Schedule, servers: number, clients
     const steps = fleet.db.steps(rotation.id).length;
     return {
       schedule: schedule.name, devices: servers + clients, servers, clients, status: rotation.status,
-      durationMs: round(durationMs, 0), steps, stepsPerSec: round(steps / (durationMs / 1000), 0),
+      durationMs: round(durationMs, 0), cryptoFloorMs: round(rotationCryptoFloorMs(servers + clients, floor), 0),
+      ratioToFloor: round(durationMs / rotationCryptoFloorMs(servers + clients, floor), 1), steps, stepsPerSec: round(steps / (durationMs / 1000), 0),
       setupMs: round(setupMs, 0), rssMB: round(process.memoryUsage().rss / 2 ** 20, 0),
     };
   } finally {
