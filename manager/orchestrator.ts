@@ -70,6 +70,7 @@ export class Orchestrator {
   private state: RotationState | null = null;
   private rotation: RotationRow | null = null;
   private sweepTimer: unknown = null;
+  private readonly inbox: (Buffer | string | object)[] = [];
 
   constructor(private readonly o: OrchestratorOptions) {
     this.policy = { ...DEFAULT_POLICY, ...o.policy };
@@ -194,8 +195,27 @@ export class Orchestrator {
     this.o.events?.complete?.(this.rotation!);
   }
 
-  /** Handle one acknowledgement from the transport. Invalid or stale ones are logged and dropped. */
+  /**
+   * Acknowledgements are queued and applied in batches: every ack that
+   * arrived in one turn of the event loop is written in one transaction,
+   * then readiness is re-checked once (a fleet of 10,000 acks in bursts).
+   */
   private onAck(raw: Buffer | string | object): void {
+    this.inbox.push(raw);
+    if (this.inbox.length === 1) setImmediate(() => this.flushAcks());
+  }
+
+  private flushAcks(): void {
+    const batch = this.inbox.splice(0);
+    const candidates = new Set<string>();
+    this.o.db.tx(() => {
+      for (const raw of batch) this.applyAck(raw, candidates);
+    });
+    if (candidates.size > 0) this.pump(candidates);
+  }
+
+  /** Apply one acknowledgement; invalid or stale ones are logged and dropped. Adds devices that may have become ready. */
+  private applyAck(raw: Buffer | string | object, candidates: Set<string>): void {
     let ack: Ack;
     try {
       const parsed = typeof raw === 'object' && !Buffer.isBuffer(raw) ? raw : parseWire(raw, 'ack');
@@ -219,15 +239,15 @@ export class Orchestrator {
       st.noteAcked(row.deviceId, row.step);
       this.o.logger.info('step acknowledged', { ...log, attempts: row.attempts });
       this.o.events?.acked?.(row, ack);
+      candidates.add(row.deviceId);
       // Only peers for which this was the last missing acknowledgement can have become ready.
-      const peers = st.peersOf(row.deviceId).filter((p) => st.peerAckCount(p, row.step) === st.peersOf(p).length);
-      this.pump([row.deviceId, ...peers]);
+      for (const p of st.peersOf(row.deviceId)) if (st.peerAckCount(p, row.step) === st.peersOf(p).length) candidates.add(p);
       return;
     }
     const code = ack.error?.code ?? 'E_SCHEMA';
     const message = ack.error?.message ?? 'acknowledgement claims success but does not list the step as completed';
     this.o.logger.warn('step failed on device', { ...log, code, reason: message, attempts: row.attempts });
-    this.failAttempt(row, code, message, now);
+    if (this.rotation?.status === 'running') this.failAttempt(row, code, message, now);
   }
 
   private failAttempt(row: StepRow, code: string, message: string, now: Date): void {
