@@ -123,6 +123,20 @@ describe('orchestrator: ordering, failures, restarts', function () {
     }
   });
 
+  it('with a peering graph, a server\'s P4 waits only for the clients that talk to it', async () => {
+    fleet = await InProcessFleet.create({ servers: 2, clients: 3, maxLatencyMs: 2 });
+    fleet.db.setPeering([{ server: 'srv-1', client: 'cli-1' }, { server: 'srv-1', client: 'cli-2' }, { server: 'srv-2', client: 'cli-3' }]);
+    fleet.disconnect('cli-3');
+    await fleet.orchestrator.start({ schedule: SIX_STEP });
+    await until(() => completed(fleet, 'srv-1').includes('P5'));
+    assert.deepEqual(completed(fleet, 'srv-2'), ['P1'], 'srv-2 waits for its own client cli-3');
+    const p = fleet.orchestrator.progress().find((x) => x.deviceId === 'srv-2')!;
+    assert.deepEqual(p.waitingFor, ['cli-3:P2']);
+    assert.deepEqual(checkWithNode(fleet.snapshot('partial'), new Date()).broken.filter((b) => /cli-[12] -> srv-1|cli-3 -> srv-2/.test(b)), [], 'peers that talk to each other still authenticate');
+    fleet.connect('cli-3');
+    assert.equal((await fleet.waitForEnd()).status, 'complete');
+  });
+
   it('only one rotation runs at a time (E_ROTATION_ACTIVE)', async () => {
     fleet = await InProcessFleet.create({ servers: 1, clients: 1 });
     fleet.disconnect('cli-1');
