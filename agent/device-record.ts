@@ -4,7 +4,7 @@
  * of it that travels in acknowledgements.
  */
 import { canonicalHash } from '../protocol/canonical-json.ts';
-import { fingerprint, parseCertificate } from '../protocol/pem.ts';
+import { fingerprintPem } from '../protocol/pem.ts';
 import type { Ack, DeviceStateSummary } from '../protocol/messages/ack.ts';
 import type { Role } from '../protocol/steps.ts';
 
@@ -49,7 +49,8 @@ export interface DeviceRecord {
   results: StoredResult[];
 }
 
-const fp = (pem: string | null | undefined, what: string): string | null => (pem ? fingerprint(parseCertificate(pem, what)) : null);
+// Stored certificates were parsed and verified before they were stored; the summary only hashes their DER.
+const fp = (pem: string | null | undefined): string | null => (pem ? fingerprintPem(pem) : null);
 
 /** Hash of the parts that decide authentication (roots and identities). */
 export function trustHash(record: DeviceRecord): string {
@@ -63,11 +64,11 @@ export function summarize(record: DeviceRecord): DeviceStateSummary {
     rotationId: record.rotation?.id ?? null,
     completed: [...(record.rotation?.completed ?? [])],
     trust: {
-      current: fp(record.trust.current, 'R0')!,
-      distribution: fp(record.trust.distribution, 'D'),
-      next: fp(record.trust.next, 'R1'),
+      current: fp(record.trust.current)!,
+      distribution: fp(record.trust.distribution),
+      next: fp(record.trust.next),
     },
-    identity: { active: fp(record.identity.active.cert, 'identity')!, fallback: fp(record.identity.fallback?.cert, 'fallback identity') },
+    identity: { active: fp(record.identity.active.cert)!, fallback: fp(record.identity.fallback?.cert) },
   };
 }
 

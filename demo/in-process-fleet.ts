@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.ts';
 import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
+import { RecordStateStore } from '../agent/record-state-store.ts';
+import type { StateStore } from '../agent/state-store.ts';
+import { MemoryRecordStore } from './memory-record-store.ts';
 import { systemClock, systemTimers, type Clock } from '../protocol/clock.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import type { Role, Schedule } from '../protocol/steps.ts';
@@ -32,6 +35,8 @@ export interface FleetOptions {
   clock?: Clock;
   logger?: Logger;
   dir?: string;
+  /** Device records in SQLite files (default) or in memory (simulations of 10,000 devices). */
+  storage?: 'sqlite' | 'memory';
 }
 
 /** Log lines of test fleets (kept in memory, printed only when a test wants them). */
@@ -41,7 +46,7 @@ export const fleetLog: string[] = [];
 export class InProcessFleet {
   readonly agents = new Map<string, Agent>();
   readonly keys = new Map<string, MemoryKeyStore>();
-  readonly stores = new Map<string, SqliteStateStore>();
+  readonly stores = new Map<string, StateStore>();
   private readonly listeners: ((label: string) => void)[] = [];
 
   transport!: InProcessTransport;
@@ -114,7 +119,7 @@ export class InProcessFleet {
     const keys = new MemoryKeyStore();
     const key = await keys.create('device', 'P-256');
     const certificate = this.ca.issueLeaf({ commonName: id, spki: key.spki, role }, this.clock.now());
-    const store = new SqliteStateStore(join(this.dir, `${id}.db`));
+    const store: StateStore = this.o.storage === 'memory' ? new RecordStateStore(new MemoryRecordStore(), id) : new SqliteStateStore(join(this.dir, `${id}.db`));
     const agent = await Agent.provision(
       { deviceId: id, role, store, keys, clock: this.clock, logger: logger.child({ deviceId: id }) },
       { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },

@@ -11,7 +11,7 @@ import type { Clock, Timers } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import { assertAck, type Ack } from '../protocol/messages/ack.ts';
 import type { Command } from '../protocol/messages/command.ts';
-import { blockers, validateSchedule } from '../protocol/schedule.ts';
+import { blockers, isReady, validateSchedule } from '../protocol/schedule.ts';
 import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -139,7 +139,8 @@ export class Orchestrator {
     const covered = new Set(rows.map((r) => r.deviceId));
     for (const d of [...roles.keys()]) if (!covered.has(d)) roles.delete(d);
     this.rotation = this.o.db.rotation(id);
-    this.state = new RotationState(schedule, rows, roles, buildPeers(roles, this.o.db.peering()));
+    const edges = this.o.db.peering();
+    this.state = new RotationState(schedule, rows, roles, buildPeers(roles, edges), edges.length === 0);
     this.armSweep();
   }
 
@@ -154,10 +155,8 @@ export class Orchestrator {
       if (st.inFlightOf(deviceId)) continue;
       const next = st.nextStep(deviceId);
       if (!next || next.status !== 'pending') continue;
-      const peers = st.peersOf(deviceId);
-      const blocked = blockers(st.schedule, next.step, deviceId, peers, (dev, step) =>
-        dev === deviceId ? st.isAcked(dev, step) : st.peerAckCount(deviceId, step) === peers.length, { honourPreferred: this.policy.honourPreferred });
-      if (blocked.length === 0) ready.push(next);
+      const ok = isReady(st.schedule, next.step, (step) => st.isAcked(deviceId, step), (step) => st.allPeersAcked(deviceId, step), { honourPreferred: this.policy.honourPreferred });
+      if (ok) ready.push(next);
     }
     if (ready.length > 0) {
       const commands: Command[] = [];
@@ -241,7 +240,7 @@ export class Orchestrator {
       this.o.events?.acked?.(row, ack);
       candidates.add(row.deviceId);
       // Only peers for which this was the last missing acknowledgement can have become ready.
-      for (const p of st.peersOf(row.deviceId)) if (st.peerAckCount(p, row.step) === st.peersOf(p).length) candidates.add(p);
+      for (const p of st.completedPeersBy(row.deviceId, row.step)) candidates.add(p);
       return;
     }
     const code = ack.error?.code ?? 'E_SCHEMA';

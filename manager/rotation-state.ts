@@ -17,10 +17,18 @@ export class RotationState {
   private readonly peerAcks = new Map<string, Map<string, number>>();
   private readonly flying = new Map<string, StepRow>();
   private remaining: number;
+  /** With no peering graph every client talks to every server: one counter per step replaces per-device counts. */
+  private readonly allToAll: boolean;
+  private readonly globalAcks = new Map<string, number>();
+  private readonly byRole: Record<Role, string[]> = { server: [], client: [] };
 
-  constructor(readonly schedule: Schedule, rows: readonly StepRow[], roles: ReadonlyMap<string, Role>, private readonly peers: ReadonlyMap<string, readonly string[]>) {
+  constructor(readonly schedule: Schedule, rows: readonly StepRow[], roles: ReadonlyMap<string, Role>, private readonly peers: ReadonlyMap<string, readonly string[]>, allToAll = false) {
     this.sequence = { server: deviceSequence(schedule, 'server'), client: deviceSequence(schedule, 'client') };
-    for (const [id, role] of roles) this.roles.set(id, role);
+    for (const [id, role] of roles) {
+      this.roles.set(id, role);
+      this.byRole[role].push(id);
+    }
+    this.allToAll = allToAll;
     for (const r of rows) this.rows.set(key(r.deviceId, r.step), r);
     this.remaining = this.rows.size;
     for (const r of rows) {
@@ -44,7 +52,21 @@ export class RotationState {
 
   /** How many peers of `deviceId` acknowledged `step`. */
   peerAckCount(deviceId: string, step: string): number {
+    if (this.allToAll) return this.globalAcks.get(step) ?? 0;
     return this.peerAcks.get(deviceId)?.get(step) ?? 0;
+  }
+
+  /** True when every peer of `deviceId` acknowledged `step`. */
+  allPeersAcked(deviceId: string, step: string): boolean {
+    return this.peerAckCount(deviceId, step) === this.peersOf(deviceId).length;
+  }
+
+  /** Devices for which `deviceId`'s acknowledgement of `step` was the last missing peer acknowledgement. */
+  completedPeersBy(deviceId: string, step: string): readonly string[] {
+    const role = this.roles.get(deviceId);
+    if (!role) return [];
+    if (this.allToAll) return (this.globalAcks.get(step) ?? 0) === this.byRole[role].length ? this.byRole[role === 'server' ? 'client' : 'server'] : [];
+    return this.peersOf(deviceId).filter((p) => this.allPeersAcked(p, step));
   }
 
   /** Record an acknowledgement in the indexes (idempotent). */
@@ -54,6 +76,10 @@ export class RotationState {
     this.acked.add(k);
     if (this.rows.has(k)) this.remaining--;
     if (this.flying.get(deviceId)?.step === step) this.flying.delete(deviceId);
+    if (this.allToAll) {
+      this.globalAcks.set(step, (this.globalAcks.get(step) ?? 0) + 1);
+      return;
+    }
     for (const peer of this.peersOf(deviceId)) {
       let m = this.peerAcks.get(peer);
       if (!m) this.peerAcks.set(peer, (m = new Map()));

@@ -20,9 +20,21 @@ function within(cert: X509Certificate, now: Date): boolean {
   return v.notBefore.getTime() <= now.getTime() && now.getTime() <= v.notAfter.getTime();
 }
 
-/** True if `issuer` names, identifies and signed `cert`. */
+const verdicts = new WeakMap<X509Certificate, WeakMap<X509Certificate, boolean>>();
+
+/**
+ * True if `issuer` names, identifies and signed `cert`. Results are
+ * memoized per pair of certificate objects (the same bytes give the same
+ * answer), so the roots every step checks are verified once.
+ */
 export function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
-  return cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+  let byIssuer = verdicts.get(cert);
+  const known = byIssuer?.get(issuer);
+  if (known !== undefined) return known;
+  const ok = cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+  if (!byIssuer) verdicts.set(cert, (byIssuer = new WeakMap()));
+  byIssuer.set(issuer, ok);
+  return ok;
 }
 
 /** True if the certificate is self-issued and its signature verifies under its own key. */

@@ -7,6 +7,8 @@
 /** One decoded TLV: tag byte, value bounds within the source buffer. */
 export interface Tlv {
   readonly tag: number;
+  /** Where the tag byte is. */
+  readonly offset: number;
   readonly start: number;
   readonly end: number;
   readonly next: number;
@@ -27,7 +29,7 @@ export function readTlv(buf: Buffer, offset: number): Tlv {
   }
   const end = start + len;
   if (end > buf.length) throw new Error('DER: value runs past the end');
-  return { tag, start, end, next: end };
+  return { tag, offset, start, end, next: end };
 }
 
 /** The children of a constructed TLV. */

@@ -5,6 +5,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { ProtocolError } from './errors.ts';
 import { MAX_PEM_BYTES } from './limits.ts';
+import { children, readTlv } from './der-reader.ts';
 
 const PEM_RE = /^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\r?\n?$/;
 
@@ -18,7 +19,12 @@ const PARSE_CACHE = 512;
  */
 export function parseCertificate(pem: string, what: string): X509Certificate {
   const hit = typeof pem === 'string' ? parsed.get(pem) : undefined;
-  if (hit) return hit;
+  if (hit) {
+    // Least recently used goes first: roots, used on every step, stay cached.
+    parsed.delete(pem);
+    parsed.set(pem, hit);
+    return hit;
+  }
   const cert = parseUncached(pem, what);
   if (parsed.size >= PARSE_CACHE) parsed.delete(parsed.keys().next().value!);
   parsed.set(pem, cert);
@@ -49,11 +55,30 @@ export function fingerprint(cert: X509Certificate): string {
   return fp;
 }
 
+/**
+ * SHA-256 fingerprint of a PEM certificate the device itself stored (no
+ * X.509 parse: the DER is the base64 body). Not for untrusted input.
+ */
+export function fingerprintPem(pem: string): string {
+  const body = pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
+  return createHash('sha256').update(Buffer.from(body, 'base64')).digest('hex');
+}
+
 /** DER SubjectPublicKeyInfo of the certificate's key. */
 export function spkiOf(cert: X509Certificate): Buffer {
   let spki = spkis.get(cert);
-  if (!spki) spkis.set(cert, (spki = cert.publicKey.export({ type: 'spki', format: 'der' })));
+  if (!spki) spkis.set(cert, (spki = spkiFromDer(cert.raw)));
   return spki;
+}
+
+/** The SubjectPublicKeyInfo bytes as encoded in the certificate (no key object is built). */
+function spkiFromDer(der: Buffer): Buffer {
+  const tbs = children(der, readTlv(der, 0))[0];
+  if (!tbs) throw new ProtocolError('E_PEM', 'certificate without TBSCertificate');
+  const fields = children(der, tbs);
+  const spki = fields[fields[0]?.tag === 0xa0 ? 6 : 5];
+  if (!spki || spki.tag !== 0x30) throw new ProtocolError('E_PEM', 'certificate without SubjectPublicKeyInfo');
+  return der.subarray(spki.offset, spki.end);
 }
 
 /** The certificate in canonical PEM (64-column base64), for storage and export. */

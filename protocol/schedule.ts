@@ -170,6 +170,16 @@ export function checkLocalOrder(schedule: Schedule, role: Role, stepId: string, 
 export type AckedFn = (deviceId: string, stepId: string) => boolean;
 
 /**
+ * Fleet-level readiness in O(prerequisites): `selfAcked(step)` says whether
+ * the device acknowledged a step, `peersAcked(step)` whether every peer did.
+ * Same rule as `blockers`, which also names who is missing.
+ */
+export function isReady(schedule: Schedule, stepId: string, selfAcked: (step: string) => boolean, peersAcked: (step: string) => boolean, opts: { honourPreferred?: boolean } = {}): boolean {
+  return stepOf(schedule, stepId).after.every((p) =>
+    (p.strength === 'preferred' && opts.honourPreferred === false) || (p.scope === 'self' ? selfAcked(p.step) : peersAcked(p.step)));
+}
+
+/**
  * Fleet-level readiness: may `stepId` be sent to `deviceId` now? Every self
  * prerequisite must be acknowledged by the device and every peer
  * prerequisite by every peer. Returns the blockers (empty means ready).
