@@ -7,6 +7,7 @@
 export const AGENT_ERRORS = {
   E_AGENT_NOT_PROVISIONED: 'The device has no trust store yet; provision it (root certificate and device certificate) before starting the agent.',
   E_AGENT_CONFIG: 'The agent configuration is invalid; fix the setting named in the message.',
+  E_AGENT_LINK: 'The device cannot reach the broker, or the broker refused its subscriptions; check the broker URL, the device\'s management certificate (CN = device id) and the broker ACL. The link keeps retrying with back-off.',
   E_AGENT_PROVISION: 'The provisioning material is inconsistent (certificate does not chain to the root, or is for another key); re-issue it.',
 } as const;
 

@@ -1,0 +1,262 @@
+/**
+ * The device's side of the MQTT link: connects out (firewall friendly) with
+ * the device's management certificate, client id = device id, a persistent
+ * session (clean: false) and QoS 1 subscriptions to its own cmd and desired
+ * topics, so commands published while it is away wait for it.
+ *
+ * Each command goes to `agent.handle(raw)`; the acknowledgement is published
+ * (QoS 1) and only then is the command's PUBACK sent. The agent's write is
+ * durable before it returns the acknowledgement, so a crash or a dropped
+ * connection at any point either leaves the command un-PUBACKed (the broker
+ * redelivers it and the agent answers from its stored result) or has the
+ * acknowledgement on its way. MQTT.js 5 honours `customHandleAcks` only for
+ * MQTT 5, so the 3.1.1 equivalent is used: the client's `handleMessage`
+ * hook, which MQTT.js awaits before it sends the PUBACK and before it reads
+ * the next packet — commands are processed one at a time. A PUBACK is never
+ * sent on a connection other than the one the command came in on.
+ *
+ * The retained state topic carries a birth message (state summary) on every
+ * connect and after each applied step, and the last will `offline`. When a
+ * retained desired state (seen on subscribe, i.e. after being away) is
+ * ahead of the device, it reports `behind` so the manager resends at once.
+ * Reconnects with exponential back-off and jitter.
+ */
+import { connect, Store, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { Clock } from '../protocol/clock.ts';
+import type { Logger } from '../protocol/log.ts';
+import type { Ack } from '../protocol/messages/ack.ts';
+import { assertDesiredState, offlineState, type DesiredState, type DeviceState } from '../protocol/messages/device-state.ts';
+import { deviceTopic, LINK_QOS, MQTT_PROTOCOL_VERSION, refusedTopics } from '../protocol/topics.ts';
+import { parseWire } from '../protocol/validate.ts';
+import type { Agent } from './agent.ts';
+import { AgentError } from './errors.ts';
+
+/** Test and integration hooks. */
+export interface DeviceLinkHooks {
+  /** Runs after the acknowledgement was published and before the command's PUBACK. */
+  beforePuback?: (ack: Ack, link: DeviceLink) => Promise<void> | void;
+}
+
+/** How a device reaches the broker. */
+export interface DeviceLinkOptions {
+  /** mqtts://host:port */
+  url: string;
+  agent: Agent;
+  /** Management CA and this device's management certificate and key (PEM). */
+  tls: { ca: string; cert: string; key: string };
+  clock: Clock;
+  logger: Logger;
+  /** Reconnect back-off: first delay and cap (ms); default 1 s and 60 s. */
+  backoff?: { initialMs: number; maxMs: number };
+  keepaliveSec?: number;
+  hooks?: DeviceLinkHooks;
+  random?: () => number;
+}
+
+/** Counters for the technician's status and tests. */
+export interface LinkStats {
+  connects: number;
+  disconnects: number;
+  commands: number;
+  redelivered: number;
+  acksPublished: number;
+  rejected: number;
+  behindReports: number;
+  lastError: string | null;
+}
+
+/** A device's MQTT session to the broker. */
+export class DeviceLink {
+  readonly stats: LinkStats = { connects: 0, disconnects: 0, commands: 0, redelivered: 0, acksPublished: 0, rejected: 0, behindReports: 0, lastError: null };
+  /** The last desired state the manager published for this device. */
+  desired: DesiredState | null = null;
+  private readonly client: MqttClient;
+  private readonly log: Logger;
+  private readonly topics: { cmd: string; desired: string; ack: string; state: string };
+  private readonly stores = { incomingStore: new Store(), outgoingStore: new Store() };
+  private generation = 0;
+  private attempt = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closing = false;
+  private subscribed = false;
+  private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
+  private readonly unsubscribeChange: () => void;
+
+  constructor(private readonly o: DeviceLinkOptions) {
+    const id = o.agent.deviceId;
+    this.log = o.logger.child({ deviceId: id, component: 'mqtt-link' });
+    this.topics = { cmd: deviceTopic(id, 'cmd'), desired: deviceTopic(id, 'desired'), ack: deviceTopic(id, 'ack'), state: deviceTopic(id, 'state') };
+    this.client = connect(o.url, {
+      ...o.tls, rejectUnauthorized: true, ...this.stores,
+      clientId: id, clean: false, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0, resubscribe: false,
+      keepalive: o.keepaliveSec ?? 30, connectTimeout: 10_000,
+      will: { topic: this.topics.state, payload: Buffer.from(JSON.stringify(offlineState(id))), qos: LINK_QOS, retain: true },
+    });
+    this.client.handleMessage = (packet, done) => { void this.onPublish(packet, done); };
+    this.client.on('connect', () => this.onConnect());
+    this.client.on('close', () => this.onClose());
+    this.client.on('error', (err) => {
+      this.stats.lastError = err.message;
+      this.log.warn('broker connection error', { reason: err.message, code: (err as { code?: string }).code });
+    });
+    this.unsubscribeChange = o.agent.onChange(() => this.publishState('online'));
+  }
+
+  /** Resolves once connected and subscribed; E_AGENT_LINK when refused or after `timeoutMs`. */
+  ready(timeoutMs = 10_000): Promise<void> {
+    if (this.subscribed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w = {
+        resolve: () => { clearTimeout(timer); resolve(); },
+        reject: (e: Error) => { clearTimeout(timer); reject(e); },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(w);
+        reject(new AgentError('E_AGENT_LINK', `${this.o.url}: not connected and subscribed after ${timeoutMs} ms (${this.stats.lastError ?? 'no answer'})`));
+      }, timeoutMs);
+      this.waiters.add(w);
+    });
+  }
+
+  private settle(err: Error | null): void {
+    for (const w of this.waiters) err ? w.reject(err) : w.resolve();
+    this.waiters.clear();
+  }
+
+  /** True while connected and subscribed. */
+  get connected(): boolean {
+    return this.subscribed && this.client.connected;
+  }
+
+  private onConnect(): void {
+    this.generation++;
+    this.attempt = 0;
+    this.stats.connects++;
+    this.log.info('connected to broker', { connects: this.stats.connects });
+    const filters = [this.topics.cmd, this.topics.desired];
+    this.client.subscribe(filters, { qos: LINK_QOS }, (err) => {
+      if (err) {
+        this.stats.lastError = `${err.message}; refused: ${refusedTopics(err, filters).join(', ')}`;
+        this.log.error('broker refused the device\'s subscriptions; check its management certificate CN and the broker ACL', { reason: this.stats.lastError });
+        this.settle(new AgentError('E_AGENT_LINK', `${this.o.url}: ${this.stats.lastError}`));
+        return;
+      }
+      this.subscribed = true;
+      this.settle(null);
+    });
+    this.publishState('online');
+  }
+
+  private onClose(): void {
+    const was = this.subscribed;
+    this.subscribed = false;
+    if (this.closing) {
+      this.log.info('disconnected from broker');
+      return;
+    }
+    if (was) {
+      this.stats.disconnects++;
+      this.log.warn('broker connection lost; reconnecting with back-off');
+    }
+    if (this.retryTimer) return;
+    const b = this.o.backoff ?? { initialMs: 1_000, maxMs: 60_000 };
+    const ceiling = Math.min(b.maxMs, b.initialMs * 2 ** this.attempt++);
+    const delay = Math.round(ceiling / 2 + (this.o.random ?? Math.random)() * ceiling / 2);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (!this.closing) this.client.reconnect(this.stores);
+    }, delay);
+  }
+
+  private async onPublish(packet: IPublishPacket, done: (err?: Error) => void): Promise<void> {
+    const gen = this.generation;
+    // Never PUBACK on a newer connection: its message ids are not this packet's.
+    const puback = () => { if (gen === this.generation && this.client.connected && !this.client.stream?.destroyed) done(); };
+    try {
+      if (packet.topic === this.topics.cmd) await this.onCommand(packet);
+      else if (packet.topic === this.topics.desired) this.onDesired(packet);
+      puback();
+    } catch (err) {
+      // Not acknowledged: drop the connection so the broker redelivers after the back-off.
+      this.stats.lastError = (err as Error).message;
+      this.log.error('command could not be handled; not acknowledged, reconnecting', { reason: (err as Error).message });
+      this.client.stream?.destroy();
+    }
+  }
+
+  private async onCommand(packet: IPublishPacket): Promise<void> {
+    this.stats.commands++;
+    if (packet.dup) this.stats.redelivered++;
+    const ack = await this.o.agent.handle(packet.payload as Buffer);
+    if (!ack.ok) this.stats.rejected++;
+    this.client.publish(this.topics.ack, JSON.stringify(ack), { qos: LINK_QOS });
+    this.stats.acksPublished++;
+    this.log.debug('command acknowledged', { rotationId: ack.rotationId, step: ack.step, seq: ack.seq, ok: ack.ok, code: ack.error?.code, dup: packet.dup });
+    await this.o.hooks?.beforePuback?.(ack, this);
+  }
+
+  private onDesired(packet: IPublishPacket): void {
+    if (packet.payload.length === 0) {
+      this.desired = null;
+      return;
+    }
+    let desired: unknown;
+    try {
+      desired = parseWire(packet.payload as Buffer, 'desired state');
+      assertDesiredState(desired);
+    } catch (err) {
+      this.log.warn('invalid desired state ignored', { reason: (err as Error).message });
+      return;
+    }
+    if (desired.deviceId !== this.o.agent.deviceId) return;
+    this.desired = desired;
+    const lastSeq = this.o.agent.status().lastSeq;
+    if (packet.retain && lastSeq < desired.seq) {
+      this.stats.behindReports++;
+      this.log.warn('behind the desired state after being away; asking the manager to resend', { rotationId: desired.rotationId, step: desired.step, seq: desired.seq, lastSeq });
+      this.publishState('behind');
+    }
+  }
+
+  /** This device's state message: online (birth), or behind the retained desired state. */
+  stateMessage(status: 'online' | 'behind'): DeviceState {
+    const s = this.o.agent.status();
+    const msg: DeviceState = {
+      v: 1, kind: 'state', deviceId: s.deviceId, status, role: s.role, lastSeq: s.lastSeq,
+      state: { storeHash: s.storeHash, rotationId: s.rotationId, completed: s.completed, trust: s.trust, identity: s.identity },
+      at: this.o.clock.now().toISOString(),
+    };
+    if (status === 'behind' && this.desired) msg.desired = { rotationId: this.desired.rotationId, step: this.desired.step, seq: this.desired.seq };
+    return msg;
+  }
+
+  private publishState(status: 'online' | 'behind'): void {
+    if (this.closing) return;
+    this.client.publish(this.topics.state, JSON.stringify(this.stateMessage(status)), { qos: LINK_QOS, retain: true });
+  }
+
+  /** Simulate a power cut or a network loss: the socket goes without DISCONNECT (the broker publishes the last will); reconnects with back-off. */
+  drop(): void {
+    this.client.stream?.destroy();
+  }
+
+  /**
+   * Go offline for good. Graceful (default): publish the retained `offline`
+   * state, then DISCONNECT. `abrupt`: drop the socket without DISCONNECT, as
+   * a device losing power would; the broker publishes the last will. Either
+   * way the session (and commands queued in it) stays on the broker.
+   */
+  async close(opts: { abrupt?: boolean } = {}): Promise<void> {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (!opts.abrupt && this.client.connected) {
+      await Promise.race([
+        this.client.publishAsync(this.topics.state, JSON.stringify(offlineState(this.o.agent.deviceId)), { qos: LINK_QOS, retain: true }),
+        new Promise((r) => setTimeout(r, 1_000)),
+      ]).catch(() => undefined);
+    }
+    this.closing = true;
+    this.unsubscribeChange();
+    await this.client.endAsync(!!opts.abrupt);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The two retained per-device messages of the MQTT link (PROTOCOL.md "MQTT
+ * is not ordered enough on its own"):
+ *
+ * - `state` (device → everyone, retained on `.../state`): the birth message
+ *   with the device's state summary when it connects and after each applied
+ *   step; the last will `offline` when it disappears; `behind` when the
+ *   retained desired state says it missed a command while away.
+ * - `desired` (manager → device, retained on `.../desired`): the rotation,
+ *   step and sequence number the manager wants next, so a device that was
+ *   away sees where it should be.
+ *
+ * Both are advisory: they never change a trust store. Only a signed command
+ * with a fresh sequence number does.
+ */
+import { assertSchema } from '../validate.ts';
+import { ACK_SCHEMA, type DeviceStateSummary } from './ack.ts';
+import type { Command } from './command.ts';
+
+/** Where the manager wants a device to be next. */
+export interface DesiredState {
+  v: 1;
+  kind: 'desired';
+  deviceId: string;
+  rotationId: string;
+  schedule: string;
+  step: string;
+  seq: number;
+  at: string;
+}
+
+/** A device's presence and, when online, its state. */
+export interface DeviceState {
+  v: 1;
+  kind: 'state';
+  deviceId: string;
+  status: 'online' | 'offline' | 'behind';
+  role?: 'server' | 'client';
+  /** Highest command sequence number applied (online/behind). */
+  lastSeq?: number;
+  state?: DeviceStateSummary;
+  /** The desired state the device has not reached (status `behind`). */
+  desired?: { rotationId: string; step: string; seq: number };
+  at?: string;
+}
+
+const id = { type: 'string', minLength: 1, maxLength: 128 };
+const seq = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
+const time = { type: 'string', minLength: 20, maxLength: 40 };
+
+/** Schema of the desired-state message. */
+export const DESIRED_SCHEMA = {
+  $id: 'trustroll/desired',
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'kind', 'deviceId', 'rotationId', 'schedule', 'step', 'seq', 'at'],
+  properties: {
+    v: { const: 1 }, kind: { const: 'desired' }, deviceId: id, rotationId: id,
+    schedule: { type: 'string', minLength: 1, maxLength: 64 }, step: { type: 'string', minLength: 1, maxLength: 16 }, seq, at: time,
+  },
+} as const;
+
+/** Schema of the device-state message. */
+export const DEVICE_STATE_SCHEMA = {
+  $id: 'trustroll/device-state',
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'kind', 'deviceId', 'status'],
+  properties: {
+    v: { const: 1 }, kind: { const: 'state' }, deviceId: id,
+    status: { enum: ['online', 'offline', 'behind'] },
+    role: { enum: ['server', 'client'] },
+    lastSeq: seq,
+    state: ACK_SCHEMA.properties.state,
+    desired: {
+      type: 'object', additionalProperties: false, required: ['rotationId', 'step', 'seq'],
+      properties: { rotationId: id, step: { type: 'string', minLength: 1, maxLength: 16 }, seq },
+    },
+    at: time,
+  },
+} as const;
+
+/** Check a parsed message is a desired-state message. */
+export function assertDesiredState(value: unknown): asserts value is DesiredState {
+  assertSchema<DesiredState>(DESIRED_SCHEMA, value, 'desired state');
+}
+
+/** Check a parsed message is a device-state message. */
+export function assertDeviceState(value: unknown): asserts value is DeviceState {
+  assertSchema<DeviceState>(DEVICE_STATE_SCHEMA, value, 'device state');
+}
+
+/** The desired state a command expresses. */
+export function desiredFor(cmd: Command, at: Date): DesiredState {
+  return { v: 1, kind: 'desired', deviceId: cmd.deviceId, rotationId: cmd.rotationId, schedule: cmd.schedule, step: cmd.step, seq: cmd.seq, at: at.toISOString() };
+}
+
+/** The last-will payload: fixed at connect time, so it carries no timestamp. */
+export function offlineState(deviceId: string): DeviceState {
+  return { v: 1, kind: 'state', deviceId, status: 'offline' };
+}

@@ -1,0 +1,140 @@
+/**
+ * The MQTT topic layout of the management channel and the access rules a
+ * broker must enforce on it (PROTOCOL.md "Who can reach whom" and "MQTT is
+ * not ordered enough on its own").
+ *
+ *   trustroll/v1/dev/{id}/cmd      manager → device, QoS 1 (signed commands)
+ *   trustroll/v1/dev/{id}/ack      device → manager, QoS 1
+ *   trustroll/v1/dev/{id}/state    device, retained: birth summary; last will "offline"
+ *   trustroll/v1/dev/{id}/desired  manager, retained: the step and seq the device should be at
+ *
+ * Order and exactly-once effect never depend on the broker: they come from
+ * the per-device sequence number inside the command envelope. Nothing here
+ * needs MQTT 5; every client speaks 3.1.1 (protocolVersion 4).
+ *
+ * Identities are the common names of management-PKI client certificates:
+ * `trustroll-manager` for the manager, the device id for a device. The same
+ * rules are enforced by the embedded broker (manager/embedded-broker.ts) and
+ * by Mosquitto through the ACL file `mosquittoAcl()` renders.
+ */
+import { ProtocolError } from './errors.ts';
+
+/** First three levels of every trustroll topic. */
+export const TOPIC_PREFIX = 'trustroll/v1/dev';
+
+/** Common name of the manager's management certificate, and its MQTT identity. */
+export const MANAGER_IDENTITY = 'trustroll-manager';
+
+/** The MQTT protocol level every trustroll client uses (3.1.1). */
+export const MQTT_PROTOCOL_VERSION = 4;
+
+/** QoS of commands, acknowledgements, state and desired state. */
+export const LINK_QOS = 1;
+
+/** The four per-device topics. */
+export type TopicKind = 'cmd' | 'ack' | 'state' | 'desired';
+
+const KINDS: readonly TopicKind[] = ['cmd', 'ack', 'state', 'desired'];
+
+/** Same rule as command.deviceId: no MQTT wildcards, no level separator, no spaces. */
+const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+/** True if `id` can name a device in a topic (and is not the manager's identity). */
+export function isDeviceId(id: unknown): id is string {
+  return typeof id === 'string' && DEVICE_ID.test(id) && id !== MANAGER_IDENTITY;
+}
+
+/** Throw E_SCHEMA unless `id` is a usable device id (no `+ # /`, not the manager's name). */
+export function assertDeviceId(id: unknown): asserts id is string {
+  if (!isDeviceId(id)) {
+    throw new ProtocolError('E_SCHEMA', `device id ${JSON.stringify(id)} cannot be used in a topic: use 1-128 of A-Z a-z 0-9 . _ : - (no + # / or spaces), not "${MANAGER_IDENTITY}"`);
+  }
+}
+
+/** The topic of one kind for one device; throws E_SCHEMA for an unusable id. */
+export function deviceTopic(deviceId: string, kind: TopicKind): string {
+  assertDeviceId(deviceId);
+  return `${TOPIC_PREFIX}/${deviceId}/${kind}`;
+}
+
+/** Filter the manager subscribes to for every device's acknowledgements. */
+export const ACK_FILTER = `${TOPIC_PREFIX}/+/ack`;
+
+/** Filter the manager subscribes to for every device's state (birth / last will). */
+export const STATE_FILTER = `${TOPIC_PREFIX}/+/state`;
+
+/** Split a concrete device topic; null if it is not one of ours. */
+export function parseDeviceTopic(topic: string): { deviceId: string; kind: TopicKind } | null {
+  const levels = topic.split('/');
+  if (levels.length !== 5 || levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return null;
+  const [, , , deviceId, kind] = levels as [string, string, string, string, string];
+  if (!isDeviceId(deviceId) || !KINDS.includes(kind as TopicKind)) return null;
+  return { deviceId, kind: kind as TopicKind };
+}
+
+/**
+ * The filters a SUBACK refused (return code 0x80). MQTT.js rejects a
+ * subscribe request with any refusal and carries the SUBACK on the error.
+ */
+export function refusedTopics(err: Error | null, requested: readonly string[]): string[] {
+  if (!err) return [];
+  const granted = (err as { packet?: { granted?: unknown } }).packet?.granted;
+  return Array.isArray(granted) ? requested.filter((_, i) => granted[i] === 0x80) : [...requested];
+}
+
+/** Topic kinds each side may publish to; a device only under its own id. */
+const MANAGER_PUBLISHES: readonly TopicKind[] = ['cmd', 'desired'];
+const DEVICE_PUBLISHES: readonly TopicKind[] = ['ack', 'state'];
+const MANAGER_READS: readonly TopicKind[] = ['ack', 'state'];
+const DEVICE_READS: readonly TopicKind[] = ['cmd', 'desired'];
+
+/** May the client with certificate CN `identity` publish to `topic`? */
+export function mayPublish(identity: string, topic: string): boolean {
+  const t = parseDeviceTopic(topic);
+  if (!t) return false;
+  if (identity === MANAGER_IDENTITY) return MANAGER_PUBLISHES.includes(t.kind);
+  return isDeviceId(identity) && t.deviceId === identity && DEVICE_PUBLISHES.includes(t.kind);
+}
+
+/** May `identity` receive a message published on `topic` (checked again at delivery)? */
+export function mayReceive(identity: string, topic: string): boolean {
+  const t = parseDeviceTopic(topic);
+  if (!t) return false;
+  if (identity === MANAGER_IDENTITY) return MANAGER_READS.includes(t.kind);
+  return isDeviceId(identity) && t.deviceId === identity && DEVICE_READS.includes(t.kind);
+}
+
+/**
+ * May `identity` subscribe to `filter`? The manager may use `+` for the
+ * device level of ack/state; a device may subscribe only to its own
+ * cmd and desired topics, without wildcards.
+ */
+export function maySubscribe(identity: string, filter: string): boolean {
+  if (identity === MANAGER_IDENTITY) {
+    const levels = filter.split('/');
+    if (levels.length !== 5 || levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return false;
+    const [, , , id, kind] = levels as [string, string, string, string, string];
+    return (id === '+' || isDeviceId(id)) && MANAGER_READS.includes(kind as TopicKind);
+  }
+  return mayReceive(identity, filter);
+}
+
+/**
+ * The same rules as a Mosquitto `acl_file` keyed on the certificate
+ * identity (`use_identity_as_username true`, so `%u` is the CN, never the
+ * client id). `pattern` lines apply to every user; the manager's own
+ * pattern topics name a device that cannot exist (isDeviceId rejects it).
+ */
+export function mosquittoAcl(): string {
+  return [
+    '# trustroll management channel ACL (generated by protocol/topics.ts).',
+    '# Usernames are certificate common names (use_identity_as_username true).',
+    `user ${MANAGER_IDENTITY}`,
+    ...MANAGER_PUBLISHES.map((k) => `topic write ${TOPIC_PREFIX}/+/${k}`),
+    ...MANAGER_READS.map((k) => `topic read ${TOPIC_PREFIX}/+/${k}`),
+    '',
+    ...DEVICE_READS.map((k) => `pattern read ${TOPIC_PREFIX}/%u/${k}`),
+    ...DEVICE_PUBLISHES.map((k) => `pattern write ${TOPIC_PREFIX}/%u/${k}`),
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,196 @@
+/**
+ * A fleet joined by a real MQTT broker: like demo/in-process-fleet.ts (CA,
+ * FleetDb, Orchestrator; agents with SqliteStateStore and MemoryKeyStore),
+ * but the manager talks through MqttManagerTransport, every agent through
+ * its own DeviceLink and management certificate, and every command is
+ * signed. The broker is a Mosquitto started for the fleet
+ * (test/support/mosquitto.ts) or the embedded aedes broker.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent } from '../../agent/agent.ts';
+import { DeviceLink, type DeviceLinkHooks } from '../../agent/mqtt-link.ts';
+import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
+import type { HistoryEntry } from '../../agent/state-store.ts';
+import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
+import { CaAuthority } from '../../manager/ca-authority.ts';
+import { EmbeddedBroker } from '../../manager/embedded-broker.ts';
+import { FleetDb, type RotationRow } from '../../manager/fleet-db.ts';
+import { ManagementPki } from '../../manager/management-pki.ts';
+import { MqttManagerTransport } from '../../manager/mqtt-transport.ts';
+import { Orchestrator, type RotationPolicy } from '../../manager/orchestrator.ts';
+import { systemClock, systemTimers } from '../../protocol/clock.ts';
+import { commandSigner, commandVerifier } from '../../protocol/command-signature.ts';
+import { createLogger, type Logger } from '../../protocol/log.ts';
+import type { Role, Schedule } from '../../protocol/steps.ts';
+import { Mosquitto } from './mosquitto.ts';
+
+/** Fleet shape and broker choice. */
+export interface MqttFleetOptions {
+  servers: number;
+  clients: number;
+  broker: 'mosquitto' | 'embedded';
+  policy?: Partial<RotationPolicy>;
+  /** Per-device link hooks (e.g. drop the connection before a PUBACK). */
+  hooks?: (deviceId: string) => DeviceLinkHooks | undefined;
+  logger?: Logger;
+}
+
+/** Log lines of MQTT test fleets (kept in memory; a failing test may print them). */
+export const mqttFleetLog: string[] = [];
+
+const clock = systemClock;
+const TEST_BACKOFF = { initialMs: 50, maxMs: 400 };
+
+/** A fleet over MQTT; `close()` stops everything and removes its folder. */
+export class MqttFleet {
+  readonly agents = new Map<string, Agent>();
+  readonly stores = new Map<string, SqliteStateStore>();
+  readonly links = new Map<string, DeviceLink>();
+  transport!: MqttManagerTransport;
+  orchestrator!: Orchestrator;
+  private done!: { promise: Promise<RotationRow>; resolve: (r: RotationRow) => void };
+
+  private constructor(
+    readonly dir: string,
+    readonly pki: ManagementPki,
+    readonly broker: Mosquitto | EmbeddedBroker,
+    readonly ca: CaAuthority,
+    readonly db: FleetDb,
+    readonly logger: Logger,
+    private readonly o: MqttFleetOptions,
+  ) {
+    this.rearm();
+  }
+
+  /** Start the broker, the manager and every device (connected and subscribed). */
+  static async create(o: MqttFleetOptions): Promise<MqttFleet> {
+    const dir = mkdtempSync(join(tmpdir(), 'trustroll-mqtt-fleet-'));
+    const logger = o.logger ?? createLogger({ level: 'debug', sink: (l) => { mqttFleetLog.push(l); if (mqttFleetLog.length > 20_000) mqttFleetLog.splice(0, 5_000); } });
+    const pki = await ManagementPki.create({ now: clock.now() });
+    const broker = o.broker === 'mosquitto'
+      ? await Mosquitto.start(pki)
+      : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger });
+    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll mqtt test', now: clock.now() });
+    const fleet = new MqttFleet(dir, pki, broker, ca, new FleetDb(join(dir, 'manager.db')), logger, o);
+    await fleet.startManager();
+    const ids: [string, Role][] = [
+      ...Array.from({ length: o.servers }, (_, i) => [`srv-${i + 1}`, 'server'] as [string, Role]),
+      ...Array.from({ length: o.clients }, (_, i) => [`cli-${i + 1}`, 'client'] as [string, Role]),
+    ];
+    for (const [id, role] of ids) await fleet.addDevice(id, role);
+    await Promise.all(ids.map(([id]) => fleet.connect(id)));
+    return fleet;
+  }
+
+  /** mqtts URL of the broker. */
+  get url(): string {
+    return this.broker.url;
+  }
+
+  /** The Mosquitto instance (throws for the embedded broker). */
+  get mosquitto(): Mosquitto {
+    if (!(this.broker instanceof Mosquitto)) throw new Error('this fleet runs the embedded broker');
+    return this.broker;
+  }
+
+  /**
+   * (Re)start the manager: transport session and orchestrator over the same
+   * database. With `resume`, the rotation is resumed before the session's
+   * backlog (acknowledgements made while the manager was away) arrives.
+   */
+  async startManager(opts: { resume?: string } = {}): Promise<void> {
+    // The orchestrator registers for acknowledgements before the session's backlog can arrive.
+    this.transport = new MqttManagerTransport({ url: this.url, tls: { ca: this.pki.ca, ...this.pki.manager }, logger: this.logger, reconnectPeriodMs: 100 });
+    this.orchestrator = new Orchestrator({
+      db: this.db, transport: this.transport, authority: this.ca, clock, timers: systemTimers, logger: this.logger,
+      sign: commandSigner(this.pki.commandKey),
+      policy: { ackTimeoutMs: 3_000, sweepIntervalMs: 50, backoffBaseMs: 50, backoffMaxMs: 500, ...this.o.policy },
+      events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
+    });
+    if (opts.resume) this.orchestrator.resume(opts.resume);
+    await this.transport.ready(10_000);
+  }
+
+  /** Stop the manager (orchestrator timers and MQTT session; state stays in SQLite and on the broker). */
+  async stopManager(): Promise<void> {
+    this.orchestrator.close();
+    await this.transport.close();
+  }
+
+  private async addDevice(id: string, role: Role): Promise<void> {
+    const keys = new MemoryKeyStore();
+    const key = await keys.create('device', 'P-256');
+    const certificate = this.ca.issueLeaf({ commonName: id, spki: key.spki, role }, clock.now());
+    const store = new SqliteStateStore(join(this.dir, `${id}.db`));
+    const agent = await Agent.provision(
+      { deviceId: id, role, store, keys, clock, logger: this.logger.child({ deviceId: id }), verifySignature: commandVerifier(this.pki.trustedCommandKeys()) },
+      { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },
+    );
+    this.db.addDevice({ id, role, commonName: id, spki: key.spki, certificate });
+    this.agents.set(id, agent);
+    this.stores.set(id, store);
+  }
+
+  /** Start (or restart) a device's link and wait until it is subscribed. */
+  async connect(id: string): Promise<DeviceLink> {
+    const link = new DeviceLink({
+      url: this.url, agent: this.agents.get(id)!, tls: { ca: this.pki.ca, ...this.pki.device(id) }, clock, logger: this.logger,
+      backoff: TEST_BACKOFF, hooks: this.o.hooks?.(id),
+    });
+    this.links.set(id, link);
+    await link.ready(10_000);
+    return link;
+  }
+
+  /** Take a device offline cleanly; its session (and queued commands) stay on the broker. */
+  async disconnect(id: string): Promise<void> {
+    await this.links.get(id)?.close();
+    this.links.delete(id);
+  }
+
+  /** Start a rotation and wait until it completes or stops. */
+  async rotate(schedule: Schedule, timeoutMs = 20_000): Promise<RotationRow> {
+    await this.orchestrator.start({ schedule });
+    return this.waitForEnd(timeoutMs);
+  }
+
+  /** Wait for the running rotation to complete or fail. */
+  waitForEnd(timeoutMs = 20_000): Promise<RotationRow> {
+    let timer: NodeJS.Timeout;
+    const timeout = new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`rotation did not end within ${timeoutMs} ms`)), timeoutMs); });
+    return Promise.race([this.done.promise, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /** Reset the end-of-rotation latch (before a resume). */
+  rearm(): void {
+    let resolve!: (r: RotationRow) => void;
+    const promise = new Promise<RotationRow>((r) => (resolve = r));
+    this.done = { promise, resolve };
+  }
+
+  /** The steps a device has applied, oldest first. */
+  history(id: string): Promise<HistoryEntry[]> {
+    return this.stores.get(id)!.history(100);
+  }
+
+  /** SHA-256 over a device's database files (db + WAL; not -shm), to prove nothing was written. */
+  fileHash(id: string): string {
+    const h = createHash('sha256');
+    for (const f of readdirSync(this.dir).filter((n) => n.startsWith(`${id}.db`) && !n.endsWith('-shm')).sort()) h.update(f).update(readFileSync(join(this.dir, f)));
+    return h.digest('hex');
+  }
+
+  /** Stop links, manager and broker; remove every file. */
+  async close(): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => l.close().catch(() => undefined)));
+    this.orchestrator?.close();
+    await this.transport?.close().catch(() => undefined);
+    await this.broker.close();
+    for (const s of this.stores.values()) await s.close();
+    this.db.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
