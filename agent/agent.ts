@@ -32,7 +32,7 @@ export interface AgentOptions {
 }
 
 /** Listener for trust-store/identity changes (TLS hot reload). */
-export type ChangeListener = (record: DeviceRecord) => void;
+export type ChangeListener = (record: DeviceRecord) => void | Promise<void>;
 
 /** The device agent. */
 export class Agent {
@@ -138,7 +138,8 @@ export class Agent {
     const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
     if (ack.ok) this.opts.logger.info(changed ? 'step applied' : 'redelivered step acknowledged again', { ...log, storeHash: ack.state.storeHash });
     else this.opts.logger.warn('command rejected', { ...log, code: ack.error?.code, reason: ack.error?.message });
-    if (changed) for (const l of this.listeners) l(this.snapshot());
+    // Listeners (TLS hot reload) finish before the acknowledgement leaves the device.
+    if (changed) await Promise.all([...this.listeners].map((l) => l(this.snapshot())));
     return ack;
   }
 

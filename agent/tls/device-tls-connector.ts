@@ -1,41 +1,45 @@
 /**
  * The client-role device's mutual-TLS connector (PROTOCOL.md P3, [0075-0076]):
  * it presents the new client certificate first and, when the server refuses
- * it, retries once with the old one, counting such fallbacks.
+ * it, retries once with the old one, counting such fallbacks. How one
+ * handshake is judged (greeting, leaf-only presentation, TLS 1.2 and 1.3)
+ * is in handshake-attempt.ts.
  *
- * "Authenticated" means the server's greeting line arrived (material.ts): a
- * Node server verifies the client certificate only after its side of the
- * handshake, and under TLS 1.3 the client's 'secureConnect' always precedes
- * the server's verdict, so neither 'secureConnect' nor a session ticket
- * proves acceptance. Outcomes of one attempt:
- * - greeting from the expected server: authenticated;
- * - this client rejected the server certificate (X.509 or name check):
- *   E_TLS_SERVER_UNTRUSTED, no fallback (the old certificate would not help);
- * - TCP connect failed: E_TLS_CONNECT, no fallback;
- * - alert, reset or close after TCP connect but before the greeting: the
- *   server refused the certificate, E_TLS_REJECTED, fall back;
- * - nothing within the timeout: E_TLS_TIMEOUT, no fallback.
+ * One secure context per identity is built and reused; contexts are rebuilt
+ * only when the agent's record changes (and only for a new certificate or
+ * key), synchronously inside the agent's change notification when the keys
+ * are cached, so the new material is in use before the step is acknowledged.
  *
- * One secure context per identity (key, certificate, trust anchors) is built
- * and reused; contexts are rebuilt only when the agent reports a change, and
- * synchronously inside that notification when the keys are cached.
+ * In flight, a connection carries the client's material from its start and
+ * the server's from its accept, so a handshake can straddle a step and meet
+ * states that never coexisted. Two such cases are retried, at most twice in
+ * all per connection, and counted (`retries`, with the reason):
+ * - `material-changed`: the attempt failed and this client's own record
+ *   changed meanwhile (a step landed on it, and a server gated on that step
+ *   moved on before accepting): reconnect with the current material;
+ * - `server-switched`: the server refused the new certificate and then the
+ *   old one. A server only moves from old trust to new, so it switched in
+ *   between (batched B2 drops R0 at once): present the new one again.
+ * A failure that repeats with unchanged material is final. Neither retry can
+ * hide a broken steady state: the retry meets the same state and fails.
  */
+import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import type { KeyStore } from '../../hal/key-store.ts';
+import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { Agent } from '../agent.ts';
 import { TlsError, type TlsErrorCode } from './errors.ts';
-import { LineSplitter, parseGreeting, shortFingerprint, TlsKeyCache } from './material.ts';
+import { ATTEMPT_CODE, attemptHandshake, type AttemptOutcome, type TlsTarget } from './handshake-attempt.ts';
+import { shortFingerprint, tlsStateHash, TlsKeyCache } from './material.ts';
 
-/** Where to connect: the server's address and the device id its certificate names. */
-export interface TlsTarget {
-  host: string;
-  port: number;
-  serverId: string;
-}
+export type { TlsTarget } from './handshake-attempt.ts';
 
 /** Which of the client's identities an attempt presented. */
 export type IdentitySlot = 'active' | 'fallback';
+
+/** Why a connection ran its identity sequence again. */
+export type RetryReason = 'material-changed' | 'server-switched';
 
 /** One handshake attempt. */
 export interface ConnectAttempt {
@@ -56,6 +60,8 @@ export interface ConnectResult {
   fingerprint: string | null;
   /** True when the new certificate was refused and the old one authenticated. */
   fallback: boolean;
+  /** Why the identity sequence was run again (see the module comment), in order. */
+  retries: RetryReason[];
   /** Why the connection failed (the last attempt's error), or null. */
   error: { code: TlsErrorCode; message: string } | null;
   attempts: ConnectAttempt[];
@@ -72,6 +78,8 @@ export interface DeviceTlsConnectorOptions {
   maxVersion?: tls.SecureVersion;
   /** Per attempt: TCP connect + handshake + greeting (ms); default 5 000. */
   timeoutMs?: number;
+  /** Time for validating the server certificate; default the system clock. */
+  clock?: Clock;
 }
 
 /** Counters of a connector. */
@@ -80,30 +88,24 @@ export interface DeviceTlsConnectorStats {
   ok: number;
   failed: number;
   fallbacks: number;
+  /** Identity sequences run again (both reasons). */
+  retries: number;
   /** TLS handshakes started (a fallback costs two). */
   handshakes: number;
   /** Secure contexts built (reused ones not counted). */
   contextsBuilt: number;
 }
 
-type Kind = 'ok' | 'refused' | 'untrusted' | 'connect' | 'timeout' | 'protocol';
-const CODE: Record<Exclude<Kind, 'ok'>, TlsErrorCode> = {
-  refused: 'E_TLS_REJECTED', untrusted: 'E_TLS_SERVER_UNTRUSTED', connect: 'E_TLS_CONNECT', timeout: 'E_TLS_TIMEOUT', protocol: 'E_TLS_PROTOCOL',
-};
-/** OpenSSL X.509 verification codes and Node's name check: this client refused the server. */
-const LOCAL_VERIFY = /^(UNABLE_TO_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|INVALID_(CA|PURPOSE)|PATH_LENGTH_|HOSTNAME_MISMATCH|ERROR_IN_CERT_|ERR_TLS_CERT_ALTNAME_INVALID)/;
-
 interface Slot { identity: IdentitySlot; fingerprint: string; context: tls.SecureContext }
-interface Outcome { kind: Kind; message: string; socket: tls.TLSSocket | null; protocol: string | null; ms: number }
+interface Material { hash: string; slots: Slot[]; anchors: X509Certificate[] }
 
 /** A client-role connector; see the module comment. */
 export class DeviceTlsConnector {
-  private slots: Slot[] = [];
+  private material: Material = { hash: '', slots: [], anchors: [] };
   private contexts = new Map<string, tls.SecureContext>();
-  private dirty = true;
   private readonly keyCache: TlsKeyCache;
   private readonly log: Logger;
-  private readonly counts: DeviceTlsConnectorStats = { attempted: 0, ok: 0, failed: 0, fallbacks: 0, handshakes: 0, contextsBuilt: 0 };
+  private readonly counts: DeviceTlsConnectorStats = { attempted: 0, ok: 0, failed: 0, fallbacks: 0, retries: 0, handshakes: 0, contextsBuilt: 0 };
   private unsubscribe: () => void = () => undefined;
   private closed = false;
 
@@ -116,10 +118,9 @@ export class DeviceTlsConnector {
   static async create(o: DeviceTlsConnectorOptions): Promise<DeviceTlsConnector> {
     if (o.agent.role !== 'client') throw new TlsError('E_TLS_ROLE', `device ${o.agent.deviceId} is a ${o.agent.role}-role device; a connector needs a client-role agent`);
     const c = new DeviceTlsConnector(o);
-    await c.refresh();
+    await c.current();
     c.unsubscribe = o.agent.onChange(() => {
-      c.dirty = true;
-      c.refresh().catch((err: unknown) => c.log.error('tls identity reload failed; keeping the previous contexts', { code: (err as { code?: string }).code, reason: (err as Error).message }));
+      c.current().catch((err: unknown) => c.log.error('tls identity reload failed; keeping the previous contexts', { code: (err as { code?: string }).code, reason: (err as Error).message }));
     });
     return c;
   }
@@ -143,28 +144,38 @@ export class DeviceTlsConnector {
    */
   async open(target: TlsTarget): Promise<{ result: ConnectResult; socket: tls.TLSSocket | null }> {
     if (this.closed) throw new TlsError('E_TLS_CLOSED', `connector of ${this.o.agent.deviceId}`);
-    if (this.dirty) await this.refresh();
-    const slots = this.slots;
     const t0 = performance.now();
     this.counts.attempted++;
     const attempts: ConnectAttempt[] = [];
-    let won: { slot: Slot; out: Outcome } | null = null;
-    for (const slot of slots) {
-      this.counts.handshakes++;
-      const out = await this.attempt(slot, target);
-      attempts.push({ identity: slot.identity, fingerprint: slot.fingerprint, ok: out.kind === 'ok', error: out.kind === 'ok' ? null : { code: CODE[out.kind], message: out.message }, protocol: out.protocol, ms: out.ms });
-      if (out.kind === 'ok') won = { slot, out };
-      if (out.kind !== 'refused') break;
+    let won: { slot: Slot; out: AttemptOutcome } | null = null;
+    const retries: RetryReason[] = [];
+    for (;;) {
+      const m = await this.current();
+      let refused = 0;
+      for (const slot of m.slots) {
+        this.counts.handshakes++;
+        const out = await attemptHandshake({ target, context: slot.context, anchors: m.anchors, now: (this.o.clock ?? systemClock).now(), timeoutMs: this.o.timeoutMs ?? 5_000, log: this.log });
+        attempts.push({ identity: slot.identity, fingerprint: slot.fingerprint, ok: out.kind === 'ok', error: out.kind === 'ok' ? null : { code: ATTEMPT_CODE[out.kind], message: out.message }, protocol: out.protocol, ms: out.ms });
+        if (out.kind === 'ok') won = { slot, out };
+        if (out.kind !== 'refused') break;
+        refused++;
+      }
+      if (won || retries.length >= 2) break;
+      const reason: RetryReason | null = tlsStateHash(this.o.agent) !== m.hash ? 'material-changed'
+        : refused >= 2 && !retries.includes('server-switched') ? 'server-switched' : null;
+      if (!reason) break;
+      retries.push(reason);
+      this.counts.retries++;
+      this.log.info('handshake straddled a trust change; running the identity sequence again', { server: target.serverId, reason });
     }
     const last = attempts[attempts.length - 1]!;
     const result: ConnectResult = {
       ok: won !== null, serverId: target.serverId, identity: won?.slot.identity ?? null, fingerprint: won?.slot.fingerprint ?? null,
-      fallback: won !== null && won.slot !== slots[0], error: last.error, attempts, protocol: won?.out.protocol ?? null, ms: performance.now() - t0,
+      fallback: won?.slot.identity === 'fallback', retries, error: won ? null : last.error, attempts, protocol: won?.out.protocol ?? null, ms: performance.now() - t0,
     };
-    if (!result.ok) this.counts.failed++;
-    else this.counts.ok++;
+    this.counts[result.ok ? 'ok' : 'failed']++;
     if (result.fallback) this.counts.fallbacks++;
-    const fields = { server: target.serverId, identity: result.identity, fallback: result.fallback, code: result.error?.code, reason: result.error?.message, protocol: result.protocol };
+    const fields = { server: target.serverId, identity: result.identity, fallback: result.fallback, retries, code: result.error?.code, reason: result.error?.message, protocol: result.protocol };
     if (!result.ok) this.log.warn('tls connection failed', fields);
     else if (result.fallback) this.log.info('tls connection needed the old client certificate', fields);
     else this.log.debug('tls connection authenticated', fields);
@@ -172,27 +183,29 @@ export class DeviceTlsConnector {
   }
 
   /**
-   * Rebuild the per-identity contexts from the agent's current record,
-   * reusing unchanged ones. Runs synchronously when every key is cached.
+   * The contexts for the agent's current record, rebuilt when it changed
+   * (reusing unchanged ones). Synchronous up to the return when every key is
+   * cached; only a key label never seen before is fetched first.
    */
-  async refresh(): Promise<void> {
+  async current(): Promise<Material> {
     for (;;) {
+      const hash = tlsStateHash(this.o.agent);
+      if (hash === this.material.hash) return this.material;
       const labels = this.o.agent.identities().map((i) => i.keyLabel);
-      if (this.keyCache.hasAll(labels)) return this.build();
+      if (this.keyCache.hasAll(labels)) return this.build(hash);
       await this.keyCache.load(labels);
     }
   }
 
-  private build(): void {
-    if (!this.dirty) return;
+  private build(hash: string): Material {
     const anchors = this.o.agent.trustAnchors();
     const ids = this.o.agent.identities();
     const next = new Map<string, tls.SecureContext>();
-    this.slots = ids.map((id, i) => {
-      const key = `${anchors.join('')}|${id.cert}|${id.keyLabel}`;
+    const slots = ids.map((id, i): Slot => {
+      const key = `${id.cert}|${id.keyLabel}`;
       let context = this.contexts.get(key);
       if (!context) {
-        context = tls.createSecureContext({ key: this.keyCache.get(id.keyLabel)!, cert: id.cert, ca: anchors, minVersion: this.o.minVersion ?? 'TLSv1.2', maxVersion: this.o.maxVersion ?? 'TLSv1.3' });
+        context = tls.createSecureContext({ key: this.keyCache.get(id.keyLabel)!, cert: id.cert, minVersion: this.o.minVersion ?? 'TLSv1.2', maxVersion: this.o.maxVersion ?? 'TLSv1.3' });
         this.counts.contextsBuilt++;
       }
       next.set(key, context);
@@ -200,53 +213,9 @@ export class DeviceTlsConnector {
     });
     this.contexts = next;
     this.keyCache.retain(ids.map((i) => i.keyLabel));
-    this.dirty = false;
-    this.log.debug('tls identities loaded', { identities: this.slots.map((s) => s.fingerprint), anchors: anchors.map(shortFingerprint) });
-  }
-
-  private attempt(slot: Slot, target: TlsTarget): Promise<Outcome> {
-    return new Promise((resolve) => {
-      const t0 = performance.now();
-      let tcp = false;
-      let settled = false;
-      let leftover = '';
-      const lines = new LineSplitter();
-      const sock = tls.connect({ host: target.host, port: target.port, servername: target.serverId, secureContext: slot.context });
-      const finish = (kind: Kind, message: string) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        sock.removeAllListeners('data').removeAllListeners('end').removeAllListeners('close');
-        if (kind === 'ok') {
-          sock.pause();
-          if (leftover) sock.unshift(Buffer.from(leftover));
-        } else sock.destroy();
-        resolve({ kind, message, socket: kind === 'ok' ? sock : null, protocol: sock.getProtocol() ?? null, ms: performance.now() - t0 });
-      };
-      const timer = setTimeout(() => finish('timeout', `no server greeting within ${this.o.timeoutMs ?? 5_000} ms`), this.o.timeoutMs ?? 5_000);
-      sock.once('connect', () => (tcp = true));
-      sock.on('error', (err: Error & { code?: string }) => {
-        if (settled) return void this.log.debug('tls socket error after result', { code: err.code });
-        if (!tcp) finish('connect', err.message);
-        else if (err.code && LOCAL_VERIFY.test(err.code)) finish('untrusted', `${err.code}: ${err.message}`);
-        else finish('refused', err.code ? `${err.code}: ${err.message}` : err.message);
-      });
-      const closed = () => finish(tcp ? 'refused' : 'connect', 'connection closed before the server greeting');
-      sock.on('end', closed);
-      sock.on('close', closed);
-      sock.on('data', (chunk: Buffer) => {
-        const got = lines.push(chunk);
-        if (got === null) return finish('protocol', 'greeting line too long');
-        if (got.length === 0) return;
-        const greeting = parseGreeting(got[0]!);
-        if (!greeting) finish('protocol', 'the server did not send a trustroll greeting');
-        else if (greeting.serverId !== target.serverId) finish('protocol', `the server greeted as ${greeting.serverId}, expected ${target.serverId}`);
-        else {
-          leftover = got.slice(1).map((l) => `${l}\n`).join('') + lines.rest();
-          finish('ok', 'authenticated');
-        }
-      });
-    });
+    this.material = { hash, slots, anchors: anchors.map((p) => new X509Certificate(p)) };
+    this.log.debug('tls identities loaded', { identities: slots.map((s) => s.fingerprint), anchors: anchors.map(shortFingerprint) });
+    return this.material;
   }
 
   /** Detach from the agent; sockets handed out by `open` stay with their owners. */

@@ -8,8 +8,11 @@
  * the agent's change notification (so before the step is acknowledged) when
  * the key is already cached: no restart, established connections keep their
  * session, only new handshakes see the new store. Each reload also installs
- * fresh session-ticket keys, so no session resumed from before a trust change
- * can skip the new verification.
+ * fresh session-ticket keys (explicitly: Node keeps configured ticket keys
+ * across setSecureContext), so no session from before a trust change can be
+ * resumed to skip the new verification. The context must hold the roots to
+ * verify clients, so between P4 and P5 OpenSSL auto-chains D after Sn: harmless
+ * (every client trusts K1 by then), and trustroll clients judge the leaf alone.
  *
  * Keys: `pem` keys are used in process. A token-resident key (PKCS#11,
  * TPM) cannot sign inside Node's OpenSSL; it would be served by a terminator
@@ -18,7 +21,7 @@
  * terminator sent SIGHUP on each change. Here that case fails with
  * E_TLS_KEY_UNSUPPORTED.
  */
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { KeyStore } from '../../hal/key-store.ts';
@@ -40,6 +43,8 @@ export interface DeviceTlsServerOptions {
   maxVersion?: tls.SecureVersion;
   /** Abort handshakes that take longer (ms); default 10 000. */
   handshakeTimeoutMs?: number;
+  /** Refuse TCP connections beyond this many open ones (a printer's budget); default unlimited. */
+  maxConnections?: number;
 }
 
 /** Counters of a running service. */
@@ -76,6 +81,7 @@ export class DeviceTlsServer {
   static async start(o: DeviceTlsServerOptions): Promise<DeviceTlsServer> {
     if (o.agent.role !== 'server') throw new TlsError('E_TLS_ROLE', `device ${o.agent.deviceId} is a ${o.agent.role}-role device; a TLS service needs a server-role agent`);
     const server = tls.createServer({ requestCert: true, rejectUnauthorized: true, handshakeTimeout: o.handshakeTimeoutMs ?? 10_000 });
+    if (o.maxConnections !== undefined) server.maxConnections = o.maxConnections;
     const svc = new DeviceTlsServer(o, server);
     await svc.keyCache.load(o.agent.identities().map((i) => i.keyLabel));
     svc.applyNow();
@@ -166,8 +172,7 @@ export class DeviceTlsServer {
     this.sockets.add(sock);
     sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', (err) => this.log.debug('tls connection error', { code: (err as { code?: string }).code }));
-    const peer = sock.getPeerX509Certificate?.() as X509Certificate | undefined;
-    const cn = /(?:^|\n)CN=([^\n]+)/.exec(peer?.subject ?? '')?.[1] ?? '-';
+    const cn = String(sock.getPeerCertificate().subject?.CN ?? '-');
     sock.write(greetingLine(this.deviceId, cn));
     const lines = new LineSplitter();
     sock.on('data', (chunk: Buffer) => {

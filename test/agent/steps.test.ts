@@ -81,7 +81,7 @@ for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: steps, persistence
   it('notifies listeners (TLS hot reload) only on a durable change', async () => {
     const { server, update } = f;
     const seen: number[] = [];
-    server.agent.onChange((r) => seen.push(r.lastSeq));
+    server.agent.onChange((r) => { seen.push(r.lastSeq); });
     const cmd = f.command(server, 1, 'P1', { distribution: update.distribution });
     await server.agent.handle(cmd);
     await server.agent.handle(cmd);

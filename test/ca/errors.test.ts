@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AGENT_ERRORS } from '../../agent/errors.ts';
 import { HAL_ERROR_CODES } from '../../hal/errors.ts';
+import { TLS_ERRORS } from '../../agent/tls/errors.ts';
 import { CA_ERRORS, CaError, isCaError } from '../../manager/ca/errors.ts';
 import { MANAGER_ERRORS } from '../../manager/errors.ts';
 import { CsrBuildError } from '../../protocol/csr.ts';
@@ -10,7 +11,7 @@ import { PROTOCOL_ERRORS } from '../../protocol/errors.ts';
 
 describe('manager/ca/errors.ts', () => {
   it('every code is prefixed, documented with an action, and not reused by another room', () => {
-    const others = new Set([...Object.keys(PROTOCOL_ERRORS), ...Object.keys(MANAGER_ERRORS), ...Object.keys(AGENT_ERRORS), ...Object.keys(HAL_ERROR_CODES), new CsrBuildError('x').code]);
+    const others = new Set([...Object.keys(PROTOCOL_ERRORS), ...Object.keys(MANAGER_ERRORS), ...Object.keys(AGENT_ERRORS), ...Object.keys(HAL_ERROR_CODES), ...Object.keys(TLS_ERRORS), new CsrBuildError('x').code]);
     for (const [code, doc] of Object.entries(CA_ERRORS)) {
       assert.match(code, /^E_(CA|CSR|LEAF)_[A-Z_]+$/);
       assert.ok(doc.length > 40, `${code} needs a real explanation`);

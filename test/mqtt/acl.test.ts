@@ -4,7 +4,7 @@ import type { Ack } from '../../protocol/messages/ack.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { signCommand } from '../../protocol/command-signature.ts';
 import { deviceTopic, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION } from '../../protocol/topics.ts';
-import { MqttFleet, mqttFleetLog } from '../support/mqtt-fleet.ts';
+import { MqttFleet, mqttFleetLog } from '../../demo/mqtt-fleet.ts';
 
 const settle = (ms = 300) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { deviceSequence } from '../../protocol/schedule.ts';
 import { SIX_STEP } from '../../protocol/steps.ts';
-import { MqttFleet, mqttFleetLog } from '../support/mqtt-fleet.ts';
+import { MqttFleet, mqttFleetLog } from '../../demo/mqtt-fleet.ts';
 
 describe('mqtt: the broker crashes mid-rotation', function () {
   this.timeout(30_000);

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import type { Ack } from '../../protocol/messages/ack.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { SIX_STEP } from '../../protocol/steps.ts';
-import { MqttFleet, mqttFleetLog } from '../support/mqtt-fleet.ts';
+import { MqttFleet, mqttFleetLog } from '../../demo/mqtt-fleet.ts';
 
 /** Wait until `pred` holds, polling. */
 async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {

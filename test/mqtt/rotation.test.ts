@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { BATCHED, SIX_STEP, type Schedule } from '../../protocol/steps.ts';
 import { deviceSequence } from '../../protocol/schedule.ts';
-import { MqttFleet, mqttFleetLog } from '../support/mqtt-fleet.ts';
+import { MqttFleet, mqttFleetLog } from '../../demo/mqtt-fleet.ts';
 
 /** Every device applied each of its steps exactly once, in schedule order. */
 async function assertExactlyOnceInOrder(fleet: MqttFleet, schedule: Schedule, rotationId: string): Promise<void> {

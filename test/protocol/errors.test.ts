@@ -7,9 +7,10 @@ import { AGENT_ERRORS } from '../../agent/errors.ts';
 import { MANAGER_ERRORS } from '../../manager/errors.ts';
 import { CA_ERRORS } from '../../manager/ca/errors.ts';
 import { HAL_ERROR_CODES } from '../../hal/errors.ts';
+import { TLS_ERRORS } from '../../agent/tls/errors.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const ROOMS: Record<string, Record<string, string>> = { protocol: PROTOCOL_ERRORS, agent: AGENT_ERRORS, manager: MANAGER_ERRORS, ca: CA_ERRORS, hal: HAL_ERROR_CODES };
+const ROOMS: Record<string, Record<string, string>> = { protocol: PROTOCOL_ERRORS, agent: AGENT_ERRORS, tls: TLS_ERRORS, manager: MANAGER_ERRORS, ca: CA_ERRORS, hal: HAL_ERROR_CODES };
 
 function sources(dir: string): string[] {
   return readdirSync(join(root, dir)).flatMap((name) => {

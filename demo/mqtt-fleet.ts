@@ -10,21 +10,23 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../../agent/agent.ts';
-import { DeviceLink, type DeviceLinkHooks } from '../../agent/mqtt-link.ts';
-import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
-import type { HistoryEntry } from '../../agent/state-store.ts';
-import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
-import { CaAuthority } from '../../manager/ca-authority.ts';
-import { EmbeddedBroker } from '../../manager/embedded-broker.ts';
-import { FleetDb, type RotationRow } from '../../manager/fleet-db.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
-import { MqttManagerTransport } from '../../manager/mqtt-transport.ts';
-import { Orchestrator, type RotationPolicy } from '../../manager/orchestrator.ts';
-import { systemClock, systemTimers } from '../../protocol/clock.ts';
-import { commandSigner, commandVerifier } from '../../protocol/command-signature.ts';
-import { createLogger, type Logger } from '../../protocol/log.ts';
-import type { Role, Schedule } from '../../protocol/steps.ts';
+import { Agent } from '../agent/agent.ts';
+import { DeviceLink, type DeviceLinkHooks } from '../agent/mqtt-link.ts';
+import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
+import type { HistoryEntry, StateStore } from '../agent/state-store.ts';
+import { RecordStateStore } from '../agent/record-state-store.ts';
+import { MemoryRecordStore } from './memory-record-store.ts';
+import { MemoryKeyStore } from './memory-key-store.ts';
+import { CaAuthority } from '../manager/ca-authority.ts';
+import { EmbeddedBroker } from '../manager/embedded-broker.ts';
+import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
+import { ManagementPki } from '../manager/management-pki.ts';
+import { MqttManagerTransport } from '../manager/mqtt-transport.ts';
+import { Orchestrator, type RotationPolicy } from '../manager/orchestrator.ts';
+import { systemClock, systemTimers } from '../protocol/clock.ts';
+import { commandSigner, commandVerifier } from '../protocol/command-signature.ts';
+import { createLogger, type Logger } from '../protocol/log.ts';
+import type { Role, Schedule } from '../protocol/steps.ts';
 import { Mosquitto } from './mosquitto.ts';
 
 /** Fleet shape and broker choice. */
@@ -36,6 +38,10 @@ export interface MqttFleetOptions {
   /** Per-device link hooks (e.g. drop the connection before a PUBACK). */
   hooks?: (deviceId: string) => DeviceLinkHooks | undefined;
   logger?: Logger;
+  /** Device records in SQLite files (default) or in memory (benchmarks with 10,000 devices). */
+  storage?: 'sqlite' | 'memory';
+  /** Device links opened at once while starting (default 100). */
+  connectConcurrency?: number;
 }
 
 /** Log lines of MQTT test fleets (kept in memory; a failing test may print them). */
@@ -47,7 +53,7 @@ const TEST_BACKOFF = { initialMs: 50, maxMs: 400 };
 /** A fleet over MQTT; `close()` stops everything and removes its folder. */
 export class MqttFleet {
   readonly agents = new Map<string, Agent>();
-  readonly stores = new Map<string, SqliteStateStore>();
+  readonly stores = new Map<string, StateStore>();
   readonly links = new Map<string, DeviceLink>();
   transport!: MqttManagerTransport;
   orchestrator!: Orchestrator;
@@ -81,7 +87,8 @@ export class MqttFleet {
       ...Array.from({ length: o.clients }, (_, i) => [`cli-${i + 1}`, 'client'] as [string, Role]),
     ];
     for (const [id, role] of ids) await fleet.addDevice(id, role);
-    await Promise.all(ids.map(([id]) => fleet.connect(id)));
+    const width = o.connectConcurrency ?? 100;
+    for (let i = 0; i < ids.length; i += width) await Promise.all(ids.slice(i, i + width).map(([id]) => fleet.connect(id)));
     return fleet;
   }
 
@@ -124,7 +131,7 @@ export class MqttFleet {
     const keys = new MemoryKeyStore();
     const key = await keys.create('device', 'P-256');
     const certificate = this.ca.issueLeaf({ commonName: id, spki: key.spki, role }, clock.now());
-    const store = new SqliteStateStore(join(this.dir, `${id}.db`));
+    const store: StateStore = this.o.storage === 'memory' ? new RecordStateStore(new MemoryRecordStore(), id) : new SqliteStateStore(join(this.dir, `${id}.db`));
     const agent = await Agent.provision(
       { deviceId: id, role, store, keys, clock, logger: this.logger.child({ deviceId: id }), verifySignature: commandVerifier(this.pki.trustedCommandKeys()) },
       { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },

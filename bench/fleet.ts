@@ -1,0 +1,51 @@
+/**
+ * Fleet benchmark (issue: MQTT link). Rotates 1,000 / 5,000 / 10,000
+ * simulated agents through a real Mosquitto: each agent has its own MQTT
+ * session over mTLS, verifies every command signature and certificate for
+ * real, and keeps its record in memory (10,000 database files would only
+ * measure the disk). Prints one JSON object.
+ * Run: npx tsx bench/fleet.ts [sizes, e.g. 1000,5000,10000]
+ */
+import 'reflect-metadata';
+import { cpus } from 'node:os';
+import { createLogger } from '../protocol/log.ts';
+import { SIX_STEP } from '../protocol/steps.ts';
+import { MqttFleet } from '../demo/mqtt-fleet.ts';
+import { measureCryptoFloor } from './crypto-floor.ts';
+import { latencySummary, round } from './stats.ts';
+
+const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
+const floorRates = measureCryptoFloor();
+const sign = floorRates.nodeP256SignPerSec;
+const verify = floorRates.nodeP256VerifyPerSec;
+
+/** Signatures and verifications a rotation of n devices needs: leaves, D, R1 and one signed command per step; each agent verifies every command signature and four certificate signatures. */
+function floorMs(devices: number, steps: number): number {
+  return ((devices + 2 + steps) / sign + (steps + 4 * devices) / verify) * 1000;
+}
+
+const runs = [];
+for (const n of sizes) {
+  const servers = Math.max(1, Math.round(n / 5));
+  const setupStart = performance.now();
+  const fleet = await MqttFleet.create({ servers, clients: n - servers, broker: 'mosquitto', storage: 'memory', logger: createLogger({ level: 'error', sink: () => {} }), connectConcurrency: 200, policy: { ackTimeoutMs: 120_000, sweepIntervalMs: 1_000 } });
+  const setupMs = performance.now() - setupStart;
+  try {
+    const start = performance.now();
+    const rotation = await fleet.rotate(SIX_STEP, 1_800_000);
+    const durationMs = performance.now() - start;
+    const rows = fleet.db.steps(rotation.id);
+    const latencies = rows.filter((r) => r.ackedAt && r.sentAt).map((r) => Date.parse(r.ackedAt!) - Date.parse(r.sentAt!));
+    const messages = rows.reduce((sum, r) => sum + 2 * r.attempts, 0);
+    const floor = floorMs(n, rows.length);
+    runs.push({
+      devices: n, servers, clients: n - servers, status: rotation.status, setupMs: round(setupMs, 0),
+      durationMs: round(durationMs, 0), steps: rows.length, messages, messagesPerSec: round(messages / (durationMs / 1000), 0),
+      stepLatency: latencySummary(latencies), rssMB: round(process.memoryUsage().rss / 2 ** 20, 0),
+      cryptoFloorMs: round(floor, 0), ratioToFloor: round(durationMs / floor, 2),
+    });
+  } finally {
+    await fleet.close();
+  }
+}
+process.stdout.write(JSON.stringify({ bench: 'fleet', at: new Date().toISOString(), node: process.version, cpus: cpus().length, broker: 'mosquitto (mqtts, per-device sessions, QoS 1)', note: 'manager and all simulated agents share one Node process; rssMB is that process', cryptoFloor: floorRates, runs }, null, 2) + '\n');
