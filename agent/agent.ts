@@ -10,7 +10,7 @@ import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
 import type { Command } from '../protocol/messages/command.ts';
-import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
+import { SAFE_SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { isSelfSigned, issuedBy } from '../protocol/chain.ts';
 import { parseCertificate, spkiOf, toPem } from '../protocol/pem.ts';
 import { AgentError } from './errors.ts';
@@ -27,6 +27,7 @@ export interface AgentOptions {
   keys: KeyStore;
   clock: Clock;
   logger: Logger;
+  /** Schedules this device accepts; default SAFE_SCHEDULES (an unsafe order is refused even if signed). */
   schedules?: Readonly<Record<string, Schedule>>;
   verifySignature?: (cmd: Command) => void;
 }
@@ -125,7 +126,7 @@ export class Agent {
     const now = this.opts.clock.now();
     const { ack, changed } = await dispatch(raw, {
       record: this.record,
-      schedules: this.opts.schedules ?? SCHEDULES,
+      schedules: this.opts.schedules ?? SAFE_SCHEDULES,
       now,
       ownKeys: () => this.ownKeys(),
       verifySignature: this.opts.verifySignature,

@@ -11,7 +11,8 @@ import { openHal } from '../hal/config.ts';
 import type { KeyStore } from '../hal/key-store.ts';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
-import type { Role } from '../protocol/steps.ts';
+import { SAFE_SCHEDULES, SCHEDULES, type Role } from '../protocol/steps.ts';
+import type { Command } from '../protocol/messages/command.ts';
 import { Agent } from './agent.ts';
 import { AgentError } from './errors.ts';
 import { RecordStateStore } from './record-state-store.ts';
@@ -21,14 +22,32 @@ import type { StateStore } from './state-store.ts';
 /** Where the device record lives. */
 export type StoreConfig = { kind: 'sqlite'; path: string } | { kind: 'hal-records'; name?: string };
 
+/** The management link: broker URL, the management PKI files, and the manager's command keys. */
+export interface LinkConfig {
+  url: string;
+  /** Management CA (PEM file) the broker's certificate must chain to. */
+  ca: string;
+  /** This device's management certificate and key (PEM files; CN = device id). */
+  cert: string;
+  key: string;
+  /** Manager command-signing public keys (PEM files) by key id. */
+  commandKeys: Record<string, string>;
+}
+
 /** The agent configuration. */
 export interface AgentConfig {
   deviceId: string;
   role: Role;
   hal: HalConfig;
   store: StoreConfig;
-  /** MQTT link settings (see agent/mqtt-link.ts); optional for offline tools. */
-  link?: Record<string, unknown>;
+  /** MQTT link settings; optional for offline tools (init, provision, status). */
+  link?: LinkConfig;
+  /** Server role: where the device's mutual-TLS service listens. */
+  tls?: { host: string; port: number };
+  /** Client role: servers to handshake with periodically (the device's own mTLS use, and the demo's traffic). */
+  probe?: { targets: { host: string; port: number; serverId: string }[]; intervalMs: number };
+  /** Accept the unsafe "naive" schedule too. Only for the demo's contrast run; never on a real device. */
+  allowUnsafeSchedules?: boolean;
 }
 
 /** JSON Schema of AgentConfig. */
@@ -49,7 +68,40 @@ export const agentConfigSchema = {
         { properties: { kind: { const: 'hal-records' }, name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' } }, additionalProperties: false },
       ],
     },
-    link: { type: 'object' },
+    allowUnsafeSchedules: { type: 'boolean' },
+    link: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['url', 'ca', 'cert', 'key', 'commandKeys'],
+      properties: {
+        url: { type: 'string', pattern: '^mqtts://' },
+        ca: { type: 'string', minLength: 1 },
+        cert: { type: 'string', minLength: 1 },
+        key: { type: 'string', minLength: 1 },
+        commandKeys: { type: 'object', minProperties: 1, additionalProperties: { type: 'string', minLength: 1 } },
+      },
+    },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['host', 'port'],
+      properties: { host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 } },
+    },
+    probe: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['targets', 'intervalMs'],
+      properties: {
+        targets: {
+          type: 'array',
+          items: {
+            type: 'object', additionalProperties: false, required: ['host', 'port', 'serverId'],
+            properties: { host: { type: 'string' }, port: { type: 'integer', minimum: 1, maximum: 65535 }, serverId: { type: 'string' } },
+          },
+        },
+        intervalMs: { type: 'integer', minimum: 0 },
+      },
+    },
   },
 } as const;
 
@@ -88,7 +140,7 @@ export interface AgentRuntime {
 }
 
 /** Open the HAL and the state store the configuration names, and the agent if provisioned. */
-export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger }): Promise<AgentRuntime> {
+export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger; verifySignature?: (cmd: Command) => void }): Promise<AgentRuntime> {
   const hal = await openHal(config.hal);
   const store: StateStore = config.store.kind === 'sqlite' ? new SqliteStateStore(config.store.path) : new RecordStateStore(hal.records, config.store.name);
   const close = async () => {
@@ -98,7 +150,7 @@ export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock
   };
   try {
     const provisioned = (await store.load()) !== null;
-    const opts = { deviceId: config.deviceId, role: config.role, store, keys: hal.keys, clock: deps.clock, logger: deps.logger.child({ deviceId: config.deviceId }) };
+    const opts = { deviceId: config.deviceId, role: config.role, store, keys: hal.keys, clock: deps.clock, logger: deps.logger.child({ deviceId: config.deviceId }), verifySignature: deps.verifySignature, schedules: config.allowUnsafeSchedules ? SCHEDULES : SAFE_SCHEDULES };
     return { config, keys: hal.keys, store, agent: provisioned ? await Agent.open(opts) : null, close };
   } catch (err) {
     await close();

@@ -12,6 +12,7 @@ import { deviceStatus, describeStatus } from '../agent/status.ts';
 import { AgentError } from '../agent/errors.ts';
 import { Agent } from '../agent/agent.ts';
 import { loadAgentConfig, openAgentRuntime } from '../agent/config.ts';
+import { runDevice } from '../agent/runtime.ts';
 import { buildCsr } from '../protocol/csr.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
@@ -51,6 +52,22 @@ program.command('provision')
     } finally {
       await rt.close();
     }
+  });
+
+program.command('run')
+  .description('run the device: management link to the broker, the device\'s mTLS service or its handshakes')
+  .requiredOption('--config <file>', 'agent configuration (JSON)')
+  .action(async (o: { config: string }) => {
+    const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger });
+    const linked = await device.linked;
+    process.stdout.write(JSON.stringify({ event: 'ready', deviceId: device.deviceId, linked, tlsPort: device.tlsPort }) + '\n');
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+    await device.stop();
+    process.stdout.write(JSON.stringify({ event: 'stopped', deviceId: device.deviceId, probe: device.probeTally() }) + '\n');
   });
 
 program.command('status')

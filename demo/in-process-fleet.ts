@@ -13,7 +13,7 @@ import type { StateStore } from '../agent/state-store.ts';
 import { MemoryRecordStore } from './memory-record-store.ts';
 import { systemClock, systemTimers, type Clock } from '../protocol/clock.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
-import type { Role, Schedule } from '../protocol/steps.ts';
+import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { CaAuthority, type CaPolicy } from '../manager/ca-authority.ts';
 import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
 import { InProcessTransport } from '../manager/in-process-transport.ts';
@@ -121,7 +121,8 @@ export class InProcessFleet {
     const certificate = this.ca.issueLeaf({ commonName: id, spki: key.spki, role }, this.clock.now());
     const store: StateStore = this.o.storage === 'memory' ? new RecordStateStore(new MemoryRecordStore(), id) : new SqliteStateStore(join(this.dir, `${id}.db`));
     const agent = await Agent.provision(
-      { deviceId: id, role, store, keys, clock: this.clock, logger: logger.child({ deviceId: id }) },
+      // Simulated devices accept the unsafe schedule too, so tests and the demo can show why it is unsafe.
+      { deviceId: id, role, store, keys, clock: this.clock, logger: logger.child({ deviceId: id }), schedules: SCHEDULES },
       { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },
     );
     this.db.addDevice({ id, role, commonName: id, spki: key.spki, certificate });

@@ -108,9 +108,14 @@ export const NAIVE: Schedule = {
   ],
 };
 
-/** The schedules a rotation can be started with, by name. */
-export const SCHEDULES: Readonly<Record<string, Schedule>> = {
+/** The schedules devices accept by default: the ones that pass the ordering rules. */
+export const SAFE_SCHEDULES: Readonly<Record<string, Schedule>> = {
   [SIX_STEP.name]: SIX_STEP,
   [BATCHED.name]: BATCHED,
+};
+
+/** Every schedule by name, the unsafe contrast included (demo and tests only). */
+export const SCHEDULES: Readonly<Record<string, Schedule>> = {
+  ...SAFE_SCHEDULES,
   [NAIVE.name]: NAIVE,
 };

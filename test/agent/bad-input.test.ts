@@ -139,6 +139,11 @@ for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: bad input changes 
     await rejects(f.server, '{"v":1,', 'E_SCHEMA', /not valid JSON/);
   });
 
+  it('the unsafe naive schedule is refused by a device by default, even when well-formed (E_SCHEMA)', async () => {
+    const naive = { ...f.command(f.server, 1, 'NS', { distribution: f.update.distribution, newRoot: f.update.next.cert, certificate: f.sn }), schedule: 'naive' };
+    await rejects(f.server, naive, 'E_SCHEMA', /unknown schedule "naive"/);
+  });
+
   it('schema violations (E_SCHEMA)', async () => {
     const good = f.command(f.server, 1, 'P1', { distribution: f.update.distribution });
     const { seq: _seq, ...noSeq } = good;
