@@ -61,11 +61,13 @@ program.command('run')
     const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger });
     const linked = await device.linked;
     process.stdout.write(JSON.stringify({ event: 'ready', deviceId: device.deviceId, linked, tlsPort: device.tlsPort }) + '\n');
+    const tally = setInterval(() => process.stdout.write(JSON.stringify({ event: 'tally', deviceId: device.deviceId, probe: { ...device.probeTally(), failures: undefined } }) + '\n'), 500);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
     });
+    clearInterval(tally);
     await device.stop();
     process.stdout.write(JSON.stringify({ event: 'stopped', deviceId: device.deviceId, probe: device.probeTally() }) + '\n');
   });

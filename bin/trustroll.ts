@@ -13,6 +13,7 @@ import { enrollFromCsr } from '../manager/enrollment.ts';
 import { ManagerError } from '../manager/errors.ts';
 import { Command, Option } from 'commander';
 import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
+import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
 import type { Role, Schedule } from '../protocol/steps.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -25,18 +26,30 @@ const int = (v: string) => {
 };
 
 program.command('demo')
-  .description('rotate the root of a simulated fleet and prove every client/server pair authenticates at every step')
+  .description('rotate the root of a fleet of device processes over MQTT while they keep handshaking over mutual TLS')
   .option('--servers <n>', 'server-role devices (printers)', int, 3)
   .option('--clients <n>', 'client-role devices (management clients)', int, 6)
   .addOption(new Option('--schedule <name>', 'rotation schedule').choices(['six-step', 'batched']).default('six-step'))
   .option('--naive', 'replace everything at once (unsafe, for contrast: shows failures)', false)
-  .option('--seed <n>', 'seed of the simulated network delays', int, 1)
+  .option('--broker <broker>', 'embedded (aedes, default) or mosquitto (a real Mosquitto started for the demo)', 'embedded')
+  .option('--pace <ms>', 'hold each acknowledgement this long so traffic flows through every intermediate state', int, 250)
+  .option('--min-handshakes <n>', 'keep the devices handshaking until this many connections were made', int, 1000)
+  .option('--in-process', 'the quick in-process variant: no broker, no processes, path validation instead of handshakes', false)
+  .option('--seed <n>', 'seed of the simulated network delays (--in-process)', int, 1)
+  .option('--keep', 'keep the demo folder (configs, stores, logs)', false)
   .option('--json', 'print one JSON object instead of the summary', false)
-  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; seed: number; json: boolean }) => {
-    const result = await runInProcessDemo(o);
-    process.stdout.write((o.json ? JSON.stringify(result, null, 2) : describeDemo(result)) + '\n');
-    const expectFailures = o.naive;
-    process.exitCode = result.rotation.status === 'complete' && (expectFailures || result.authChecks.failed + result.crossCheck.openssl.failed === 0) ? 0 : 1;
+  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; broker: string; pace: number; minHandshakes: number; inProcess: boolean; seed: number; keep: boolean; json: boolean }) => {
+    if (o.inProcess) {
+      const result = await runInProcessDemo(o);
+      process.stdout.write((o.json ? JSON.stringify(result, null, 2) : describeDemo(result)) + '\n');
+      process.exitCode = result.rotation.status === 'complete' && (o.naive || result.authChecks.failed + result.crossCheck.openssl.failed === 0) ? 0 : 1;
+      return;
+    }
+    if (o.broker !== 'embedded' && o.broker !== 'mosquitto') throw new Error(`--broker must be embedded or mosquitto, got "${o.broker}"`);
+    const result = await runFleetDemo({ ...o, broker: o.broker, paceMs: o.pace });
+    process.stdout.write((o.json ? JSON.stringify(result, null, 2) : describeFleetDemo(result)) + '\n');
+    const clean = result.handshakes.failed + result.crossStack.openssl.failed + result.crossStack.gnutls.failed === 0;
+    process.exitCode = result.rotation.status === 'complete' && (o.naive || clean) ? 0 : 1;
   });
 
 program.command('schedule')

@@ -30,8 +30,8 @@ describe('trustroll demo (in-process)', function () {
     assert.ok(r.crossCheck.openssl.failed > 0);
   });
 
-  it('the CLI prints one JSON object with --json and exits 0', () => {
-    const out = execFileSync(process.execPath, [BIN, 'demo', '--servers', '2', '--clients', '3', '--json'], { encoding: 'utf8' });
+  it('the CLI (--in-process) prints one JSON object with --json and exits 0', () => {
+    const out = execFileSync(process.execPath, [BIN, 'demo', '--in-process', '--servers', '2', '--clients', '3', '--json'], { encoding: 'utf8' });
     const r = JSON.parse(out);
     assert.equal(r.rotation.status, 'complete');
     assert.equal(r.rotation.devices, 5);

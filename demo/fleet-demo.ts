@@ -1,0 +1,322 @@
+/**
+ * The main job (`trustroll demo`): a broker (the embedded one, or a real
+ * Mosquitto), the manager, and N server-role and M client-role devices,
+ * each a separate `trustroll-agent run` process with its own HAL key files,
+ * SQLite trust store and MQTT session. Client devices handshake with every
+ * server over real mutual TLS for the whole run while the manager rotates
+ * the root; at each step boundary OpenSSL and GnuTLS also handshake between
+ * the devices' identities. The result says whether any connection failed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { Agent } from '../agent/agent.ts';
+import type { AgentConfig } from '../agent/config.ts';
+import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
+import { anchorsOf, identitiesOf } from '../agent/device-record.ts';
+import { openHal } from '../hal/config.ts';
+import { FileKeyStore } from '../hal/file/file-key-store.ts';
+import { CaAuthority } from '../manager/ca-authority.ts';
+import { EmbeddedBroker } from '../manager/embedded-broker.ts';
+import { enrollFromCsr } from '../manager/enrollment.ts';
+import { FleetDb } from '../manager/fleet-db.ts';
+import { ManagementPki } from '../manager/management-pki.ts';
+import { MqttManagerTransport } from '../manager/mqtt-transport.ts';
+import { Orchestrator } from '../manager/orchestrator.ts';
+import type { ManagerTransport } from '../manager/transport.ts';
+import { systemClock, systemTimers } from '../protocol/clock.ts';
+import { commandSigner } from '../protocol/command-signature.ts';
+import { buildCsr } from '../protocol/csr.ts';
+import { createLogger, type Logger } from '../protocol/log.ts';
+import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
+import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
+import { freePort, Mosquitto } from './mosquitto.ts';
+
+/** Demo settings. */
+export interface FleetDemoOptions {
+  servers: number;
+  clients: number;
+  schedule: string;
+  naive: boolean;
+  /** 'embedded' (aedes, default) or 'mosquitto' (a real Mosquitto started for the demo). */
+  broker: 'embedded' | 'mosquitto';
+  /** Hold each acknowledgement this long before the manager acts on it, so traffic flows in every intermediate state. */
+  paceMs: number;
+  /** Keep the devices handshaking after the rotation until this many connections were made in all. */
+  minHandshakes: number;
+  /** Keep the folder (device configs, stores, logs) for inspection. */
+  keep?: boolean;
+  logger?: Logger;
+}
+
+/** The demo's JSON result. */
+export interface FleetDemoResult {
+  rotation: { id: string; status: string; schedule: string; devices: number; durationMs: number; error: string | null; steps: { step: string; role: Role; acked: number; of: number; lastAckMs: number | null }[] };
+  handshakes: { attempted: number; failed: number; fallbacks: number; failures: string[] };
+  crossStack: { boundaries: number; openssl: { attempted: number; failed: number }; gnutls: { attempted: number; failed: number }; failures: string[] };
+  broker: string;
+  dir: string | null;
+}
+
+const AGENT_BIN = fileURLToPath(new URL('../bin/trustroll-agent.mjs', import.meta.url));
+
+interface DeviceProc { id: string; role: Role; dir: string; config: string; proc: ChildProcess; ready: Promise<void>; stopped: Promise<Tally | null>; attempted: number }
+
+/**
+ * Pace the rotation so real traffic meets every intermediate state:
+ * commands leave one at a time, `paceMs / 4` apart (like a technician
+ * visiting one device after another), and acknowledgements are held
+ * `paceMs` before the orchestrator acts on them. A safe schedule stays
+ * safe under any such timing; the naive one shows its broken states.
+ */
+function paced(inner: ManagerTransport, paceMs: number): ManagerTransport {
+  let nextSlot = 0;
+  return {
+    send: (cmd) => {
+      const at = Math.max(Date.now(), nextSlot);
+      nextSlot = at + paceMs / 4;
+      setTimeout(() => inner.send(cmd), at - Date.now()).unref();
+    },
+    onAck: (handler) => inner.onAck((raw) => { setTimeout(() => handler(raw), paceMs).unref(); }),
+    close: () => inner.close(),
+  };
+}
+
+/** Run the demo end to end and clean up. */
+export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'trustroll-demo-'));
+  const logFile = join(dir, 'manager.log');
+  const lines: string[] = [];
+  const logger = o.logger ?? createLogger({ level: 'info', sink: (l) => lines.push(l) });
+  const now = systemClock.now();
+  const pki = await ManagementPki.create({ now });
+  const broker = o.broker === 'mosquitto' ? await Mosquitto.start(pki) : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger });
+  const ca = await CaAuthority.openOrInit(join(dir, 'manager', 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll demo', now });
+  const db = new FleetDb(join(dir, 'manager', 'manager.db'));
+  const procs: DeviceProc[] = [];
+  let transport: MqttManagerTransport | null = null;
+  let orchestrator: Orchestrator | null = null;
+  try {
+    const ids: [string, Role][] = [
+      ...Array.from({ length: o.servers }, (_, i) => [`printer-${i + 1}`, 'server'] as [string, Role]),
+      ...Array.from({ length: o.clients }, (_, i) => [`mgmt-client-${i + 1}`, 'client'] as [string, Role]),
+    ];
+    const ports = new Map<string, number>();
+    for (const [id, role] of ids) if (role === 'server') ports.set(id, await freePort());
+    const configs = new Map<string, string>();
+    for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: o.naive, logger }));
+    transport = new MqttManagerTransport({ url: broker.url, tls: { ca: pki.ca, ...pki.manager }, logger, reconnectPeriodMs: 200 });
+    let resolveEnd!: () => void;
+    const ended = new Promise<void>((r) => (resolveEnd = r));
+    const ackedBy = new Map<string, number>();
+    const boundaries: string[] = [];
+    let onBoundary: (step: string) => void = () => {};
+    orchestrator = new Orchestrator({
+      db, transport: paced(transport, o.paceMs), authority: ca, clock: systemClock, timers: systemTimers, logger,
+      sign: commandSigner(pki.commandKey), policy: { ackTimeoutMs: 15_000, sweepIntervalMs: 200 },
+      events: {
+        complete: () => resolveEnd(), failed: () => resolveEnd(),
+        acked: (row) => {
+          const n = (ackedBy.get(row.step) ?? 0) + 1;
+          ackedBy.set(row.step, n);
+          const role = (o.naive ? NAIVE : SCHEDULES[o.schedule]!).steps.find((s) => s.id === row.step)!.role;
+          if (n === ids.filter(([, r]) => r === role).length) onBoundary(row.step);
+        },
+      },
+    });
+    await transport.ready(15_000);
+    // Servers first: a client's first handshake must find its servers listening.
+    for (const wanted of ['server', 'client'] as const) {
+      const group = ids.filter(([, role]) => role === wanted).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
+      procs.push(...group);
+      await Promise.all(group.map((p) => p.ready));
+    }
+
+    const cross = new CrossStack({ keyPem: async (id, label) => keyPemOf(join(dir, 'devices', id), label), logger });
+    const xs = { boundaries: 0, openssl: { attempted: 0, failed: 0 }, gnutls: { attempted: 0, failed: 0 }, failures: [] as string[] };
+    let crossChain: Promise<void> = Promise.resolve();
+    const crossCheck = (label: string) => {
+      const captured = captureFromDisk(dir, ids);
+      crossChain = crossChain.then(async () => {
+        const r = await cross.check(await captured, label);
+        xs.boundaries++;
+        for (const stack of ['openssl', 'gnutls'] as const) {
+          xs[stack].attempted += r[stack].attempted;
+          xs[stack].failed += r[stack].failed;
+          xs.failures.push(...r[stack].failures.slice(0, 3).map((f) => `${stack} at ${label}: ${f}`));
+        }
+      });
+    };
+    onBoundary = (step) => { boundaries.push(step); crossCheck(`after ${step}`); };
+    crossCheck('before rotation');
+    await new Promise((r) => setTimeout(r, Math.max(300, o.paceMs)));
+    const schedule = o.naive ? NAIVE : SCHEDULES[o.schedule];
+    if (!schedule) throw new Error(`unknown schedule "${o.schedule}"`);
+    const start = performance.now();
+    const rotationId = await orchestrator.start({ schedule, unsafe: o.naive });
+    await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error('rotation did not end within 10 minutes')), 600_000).unref())]);
+    const durationMs = Math.round(performance.now() - start);
+    const enough = Date.now() + 60_000;
+    do await new Promise((r) => setTimeout(r, Math.max(300, o.paceMs)));
+    while (procs.reduce((n, p) => n + p.attempted, 0) < o.minHandshakes && Date.now() < enough);
+    await crossChain;
+    await cross.close();
+    const tallies = await stopAll(procs);
+    const rotation = db.rotation(rotationId)!;
+    const rows = db.steps(rotationId);
+    const t0 = Date.parse(rotation.createdAt);
+    return {
+      rotation: {
+        id: rotation.id, status: rotation.status, schedule: schedule.name, devices: ids.length, durationMs, error: rotation.error,
+        steps: schedule.steps.map((s) => {
+          const mine = rows.filter((r) => r.step === s.id);
+          const acked = mine.filter((r) => r.status === 'acked').map((r) => Date.parse(r.ackedAt!));
+          return { step: s.id, role: s.role, acked: acked.length, of: mine.length, lastAckMs: acked.length ? Math.max(...acked) - t0 : null };
+        }),
+      },
+      handshakes: {
+        attempted: tallies.reduce((n, t) => n + t.attempted, 0),
+        failed: tallies.reduce((n, t) => n + t.failed, 0),
+        fallbacks: tallies.reduce((n, t) => n + t.fallbacks, 0),
+        failures: tallies.flatMap((t) => t.failures).slice(0, 10),
+      },
+      crossStack: xs,
+      broker: o.broker === 'mosquitto' ? `mosquitto ${broker.url}` : `embedded ${broker.url}`,
+      dir: o.keep ? dir : null,
+    };
+  } finally {
+    for (const p of procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
+    orchestrator?.close();
+    await transport?.close().catch(() => undefined);
+    await broker.close();
+    db.close();
+    writeFileSync(logFile, lines.join('\n') + '\n');
+    if (!o.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Factory provisioning of one device: key in its HAL, CSR, enrollment, trust store, agent config. */
+async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger }): Promise<string> {
+  const dir = join(root, 'devices', id);
+  mkdirSync(join(dir, 'link'), { recursive: true, mode: 0o700 });
+  const mgmt = c.pki.device(id);
+  const file = (name: string, data: string, mode = 0o644) => { const p = join(dir, 'link', name); writeFileSync(p, data); chmodSync(p, mode); return p; };
+  const config: AgentConfig = {
+    deviceId: id, role,
+    hal: { keys: { backend: 'file', dir: join(dir, 'keys') }, records: { backend: 'file', dir: join(dir, 'records') } },
+    store: { kind: 'sqlite', path: join(dir, 'trust-store.db') },
+    link: {
+      url: c.brokerUrl, ca: file('ca.pem', c.pki.ca), cert: file('device.pem', mgmt.cert), key: file('device.key', mgmt.key, 0o600),
+      commandKeys: { [c.pki.commandKey.keyId]: file('command-key.pem', c.pki.trustedCommandKeys().get(c.pki.commandKey.keyId)!.export({ type: 'spki', format: 'pem' }) as string) },
+    },
+    ...(role === 'server'
+      ? { tls: { host: '127.0.0.1', port: c.ports.get(id)! } }
+      : { probe: { targets: [...c.ports].map(([serverId, port]) => ({ host: '127.0.0.1', port, serverId })), intervalMs: 25 } }),
+    ...(c.naive ? { allowUnsafeSchedules: true } : {}),
+  };
+  const hal = await openHal(config.hal);
+  const store = new SqliteStateStore(config.store.kind === 'sqlite' ? config.store.path : '');
+  try {
+    const key = await hal.keys.create('device', 'P-256');
+    const csr = await buildCsr({ commonName: id, spki: key.spki, algorithm: key.algorithm, sign: (d) => hal.keys.sign('device', d) });
+    const certificate = enrollFromCsr(c.db, c.ca, { deviceId: id, role, csrPem: csr, now: systemClock.now() });
+    await Agent.provision({ deviceId: id, role, store, keys: hal.keys, clock: systemClock, logger: c.logger }, { root: c.ca.activeRoot().cert, certificate, keyLabel: 'device' });
+  } finally {
+    await store.close();
+    await hal.keys.close();
+    await hal.records.close();
+  }
+  const path = join(dir, 'agent.json');
+  writeFileSync(path, JSON.stringify(config, null, 2));
+  return path;
+}
+
+type Tally = { attempted: number; failed: number; fallbacks: number; failures: string[] };
+
+function startDevice(id: string, role: Role, dir: string, config: string): DeviceProc {
+  const proc = spawn(process.execPath, [AGENT_BIN, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TRUSTROLL_LOG: 'warn' } });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
+  let resolveStopped!: (t: Tally | null) => void;
+  const stopped = new Promise<Tally | null>((r) => (resolveStopped = r));
+  let settleReady!: (err: Error | null) => void;
+  const ready = new Promise<void>((resolve, reject) => (settleReady = (err) => (err ? reject(err) : resolve())));
+  ready.catch(() => undefined);
+  const timer = setTimeout(() => settleReady(new Error(`device ${id} did not start within 90 s`)), 90_000);
+  proc.once('exit', (code) => {
+    clearTimeout(timer);
+    settleReady(new Error(`device ${id} exited with ${code} before it was ready: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+    resolveStopped(null);
+  });
+  const rl = createInterface({ input: proc.stdout! });
+  rl.on('line', (line) => {
+    let msg: { event?: string; probe?: Tally; linked?: boolean };
+    try {
+      msg = JSON.parse(line) as typeof msg;
+    } catch {
+      return;
+    }
+    if (msg.event === 'ready') {
+      clearTimeout(timer);
+      settleReady(msg.linked ? null : new Error(`device ${id} could not connect to the broker`));
+    }
+    if (msg.event === 'tally') p.attempted = msg.probe?.attempted ?? p.attempted;
+    if (msg.event === 'stopped') resolveStopped(msg.probe ?? null);
+  });
+  const p: DeviceProc = { id, role, dir, config, proc, ready, stopped, attempted: 0 };
+  return p;
+}
+
+/** Stop the clients first (their final tallies), then the servers they were talking to. */
+async function stopAll(procs: DeviceProc[]): Promise<Tally[]> {
+  const stop = async (group: DeviceProc[]) => {
+    for (const p of group) p.proc.kill('SIGTERM');
+    return Promise.all(group.map((p) => Promise.race([p.stopped, new Promise<null>((r) => setTimeout(() => r(null), 15_000).unref())])));
+  };
+  const tallies = await stop(procs.filter((p) => p.role === 'client'));
+  await stop(procs.filter((p) => p.role === 'server'));
+  return tallies.filter((t): t is Tally => t !== null);
+}
+
+/** The devices' roots and identities as stored on disk right now (read-only, integrity-checked). */
+function captureFromDisk(root: string, ids: [string, Role][]): Promise<CrossStackDevice[]> {
+  // Each load runs synchronously up to its return, so every device is read at this instant.
+  return Promise.all(ids.map(async ([id, role]) => {
+    const store = new SqliteStateStore(join(root, 'devices', id, 'trust-store.db'), {}, { readonly: true });
+    try {
+      const r = await store.load();
+      if (!r) throw new Error(`device ${id} has no trust store`);
+      return { id, role, anchors: anchorsOf(r), identities: identitiesOf(r).map((i) => ({ ...i })) };
+    } finally {
+      await store.close();
+    }
+  }));
+}
+
+async function keyPemOf(deviceDir: string, label: string): Promise<string> {
+  const keys = await FileKeyStore.open(join(deviceDir, 'keys'));
+  try {
+    const ref = await keys.tlsKey(label);
+    if (ref.kind !== 'pem') throw new Error(`key ${label} is not an in-memory key`);
+    return ref.keyPem;
+  } finally {
+    await keys.close();
+  }
+}
+
+/** A human summary of a demo result. */
+export function describeFleetDemo(r: FleetDemoResult): string {
+  const lines = [
+    `trustroll demo: rotation ${r.rotation.id} ${r.rotation.status.toUpperCase()} in ${r.rotation.durationMs} ms (${r.rotation.schedule}, ${r.rotation.devices} device processes, broker ${r.broker})`,
+    ...r.rotation.steps.map((s) => `  ${s.step} (${s.role}): ${s.acked}/${s.of} acknowledged${s.lastAckMs === null ? '' : `, last at +${s.lastAckMs} ms`}`),
+    `  mutual-TLS connections during the run: ${r.handshakes.attempted} attempted, ${r.handshakes.failed} failed, ${r.handshakes.fallbacks} needed the old client certificate`,
+    `  cross-stack at ${r.crossStack.boundaries} step boundaries: openssl ${r.crossStack.openssl.attempted} handshakes, ${r.crossStack.openssl.failed} failed; gnutls ${r.crossStack.gnutls.attempted}, ${r.crossStack.gnutls.failed} failed`,
+  ];
+  if (r.rotation.error) lines.push(`  stopped: ${r.rotation.error}`);
+  for (const f of [...r.handshakes.failures, ...r.crossStack.failures].slice(0, 5)) lines.push(`  failure: ${f}`);
+  if (r.dir) lines.push(`  files kept in ${r.dir}`);
+  return lines.join('\n');
+}
