@@ -32,7 +32,7 @@ export interface AgentOptions {
   verifySignature?: (cmd: Command) => void;
 }
 
-/** Listener for trust-store/identity changes (TLS hot reload). */
+/** Listener for trust-store/identity changes (TLS hot reload). All listeners share one snapshot: do not modify it. */
 export type ChangeListener = (record: DeviceRecord) => void | Promise<void>;
 
 /** The device agent. */
@@ -140,7 +140,10 @@ export class Agent {
     if (ack.ok) this.opts.logger.info(changed ? 'step applied' : 'redelivered step acknowledged again', { ...log, storeHash: ack.state.storeHash });
     else this.opts.logger.warn('command rejected', { ...log, code: ack.error?.code, reason: ack.error?.message });
     // Listeners (TLS hot reload) finish before the acknowledgement leaves the device.
-    if (changed) await Promise.all([...this.listeners].map((l) => l(this.snapshot())));
+    if (changed && this.listeners.size > 0) {
+      const snapshot = this.snapshot();
+      await Promise.all([...this.listeners].map((l) => l(snapshot)));
+    }
     return ack;
   }
 

@@ -4,7 +4,6 @@
  * behind it. `save` resolves only once the record survives power loss.
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson } from '../protocol/canonical-json.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { DeviceRecord } from './device-record.ts';
 
@@ -28,9 +27,9 @@ export interface StateStore {
   close(): Promise<void>;
 }
 
-/** Serialize a record with its integrity hash. */
+/** Serialize a record with its integrity hash (over the exact stored text). */
 export function sealRecord(record: DeviceRecord): { body: string; hash: string } {
-  const body = canonicalJson(record);
+  const body = JSON.stringify(record);
   return { body, hash: createHash('sha256').update(body).digest('hex') };
 }
 

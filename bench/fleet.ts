@@ -28,7 +28,7 @@ const runs = [];
 for (const n of sizes) {
   const servers = Math.max(1, Math.round(n / 5));
   const setupStart = performance.now();
-  const fleet = await MqttFleet.create({ servers, clients: n - servers, broker: 'mosquitto', storage: 'memory', logger: createLogger({ level: 'error', sink: () => {} }), connectConcurrency: 200, policy: { ackTimeoutMs: 120_000, sweepIntervalMs: 1_000 } });
+  const fleet = await MqttFleet.create({ servers, clients: n - servers, broker: 'mosquitto', brokerAutosaveS: Number(process.env.BENCH_AUTOSAVE_S ?? 1), storage: 'memory', logger: createLogger({ level: 'error', sink: () => {} }), connectConcurrency: 200, policy: { ackTimeoutMs: 120_000, sweepIntervalMs: 1_000 } });
   const setupMs = performance.now() - setupStart;
   try {
     const start = performance.now();

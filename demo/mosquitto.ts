@@ -39,14 +39,14 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** The Mosquitto configuration trustroll's tests (and a real deployment) use. */
-export function mosquittoConfig(o: { dir: string; port: number; cafile: string; certfile: string; keyfile: string; aclFile: string }): string {
+export function mosquittoConfig(o: { dir: string; port: number; cafile: string; certfile: string; keyfile: string; aclFile: string; autosaveIntervalS?: number }): string {
   return [
     'per_listener_settings false',
     'allow_anonymous false',
     `acl_file ${o.aclFile}`,
     'persistence true',
     `persistence_location ${join(o.dir, 'data')}/`,
-    'autosave_interval 1',
+    `autosave_interval ${o.autosaveIntervalS ?? 1}`,
     'max_queued_messages 10000',
     'log_dest stderr',
     'log_type error',
@@ -73,7 +73,7 @@ export class Mosquitto {
   private constructor(readonly dir: string, readonly port: number, private readonly configFile: string) {}
 
   /** Write the config for `pki` and start the broker on a free loopback port. */
-  static async start(pki: ManagementPki): Promise<Mosquitto> {
+  static async start(pki: ManagementPki, opts: { autosaveIntervalS?: number } = {}): Promise<Mosquitto> {
     if (!existsSync(MOSQUITTO_BIN)) throw new Error(`${MOSQUITTO_BIN} is missing — apt-get install -y mosquitto`);
     const dir = mkdtempSync(join(tmpdir(), 'trustroll-mosq-'));
     mkdirSync(join(dir, 'data'));
@@ -82,7 +82,7 @@ export class Mosquitto {
     writeFileSync(aclFile, mosquittoAcl());
     const port = await freePort();
     const configFile = join(dir, 'mosquitto.conf');
-    writeFileSync(configFile, mosquittoConfig({ dir, port, aclFile, ...files }));
+    writeFileSync(configFile, mosquittoConfig({ dir, port, aclFile, ...files, autosaveIntervalS: opts.autosaveIntervalS }));
     const m = new Mosquitto(dir, port, configFile);
     await m.launch();
     return m;

@@ -40,6 +40,8 @@ export interface MqttFleetOptions {
   logger?: Logger;
   /** Device records in SQLite files (default) or in memory (benchmarks with 10,000 devices). */
   storage?: 'sqlite' | 'memory';
+  /** Mosquitto's autosave interval in seconds (default 1: tests kill the broker and expect little loss). */
+  brokerAutosaveS?: number;
   /** Device links opened at once while starting (default 100). */
   connectConcurrency?: number;
 }
@@ -77,7 +79,7 @@ export class MqttFleet {
     const logger = o.logger ?? createLogger({ level: 'debug', sink: (l) => { mqttFleetLog.push(l); if (mqttFleetLog.length > 20_000) mqttFleetLog.splice(0, 5_000); } });
     const pki = await ManagementPki.create({ now: clock.now() });
     const broker = o.broker === 'mosquitto'
-      ? await Mosquitto.start(pki)
+      ? await Mosquitto.start(pki, { autosaveIntervalS: o.brokerAutosaveS })
       : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger });
     const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll mqtt test', now: clock.now() });
     const fleet = new MqttFleet(dir, pki, broker, ca, new FleetDb(join(dir, 'manager.db')), logger, o);

@@ -81,12 +81,21 @@ export class FleetDb {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
       this.db.exec(SCHEMA);
-      const v = this.db.prepare("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
-      if (!v) this.db.prepare("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
+      const v = this.stmt("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
+      if (!v) this.stmt("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
       else if (v.v !== '1') throw new Error(`schema version ${v.v}`);
     } catch (err) {
       throw new ManagerError('E_MANAGER_DB', `${path}: ${(err as Error).message}`);
     }
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** A prepared statement, compiled once per SQL text. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
   }
 
   /** Run `fn` in one transaction. */
@@ -96,7 +105,7 @@ export class FleetDb {
 
   addDevice(d: Omit<DeviceRow, 'nextSeq'>): void {
     try {
-      this.db.prepare('INSERT INTO devices (id, role, common_name, spki, certificate) VALUES (?, ?, ?, ?, ?)').run(d.id, d.role, d.commonName, d.spki, d.certificate);
+      this.stmt('INSERT INTO devices (id, role, common_name, spki, certificate) VALUES (?, ?, ?, ?, ?)').run(d.id, d.role, d.commonName, d.spki, d.certificate);
     } catch (err) {
       if (String((err as Error).message).includes('UNIQUE')) throw new ManagerError('E_DEVICE_EXISTS', `device ${d.id} is already enrolled`);
       throw err;
@@ -104,88 +113,88 @@ export class FleetDb {
   }
 
   devices(): DeviceRow[] {
-    return this.db.prepare('SELECT id, role, common_name AS commonName, spki, certificate, next_seq AS nextSeq FROM devices ORDER BY id').all() as DeviceRow[];
+    return this.stmt('SELECT id, role, common_name AS commonName, spki, certificate, next_seq AS nextSeq FROM devices ORDER BY id').all() as DeviceRow[];
   }
 
   device(id: string): DeviceRow {
-    const row = this.db.prepare('SELECT id, role, common_name AS commonName, spki, certificate, next_seq AS nextSeq FROM devices WHERE id = ?').get(id) as DeviceRow | undefined;
+    const row = this.stmt('SELECT id, role, common_name AS commonName, spki, certificate, next_seq AS nextSeq FROM devices WHERE id = ?').get(id) as DeviceRow | undefined;
     if (!row) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
     return row;
   }
 
   setDeviceCertificate(id: string, certificate: string, spki: Buffer): void {
-    this.db.prepare('UPDATE devices SET certificate = ?, spki = ? WHERE id = ?').run(certificate, spki, id);
+    this.stmt('UPDATE devices SET certificate = ?, spki = ? WHERE id = ?').run(certificate, spki, id);
   }
 
   /** Record the key the device's next certificate must carry (after a re-key). */
   setDeviceKey(id: string, spki: Buffer): void {
-    const r = this.db.prepare('UPDATE devices SET spki = ? WHERE id = ?').run(spki, id);
+    const r = this.stmt('UPDATE devices SET spki = ? WHERE id = ?').run(spki, id);
     if (r.changes === 0) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
   }
 
   /** Replace the peering graph; an empty list means every client talks to every server. */
   setPeering(edges: readonly { server: string; client: string }[]): void {
     this.tx(() => {
-      this.db.prepare('DELETE FROM peers').run();
-      const ins = this.db.prepare('INSERT INTO peers (server_id, client_id) VALUES (?, ?)');
+      this.stmt('DELETE FROM peers').run();
+      const ins = this.stmt('INSERT INTO peers (server_id, client_id) VALUES (?, ?)');
       for (const e of edges) ins.run(e.server, e.client);
     });
   }
 
   peering(): { server: string; client: string }[] {
-    return this.db.prepare('SELECT server_id AS server, client_id AS client FROM peers').all() as { server: string; client: string }[];
+    return this.stmt('SELECT server_id AS server, client_id AS client FROM peers').all() as { server: string; client: string }[];
   }
 
   /** Allocate the next sequence number for a device (inside the caller's transaction). */
   allocateSeq(deviceId: string): number {
-    const row = this.db.prepare('UPDATE devices SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS seq').get(deviceId) as { seq: number } | undefined;
+    const row = this.stmt('UPDATE devices SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS seq').get(deviceId) as { seq: number } | undefined;
     if (!row) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${deviceId}`);
     return row.seq;
   }
 
   insertRotation(r: RotationRow, leaves: ReadonlyMap<string, string>, steps: readonly { deviceId: string; step: string }[]): void {
     this.tx(() => {
-      this.db.prepare('INSERT INTO rotations (id, schedule, status, unsafe, distribution, new_root, created_at, updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      this.stmt('INSERT INTO rotations (id, schedule, status, unsafe, distribution, new_root, created_at, updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(r.id, r.schedule, r.status, r.unsafe ? 1 : 0, r.distribution, r.newRoot, r.createdAt, r.updatedAt, r.error);
-      const leaf = this.db.prepare('INSERT INTO leaves (rotation_id, device_id, certificate) VALUES (?, ?, ?)');
+      const leaf = this.stmt('INSERT INTO leaves (rotation_id, device_id, certificate) VALUES (?, ?, ?)');
       for (const [deviceId, pem] of leaves) leaf.run(r.id, deviceId, pem);
-      const step = this.db.prepare("INSERT INTO steps (rotation_id, device_id, step, status) VALUES (?, ?, ?, 'pending')");
+      const step = this.stmt("INSERT INTO steps (rotation_id, device_id, step, status) VALUES (?, ?, ?, 'pending')");
       for (const s of steps) step.run(r.id, s.deviceId, s.step);
     });
   }
 
   rotation(id: string): RotationRow | null {
-    const row = this.db.prepare('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations WHERE id = ?').get(id) as (Omit<RotationRow, 'unsafe'> & { unsafe: number }) | undefined;
+    const row = this.stmt('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations WHERE id = ?').get(id) as (Omit<RotationRow, 'unsafe'> & { unsafe: number }) | undefined;
     return row ? { ...row, unsafe: row.unsafe === 1 } : null;
   }
 
   rotations(): RotationRow[] {
-    return (this.db.prepare('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations ORDER BY created_at').all() as (Omit<RotationRow, 'unsafe'> & { unsafe: number })[])
+    return (this.stmt('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations ORDER BY created_at').all() as (Omit<RotationRow, 'unsafe'> & { unsafe: number })[])
       .map((r) => ({ ...r, unsafe: r.unsafe === 1 }));
   }
 
   setRotationStatus(id: string, status: RotationRow['status'], at: string, error: string | null = null): void {
-    this.db.prepare('UPDATE rotations SET status = ?, updated_at = ?, error = ? WHERE id = ?').run(status, at, error, id);
+    this.stmt('UPDATE rotations SET status = ?, updated_at = ?, error = ? WHERE id = ?').run(status, at, error, id);
   }
 
   leaves(rotationId: string): Map<string, string> {
-    const rows = this.db.prepare('SELECT device_id AS deviceId, certificate FROM leaves WHERE rotation_id = ?').all(rotationId) as { deviceId: string; certificate: string }[];
+    const rows = this.stmt('SELECT device_id AS deviceId, certificate FROM leaves WHERE rotation_id = ?').all(rotationId) as { deviceId: string; certificate: string }[];
     return new Map(rows.map((r) => [r.deviceId, r.certificate]));
   }
 
   /** The new certificate issued to one device in a rotation. */
   leaf(rotationId: string, deviceId: string): string | undefined {
-    const row = this.db.prepare('SELECT certificate FROM leaves WHERE rotation_id = ? AND device_id = ?').get(rotationId, deviceId) as { certificate: string } | undefined;
+    const row = this.stmt('SELECT certificate FROM leaves WHERE rotation_id = ? AND device_id = ?').get(rotationId, deviceId) as { certificate: string } | undefined;
     return row?.certificate;
   }
 
   steps(rotationId: string): StepRow[] {
-    return this.db.prepare(`SELECT ${STEP_COLS} FROM steps WHERE rotation_id = ?`).all(rotationId) as StepRow[];
+    return this.stmt(`SELECT ${STEP_COLS} FROM steps WHERE rotation_id = ?`).all(rotationId) as StepRow[];
   }
 
   /** Write a step row's mutable fields. */
   updateStep(s: StepRow): void {
-    this.db.prepare(`UPDATE steps SET status = ?, seq = ?, attempts = ?, command = ?, sent_at = ?, acked_at = ?, due_at = ?, error_code = ?, error_message = ?
+    this.stmt(`UPDATE steps SET status = ?, seq = ?, attempts = ?, command = ?, sent_at = ?, acked_at = ?, due_at = ?, error_code = ?, error_message = ?
       WHERE rotation_id = ? AND device_id = ? AND step = ?`)
       .run(s.status, s.seq, s.attempts, s.command, s.sentAt, s.ackedAt, s.dueAt, s.errorCode, s.errorMessage, s.rotationId, s.deviceId, s.step);
   }
