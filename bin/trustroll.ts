@@ -11,6 +11,7 @@ import type { CaKeyAlgorithm } from '../manager/ca/keys.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
 import { enrollFromCsr } from '../manager/enrollment.ts';
 import { ManagerError } from '../manager/errors.ts';
+import { ManagementPki } from '../manager/management-pki.ts';
 import { Command, Option } from 'commander';
 import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
 import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
@@ -31,22 +32,22 @@ program.command('demo')
   .option('--clients <n>', 'client-role devices (management clients)', int, 6)
   .addOption(new Option('--schedule <name>', 'rotation schedule').choices(['six-step', 'batched']).default('six-step'))
   .option('--naive', 'replace everything at once (unsafe, for contrast: shows failures)', false)
-  .option('--broker <broker>', 'embedded (aedes, default) or mosquitto (a real Mosquitto started for the demo)', 'embedded')
+  .option('--broker <broker>', 'embedded (aedes, default), mosquitto (a real Mosquitto started for the demo), or mqtts://host:port of a running broker', 'embedded')
+  .option('--mgmt <dir>', 'management PKI the external broker trusts (made by "trustroll mgmt init")')
   .option('--pace <ms>', 'hold each acknowledgement this long so traffic flows through every intermediate state', int, 250)
   .option('--min-handshakes <n>', 'keep the devices handshaking until this many connections were made', int, 1000)
   .option('--in-process', 'the quick in-process variant: no broker, no processes, path validation instead of handshakes', false)
   .option('--seed <n>', 'seed of the simulated network delays (--in-process)', int, 1)
   .option('--keep', 'keep the demo folder (configs, stores, logs)', false)
   .option('--json', 'print one JSON object instead of the summary', false)
-  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; broker: string; pace: number; minHandshakes: number; inProcess: boolean; seed: number; keep: boolean; json: boolean }) => {
+  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; broker: string; mgmt?: string; pace: number; minHandshakes: number; inProcess: boolean; seed: number; keep: boolean; json: boolean }) => {
     if (o.inProcess) {
       const result = await runInProcessDemo(o);
       process.stdout.write((o.json ? JSON.stringify(result, null, 2) : describeDemo(result)) + '\n');
       process.exitCode = result.rotation.status === 'complete' && (o.naive || result.authChecks.failed + result.crossCheck.openssl.failed === 0) ? 0 : 1;
       return;
     }
-    if (o.broker !== 'embedded' && o.broker !== 'mosquitto') throw new Error(`--broker must be embedded or mosquitto, got "${o.broker}"`);
-    const result = await runFleetDemo({ ...o, broker: o.broker, paceMs: o.pace });
+    const result = await runFleetDemo({ ...o, mgmtDir: o.mgmt, paceMs: o.pace });
     process.stdout.write((o.json ? JSON.stringify(result, null, 2) : describeFleetDemo(result)) + '\n');
     const clean = result.handshakes.failed + result.crossStack.openssl.failed + result.crossStack.gnutls.failed === 0;
     process.exitCode = result.rotation.status === 'complete' && (o.naive || clean) ? 0 : 1;
@@ -66,6 +67,19 @@ program.command('schedule')
     const report = validateSchedule(schedule);
     process.stdout.write(`${schedule.name}: valid\n  server: ${report.sequence.server.join(' -> ')}\n  client: ${report.sequence.client.join(' -> ')}\n`);
     for (const w of report.warnings) process.stdout.write(`  warning: ${w}\n`);
+  });
+
+program.command('mgmt')
+  .description('the management channel\'s own PKI (broker, manager and device link certificates, command-signing key)')
+  .command('init')
+  .description('create it in <dir>: keys 0600, broker files, ACL and a Mosquitto listener snippet')
+  .requiredOption('--dir <dir>', 'where to keep it')
+  .option('--broker-host <name...>', 'DNS names the broker is reached at (besides localhost)')
+  .action(async (o: { dir: string; brokerHost?: string[] }) => {
+    if (existsSync(join(o.dir, 'ca-key.pem'))) throw new ManagerError('E_KEY_VAULT', `${o.dir} already holds a management PKI; refusing to overwrite it`);
+    const pki = await ManagementPki.create({ now: new Date(), brokerDnsNames: o.brokerHost ?? [] });
+    pki.save(o.dir);
+    process.stdout.write(`management PKI in ${o.dir}; configure the broker with ${join(o.dir, 'mosquitto-listener.conf')}\n`);
   });
 
 /** The manager's data folder: CA state and keys under ca/, the fleet database manager.db. */

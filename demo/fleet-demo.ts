@@ -41,8 +41,13 @@ export interface FleetDemoOptions {
   clients: number;
   schedule: string;
   naive: boolean;
-  /** 'embedded' (aedes, default) or 'mosquitto' (a real Mosquitto started for the demo). */
-  broker: 'embedded' | 'mosquitto';
+  /**
+   * 'embedded' (aedes, default), 'mosquitto' (a real Mosquitto started for
+   * the demo), or the mqtts:// URL of a running broker configured with the
+   * management PKI in `mgmtDir` (see `trustroll mgmt init`).
+   */
+  broker: string;
+  mgmtDir?: string;
   /** Hold each acknowledgement this long before the manager acts on it, so traffic flows in every intermediate state. */
   paceMs: number;
   /** Keep the devices handshaking after the rotation until this many connections were made in all. */
@@ -92,8 +97,13 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
   const lines: string[] = [];
   const logger = o.logger ?? createLogger({ level: 'info', sink: (l) => lines.push(l) });
   const now = systemClock.now();
-  const pki = await ManagementPki.create({ now });
-  const broker = o.broker === 'mosquitto' ? await Mosquitto.start(pki) : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger });
+  const external = o.broker.startsWith('mqtts://');
+  if (!external && o.broker !== 'embedded' && o.broker !== 'mosquitto') throw new Error(`--broker must be embedded, mosquitto or an mqtts:// URL, got "${o.broker}"`);
+  if (external && !o.mgmtDir) throw new Error('an external broker needs --mgmt <dir>: the management PKI the broker was configured with (trustroll mgmt init)');
+  const pki = external ? ManagementPki.load(o.mgmtDir!, now) : await ManagementPki.create({ now });
+  const broker = external
+    ? { url: o.broker, close: async () => {} }
+    : o.broker === 'mosquitto' ? await Mosquitto.start(pki) : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger });
   const ca = await CaAuthority.openOrInit(join(dir, 'manager', 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll demo', now });
   const db = new FleetDb(join(dir, 'manager', 'manager.db'));
   const procs: DeviceProc[] = [];
@@ -184,7 +194,7 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
         failures: tallies.flatMap((t) => t.failures).slice(0, 10),
       },
       crossStack: xs,
-      broker: o.broker === 'mosquitto' ? `mosquitto ${broker.url}` : `embedded ${broker.url}`,
+      broker: external ? `external ${broker.url}` : `${o.broker} ${broker.url}`,
       dir: o.keep ? dir : null,
     };
   } finally {

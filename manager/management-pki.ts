@@ -15,12 +15,14 @@
  * `toJSON` and `util.inspect` show certificates and key ids only, so logging
  * this object never leaks a key.
  */
-import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from './key-vault.ts';
+import { ManagerError } from './errors.ts';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { commandKeyId, type CommandSigningKey } from '../protocol/command-signature.ts';
-import { assertDeviceId, MANAGER_IDENTITY } from '../protocol/topics.ts';
+import { assertDeviceId, MANAGER_IDENTITY, mosquittoAcl } from '../protocol/topics.ts';
 import { createRoot, type RootMaterial } from './ca/root.ts';
 import { LeafIssuer } from './ca/leaf-issuer.ts';
 
@@ -70,9 +72,19 @@ export class ManagementPki {
   /** The manager's command-signing key (Orchestrator `sign` via commandSigner). */
   readonly commandKey: CommandSigningKey;
 
-  private constructor(root: RootMaterial, private readonly o: ManagementPkiOptions & { leafLifetimeDays: number }) {
+  private constructor(
+    private readonly root: RootMaterial,
+    private readonly o: ManagementPkiOptions & { leafLifetimeDays: number },
+    saved?: { broker: TlsIdentity; manager: TlsIdentity; commandKey: KeyObject },
+  ) {
     this.ca = root.cert;
     this.issuer = new LeafIssuer(root);
+    if (saved) {
+      this.broker = saved.broker;
+      this.manager = saved.manager;
+      this.commandKey = { keyId: commandKeyId(createPublicKey(saved.commandKey)), privateKey: saved.commandKey };
+      return;
+    }
     const key = newKey();
     this.broker = {
       key: key.pem,
@@ -84,6 +96,46 @@ export class ManagementPki {
     this.manager = this.client(MANAGER_IDENTITY);
     const signing = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     this.commandKey = { keyId: commandKeyId(signing.publicKey), privateKey: signing.privateKey };
+  }
+
+  /**
+   * Keep the management PKI across manager restarts: CA, broker, manager
+   * and command-signing material in `dir` (keys 0600, written atomically),
+   * plus the broker's files, its ACL and a Mosquitto configuration snippet.
+   */
+  save(dir: string): void {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const put = (name: string, data: string, secret = false) => writeFileAtomic(join(dir, name), data, secret ? 0o600 : 0o644);
+    put('ca.pem', this.ca);
+    put('ca-key.pem', this.root.key.export({ type: 'pkcs8', format: 'pem' }) as string, true);
+    put('manager.pem', this.manager.cert);
+    put('manager-key.pem', this.manager.key, true);
+    put('command-key.pem', this.commandKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, true);
+    const files = this.writeBrokerFiles(dir);
+    put('acl', mosquittoAcl());
+    put('mosquitto-listener.conf', [
+      '# Add to mosquitto.conf (Mosquitto 2.x); trustroll needs nothing else from the broker.',
+      'per_listener_settings false', 'allow_anonymous false', `acl_file ${join(dir, 'acl')}`, 'persistence true',
+      'listener 8883', `cafile ${files.cafile}`, `certfile ${files.certfile}`, `keyfile ${files.keyfile}`,
+      'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true', '',
+    ].join('\n'));
+  }
+
+  /** Load a management PKI saved with `save`. */
+  static load(dir: string, now: Date): ManagementPki {
+    const read = (name: string) => {
+      try {
+        return readFileSync(join(dir, name), 'utf8');
+      } catch (err) {
+        throw new ManagerError('E_KEY_VAULT', `management PKI file ${join(dir, name)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    };
+    const root: RootMaterial = { cert: read('ca.pem'), key: createPrivateKey(read('ca-key.pem')) };
+    return new ManagementPki(root, { now, leafLifetimeDays: 825 }, {
+      broker: { cert: read('broker.pem'), key: read('broker-key.pem') },
+      manager: { cert: read('manager.pem'), key: read('manager-key.pem') },
+      commandKey: createPrivateKey(read('command-key.pem')),
+    });
   }
 
   /** Make a fresh management PKI (P-256 throughout; about 10 ms). */

@@ -1,7 +1,12 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runFleetDemo } from '../../demo/fleet-demo.ts';
+import { Mosquitto } from '../../demo/mosquitto.ts';
+import { ManagementPki } from '../../manager/management-pki.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/trustroll.mjs', import.meta.url));
 
@@ -36,5 +41,31 @@ describe('trustroll demo: device processes over MQTT with live mutual TLS', func
   it('--naive: real handshakes fail', async () => {
     const r = await runFleetDemo({ servers: 3, clients: 6, schedule: 'six-step', naive: true, broker: 'embedded', paceMs: 250, minHandshakes: 500 });
     assert.ok(r.handshakes.failed > 0, 'replacing everything at once breaks connections');
+  });
+
+  it('--broker mqtts://... with a management PKI from "trustroll mgmt init": an operator-run Mosquitto', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'trustroll-mgmt-'));
+    let broker: Mosquitto | null = null;
+    try {
+      const init = spawnSync(process.execPath, [BIN, 'mgmt', 'init', '--dir', join(dir, 'mgmt')], { encoding: 'utf8' });
+      assert.equal(init.status, 0, init.stderr);
+      assert.equal(statSync(join(dir, 'mgmt', 'ca-key.pem')).mode & 0o077, 0, 'CA key is private');
+      assert.match(readFileSync(join(dir, 'mgmt', 'mosquitto-listener.conf'), 'utf8'), /use_identity_as_username true/);
+      const again = spawnSync(process.execPath, [BIN, 'mgmt', 'init', '--dir', join(dir, 'mgmt')], { encoding: 'utf8' });
+      assert.equal(again.status, 2, 'never overwrites an existing PKI');
+      broker = await Mosquitto.start(ManagementPki.load(join(dir, 'mgmt'), new Date()));
+      const r = spawnSync(process.execPath, [BIN, 'demo', '--servers', '1', '--clients', '2', '--broker', broker.url, '--mgmt', join(dir, 'mgmt'), '--min-handshakes', '100', '--json'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const d = JSON.parse(r.stdout);
+      assert.equal(d.rotation.status, 'complete');
+      assert.match(d.broker, /^external mqtts:/);
+      assert.equal(d.handshakes.failed, 0);
+      const noPki = spawnSync(process.execPath, [BIN, 'demo', '--broker', broker.url], { encoding: 'utf8' });
+      assert.equal(noPki.status, 2);
+      assert.match(noPki.stderr, /needs --mgmt/);
+    } finally {
+      await broker?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
