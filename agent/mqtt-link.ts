@@ -21,6 +21,7 @@
  * ahead of the device, it reports `behind` so the manager resends at once.
  * Reconnects with exponential back-off and jitter.
  */
+import { Waiters } from '../protocol/waiters.ts';
 import { connect, Store, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
@@ -79,7 +80,7 @@ export class DeviceLink {
   private retryTimer: NodeJS.Timeout | null = null;
   private closing = false;
   private subscribed = false;
-  private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
+  private readonly waiters = new Waiters();
   private readonly unsubscribeChange: () => void;
 
   constructor(private readonly o: DeviceLinkOptions) {
@@ -105,22 +106,11 @@ export class DeviceLink {
   /** Resolves once connected and subscribed; E_AGENT_LINK when refused or after `timeoutMs`. */
   ready(timeoutMs = 10_000): Promise<void> {
     if (this.subscribed) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const w = {
-        resolve: () => { clearTimeout(timer); resolve(); },
-        reject: (e: Error) => { clearTimeout(timer); reject(e); },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(w);
-        reject(new AgentError('E_AGENT_LINK', `${this.o.url}: not connected and subscribed after ${timeoutMs} ms (${this.stats.lastError ?? 'no answer'})`));
-      }, timeoutMs);
-      this.waiters.add(w);
-    });
+    return this.waiters.wait(timeoutMs, () => new AgentError('E_AGENT_LINK', `${this.o.url}: not connected and subscribed after ${timeoutMs} ms (${this.stats.lastError ?? 'no answer'})`));
   }
 
   private settle(err: Error | null): void {
-    for (const w of this.waiters) err ? w.reject(err) : w.resolve();
-    this.waiters.clear();
+    this.waiters.settle(err);
   }
 
   /** True while connected and subscribed. */

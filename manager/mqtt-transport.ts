@@ -16,6 +16,7 @@
  * Events (for a dashboard): `connect`, `offline`, `error` (Error),
  * `state` (DeviceState). Counters are in `stats`. Keys are never logged.
  */
+import { Waiters } from '../protocol/waiters.ts';
 import { EventEmitter } from 'node:events';
 import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
 import { systemClock, type Clock } from '../protocol/clock.ts';
@@ -85,7 +86,7 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
   private readonly states = new Map<string, DeviceState>();
   private subscribed = false;
   private closed = false;
-  private readonly waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
+  private readonly waiters = new Waiters();
 
   constructor(private readonly o: MqttTransportOptions) {
     super();
@@ -140,22 +141,11 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
   /** Resolves once connected and subscribed to every device's acks and state; E_BROKER_CONNECT / E_BROKER_SUBSCRIBE otherwise. */
   ready(timeoutMs = 10_000): Promise<void> {
     if (this.subscribed) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const w = {
-        resolve: () => { clearTimeout(timer); resolve(); },
-        reject: (e: Error) => { clearTimeout(timer); reject(e); },
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(w);
-        reject(new ManagerError('E_BROKER_CONNECT', `${this.o.url}: not connected after ${timeoutMs} ms (${this.stats.lastError ?? 'no answer'})`));
-      }, timeoutMs);
-      this.waiters.add(w);
-    });
+    return this.waiters.wait(timeoutMs, () => new ManagerError('E_BROKER_CONNECT', `${this.o.url}: not connected after ${timeoutMs} ms (${this.stats.lastError ?? 'no answer'})`));
   }
 
   private settle(err: Error | null): void {
-    for (const w of this.waiters) err ? w.reject(err) : w.resolve();
-    this.waiters.clear();
+    this.waiters.settle(err);
   }
 
   private onConnect(sessionPresent: boolean): void {
