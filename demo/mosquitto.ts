@@ -47,7 +47,8 @@ export function mosquittoConfig(o: { dir: string; port: number; cafile: string; 
     'persistence true',
     `persistence_location ${join(o.dir, 'data')}/`,
     `autosave_interval ${o.autosaveIntervalS ?? 1}`,
-    'max_queued_messages 10000',
+    // The manager's session must hold every device's ack and state while it is busy or away (2 per device per step).
+    'max_queued_messages 200000',
     'log_dest stderr',
     'log_type error',
     'log_type warning',

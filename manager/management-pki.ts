@@ -117,7 +117,9 @@ export class ManagementPki {
       '# Add to mosquitto.conf (Mosquitto 2.x); trustroll needs nothing else from the broker.',
       'per_listener_settings false', 'allow_anonymous false', `acl_file ${join(dir, 'acl')}`, 'persistence true',
       'listener 8883', `cafile ${files.cafile}`, `certfile ${files.certfile}`, `keyfile ${files.keyfile}`,
-      'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true', '',
+      'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true',
+      '# The manager\'s session must hold two messages per device while it is busy or away: size this above 2 x fleet size.',
+      'max_queued_messages 200000', '',
     ].join('\n'));
   }
 
