@@ -4,7 +4,11 @@
  * rules before anyone runs it on a fleet.
  */
 import 'reflect-metadata';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../manager/key-vault.ts';
+import { runRotation } from '../manager/run-rotation.ts';
+import { describeRotationStatus, rotationStatus } from '../manager/rotation-status.ts';
+import { createLogger } from '../protocol/log.ts';
 import { join } from 'node:path';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import type { CaKeyAlgorithm } from '../manager/ca/keys.ts';
@@ -16,7 +20,7 @@ import { Command, Option } from 'commander';
 import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
 import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
-import type { Role, Schedule } from '../protocol/steps.ts';
+import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 
 const program = new Command('trustroll').description('Root CA rotation for mutual-TLS device fleets').showHelpAfterError();
@@ -25,6 +29,9 @@ const int = (v: string) => {
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`expected a positive integer, got "${v}"`);
   return n;
 };
+
+/** The manager's data folder: CA state and keys under ca/, the fleet database manager.db. */
+const dataOption = ['--data <dir>', 'manager data folder', process.env.TRUSTROLL_DATA ?? './trustroll-data'] as const;
 
 program.command('demo')
   .description('rotate the root of a fleet of device processes over MQTT while they keep handshaking over mutual TLS')
@@ -69,9 +76,9 @@ program.command('schedule')
     for (const w of report.warnings) process.stdout.write(`  warning: ${w}\n`);
   });
 
-program.command('mgmt')
-  .description('the management channel\'s own PKI (broker, manager and device link certificates, command-signing key)')
-  .command('init')
+const mgmt = program.command('mgmt')
+  .description('the management channel\'s own PKI (broker, manager and device link certificates, command-signing key)');
+mgmt.command('init')
   .description('create it in <dir>: keys 0600, broker files, ACL and a Mosquitto listener snippet')
   .requiredOption('--dir <dir>', 'where to keep it')
   .option('--broker-host <name...>', 'DNS names the broker is reached at (besides localhost)')
@@ -82,8 +89,69 @@ program.command('mgmt')
     process.stdout.write(`management PKI in ${o.dir}; configure the broker with ${join(o.dir, 'mosquitto-listener.conf')}\n`);
   });
 
-/** The manager's data folder: CA state and keys under ca/, the fleet database manager.db. */
-const dataOption = ['--data <dir>', 'manager data folder', process.env.TRUSTROLL_DATA ?? './trustroll-data'] as const;
+mgmt.command('device')
+  .description('issue a device\'s management link certificate (CN = device id) and write its link files')
+  .requiredOption('--dir <dir>', 'the management PKI (trustroll mgmt init)')
+  .requiredOption('--id <deviceId>', 'device id')
+  .requiredOption('--out <dir>', 'where to write ca.pem, device.pem, device.key (0600) and command-key.pem')
+  .option('--broker <url>', 'broker URL to put into the printed link settings', 'mqtts://broker:8883')
+  .action((o: { dir: string; id: string; out: string; broker: string }) => {
+    const pki = ManagementPki.load(o.dir, new Date());
+    const identity = pki.device(o.id);
+    mkdirSync(o.out, { recursive: true, mode: 0o700 });
+    const put = (name: string, data: string, mode = 0o644) => { writeFileAtomic(join(o.out, name), data, mode); return join(o.out, name); };
+    const link = {
+      url: o.broker, ca: put('ca.pem', pki.ca), cert: put('device.pem', identity.cert), key: put('device.key', identity.key, 0o600),
+      commandKeys: { [pki.commandKey.keyId]: put('command-key.pem', pki.trustedCommandKeys().get(pki.commandKey.keyId)!.export({ type: 'spki', format: 'pem' }) as string) },
+    };
+    process.stdout.write(JSON.stringify({ link }, null, 2) + '\n');
+  });
+
+program.command('rotate')
+  .description('rotate the fleet root over MQTT (or resume the open rotation) and wait until it completes or stops')
+  .option(...dataOption)
+  .requiredOption('--mgmt <dir>', 'the management PKI (trustroll mgmt init)')
+  .requiredOption('--broker <url>', 'mqtts://host:port of the broker')
+  .addOption(new Option('--schedule <name>', 'rotation schedule').choices(['six-step', 'batched']).default('six-step'))
+  .option('--resume [rotationId]', 'resume the open (or the given) rotation instead of starting one')
+  .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
+  .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
+  .option('--json', 'print the final status as JSON', false)
+  .action(async (o: { data: string; mgmt: string; broker: string; schedule: string; resume?: boolean | string; ackTimeout: number; maxAttempts: number; json: boolean }) => {
+    const logger = createLogger({ level: 'warn' });
+    const rotation = await runRotation({
+      dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: SCHEDULES[o.schedule], resume: o.resume,
+      policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
+      onTick: o.json ? undefined : (db, id) => {
+        const st = rotationStatus(db, id);
+        process.stdout.write(`${st.rotation.id}: ${st.acked}/${st.total} steps acknowledged\n`);
+      },
+    });
+    const db = new FleetDb(join(o.data, 'manager.db'));
+    try {
+      const st = rotationStatus(db, rotation.id);
+      process.stdout.write((o.json ? JSON.stringify(st, null, 2) : describeRotationStatus(st)) + '\n');
+    } finally {
+      db.close();
+    }
+    process.exitCode = rotation.status === 'complete' ? 0 : 1;
+  });
+
+program.command('status')
+  .description('where a rotation stands, per device, and who each next step waits for (from the manager database)')
+  .option(...dataOption)
+  .option('--rotation <id>', 'a rotation id (default: the most recent)')
+  .option('--json', 'print JSON', false)
+  .action((o: { data: string; rotation?: string; json: boolean }) => {
+    const db = new FleetDb(join(o.data, 'manager.db'));
+    try {
+      const st = rotationStatus(db, o.rotation);
+      process.stdout.write((o.json ? JSON.stringify(st, null, 2) : describeRotationStatus(st)) + '\n');
+    } finally {
+      db.close();
+    }
+  });
+
 
 const ca = program.command('ca').description('the manager\'s certificate authority');
 ca.command('init')

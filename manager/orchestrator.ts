@@ -175,7 +175,9 @@ export class Orchestrator {
         this.o.transport.send(cmd);
       }
     }
-    if (st.complete()) void this.finish();
+    if (st.complete()) {
+      this.finish().catch((err: Error) => this.o.logger.error('rotation finished on every device but the CA could not activate the new root; run resume to retry', { rotationId: rot.id, reason: err.message }));
+    }
   }
 
   private async finish(): Promise<void> {

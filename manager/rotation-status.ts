@@ -1,0 +1,59 @@
+/**
+ * The operator's view of a rotation, from the manager database alone (no
+ * broker needed): per device, each step's status, attempts and error, and
+ * for the next step who it waits for.
+ */
+import { blockers, deviceSequence } from '../protocol/schedule.ts';
+import { SCHEDULES, type Role } from '../protocol/steps.ts';
+import { buildPeers } from './peering.ts';
+import { ManagerError } from './errors.ts';
+import type { FleetDb, RotationRow } from './fleet-db.ts';
+
+/** One device's line in the status. */
+export interface DeviceProgress {
+  deviceId: string;
+  role: Role;
+  steps: { step: string; status: string; attempts: number; error: string | null }[];
+  waitingFor: string[];
+}
+
+/** Status of one rotation. */
+export interface RotationStatus {
+  rotation: RotationRow;
+  devices: DeviceProgress[];
+  acked: number;
+  total: number;
+}
+
+/** Status of `rotationId`, or of the most recent rotation. */
+export function rotationStatus(db: FleetDb, rotationId?: string): RotationStatus {
+  const rotation = rotationId ? db.rotation(rotationId) : db.rotations().at(-1) ?? null;
+  if (!rotation) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ?? 'no rotation has been started');
+  const schedule = SCHEDULES[rotation.schedule];
+  if (!schedule) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${rotation.id} uses unknown schedule ${rotation.schedule}`);
+  const rows = db.steps(rotation.id);
+  const roles = new Map<string, Role>(db.devices().filter((d) => rows.some((r) => r.deviceId === d.id)).map((d) => [d.id, d.role]));
+  const peers = buildPeers(roles, db.peering());
+  const byKey = new Map(rows.map((r) => [`${r.deviceId}\u0000${r.step}`, r]));
+  const acked = (dev: string, step: string) => byKey.get(`${dev}\u0000${step}`)?.status === 'acked';
+  const devices = [...roles].map(([deviceId, role]) => {
+    const seq = deviceSequence(schedule, role);
+    const steps = seq.map((step) => {
+      const r = byKey.get(`${deviceId}\u0000${step}`);
+      return { step, status: r?.status ?? 'pending', attempts: r?.attempts ?? 0, error: r?.errorCode ? `${r.errorCode}: ${r.errorMessage}` : null };
+    });
+    const next = steps.find((s) => s.status === 'pending');
+    const waitingFor = next && rotation.status !== 'complete' ? blockers(schedule, next.step, deviceId, peers.get(deviceId) ?? [], acked) : [];
+    return { deviceId, role, steps, waitingFor };
+  });
+  return { rotation, devices, acked: rows.filter((r) => r.status === 'acked').length, total: rows.length };
+}
+
+/** Human rendering: one line per device. */
+export function describeRotationStatus(s: RotationStatus): string {
+  const r = s.rotation;
+  return [
+    `rotation ${r.id} (${r.schedule}): ${r.status}, ${s.acked}/${s.total} steps acknowledged${r.error ? `\n  stopped: ${r.error}` : ''}`,
+    ...s.devices.map((d) => `  ${d.deviceId} (${d.role}): ${d.steps.map((x) => `${x.step}=${x.status}${x.attempts > 1 ? `x${x.attempts}` : ''}`).join(' ')}${d.waitingFor.length ? `  waiting for ${d.waitingFor.slice(0, 5).join(', ')}${d.waitingFor.length > 5 ? ` and ${d.waitingFor.length - 5} more` : ''}` : ''}${d.steps.find((x) => x.error) ? `  last error ${d.steps.find((x) => x.error)!.error}` : ''}`),
+  ].join('\n');
+}

@@ -1,0 +1,68 @@
+/**
+ * The manager process for one rotation on a real fleet: opens the CA and
+ * the fleet database in the data folder, connects to the broker with the
+ * management PKI, starts (or resumes) the rotation and returns when it
+ * completes or stops.
+ */
+import { join } from 'node:path';
+import { systemClock, systemTimers } from '../protocol/clock.ts';
+import { commandSigner } from '../protocol/command-signature.ts';
+import type { Logger } from '../protocol/log.ts';
+import type { Schedule } from '../protocol/steps.ts';
+import { CaAuthority } from './ca-authority.ts';
+import { ManagerError } from './errors.ts';
+import { FleetDb, type RotationRow } from './fleet-db.ts';
+import type { ManagementPki } from './management-pki.ts';
+import { MqttManagerTransport } from './mqtt-transport.ts';
+import { Orchestrator, type RotationPolicy } from './orchestrator.ts';
+
+/** What a rotation run needs. */
+export interface RunRotationOptions {
+  dataDir: string;
+  pki: ManagementPki;
+  brokerUrl: string;
+  /** Start a rotation with this schedule, or resume the open one (`resume`). */
+  schedule?: Schedule;
+  resume?: boolean | string;
+  policy?: Partial<RotationPolicy>;
+  logger: Logger;
+  /** Called about once a second while the rotation runs. */
+  onTick?: (db: FleetDb, rotationId: string) => void;
+}
+
+/** Run (or resume) a rotation to its end. */
+export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
+  const ca = await CaAuthority.openOrInit(join(o.dataDir, 'ca'), { subject: 'unused', now: systemClock.now() });
+  const db = new FleetDb(join(o.dataDir, 'manager.db'));
+  const transport = new MqttManagerTransport({ url: o.brokerUrl, tls: { ca: o.pki.ca, ...o.pki.manager }, logger: o.logger });
+  let resolveEnd!: (r: RotationRow) => void;
+  const ended = new Promise<RotationRow>((r) => (resolveEnd = r));
+  const orchestrator = new Orchestrator({
+    db, transport, authority: ca, clock: systemClock, timers: systemTimers, logger: o.logger,
+    sign: commandSigner(o.pki.commandKey), policy: o.policy,
+    events: { complete: (r) => resolveEnd(r), failed: (r) => resolveEnd(r) },
+  });
+  let ticker: NodeJS.Timeout | undefined;
+  try {
+    let id: string;
+    if (o.resume) {
+      // Load the rotation before the session's backlog of acknowledgements arrives.
+      orchestrator.resume(typeof o.resume === 'string' ? o.resume : undefined);
+      id = orchestrator.current()!.id;
+      await transport.ready(30_000);
+    } else {
+      if (!o.schedule) throw new ManagerError('E_ROTATION_UNKNOWN', 'give a schedule to start, or resume an open rotation');
+      await transport.ready(30_000);
+      id = await orchestrator.start({ schedule: o.schedule });
+    }
+    const now = db.rotation(id)!;
+    if (now.status === 'complete') return now;
+    ticker = setInterval(() => o.onTick?.(db, id), 1000);
+    return await ended;
+  } finally {
+    clearInterval(ticker);
+    orchestrator.close();
+    await transport.close();
+    db.close();
+  }
+}
