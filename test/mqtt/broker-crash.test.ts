@@ -1,19 +1,16 @@
 import { strict as assert } from 'node:assert';
 import { deviceSequence } from '../../protocol/schedule.ts';
 import { SIX_STEP } from '../../protocol/steps.ts';
-import { MqttFleet, mqttFleetLog } from '../../demo/mqtt-fleet.ts';
+import type { MqttFleet } from '../../demo/mqtt-fleet.ts';
+import { mqttFleets } from '../support/mqtt-fleets.ts';
 
 describe('mqtt: the broker crashes mid-rotation', function () {
   this.timeout(30_000);
+  const fleets = mqttFleets(60);
   let fleet: MqttFleet | undefined;
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') console.error(mqttFleetLog.slice(-60).join('\n'));
-    await fleet?.close();
-    fleet = undefined;
-  });
 
   it('SIGKILL and a restart on the same persistence directory: everyone reconnects and the rotation finishes, each step once', async () => {
-    fleet = await MqttFleet.create({ servers: 3, clients: 3, broker: 'mosquitto', policy: { ackTimeoutMs: 1_500 } });
+    fleet = await fleets.create({ servers: 3, clients: 3, broker: 'mosquitto', policy: { ackTimeoutMs: 1_500 } });
     const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
     const f = fleet;
     const end = Date.now() + 10_000;
@@ -40,15 +37,11 @@ describe('mqtt: the broker crashes mid-rotation', function () {
 
 describe('mqtt: the manager restarts mid-rotation', function () {
   this.timeout(30_000);
+  const fleets = mqttFleets(60);
   let fleet: MqttFleet | undefined;
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') console.error(mqttFleetLog.slice(-60).join('\n'));
-    await fleet?.close();
-    fleet = undefined;
-  });
 
   it('it leaves unhandled acknowledgements in its persistent session; resume finishes the rotation, each step once', async () => {
-    fleet = await MqttFleet.create({ servers: 2, clients: 2, broker: 'mosquitto', policy: { ackTimeoutMs: 1_500 } });
+    fleet = await fleets.create({ servers: 2, clients: 2, broker: 'mosquitto', policy: { ackTimeoutMs: 1_500 } });
     const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
     const f = fleet;
     while (f.db.steps(id).filter((r) => r.status === 'acked').length < 2) await new Promise((r) => setTimeout(r, 2));

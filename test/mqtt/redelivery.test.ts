@@ -2,7 +2,8 @@ import { strict as assert } from 'node:assert';
 import type { Ack } from '../../protocol/messages/ack.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { SIX_STEP } from '../../protocol/steps.ts';
-import { MqttFleet, mqttFleetLog } from '../../demo/mqtt-fleet.ts';
+import type { MqttFleet } from '../../demo/mqtt-fleet.ts';
+import { mqttFleets } from '../support/mqtt-fleets.ts';
 
 /** Wait until `pred` holds, polling. */
 async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
@@ -15,18 +16,14 @@ async function until(pred: () => boolean, what: string, ms = 10_000): Promise<vo
 
 describe('mqtt: redelivery (1, 2, 3, 2, 3, 4) never applies a step twice or out of order', function () {
   this.timeout(30_000);
+  const fleets = mqttFleets(60);
   let fleet: MqttFleet | undefined;
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') console.error(mqttFleetLog.slice(-60).join('\n'));
-    await fleet?.close();
-    fleet = undefined;
-  });
 
   it('a dropped PUBACK makes Mosquitto redeliver, the manager replays older commands after newer ones; the device answers from its stored results', async () => {
     const acks: Ack[] = [];
     const durableBeforePuback: boolean[] = [];
     let dropped = false;
-    fleet = await MqttFleet.create({
+    fleet = await fleets.create({
       servers: 1, clients: 2, broker: 'mosquitto',
       hooks: (id) => id !== 'cli-1' ? undefined : {
         beforePuback: (ack, link) => {
@@ -63,18 +60,14 @@ describe('mqtt: redelivery (1, 2, 3, 2, 3, 4) never applies a step twice or out 
 
 describe('mqtt: offline devices and persistent sessions', function () {
   this.timeout(30_000);
+  const fleets = mqttFleets(60);
   let fleet: MqttFleet | undefined;
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') console.error(mqttFleetLog.slice(-60).join('\n'));
-    await fleet?.close();
-    fleet = undefined;
-  });
 
   const completed = (f: MqttFleet, id: string) => f.agents.get(id)!.snapshot().rotation?.completed ?? [];
   const servers = ['srv-1', 'srv-2', 'srv-3'];
 
   it('a client away during P2 gets it from its session on reconnect (across a broker restart); the servers\' P4 waits for it', async () => {
-    fleet = await MqttFleet.create({ servers: 3, clients: 3, broker: 'mosquitto', policy: { ackTimeoutMs: 20_000 } });
+    fleet = await fleets.create({ servers: 3, clients: 3, broker: 'mosquitto', policy: { ackTimeoutMs: 20_000 } });
     await fleet.disconnect('cli-2');
     const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
     const f = fleet;
@@ -93,7 +86,7 @@ describe('mqtt: offline devices and persistent sessions', function () {
   });
 
   it('a client gone for good (last will) stops the rotation before any P4, naming the device', async () => {
-    fleet = await MqttFleet.create({ servers: 2, clients: 2, broker: 'mosquitto', policy: { ackTimeoutMs: 250, maxAttempts: 3 } });
+    fleet = await fleets.create({ servers: 2, clients: 2, broker: 'mosquitto', policy: { ackTimeoutMs: 250, maxAttempts: 3 } });
     await fleet.links.get('cli-2')!.close({ abrupt: true });
     fleet.links.delete('cli-2');
     const f = fleet;

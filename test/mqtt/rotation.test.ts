@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { BATCHED, SIX_STEP, type Schedule } from '../../protocol/steps.ts';
 import { deviceSequence } from '../../protocol/schedule.ts';
-import { MqttFleet, mqttFleetLog } from '../../demo/mqtt-fleet.ts';
+import { mqttFleetLog, type MqttFleet } from '../../demo/mqtt-fleet.ts';
+import { mqttFleets } from '../support/mqtt-fleets.ts';
 
 /** Every device applied each of its steps exactly once, in schedule order. */
 async function assertExactlyOnceInOrder(fleet: MqttFleet, schedule: Schedule, rotationId: string): Promise<void> {
@@ -15,16 +16,12 @@ async function assertExactlyOnceInOrder(fleet: MqttFleet, schedule: Schedule, ro
 
 describe('mqtt: full rotation through a real broker, every command signed', function () {
   this.timeout(30_000);
+  const fleets = mqttFleets(40);
   let fleet: MqttFleet | undefined;
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') console.error(mqttFleetLog.slice(-40).join('\n'));
-    await fleet?.close();
-    fleet = undefined;
-  });
 
   for (const [broker, schedule] of [['mosquitto', SIX_STEP], ['mosquitto', BATCHED], ['embedded', SIX_STEP]] as const) {
     it(`${schedule.name} over ${broker}: 3 servers x 5 clients complete, each step exactly once and in order`, async () => {
-      fleet = await MqttFleet.create({ servers: 3, clients: 5, broker });
+      fleet = await fleets.create({ servers: 3, clients: 5, broker });
       const t0 = Date.now();
       const rotation = await fleet.rotate(schedule);
       assert.equal(rotation.status, 'complete', rotation.error ?? '');
