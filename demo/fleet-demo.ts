@@ -7,12 +7,9 @@
  * the root; at each step boundary OpenSSL and GnuTLS also handshake between
  * the devices' identities. The result says whether any connection failed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { Agent } from '../agent/agent.ts';
 import type { AgentConfig } from '../agent/config.ts';
 import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
@@ -33,6 +30,7 @@ import { buildCsr } from '../protocol/csr.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
+import { startDevice, stopAll, type DeviceProc } from './device-process.ts';
 import { freePort, Mosquitto } from './mosquitto.ts';
 
 /** Demo settings. */
@@ -65,10 +63,6 @@ export interface FleetDemoResult {
   broker: string;
   dir: string | null;
 }
-
-const AGENT_BIN = fileURLToPath(new URL('../bin/trustroll-agent.mjs', import.meta.url));
-
-interface DeviceProc { id: string; role: Role; dir: string; config: string; proc: ChildProcess; ready: Promise<void>; stopped: Promise<Tally | null>; attempted: number }
 
 /**
  * Pace the rotation so real traffic meets every intermediate state:
@@ -242,53 +236,6 @@ async function provisionDevice(root: string, id: string, role: Role, c: { pki: M
   const path = join(dir, 'agent.json');
   writeFileSync(path, JSON.stringify(config, null, 2));
   return path;
-}
-
-type Tally = { attempted: number; failed: number; fallbacks: number; failures: string[] };
-
-function startDevice(id: string, role: Role, dir: string, config: string): DeviceProc {
-  const proc = spawn(process.execPath, [AGENT_BIN, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TRUSTROLL_LOG: 'warn' } });
-  let stderr = '';
-  proc.stderr!.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000); });
-  let resolveStopped!: (t: Tally | null) => void;
-  const stopped = new Promise<Tally | null>((r) => (resolveStopped = r));
-  let settleReady!: (err: Error | null) => void;
-  const ready = new Promise<void>((resolve, reject) => (settleReady = (err) => (err ? reject(err) : resolve())));
-  ready.catch(() => undefined);
-  const timer = setTimeout(() => settleReady(new Error(`device ${id} did not start within 90 s`)), 90_000);
-  proc.once('exit', (code) => {
-    clearTimeout(timer);
-    settleReady(new Error(`device ${id} exited with ${code} before it was ready: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
-    resolveStopped(null);
-  });
-  const rl = createInterface({ input: proc.stdout! });
-  rl.on('line', (line) => {
-    let msg: { event?: string; probe?: Tally; linked?: boolean };
-    try {
-      msg = JSON.parse(line) as typeof msg;
-    } catch {
-      return;
-    }
-    if (msg.event === 'ready') {
-      clearTimeout(timer);
-      settleReady(msg.linked ? null : new Error(`device ${id} could not connect to the broker`));
-    }
-    if (msg.event === 'tally') p.attempted = msg.probe?.attempted ?? p.attempted;
-    if (msg.event === 'stopped') resolveStopped(msg.probe ?? null);
-  });
-  const p: DeviceProc = { id, role, dir, config, proc, ready, stopped, attempted: 0 };
-  return p;
-}
-
-/** Stop the clients first (their final tallies), then the servers they were talking to. */
-async function stopAll(procs: DeviceProc[]): Promise<Tally[]> {
-  const stop = async (group: DeviceProc[]) => {
-    for (const p of group) p.proc.kill('SIGTERM');
-    return Promise.all(group.map((p) => Promise.race([p.stopped, new Promise<null>((r) => setTimeout(() => r(null), 15_000).unref())])));
-  };
-  const tallies = await stop(procs.filter((p) => p.role === 'client'));
-  await stop(procs.filter((p) => p.role === 'server'));
-  return tallies.filter((t): t is Tally => t !== null);
 }
 
 /** The devices' roots and identities as stored on disk right now (read-only, integrity-checked). */

@@ -11,7 +11,7 @@ import type { Clock, Timers } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import { assertAck, type Ack } from '../protocol/messages/ack.ts';
 import type { Command } from '../protocol/messages/command.ts';
-import { blockers, isReady, validateSchedule } from '../protocol/schedule.ts';
+import { isReady, validateSchedule } from '../protocol/schedule.ts';
 import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -22,25 +22,10 @@ import { buildPeers } from './peering.ts';
 import { RotationState } from './rotation-state.ts';
 import type { ManagerTransport } from './transport.ts';
 import { buildCommand } from './commands.ts';
+import { rotationStatus } from './rotation-status.ts';
+import { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
 
-/** Retry and pacing policy. */
-export interface RotationPolicy {
-  /** How long to wait for an acknowledgement before resending. */
-  ackTimeoutMs: number;
-  /** Attempts per step (first send included) before the rotation stops. */
-  maxAttempts: number;
-  backoffBaseMs: number;
-  backoffMaxMs: number;
-  /** How often in-flight steps are checked for time-outs and due retries. */
-  sweepIntervalMs: number;
-  /** Honour `preferred` edges (P1 → P3) to avoid fallback handshakes. */
-  honourPreferred: boolean;
-}
-
-/** Defaults for a real fleet: devices on slow links, a few retries. */
-export const DEFAULT_POLICY: RotationPolicy = {
-  ackTimeoutMs: 30_000, maxAttempts: 5, backoffBaseMs: 2_000, backoffMaxMs: 120_000, sweepIntervalMs: 1_000, honourPreferred: true,
-};
+export { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
 
 /** Events for dashboards, demos and tests. */
 export interface OrchestratorEvents {
@@ -320,20 +305,12 @@ export class Orchestrator {
     return this.rotation;
   }
 
-  /** Per device: step statuses and, for the next step, who it waits for. */
+  /** Per device: step statuses and, for the next step, who it waits for (from the database; see rotation-status.ts). */
   progress(): { deviceId: string; role: Role; steps: Record<string, StepRow['status']>; waitingFor: string[] }[] {
-    const st = this.state;
-    if (!st) return [];
-    return [...st.roles].map(([deviceId, role]) => {
-      const steps: Record<string, StepRow['status']> = {};
-      for (const s of st.sequence[role]) steps[s] = st.row(deviceId, s)?.status ?? 'pending';
-      const next = st.nextStep(deviceId);
-      const peers = st.peersOf(deviceId);
-      const waitingFor = next && next.status === 'pending'
-        ? blockers(st.schedule, next.step, deviceId, peers, (dev, step) => st.isAcked(dev, step), { honourPreferred: this.policy.honourPreferred })
-        : [];
-      return { deviceId, role, steps, waitingFor };
-    });
+    if (!this.rotation) return [];
+    return rotationStatus(this.o.db, this.rotation.id, { honourPreferred: this.policy.honourPreferred }).devices.map((d) => ({
+      deviceId: d.deviceId, role: d.role, steps: Object.fromEntries(d.steps.map((x) => [x.step, x.status as StepRow['status']])), waitingFor: d.waitingFor,
+    }));
   }
 
   /** Stop timers; state stays in SQLite for `resume`. */

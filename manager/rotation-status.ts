@@ -26,7 +26,7 @@ export interface RotationStatus {
 }
 
 /** Status of `rotationId`, or of the most recent rotation. */
-export function rotationStatus(db: FleetDb, rotationId?: string): RotationStatus {
+export function rotationStatus(db: FleetDb, rotationId?: string, opts: { honourPreferred?: boolean } = {}): RotationStatus {
   const rotation = rotationId ? db.rotation(rotationId) : db.rotations().at(-1) ?? null;
   if (!rotation) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ?? 'no rotation has been started');
   const schedule = SCHEDULES[rotation.schedule];
@@ -42,8 +42,8 @@ export function rotationStatus(db: FleetDb, rotationId?: string): RotationStatus
       const r = byKey.get(`${deviceId}\u0000${step}`);
       return { step, status: r?.status ?? 'pending', attempts: r?.attempts ?? 0, error: r?.errorCode ? `${r.errorCode}: ${r.errorMessage}` : null };
     });
-    const next = steps.find((s) => s.status === 'pending');
-    const waitingFor = next && rotation.status !== 'complete' ? blockers(schedule, next.step, deviceId, peers.get(deviceId) ?? [], acked) : [];
+    const next = steps.find((s) => s.status !== 'acked');
+    const waitingFor = next?.status === 'pending' && rotation.status !== 'complete' ? blockers(schedule, next.step, deviceId, peers.get(deviceId) ?? [], acked, opts) : [];
     return { deviceId, role, steps, waitingFor };
   });
   return { rotation, devices, acked: rows.filter((r) => r.status === 'acked').length, total: rows.length };

@@ -28,7 +28,6 @@ function verify(spki: Buffer, data: Buffer, sig: Buffer): boolean {
   return crypto.verify('sha256', data, { key: spki, format: 'der', type: 'spki' }, sig);
 }
 
-const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest();
 
 /** Registers the shared key store tests under `describe(name)`. */
 export function abstractKeyStoreTests(name: string, sut: () => KeyStoreUnderTest): void {
