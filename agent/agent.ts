@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { KeyAlgorithm, KeyStore } from '../hal/key-store.ts';
 import { buildCsr } from '../protocol/csr.ts';
+import { ackAlgorithm, ackSignedBytes } from '../protocol/ack-signature.ts';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
@@ -130,6 +131,14 @@ export class Agent {
       now,
       ownKeys: () => this.ownKeys(),
       verifySignature: this.opts.verifySignature,
+      signAck: async (ack) => {
+        // Signed with the identity key the manager knows now (a re-key switches keys only with this very step).
+        const label = this.record.identity.active.keyLabel;
+        const info = await this.opts.keys.get(label);
+        if (!info) return ack;
+        const value = (await this.opts.keys.sign(label, ackSignedBytes(ack))).toString('base64');
+        return { ...ack, sig: { alg: ackAlgorithm(info.spki), value } };
+      },
       persist: async (next, cmd) => {
         const entry: HistoryEntry = { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, storeHash: trustHash(next), at: now.toISOString() };
         await this.opts.store.save(next, entry);

@@ -26,6 +26,8 @@ export interface DispatchContext {
   verifySignature?: (cmd: Command) => void;
   /** Durably store the new record; the ack is released only after it resolves. */
   persist: (next: DeviceRecord, cmd: Command) => Promise<void>;
+  /** Adds the device's signature to an acknowledgement (before it is stored, so redeliveries repeat it exactly). */
+  signAck?: (ack: Ack) => Promise<Ack>;
 }
 
 /** What a dispatch produced: the ack to send, and whether the record changed. */
@@ -98,16 +100,19 @@ export async function dispatch(raw: Buffer | string | object, ctx: DispatchConte
     }
     draft.rotation = { id: cmd.rotationId, schedule: cmd.schedule, completed: [...completed, cmd.step] };
     draft.lastSeq = cmd.seq;
-    const ack: Ack = {
+    let ack: Ack = {
       v: 1, kind: 'ack', deviceId: record.deviceId, rotationId: cmd.rotationId, seq: cmd.seq, step: cmd.step,
       ok: true, state: summarize(draft), at: now.toISOString(),
     };
+    if (ctx.signAck) ack = await ctx.signAck(ack);
     draft.results = [...record.results, { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, commandHash: hash, ack }].slice(-RESULT_HISTORY);
     await ctx.persist(draft, cmd);
     return { ack, changed: true, command: cmd };
   } catch (err) {
     const perr = err instanceof ProtocolError ? err : new ProtocolError('E_INTERNAL', `unexpected failure handling the command: ${(err as Error).message}`);
     const named = parsed !== null && typeof parsed === 'object' ? (parsed as Partial<Command>) : null;
-    return { ack: errorAck(record, named, perr, now), changed: false, command: null };
+    let ack = errorAck(record, named, perr, now);
+    if (ctx.signAck) ack = await ctx.signAck(ack).catch(() => ack);
+    return { ack, changed: false, command: null };
   }
 }

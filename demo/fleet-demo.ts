@@ -18,6 +18,7 @@ import { openHal } from '../hal/config.ts';
 import { FileKeyStore } from '../hal/file/file-key-store.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import { EmbeddedBroker } from '../manager/embedded-broker.ts';
+import { ackVerifier } from '../manager/ack-verifier.ts';
 import { enrollFromCsr } from '../manager/enrollment.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
@@ -120,7 +121,7 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     let onBoundary: (step: string) => void = () => {};
     orchestrator = new Orchestrator({
       db, transport: paced(transport, o.paceMs), authority: ca, clock: systemClock, timers: systemTimers, logger,
-      sign: commandSigner(pki.commandKey), policy: { ackTimeoutMs: 15_000, sweepIntervalMs: 200 },
+      sign: commandSigner(pki.commandKey), verifyAck: ackVerifier(db), policy: { ackTimeoutMs: 15_000, sweepIntervalMs: 200 },
       events: {
         complete: () => resolveEnd(), failed: () => resolveEnd(),
         acked: (row) => {

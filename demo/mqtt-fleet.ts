@@ -19,6 +19,7 @@ import { MemoryRecordStore } from './memory-record-store.ts';
 import { MemoryKeyStore } from './memory-key-store.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import { EmbeddedBroker } from '../manager/embedded-broker.ts';
+import { ackVerifier } from '../manager/ack-verifier.ts';
 import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
 import { MqttManagerTransport } from '../manager/mqtt-transport.ts';
@@ -115,7 +116,7 @@ export class MqttFleet {
     this.transport = new MqttManagerTransport({ url: this.url, tls: { ca: this.pki.ca, ...this.pki.manager }, logger: this.logger, reconnectPeriodMs: 100 });
     this.orchestrator = new Orchestrator({
       db: this.db, transport: this.transport, authority: this.ca, clock, timers: systemTimers, logger: this.logger,
-      sign: commandSigner(this.pki.commandKey),
+      sign: commandSigner(this.pki.commandKey), verifyAck: ackVerifier(this.db),
       policy: { ackTimeoutMs: 3_000, sweepIntervalMs: 50, backoffBaseMs: 50, backoffMaxMs: 500, ...this.o.policy },
       events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
     });

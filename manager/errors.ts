@@ -15,6 +15,7 @@ export const MANAGER_ERRORS = {
   E_BROKER_CONNECT: 'The manager cannot connect to the MQTT broker (unreachable, TLS refused, or its management certificate not accepted); check the broker URL, that the broker trusts the management CA, and the manager certificate (CN trustroll-manager).',
   E_BROKER_SUBSCRIBE: 'The broker refused the manager\'s subscriptions to device acknowledgements or state (SUBACK 0x80); grant trustroll-manager read access to trustroll/v1/dev/+/ack and trustroll/v1/dev/+/state in the broker ACL.',
   E_BROKER_START: 'The embedded broker could not start (port in use, or unusable management certificates); free the port or choose another, or re-create the management PKI.',
+  E_ACK_SIGNATURE: 'An acknowledgement was not signed by the device\'s key and was ignored; if it repeats, the broker or the network path is injecting messages.',
   E_NO_ROOT: 'The manager has no active root CA; initialise it first.',
   E_FLEET_EMPTY: 'The fleet has no devices of one role; a rotation needs servers and clients.',
   E_MANAGER_DB: 'The manager database is unreadable or from an incompatible version; restore it from backup.',

@@ -64,6 +64,11 @@ export class InProcessTransport implements ManagerTransport {
     }
   }
 
+  /** Hand a raw acknowledgement to the manager as if a (possibly compromised) broker delivered it. */
+  injectAck(raw: string): void {
+    this.handler(raw);
+  }
+
   /** Hand a raw message to a device as if the broker redelivered it. */
   inject(deviceId: string, raw: string): void {
     this.deliver(deviceId, raw);

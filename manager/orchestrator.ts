@@ -46,6 +46,8 @@ export interface OrchestratorOptions {
   schedules?: Readonly<Record<string, Schedule>>;
   /** Adds the manager's signature to a command (management channel security). */
   sign?: (cmd: Command) => Command;
+  /** Accepts only acknowledgements signed by the device (see ack-verifier.ts); absent = not required. */
+  verifyAck?: (ack: Ack) => boolean;
   events?: OrchestratorEvents;
 }
 
@@ -213,6 +215,10 @@ export class Orchestrator {
     }
     const st = this.state;
     const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
+    if (this.o.verifyAck && !this.o.verifyAck(ack)) {
+      this.o.logger.warn('acknowledgement without a valid device signature dropped', { ...log, code: 'E_ACK_SIGNATURE' });
+      return;
+    }
     const row = st && this.rotation?.id === ack.rotationId ? st.row(ack.deviceId, ack.step) : undefined;
     if (!st || !row || row.seq !== ack.seq || row.status === 'acked' || row.status === 'pending') {
       this.o.logger.debug('stale or unknown acknowledgement ignored', log);

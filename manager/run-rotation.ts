@@ -10,6 +10,7 @@ import { commandSigner } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Schedule } from '../protocol/steps.ts';
 import { CaAuthority } from './ca-authority.ts';
+import { ackVerifier } from './ack-verifier.ts';
 import { ManagerError } from './errors.ts';
 import { FleetDb, type RotationRow } from './fleet-db.ts';
 import type { ManagementPki } from './management-pki.ts';
@@ -39,7 +40,7 @@ export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
   const ended = new Promise<RotationRow>((r) => (resolveEnd = r));
   const orchestrator = new Orchestrator({
     db, transport, authority: ca, clock: systemClock, timers: systemTimers, logger: o.logger,
-    sign: commandSigner(o.pki.commandKey), policy: o.policy,
+    sign: commandSigner(o.pki.commandKey), verifyAck: ackVerifier(db), policy: o.policy,
     events: { complete: (r) => resolveEnd(r), failed: (r) => resolveEnd(r) },
   });
   let ticker: NodeJS.Timeout | undefined;

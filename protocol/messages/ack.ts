@@ -28,6 +28,8 @@ export interface Ack {
   error?: { code: ProtocolErrorCode; message: string };
   state: DeviceStateSummary;
   at: string;
+  /** The device's signature over the canonical ack without `sig` (protocol/ack-signature.ts). */
+  sig?: { alg: 'ES256' | 'RS256'; value: string };
 }
 
 const fp = { type: 'string', pattern: '^[0-9a-f]{64}$' };
@@ -68,6 +70,10 @@ export const ACK_SCHEMA = {
       },
     },
     at: { type: 'string', minLength: 20, maxLength: 40 },
+    sig: {
+      type: 'object', additionalProperties: false, required: ['alg', 'value'],
+      properties: { alg: { enum: ['ES256', 'RS256'] }, value: { type: 'string', minLength: 16, maxLength: 1024 } },
+    },
   },
 } as const;
 

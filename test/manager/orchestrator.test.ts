@@ -137,6 +137,31 @@ describe('orchestrator: ordering, failures, restarts', function () {
     assert.equal((await fleet.waitForEnd()).status, 'complete');
   });
 
+  it('a forged acknowledgement (unsigned, or signed by another key) is ignored: servers never switch early', async () => {
+    fleet = await InProcessFleet.create({ servers: 2, clients: 2, maxLatencyMs: 1 });
+    fleet.disconnect('cli-2');
+    const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
+    await until(() => fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!.status === 'sent'
+      && ['srv-1', 'srv-2'].every((s) => completed(fleet, s).includes('P1')));
+    const row = fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!;
+    const genuine = fleet.agents.get('cli-1')!.status();
+    const forged = {
+      v: 1, kind: 'ack', deviceId: 'cli-2', rotationId: id, seq: row.seq, step: 'P2', ok: true, at: new Date().toISOString(),
+      state: { storeHash: genuine.storeHash, rotationId: id, completed: ['P2'], trust: genuine.trust, identity: genuine.identity },
+    };
+    fleet.transport.injectAck(JSON.stringify(forged));
+    const { generateKeyPairSync, sign } = await import('node:crypto');
+    const { ackSignedBytes } = await import('../../protocol/ack-signature.ts');
+    const attacker = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const signed = { ...forged, sig: { alg: 'ES256', value: sign('sha256', ackSignedBytes(forged as never), attacker.privateKey).toString('base64') } };
+    fleet.transport.injectAck(JSON.stringify(signed));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!.status, 'sent', 'the forged ack did not count');
+    for (const s of ['srv-1', 'srv-2']) assert.deepEqual(completed(fleet, s), ['P1'], `${s} must not reach P4 on a forged ack`);
+    fleet.connect('cli-2');
+    assert.equal((await fleet.waitForEnd()).status, 'complete', 'the genuine, signed acks complete the rotation');
+  });
+
   it('only one rotation runs at a time (E_ROTATION_ACTIVE)', async () => {
     fleet = await InProcessFleet.create({ servers: 1, clients: 1 });
     fleet.disconnect('cli-1');
