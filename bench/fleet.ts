@@ -19,9 +19,14 @@ const floorRates = measureCryptoFloor();
 const sign = floorRates.nodeP256SignPerSec;
 const verify = floorRates.nodeP256VerifyPerSec;
 
-/** Signatures and verifications a rotation of n devices needs: leaves, D, R1 and one signed command per step; each agent verifies every command signature and four certificate signatures. */
+/**
+ * Signatures and verifications a rotation of n devices needs: leaves, D, R1,
+ * one signed command and one signed acknowledgement per step; the agents
+ * verify every command signature and four certificate signatures each, the
+ * manager every acknowledgement signature.
+ */
 function floorMs(devices: number, steps: number): number {
-  return ((devices + 2 + steps) / sign + (steps + 4 * devices) / verify) * 1000;
+  return ((devices + 2 + 2 * steps) / sign + (2 * steps + 4 * devices) / verify) * 1000;
 }
 
 const runs = [];
