@@ -6,9 +6,15 @@
  * its acknowledgements with its identity key (in its HAL), and the manager
  * accepts only acknowledgements signed by the device's key.
  */
-import { createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { canonicalJson } from './canonical-json.ts';
 import type { Ack } from './messages/ack.ts';
+
+/** A device key the manager accepts acknowledgements from. */
+export interface AckKey {
+  key: KeyObject;
+  alg: 'ES256' | 'RS256';
+}
 
 /** The bytes a device signs: the canonical acknowledgement without `sig`. */
 export function ackSignedBytes(ack: Ack): Buffer {
@@ -18,18 +24,25 @@ export function ackSignedBytes(ack: Ack): Buffer {
 
 /** Signature algorithm name for a DER SubjectPublicKeyInfo. */
 export function ackAlgorithm(spki: Buffer): 'ES256' | 'RS256' {
-  return createPublicKey({ key: spki, format: 'der', type: 'spki' }).asymmetricKeyType === 'rsa' ? 'RS256' : 'ES256';
+  return ackKey(spki).alg;
 }
 
-/** True if `ack` carries a valid signature by one of `spkis` (the device's current and pending keys). */
-export function verifyAckSignature(ack: Ack, spkis: readonly Buffer[]): boolean {
+/** The verification key for a DER SubjectPublicKeyInfo (build once, reuse). */
+export function ackKey(spki: Buffer): AckKey {
+  const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  return { key, alg: key.asymmetricKeyType === 'rsa' ? 'RS256' : 'ES256' };
+}
+
+/** True if `ack` carries a valid signature by one of `keys` (the device's current and pending keys). */
+export function verifyAckSignature(ack: Ack, keys: readonly AckKey[]): boolean {
   if (!ack.sig) return false;
+  const candidates = keys.filter((k) => k.alg === ack.sig!.alg);
+  if (candidates.length === 0) return false;
   const sig = Buffer.from(ack.sig.value, 'base64');
   const data = ackSignedBytes(ack);
-  return spkis.some((spki) => {
+  return candidates.some((k) => {
     try {
-      const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-      return ackAlgorithm(spki) === ack.sig!.alg && verify('sha256', data, key, sig);
+      return verify('sha256', data, k.key, sig);
     } catch {
       return false;
     }
