@@ -6,7 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { KeyAlgorithm, KeyStore } from '../hal/key-store.ts';
 import { buildCsr } from '../protocol/csr.ts';
-import { ackAlgorithm, ackSignedBytes } from '../protocol/ack-signature.ts';
+import { ackSignedBytes } from '../protocol/ack-signature.ts';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
@@ -137,7 +137,7 @@ export class Agent {
         const info = await this.opts.keys.get(label);
         if (!info) return ack;
         const value = (await this.opts.keys.sign(label, ackSignedBytes(ack))).toString('base64');
-        return { ...ack, sig: { alg: ackAlgorithm(info.spki), value } };
+        return { ...ack, sig: { alg: info.algorithm === 'RSA-2048' ? 'RS256' : 'ES256', value } };
       },
       persist: async (next, cmd) => {
         const entry: HistoryEntry = { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, storeHash: trustHash(next), at: now.toISOString() };

@@ -22,11 +22,6 @@ export function ackSignedBytes(ack: Ack): Buffer {
   return Buffer.from(canonicalJson(rest));
 }
 
-/** Signature algorithm name for a DER SubjectPublicKeyInfo. */
-export function ackAlgorithm(spki: Buffer): 'ES256' | 'RS256' {
-  return ackKey(spki).alg;
-}
-
 /** The verification key for a DER SubjectPublicKeyInfo (build once, reuse). */
 export function ackKey(spki: Buffer): AckKey {
   const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
