@@ -15,6 +15,7 @@ import { AgentError } from './errors.ts';
 import { DeviceLink } from './mqtt-link.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
 import { DeviceTlsServer } from './tls/device-tls-server.ts';
+import { DeviceTokenTlsServer } from './tls/device-token-tls-server.ts';
 
 /** Handshake counters of a client-role device's probe loop. */
 export interface ProbeTally {
@@ -56,13 +57,16 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     await rt.close();
     throw new AgentError('E_AGENT_NOT_PROVISIONED', `device ${config.deviceId} is not provisioned; run "trustroll-agent provision" first`);
   }
-  let server: DeviceTlsServer | null = null;
+  let server: { port: number; close(): Promise<void> } | null = null;
   let connector: DeviceTlsConnector | null = null;
   let probing = false;
   let probeLoop: Promise<void> = Promise.resolve();
   const tally: ProbeTally = { attempted: 0, failed: 0, fallbacks: 0, failures: [] };
   if (config.role === 'server' && config.tls) {
-    server = await DeviceTlsServer.start({ agent, keys: rt.keys, logger, host: config.tls.host, port: config.tls.port });
+    // A key inside a token (PKCS#11, TPM) is served through the HAL's TLS terminator; in-memory keys by Node itself.
+    const ref = await rt.keys.tlsKey?.(agent.identities()[0]!.keyLabel);
+    const opts = { agent, keys: rt.keys, logger, host: config.tls.host, port: config.tls.port };
+    server = ref?.kind === 'pkcs11' ? await DeviceTokenTlsServer.start(opts) : await DeviceTlsServer.start(opts);
     logger.info('mTLS service listening', { host: config.tls.host, port: server.port });
   }
   const mqtt = new DeviceLink({ url: link.url, agent, tls: tlsFiles, clock: deps.clock, logger });

@@ -35,26 +35,42 @@ export interface TerminatorOptions {
   readonly enginePath?: string;
 }
 
-type Pkcs11Ref = Extract<TlsKeyRef, { kind: 'pkcs11' }>;
+/** A token key reference (see KeyStore.tlsKey). */
+export type Pkcs11Ref = Extract<TlsKeyRef, { kind: 'pkcs11' }>;
 
-function stunnelConfig(ref: Pkcs11Ref, o: TerminatorOptions, dir: string): string {
-  const line = (v: string) => {
-    if (/[\r\n]/.test(v)) throw new HalError('E_HAL_TLS', 'terminator setting contains a line break');
-    return v;
-  };
-  const uri = `pkcs11:token=${encodeURIComponent(ref.tokenLabel)};object=${encodeURIComponent(ref.label)};type=private`;
+/** Reject a config value with a line break (it would inject stunnel settings). */
+export function configValue(v: string): string {
+  if (/[\r\n]/.test(v)) throw new HalError('E_HAL_TLS', 'terminator setting contains a line break');
+  return v;
+}
+
+/** Global stunnel settings that load the PKCS#11 engine for `ref` (the PIN included: never write this to disk). */
+export function engineSection(ref: Pkcs11Ref, enginePath?: string): string[] {
   return [
     'foreground = yes',
     'pid =',
     'debug = 4',
     'engine = dynamic',
-    `engineCtrl = SO_PATH:${line(o.enginePath ?? DEFAULT_PKCS11_ENGINE)}`,
+    `engineCtrl = SO_PATH:${configValue(enginePath ?? DEFAULT_PKCS11_ENGINE)}`,
     'engineCtrl = ID:pkcs11',
     'engineCtrl = LIST_ADD:1',
     'engineCtrl = LOAD',
-    `engineCtrl = MODULE_PATH:${line(ref.module)}`,
-    `engineCtrl = PIN:${line(ref.pin)}`,
+    `engineCtrl = MODULE_PATH:${configValue(ref.module)}`,
+    `engineCtrl = PIN:${configValue(ref.pin)}`,
     'engineCtrl = INIT',
+  ];
+}
+
+/** The PKCS#11 URI of the private key `ref` names. */
+export function keyUri(ref: Pkcs11Ref): string {
+  return `pkcs11:token=${encodeURIComponent(ref.tokenLabel)};object=${encodeURIComponent(ref.label)};type=private`;
+}
+
+function stunnelConfig(ref: Pkcs11Ref, o: TerminatorOptions, dir: string): string {
+  const line = configValue;
+  const uri = keyUri(ref);
+  return [
+    ...engineSection(ref, o.enginePath),
     '[device]',
     'client = yes',
     `accept = ${path.join(dir, 'tls.sock')}`,
