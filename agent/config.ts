@@ -27,9 +27,13 @@ export interface LinkConfig {
   url: string;
   /** Management CA (PEM file) the broker's certificate must chain to. */
   ca: string;
-  /** This device's management certificate and key (PEM files; CN = device id). */
+  /** This device's management certificate (PEM file; CN = device id). */
   cert: string;
-  key: string;
+  /** Its key: a PEM file, or `keyLabel`, a key in the HAL (a token key goes through the HAL's TLS terminator). */
+  key?: string;
+  keyLabel?: string;
+  /** Name the broker certificate must carry when the terminator checks it (default: the URL's host). */
+  serverName?: string;
   /** Manager command-signing public keys (PEM files) by key id. */
   commandKeys: Record<string, string>;
 }
@@ -72,12 +76,15 @@ export const agentConfigSchema = {
     link: {
       type: 'object',
       additionalProperties: false,
-      required: ['url', 'ca', 'cert', 'key', 'commandKeys'],
+      required: ['url', 'ca', 'cert', 'commandKeys'],
+      oneOf: [{ required: ['key'] }, { required: ['keyLabel'] }],
       properties: {
         url: { type: 'string', pattern: '^mqtts://' },
         ca: { type: 'string', minLength: 1 },
         cert: { type: 'string', minLength: 1 },
         key: { type: 'string', minLength: 1 },
+        keyLabel: { type: 'string', minLength: 1 },
+        serverName: { type: 'string', minLength: 1 },
         commandKeys: { type: 'object', minProperties: 1, additionalProperties: { type: 'string', minLength: 1 } },
       },
     },

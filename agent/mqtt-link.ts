@@ -22,7 +22,8 @@
  * Reconnects with exponential back-off and jitter.
  */
 import { Waiters } from '../protocol/waiters.ts';
-import { connect, Store, type IPublishPacket, type MqttClient } from 'mqtt';
+import { connect, MqttClient, Store, type IPublishPacket } from 'mqtt';
+import type { Duplex } from 'node:stream';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
@@ -43,8 +44,10 @@ export interface DeviceLinkOptions {
   /** mqtts://host:port */
   url: string;
   agent: Agent;
-  /** Management CA and this device's management certificate and key (PEM). */
-  tls: { ca: string; cert: string; key: string };
+  /** Management CA and this device's management certificate and key (PEM); ignored when `stream` is given. */
+  tls: { ca: string; cert: string; key?: string };
+  /** Opens an already-authenticated stream to the broker (hal/tls terminator for a token key); replaces url + tls. */
+  stream?: () => Duplex;
   clock: Clock;
   logger: Logger;
   /** Reconnect back-off: first delay and cap (ms); default 1 s and 60 s. */
@@ -87,12 +90,17 @@ export class DeviceLink {
     const id = o.agent.deviceId;
     this.log = o.logger.child({ deviceId: id, component: 'mqtt-link' });
     this.topics = { cmd: deviceTopic(id, 'cmd'), desired: deviceTopic(id, 'desired'), ack: deviceTopic(id, 'ack'), state: deviceTopic(id, 'state') };
-    this.client = connect(o.url, {
-      ...o.tls, rejectUnauthorized: true, ...this.stores,
+    const session = {
+      ...this.stores,
       clientId: id, clean: false, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0, resubscribe: false,
       keepalive: o.keepaliveSec ?? 30, connectTimeout: 10_000,
       will: { topic: this.topics.state, payload: Buffer.from(JSON.stringify(offlineState(id))), qos: LINK_QOS, retain: true },
-    });
+    } as const;
+    // A management key inside a token: the HAL's TLS terminator does the mTLS, MQTT runs over its local socket.
+    const stream = o.stream;
+    this.client = stream
+      ? new MqttClient(() => stream(), { ...session, protocol: 'mqtt' })
+      : connect(o.url, { ...o.tls, rejectUnauthorized: true, ...session });
     this.client.handleMessage = (packet, done) => { void this.onPublish(packet, done); };
     this.client.on('connect', () => this.onConnect());
     this.client.on('close', () => this.onClose());

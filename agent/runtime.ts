@@ -12,6 +12,8 @@ import { commandVerifier } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
 import { openAgentRuntime, type AgentConfig, type AgentRuntime } from './config.ts';
 import { AgentError } from './errors.ts';
+import net from 'node:net';
+import { StunnelTerminator } from '../hal/tls/stunnel.ts';
 import { DeviceLink } from './mqtt-link.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
 import { DeviceTlsServer } from './tls/device-tls-server.ts';
@@ -49,8 +51,26 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   const link = config.link;
   if (!link) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent');
   const commandKeys = new Map<string, KeyObject>(Object.entries(link.commandKeys).map(([id, file]) => [id, createPublicKey(readPem(file, `link.commandKeys.${id}`))]));
-  const tlsFiles = { ca: readPem(link.ca, 'link.ca'), cert: readPem(link.cert, 'link.cert'), key: readPem(link.key, 'link.key') };
   const rt: AgentRuntime = await openAgentRuntime(config, { ...deps, verifySignature: commandVerifier(commandKeys) });
+  const tlsFiles: { ca: string; cert: string; key?: string } = { ca: readPem(link.ca, 'link.ca'), cert: readPem(link.cert, 'link.cert') };
+  let terminator: StunnelTerminator | null = null;
+  let stream: (() => net.Socket) | undefined;
+  if (link.key) tlsFiles.key = readPem(link.key, 'link.key');
+  else {
+    // The management key lives in the HAL: in memory it goes to Node's TLS, in a token through the terminator.
+    const ref = await rt.keys.tlsKey?.(link.keyLabel!);
+    if (!ref) {
+      await rt.close();
+      throw new AgentError('E_AGENT_CONFIG', `setting "link.keyLabel": the HAL has no TLS access to key "${link.keyLabel}"`);
+    }
+    if (ref.kind === 'pem') tlsFiles.key = ref.keyPem;
+    else {
+      const url = new URL(link.url);
+      terminator = await StunnelTerminator.start(ref, { host: url.hostname, port: Number(url.port || 8883), servername: link.serverName ?? url.hostname, certPem: tlsFiles.cert, caPem: tlsFiles.ca });
+      const socketPath = terminator.socketPath;
+      stream = () => net.connect(socketPath);
+    }
+  }
   const logger = deps.logger.child({ deviceId: config.deviceId });
   const agent = rt.agent;
   if (!agent) {
@@ -69,7 +89,7 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     server = ref?.kind === 'pkcs11' ? await DeviceTokenTlsServer.start(opts) : await DeviceTlsServer.start(opts);
     logger.info('mTLS service listening', { host: config.tls.host, port: server.port });
   }
-  const mqtt = new DeviceLink({ url: link.url, agent, tls: tlsFiles, clock: deps.clock, logger });
+  const mqtt = new DeviceLink({ url: link.url, agent, tls: tlsFiles, clock: deps.clock, logger, stream });
   // A device that cannot reach the broker keeps retrying; it is not a start-up failure.
   const linked = mqtt.ready(30_000).then(() => true, (err: Error) => {
     logger.warn('broker not reachable yet; retrying', { reason: err.message });
@@ -108,6 +128,7 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
       await probeLoop;
       connector?.close();
       await mqtt.close();
+      await terminator?.close();
       await server?.close();
       await rt.close();
       logger.info('stopped', { probe: tally });

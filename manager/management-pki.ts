@@ -172,6 +172,12 @@ export class ManagementPki {
     return identity;
   }
 
+  /** A management certificate (CN = device id) for a key the device keeps in its HAL (its SPKI, DER). */
+  deviceCertificate(id: string, spki: Buffer): string {
+    assertDeviceId(id);
+    return this.issuer.issue({ commonName: id, publicKey: spki, profile: 'client', ...this.validity() });
+  }
+
   /** The command keys a device trusts (Agent `verifySignature` via commandVerifier): keyId → public key. */
   trustedCommandKeys(): Map<string, KeyObject> {
     return new Map([[this.commandKey.keyId, createPublicKey(this.commandKey.privateKey)]]);
