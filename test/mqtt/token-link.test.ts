@@ -1,15 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../agent/agent.ts';
 import { DeviceLink } from '../../agent/mqtt-link.ts';
 import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
 import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
 import { Mosquitto } from '../../demo/mosquitto.ts';
-import { openHal } from '../../hal/config.ts';
-import type { KeyStore } from '../../hal/key-store.ts';
 import { StunnelTerminator } from '../../hal/tls/stunnel.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
@@ -20,36 +16,23 @@ import { systemClock } from '../../protocol/clock.ts';
 import { commandSigner, commandVerifier } from '../../protocol/command-signature.ts';
 import { createLogger } from '../../protocol/log.ts';
 import type { Ack } from '../../protocol/messages/ack.ts';
-import { startSoftHsm, SOFTHSM_MODULE, type SoftHsm } from '../hal/support/softhsm.ts';
+import { tokenSuite } from '../support/token-suite.ts';
 
 const DAY = 86_400_000;
 
 describe('MQTT link with the management key inside a PKCS#11 token (SoftHSM2, stunnel terminator, Mosquitto)', function () {
   this.timeout(60_000);
-  let hsm: SoftHsm;
-  let dir: string;
-  let token: KeyStore;
-  const closers: (() => Promise<unknown> | unknown)[] = [];
-  before(async () => {
-    hsm = await startSoftHsm('mgmt-token');
-    dir = mkdtempSync(join(tmpdir(), 'trustroll-token-link-'));
-    token = (await openHal({ keys: { backend: 'pkcs11', module: SOFTHSM_MODULE, tokenLabel: hsm.tokenLabel, pin: hsm.pin, moduleEnv: hsm.env }, records: { backend: 'file', dir: join(dir, 'records') } })).keys;
-  });
-  after(async () => {
-    for (const c of closers.reverse()) await c();
-    await token?.close();
-    await hsm?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const suite = tokenSuite('mgmt-token');
+  const closers = suite.closers;
 
   it('connects through the terminator, receives a signed command and acknowledges it', async () => {
     const logger = createLogger({ level: 'error' });
     const pki = await ManagementPki.create({ now: new Date() });
-    const mgmtKey = await token.create('cli-9.mgmt', 'P-256');
+    const mgmtKey = await suite.token().create('cli-9.mgmt', 'P-256');
     const linkCert = pki.deviceCertificate('cli-9', mgmtKey.spki);
     const broker = await Mosquitto.start(pki);
     closers.push(() => broker.close());
-    const ref = await token.tlsKey!('cli-9.mgmt');
+    const ref = await suite.token().tlsKey!('cli-9.mgmt');
     assert.equal(ref.kind, 'pkcs11');
     const term = await StunnelTerminator.start(ref as Extract<typeof ref, { kind: 'pkcs11' }>, { host: '127.0.0.1', port: broker.port, servername: 'localhost', certPem: linkCert, caPem: pki.ca });
     closers.push(() => term.close());
@@ -58,7 +41,7 @@ describe('MQTT link with the management key inside a PKCS#11 token (SoftHSM2, st
     const r0 = await createRoot({ subject: 'CN=Link Test Root', algorithm: 'P-256', notBefore: start, notAfter: new Date(start.getTime() + 3650 * DAY) });
     const keys = new MemoryKeyStore();
     const spki = (await keys.create('device', 'P-256')).spki;
-    const store = new SqliteStateStore(join(dir, 'cli-9.db'));
+    const store = new SqliteStateStore(join(suite.dir(), 'cli-9.db'));
     closers.push(() => store.close());
     const agent = await Agent.provision(
       { deviceId: 'cli-9', role: 'client', store, keys, clock: systemClock, logger, verifySignature: commandVerifier(pki.trustedCommandKeys()) },

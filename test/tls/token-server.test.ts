@@ -1,13 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../agent/agent.ts';
 import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
 import { DeviceTlsConnector } from '../../agent/tls/device-tls-connector.ts';
 import { DeviceTokenTlsServer } from '../../agent/tls/device-token-tls-server.ts';
 import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
-import { openHal } from '../../hal/config.ts';
 import type { KeyStore } from '../../hal/key-store.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
@@ -15,27 +12,14 @@ import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
 import { systemClock } from '../../protocol/clock.ts';
 import { createLogger } from '../../protocol/log.ts';
 import type { Role } from '../../protocol/steps.ts';
-import { startSoftHsm, SOFTHSM_MODULE, type SoftHsm } from '../hal/support/softhsm.ts';
+import { tokenSuite } from '../support/token-suite.ts';
 
 const DAY = 86_400_000;
 
 describe('device mTLS service with the key inside a PKCS#11 token (SoftHSM2, stunnel terminator)', function () {
   this.timeout(120_000);
-  let hsm: SoftHsm;
-  let dir: string;
-  let token: KeyStore;
-  const closers: (() => Promise<unknown> | unknown)[] = [];
-  before(async () => {
-    hsm = await startSoftHsm('printer-token');
-    dir = mkdtempSync(join(tmpdir(), 'trustroll-token-tls-'));
-    token = (await openHal({ keys: { backend: 'pkcs11', module: SOFTHSM_MODULE, tokenLabel: hsm.tokenLabel, pin: hsm.pin, moduleEnv: hsm.env }, records: { backend: 'file', dir: join(dir, 'records') } })).keys;
-  });
-  after(async () => {
-    for (const c of closers.reverse()) await c();
-    await token?.close();
-    await hsm?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const suite = tokenSuite('printer-token');
+  const closers = suite.closers;
 
   it('serves clients, reloads D and Sn without dropping an established connection, and never exports the key', async () => {
     const logger = createLogger({ level: 'error' });
@@ -46,17 +30,17 @@ describe('device mTLS service with the key inside a PKCS#11 token (SoftHSM2, stu
       new LeafIssuer(issuer).issue({ commonName: id, publicKey: spki, profile: role, notBefore: from, notAfter: new Date(Date.now() + 30 * DAY) });
     const provision = async (id: string, role: Role, keys: KeyStore, label: string) => {
       const spki = (await keys.get(label) ?? await keys.create(label, 'P-256')).spki;
-      const store = new SqliteStateStore(join(dir, `${id}.db`));
+      const store = new SqliteStateStore(join(suite.dir(), `${id}.db`));
       closers.push(() => store.close());
       const agent = await Agent.provision({ deviceId: id, role, store, keys, clock: systemClock, logger }, { root: r0.cert, certificate: leaf(r0, id, spki, role), keyLabel: label });
       return { agent, spki };
     };
-    const printer = await provision('printer-1', 'server', token, 'printer-1.key');
-    const ref = await token.tlsKey!('printer-1.key');
+    const printer = await provision('printer-1', 'server', suite.token(), 'printer-1.key');
+    const ref = await suite.token().tlsKey!('printer-1.key');
     assert.equal(ref.kind, 'pkcs11', 'the TLS key is a token reference, not key bytes');
     const clientKeys = new MemoryKeyStore();
     const client = await provision('console-1', 'client', clientKeys, 'device');
-    const server = await DeviceTokenTlsServer.start({ agent: printer.agent, keys: token, logger });
+    const server = await DeviceTokenTlsServer.start({ agent: printer.agent, keys: suite.token(), logger });
     closers.push(() => server.close());
     const connector = await DeviceTlsConnector.create({ agent: client.agent, keys: clientKeys, logger });
     closers.push(() => connector.close());
@@ -69,7 +53,7 @@ describe('device mTLS service with the key inside a PKCS#11 token (SoftHSM2, stu
     const stranger = new MemoryKeyStore();
     const otherRoot = await createRoot({ subject: 'CN=Other Root', algorithm: 'P-256', notBefore: start, notAfter: new Date(start.getTime() + 3650 * DAY) });
     const strangerSpki = (await stranger.create('device', 'P-256')).spki;
-    const strangerStore = new SqliteStateStore(join(dir, 'stranger.db'));
+    const strangerStore = new SqliteStateStore(join(suite.dir(), 'stranger.db'));
     closers.push(() => strangerStore.close());
     const strangerAgent = await Agent.provision({ deviceId: 'stranger', role: 'client', store: strangerStore, keys: stranger, clock: systemClock, logger },
       { root: r0.cert, certificate: leaf(otherRoot, 'stranger', strangerSpki, 'client'), keyLabel: 'device' }).catch(() => null);
