@@ -3,7 +3,6 @@
  * acknowledgements one at a time, and tells the TLS layer when the trust
  * store or identity changed so it can hot-reload.
  */
-import { X509Certificate } from 'node:crypto';
 import type { KeyAlgorithm, KeyStore } from '../hal/key-store.ts';
 import { buildCsr } from '../protocol/csr.ts';
 import { ackSignedBytes } from '../protocol/ack-signature.ts';
@@ -103,11 +102,6 @@ export class Agent {
   /** Identities in presentation order (new first, old as fallback). */
   identities(): Identity[] {
     return identitiesOf(this.record);
-  }
-
-  /** Parsed roots, for in-process path validation. */
-  trustCertificates(): X509Certificate[] {
-    return this.trustAnchors().map((p) => new X509Certificate(p));
   }
 
   /** Subscribe to durable changes; returns an unsubscribe function. */

@@ -3,7 +3,7 @@
  * (demo, benchmarks, agent tests): thousands of devices without thousands
  * of key files. Real devices use a hal/ backend.
  */
-import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore, TlsKeyRef } from '../hal/key-store.ts';
 
 /** Test KeyStore holding keys as node:crypto KeyObjects. */
@@ -50,16 +50,4 @@ export class MemoryKeyStore implements KeyStore {
   }
 
   async close(): Promise<void> {}
-
-  /** Test-only: the private key, to build TLS contexts in-process. */
-  privateKey(label: string): KeyObject {
-    const k = this.keys.get(label);
-    if (!k) throw new Error(`no key ${label}`);
-    return k.key;
-  }
-
-  /** Hash of the public key, for naming. */
-  static keyId(info: KeyInfo): string {
-    return createHash('sha256').update(info.spki).digest('hex').slice(0, 8);
-  }
 }

@@ -26,7 +26,6 @@ export class InProcessTransport implements ManagerTransport {
   private readonly queued = new Map<string, string[]>();
   private handler: AckHandler = () => {};
   private closed = false;
-  private pending = 0;
   readonly stats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0 };
 
   constructor(private readonly o: InProcessOptions) {}
@@ -69,11 +68,6 @@ export class InProcessTransport implements ManagerTransport {
     this.handler(raw);
   }
 
-  /** Hand a raw message to a device as if the broker redelivered it. */
-  inject(deviceId: string, raw: string): void {
-    this.deliver(deviceId, raw);
-  }
-
   private deliver(deviceId: string, raw: string): void {
     const endpoint = this.endpoints.get(deviceId);
     if (!endpoint) {
@@ -83,22 +77,15 @@ export class InProcessTransport implements ManagerTransport {
       return;
     }
     const delay = Math.floor((this.o.random ?? Math.random)() * (this.o.maxLatencyMs ?? 0));
-    this.pending++;
     this.o.timers.setTimeout(() => {
       endpoint(raw).then(
         (ackRaw) => {
-          this.pending--;
           this.stats.delivered++;
           if (!this.closed) this.handler(ackRaw);
         },
-        () => { this.pending--; },
+        () => undefined,
       );
     }, delay);
-  }
-
-  /** Messages handed to devices whose acknowledgement has not come back yet. */
-  get inFlight(): number {
-    return this.pending;
   }
 
   async close(): Promise<void> {
