@@ -5,7 +5,7 @@
  * verify` on exported PEM files.
  */
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyChain } from '../protocol/chain.ts';
@@ -98,5 +98,24 @@ export function checkWithOpenssl(s: FleetSnapshot, dir: string): MatrixResult {
     if (!serverOk || idx < 0) out.broken.push(`${s.label}: ${client.id} -> ${server.id} (openssl: ${!serverOk ? 'client rejects server cert' : 'server rejects every client cert'})`);
     else if (idx > 0) out.fallbacks++;
   }
+  return out;
+}
+
+/**
+ * `checkWithOpenssl` over many snapshots, once per distinct fleet state
+ * (identical states recur across changes). `sample(i)` may skip snapshots.
+ */
+export function checkStatesWithOpenssl(snaps: readonly FleetSnapshot[], dir: string, sample: (index: number) => boolean = () => true): { states: number; pairs: number; broken: string[] } {
+  const seen = new Set<string>();
+  const out = { states: 0, pairs: 0, broken: [] as string[] };
+  snaps.forEach((s, i) => {
+    const key = createHash('sha256').update(JSON.stringify(s.devices)).digest('hex');
+    if (seen.has(key) || !sample(i)) return;
+    seen.add(key);
+    const r = checkWithOpenssl(s, join(dir, String(i)));
+    out.states++;
+    out.pairs += r.pairs;
+    out.broken.push(...r.broken);
+  });
   return out;
 }

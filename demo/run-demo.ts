@@ -5,10 +5,9 @@
  * server (node:crypto path validation; a sample of states also with
  * `openssl verify`). The MQTT, live-TLS demo builds on this.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { NAIVE, SCHEDULES } from '../protocol/steps.ts';
-import { checkWithNode, checkWithOpenssl, type FleetSnapshot } from './auth-matrix.ts';
+import { checkStatesWithOpenssl, checkWithNode, type FleetSnapshot } from './auth-matrix.ts';
 import { InProcessFleet } from './in-process-fleet.ts';
 
 /** Demo settings. */
@@ -53,17 +52,8 @@ export async function runInProcessDemo(o: DemoOptions): Promise<DemoResult> {
     const start = performance.now();
     const rotation = await fleet.rotate(schedule, { unsafe: o.naive, timeoutMs: 600_000 });
     const durationMs = Math.round(performance.now() - start);
-    const openssl = { states: 0, pairs: 0, failed: 0 };
-    const seen = new Set<string>();
-    snaps.forEach((s, i) => {
-      const key = createHash('sha256').update(JSON.stringify(s.devices)).digest('hex');
-      if (seen.has(key) || (!o.opensslAll && i % 4 !== 0 && i !== snaps.length - 1)) return;
-      seen.add(key);
-      const r = checkWithOpenssl(s, join(fleet.dir, 'openssl', String(i)));
-      openssl.states++;
-      openssl.pairs += r.pairs;
-      openssl.failed += r.broken.length;
-    });
+    const checked = checkStatesWithOpenssl(snaps, join(fleet.dir, 'openssl'), (i) => o.opensslAll === true || i % 4 === 0 || i === snaps.length - 1);
+    const openssl = { states: checked.states, pairs: checked.pairs, failed: checked.broken.length };
     const rows = fleet.db.steps(rotation.id);
     const t0 = Date.parse(rotation.createdAt);
     const steps = schedule.steps.map((s) => {

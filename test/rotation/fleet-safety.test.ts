@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
-import { createHash, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
-import { checkWithNode, checkWithOpenssl, type FleetSnapshot } from '../../demo/auth-matrix.ts';
+import { checkStatesWithOpenssl, checkWithNode, type FleetSnapshot } from '../../demo/auth-matrix.ts';
 import { BATCHED, NAIVE, SIX_STEP, type Schedule } from '../../protocol/steps.ts';
 import { fingerprint } from '../../protocol/pem.ts';
 
@@ -32,18 +32,6 @@ async function rotateChecked(schedule: Schedule, seed: number, opts: { unsafe?: 
     await fleet.close();
     throw err;
   }
-}
-
-function opensslAll(snaps: FleetSnapshot[], dir: string): { broken: string[]; states: number } {
-  const seen = new Set<string>();
-  const broken: string[] = [];
-  for (const s of snaps) {
-    const key = createHash('sha256').update(JSON.stringify(s.devices)).digest('hex');
-    if (seen.has(key)) continue;
-    seen.add(key);
-    broken.push(...checkWithOpenssl(s, join(dir, String(seen.size))).broken);
-  }
-  return { broken, states: seen.size };
 }
 
 describe('rotation: at every acknowledged step every client authenticates with every server', function () {
@@ -79,7 +67,7 @@ describe('rotation: at every acknowledged step every client authenticates with e
         const run = await rotateChecked(schedule, seed, { keep: snaps });
         try {
           assert.equal(run.rotation.status, 'complete');
-          const r = opensslAll(snaps, join(run.fleet.dir, 'openssl'));
+          const r = checkStatesWithOpenssl(snaps, join(run.fleet.dir, 'openssl'));
           assert.ok(r.states >= 8, `checked ${r.states} distinct states`);
           assert.deepEqual(r.broken, []);
         } finally {
@@ -106,7 +94,7 @@ describe('rotation: at every acknowledged step every client authenticates with e
     const run = await rotateChecked(NAIVE, 3, { unsafe: true, keep: snaps });
     try {
       assert.ok(run.broken.length > 0, 'node:crypto finds a broken state');
-      const r = opensslAll(snaps, join(run.fleet.dir, 'openssl'));
+      const r = checkStatesWithOpenssl(snaps, join(run.fleet.dir, 'openssl'));
       assert.ok(r.broken.length > 0, 'openssl finds a broken state');
     } finally {
       await run.close();
@@ -134,7 +122,7 @@ describe('rotation: at every acknowledged step every client authenticates with e
     });
     try {
       assert.ok(run.broken.some((b) => b.includes(`${lateClient} ->`) && b.includes('client rejects server cert')), run.broken.slice(0, 3).join('\n'));
-      const r = opensslAll(snaps, join(run.fleet.dir, 'openssl'));
+      const r = checkStatesWithOpenssl(snaps, join(run.fleet.dir, 'openssl'));
       assert.ok(r.broken.length > 0, 'openssl agrees');
     } finally {
       await run.close();
