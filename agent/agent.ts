@@ -29,7 +29,7 @@ export interface AgentOptions {
   logger: Logger;
   /** Schedules this device accepts; default SAFE_SCHEDULES (an unsafe order is refused even if signed). */
   schedules?: Readonly<Record<string, Schedule>>;
-  verifySignature?: (cmd: Command) => void;
+  verifySignature?: (cmd: Command, signedBytes: Buffer) => void;
 }
 
 /** Listener for trust-store/identity changes (TLS hot reload). All listeners share one snapshot: do not modify it. */

@@ -147,7 +147,7 @@ export interface AgentRuntime {
 }
 
 /** Open the HAL and the state store the configuration names, and the agent if provisioned. */
-export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger; verifySignature?: (cmd: Command) => void }): Promise<AgentRuntime> {
+export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger; verifySignature?: (cmd: Command, signedBytes: Buffer) => void }): Promise<AgentRuntime> {
   const hal = await openHal(config.hal);
   const store: StateStore = config.store.kind === 'sqlite' ? new SqliteStateStore(config.store.path) : new RecordStateStore(hal.records, config.store.name);
   const close = async () => {

@@ -3,7 +3,8 @@
  * check order, apply the step's effects to a draft, persist durably, and
  * only then build the acknowledgement (PROTOCOL.md device rules 1-4).
  */
-import { canonicalHash } from '../protocol/canonical-json.ts';
+import { createHash } from 'node:crypto';
+import { signedBytes } from '../protocol/command-signature.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import { RESULT_HISTORY } from '../protocol/limits.ts';
 import { assertCommand, type Command } from '../protocol/messages/command.ts';
@@ -23,7 +24,7 @@ export interface DispatchContext {
   now: Date;
   ownKeys: () => Promise<OwnKey[]>;
   /** Verifies the manager's signature; throws E_SIGNATURE. Absent = not required. */
-  verifySignature?: (cmd: Command) => void;
+  verifySignature?: (cmd: Command, signedBytes: Buffer) => void;
   /** Durably store the new record; the ack is released only after it resolves. */
   persist: (next: DeviceRecord, cmd: Command) => Promise<void>;
   /** Adds the device's signature to an acknowledgement (before it is stored, so redeliveries repeat it exactly). */
@@ -38,10 +39,9 @@ export interface DispatchResult {
   command: Command | null;
 }
 
-/** Hash that identifies a command's content for redelivery detection (signature excluded). */
-export function commandHash(cmd: Command): string {
-  const { sig: _sig, ...rest } = cmd;
-  return canonicalHash(rest);
+/** Hash that identifies a command's content for redelivery detection: SHA-256 of the signed bytes (signature excluded). */
+export function commandHash(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function errorAck(record: DeviceRecord, cmd: Partial<Command> | null, err: ProtocolError, now: Date): Ack {
@@ -70,8 +70,10 @@ export async function dispatch(raw: Buffer | string | object, ctx: DispatchConte
     if (cmd.deviceId !== record.deviceId) {
       throw new ProtocolError('E_WRONG_DEVICE', `command for ${cmd.deviceId} reached ${record.deviceId}`);
     }
-    ctx.verifySignature?.(cmd);
-    const hash = commandHash(cmd);
+    // One canonical serialization serves the signature check and the redelivery hash.
+    const bytes = signedBytes(cmd);
+    ctx.verifySignature?.(cmd, bytes);
+    const hash = commandHash(bytes);
     if (cmd.seq <= record.lastSeq) {
       const prior = record.results.find((r) => r.seq === cmd.seq);
       const sameRotation = record.rotation?.id === cmd.rotationId;

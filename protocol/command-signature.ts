@@ -53,7 +53,7 @@ export function signCommand(cmd: Command, key: CommandSigningKey): Command {
  * key). Throws ProtocolError E_SIGNATURE when the command is unsigned, names
  * an unknown key, or does not verify.
  */
-export function verifyCommandSignature(cmd: Command, trustedKeys: ReadonlyMap<string, KeyObject>): void {
+export function verifyCommandSignature(cmd: Command, trustedKeys: ReadonlyMap<string, KeyObject>, bytes: Buffer = signedBytes(cmd)): void {
   const where = `command seq ${cmd.seq} step ${cmd.step} for ${cmd.deviceId}`;
   const sig = cmd.sig;
   if (!sig) throw new ProtocolError('E_SIGNATURE', `${where} is not signed; this device accepts signed commands only`);
@@ -62,7 +62,7 @@ export function verifyCommandSignature(cmd: Command, trustedKeys: ReadonlyMap<st
   if (!key) throw new ProtocolError('E_SIGNATURE', `${where} is signed by unknown key ${JSON.stringify(sig.keyId)}`, { keyId: sig.keyId });
   let ok = false;
   try {
-    ok = verify('sha256', signedBytes(cmd), key, Buffer.from(sig.value, 'base64'));
+    ok = verify('sha256', bytes, key, Buffer.from(sig.value, 'base64'));
   } catch {
     ok = false;
   }
@@ -76,12 +76,12 @@ export function commandSigner(key: CommandSigningKey): (cmd: Command) => Command
 }
 
 /** The Agent's `verifySignature` option, trusting `trustedKeys` (keyId → P-256 public key). */
-export function commandVerifier(trustedKeys: ReadonlyMap<string, KeyObject>): (cmd: Command) => void {
+export function commandVerifier(trustedKeys: ReadonlyMap<string, KeyObject>): (cmd: Command, bytes?: Buffer) => void {
   const map = new Map<string, KeyObject>();
   for (const [keyId, key] of trustedKeys) {
     const pub = key.type === 'private' ? createPublicKey(key) : key;
     assertP256(pub, `trusted command key ${keyId}`);
     map.set(keyId, pub);
   }
-  return (cmd) => verifyCommandSignature(cmd, map);
+  return (cmd, bytes) => verifyCommandSignature(cmd, map, bytes);
 }
