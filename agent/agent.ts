@@ -32,7 +32,11 @@ export interface AgentOptions {
   verifySignature?: (cmd: Command, signedBytes: Buffer) => void;
 }
 
-/** Listener for trust-store/identity changes (TLS hot reload). All listeners share one snapshot: do not modify it. */
+/**
+ * Listener for trust-store/identity changes (TLS hot reload). It gets the
+ * agent's record itself: the agent never modifies a record in place (every
+ * change builds a new one), and listeners must not either.
+ */
 export type ChangeListener = (record: DeviceRecord) => void | Promise<void>;
 
 /** The device agent. */
@@ -144,8 +148,8 @@ export class Agent {
     else this.opts.logger.warn('command rejected', { ...log, code: ack.error?.code, reason: ack.error?.message });
     // Listeners (TLS hot reload) finish before the acknowledgement leaves the device.
     if (changed && this.listeners.size > 0) {
-      const snapshot = this.snapshot();
-      await Promise.all([...this.listeners].map((l) => l(snapshot)));
+      const record = this.record;
+      await Promise.all([...this.listeners].map((l) => l(record)));
     }
     return ack;
   }

@@ -94,6 +94,11 @@ export class Mosquitto {
     return `mqtts://127.0.0.1:${this.port}`;
   }
 
+  /** The broker's process id while it runs (benchmarks read its CPU time from /proc). */
+  get pid(): number | null {
+    return this.proc?.pid ?? null;
+  }
+
   /** True while the broker process is alive. */
   get running(): boolean {
     return this.proc !== null;

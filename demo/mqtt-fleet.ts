@@ -29,6 +29,7 @@ import { commandSigner, commandVerifier } from '../protocol/command-signature.ts
 import { createLogger, type Logger } from '../protocol/log.ts';
 import type { Role, Schedule } from '../protocol/steps.ts';
 import { Mosquitto } from './mosquitto.ts';
+import { AgentHost } from './agent-hosts.ts';
 
 /** Fleet shape and broker choice. */
 export interface MqttFleetOptions {
@@ -45,6 +46,12 @@ export interface MqttFleetOptions {
   brokerAutosaveS?: number;
   /** Device links opened at once while starting (default 100). */
   connectConcurrency?: number;
+  /**
+   * Host the devices in this many child processes (demo/agent-host.ts)
+   * instead of this one, as real devices run apart from the manager
+   * (benchmarks). Such a fleet has no in-process agents, stores or links.
+   */
+  agentProcesses?: number;
 }
 
 /** Log lines of MQTT test fleets (kept in memory; a failing test may print them). */
@@ -58,6 +65,8 @@ export class MqttFleet {
   readonly agents = new Map<string, Agent>();
   readonly stores = new Map<string, StateStore>();
   readonly links = new Map<string, DeviceLink>();
+  /** Child processes hosting the devices (with `agentProcesses`). */
+  readonly hosts: AgentHost[] = [];
   transport!: MqttManagerTransport;
   orchestrator!: Orchestrator;
   private done!: { promise: Promise<RotationRow>; resolve: (r: RotationRow) => void };
@@ -89,6 +98,10 @@ export class MqttFleet {
       ...Array.from({ length: o.servers }, (_, i) => [`srv-${i + 1}`, 'server'] as [string, Role]),
       ...Array.from({ length: o.clients }, (_, i) => [`cli-${i + 1}`, 'client'] as [string, Role]),
     ];
+    if (o.agentProcesses) {
+      await fleet.startHosts(ids, o.agentProcesses);
+      return fleet;
+    }
     for (const [id, role] of ids) await fleet.addDevice(id, role);
     const width = o.connectConcurrency ?? 100;
     for (let i = 0; i < ids.length; i += width) await Promise.all(ids.slice(i, i + width).map(([id]) => fleet.connect(id)));
@@ -144,6 +157,26 @@ export class MqttFleet {
     this.stores.set(id, store);
   }
 
+  /** Spread the devices over `count` host processes: keys made there, certificates issued here, then every link connected. */
+  private async startHosts(ids: [string, Role][], count: number): Promise<void> {
+    for (let i = 0; i < count; i++) this.hosts.push(AgentHost.start());
+    const root = this.ca.activeRoot().cert;
+    const commandKeys = [...this.pki.trustedCommandKeys()].map(([keyId, key]) => [keyId, key.export({ type: 'spki', format: 'pem' }) as string] as [string, string]);
+    await Promise.all(this.hosts.map(async (host, h) => {
+      const mine = ids.filter((_, i) => i % count === h);
+      await host.call({ op: 'init', url: this.url, ca: this.pki.ca, commandKeys, logLevel: 'error', connectConcurrency: this.o.connectConcurrency ?? 100 });
+      const spkis = await host.makeKeys(mine);
+      await host.provision(mine.map(([id, role]) => {
+        const spki = spkis.get(id)!;
+        const certificate = this.ca.issueLeaf({ commonName: id, spki, role }, clock.now());
+        this.db.addDevice({ id, role, commonName: id, spki, certificate });
+        const { cert, key } = this.pki.device(id);
+        return { deviceId: id, role, root, certificate, link: { cert, key } };
+      }));
+      await host.call({ op: 'connect' });
+    }));
+  }
+
   /** Start (or restart) a device's link and wait until it is subscribed. */
   async connect(id: string): Promise<DeviceLink> {
     const link = new DeviceLink({
@@ -196,6 +229,7 @@ export class MqttFleet {
   /** Stop links, manager and broker; remove every file. */
   async close(): Promise<void> {
     await Promise.all([...this.links.values()].map((l) => l.close().catch(() => undefined)));
+    await Promise.all(this.hosts.map((h) => h.close()));
     this.orchestrator?.close();
     await this.transport?.close().catch(() => undefined);
     await this.broker.close();

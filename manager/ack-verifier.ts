@@ -5,10 +5,9 @@
  * Keys are cached per device and re-read from the database once when a
  * signature does not verify (the device may have re-keyed or rotated).
  */
-import { X509Certificate } from 'node:crypto';
 import { ackKey, verifyAckSignature, type AckKey } from '../protocol/ack-signature.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
-import { spkiOf } from '../protocol/pem.ts';
+import { spkiOfStoredPem } from '../protocol/pem.ts';
 import type { FleetDb } from './fleet-db.ts';
 
 /** A verifier for the Orchestrator's `verifyAck`, reading device keys from the fleet database. */
@@ -21,7 +20,7 @@ export function ackVerifier(db: FleetDb): (ack: Ack) => boolean {
     } catch {
       return null;
     }
-    const certKey = spkiOf(new X509Certificate(device.certificate));
+    const certKey = spkiOfStoredPem(device.certificate);
     const keys = [ackKey(certKey), ...(certKey.equals(device.spki) ? [] : [ackKey(device.spki)])];
     cache.set(deviceId, keys);
     return keys;

@@ -133,36 +133,47 @@ export class Orchestrator {
 
   /** Send every step whose prerequisites are all acknowledged (restricted to `candidates` if given). */
   private pump(candidates?: Iterable<string>): void {
+    this.send(this.o.db.tx(() => this.prepareReady(candidates)));
+  }
+
+  /**
+   * Inside the caller's transaction: build, sign and record as sent every
+   * step whose prerequisites are all acknowledged. The commands go out only
+   * after that transaction commits (`send`), so a command is never on the
+   * wire before its sequence number is durable.
+   */
+  private prepareReady(candidates?: Iterable<string>): Command[] {
     const st = this.state;
     const rot = this.rotation;
-    if (!st || !rot || rot.status !== 'running') return;
+    if (!st || !rot || rot.status !== 'running') return [];
     const now = this.o.clock.now();
-    const ready: StepRow[] = [];
+    const commands: Command[] = [];
     for (const deviceId of candidates ?? st.roles.keys()) {
       if (st.inFlightOf(deviceId)) continue;
-      const next = st.nextStep(deviceId);
-      if (!next || next.status !== 'pending') continue;
-      const ok = isReady(st.schedule, next.step, (step) => st.isAcked(deviceId, step), (step) => st.allPeersAcked(deviceId, step), { honourPreferred: this.policy.honourPreferred });
-      if (ok) ready.push(next);
+      const row = st.nextStep(deviceId);
+      if (!row || row.status !== 'pending') continue;
+      const ok = isReady(st.schedule, row.step, (step) => st.isAcked(deviceId, step), (step) => st.allPeersAcked(deviceId, step), { honourPreferred: this.policy.honourPreferred });
+      if (!ok) continue;
+      let cmd = buildCommand(st.schedule, rot, row, this.o.db.allocateSeq(row.deviceId), this.o.db.leaf(rot.id, row.deviceId), now);
+      if (this.o.sign) cmd = this.o.sign(cmd);
+      Object.assign(row, { status: 'sent', seq: cmd.seq, attempts: 1, command: JSON.stringify(cmd), sentAt: now.toISOString(), dueAt: now.getTime() + this.policy.ackTimeoutMs });
+      this.o.db.updateStep(row);
+      st.noteInFlight(row);
+      commands.push(cmd);
     }
-    if (ready.length > 0) {
-      const commands: Command[] = [];
-      this.o.db.tx(() => {
-        for (const row of ready) {
-          let cmd = buildCommand(st.schedule, rot, row, this.o.db.allocateSeq(row.deviceId), this.o.db.leaf(rot.id, row.deviceId), now);
-          if (this.o.sign) cmd = this.o.sign(cmd);
-          Object.assign(row, { status: 'sent', seq: cmd.seq, attempts: 1, command: JSON.stringify(cmd), sentAt: now.toISOString(), dueAt: now.getTime() + this.policy.ackTimeoutMs });
-          this.o.db.updateStep(row);
-          st.noteInFlight(row);
-          commands.push(cmd);
-        }
-      });
-      for (const cmd of commands) {
-        this.o.logger.debug('step sent', { deviceId: cmd.deviceId, rotationId: cmd.rotationId, step: cmd.step, seq: cmd.seq });
-        this.o.transport.send(cmd);
-      }
+    return commands;
+  }
+
+  /** Publish committed commands; finish the rotation once every step is acknowledged. */
+  private send(commands: readonly Command[]): void {
+    const st = this.state;
+    const rot = this.rotation;
+    if (!st || !rot) return;
+    for (const cmd of commands) {
+      this.o.logger.debug('step sent', { deviceId: cmd.deviceId, rotationId: cmd.rotationId, step: cmd.step, seq: cmd.seq });
+      this.o.transport.send(cmd);
     }
-    if (st.complete()) {
+    if (rot.status === 'running' && st.complete()) {
       this.finish().catch((err: Error) => this.o.logger.error('rotation finished on every device but the CA could not activate the new root; run resume to retry', { rotationId: rot.id, reason: err.message }));
     }
   }
@@ -185,8 +196,9 @@ export class Orchestrator {
 
   /**
    * Acknowledgements are queued and applied in batches: every ack that
-   * arrived in one turn of the event loop is written in one transaction,
-   * then readiness is re-checked once (a fleet of 10,000 acks in bursts).
+   * arrived in one turn of the event loop is written, readiness re-checked
+   * once, and the steps it unlocks recorded, all in one transaction (a
+   * fleet of 10,000 acks in bursts).
    */
   private onAck(raw: Buffer | string | object): void {
     this.inbox.push(raw);
@@ -195,11 +207,13 @@ export class Orchestrator {
 
   private flushAcks(): void {
     const batch = this.inbox.splice(0);
-    const candidates = new Set<string>();
-    this.o.db.tx(() => {
+    // One transaction (one fsync) records the batch and the steps it unlocks.
+    const commands = this.o.db.tx(() => {
+      const candidates = new Set<string>();
       for (const raw of batch) this.applyAck(raw, candidates);
+      return candidates.size > 0 ? this.prepareReady(candidates) : [];
     });
-    if (candidates.size > 0) this.pump(candidates);
+    this.send(commands);
   }
 
   /** Apply one acknowledgement; invalid or stale ones are logged and dropped. Adds devices that may have become ready. */

@@ -60,8 +60,30 @@ export function fingerprint(cert: X509Certificate): string {
  * X.509 parse: the DER is the base64 body). Not for untrusted input.
  */
 export function fingerprintPem(pem: string): string {
-  const body = pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, '');
-  return createHash('sha256').update(Buffer.from(body, 'base64')).digest('hex');
+  let fp = pemFingerprints.get(pem);
+  if (fp === undefined) {
+    fp = createHash('sha256').update(derOfStoredPem(pem)).digest('hex');
+    // A device holds a handful of certificates; a simulated fleet in one process a few per device.
+    if (pemFingerprints.size >= PEM_FINGERPRINT_CACHE) pemFingerprints.delete(pemFingerprints.keys().next().value!);
+    pemFingerprints.set(pem, fp);
+  }
+  return fp;
+}
+
+const pemFingerprints = new Map<string, string>();
+const PEM_FINGERPRINT_CACHE = 4096;
+
+function derOfStoredPem(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, ''), 'base64');
+}
+
+/**
+ * DER SubjectPublicKeyInfo of a PEM certificate this program stored itself
+ * (no X.509 parse, which costs more than a signature check under OpenSSL
+ * 3.0). Not for untrusted input.
+ */
+export function spkiOfStoredPem(pem: string): Buffer {
+  return spkiFromDer(derOfStoredPem(pem));
 }
 
 /** DER SubjectPublicKeyInfo of the certificate's key. */
