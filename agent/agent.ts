@@ -8,13 +8,13 @@ import { buildCsr } from '../protocol/csr.ts';
 import { ackSignedBytes } from '../protocol/ack-signature.ts';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
-import type { Ack } from '../protocol/messages/ack.ts';
+import type { Ack, DeviceStateSummary } from '../protocol/messages/ack.ts';
 import type { Command } from '../protocol/messages/command.ts';
 import { SAFE_SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { isSelfSigned, issuedBy } from '../protocol/chain.ts';
 import { parseCertificate, spkiOf, toPem } from '../protocol/pem.ts';
 import { AgentError } from './errors.ts';
-import { anchorsOf, identitiesOf, summarize, trustHash, type DeviceRecord, type Identity } from './device-record.ts';
+import { anchorsOf, identitiesOf, summarize, type DeviceRecord, type Identity } from './device-record.ts';
 import { dispatch } from './dispatcher.ts';
 import type { OwnKey } from './effects/context.ts';
 import type { HistoryEntry, StateStore } from './state-store.ts';
@@ -44,6 +44,8 @@ export class Agent {
   private record: DeviceRecord;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Set<ChangeListener>();
+  /** summarize() of the current record (records are never modified in place, so identity is enough). */
+  private summarized: { record: DeviceRecord; summary: DeviceStateSummary } | null = null;
 
   private constructor(private readonly opts: AgentOptions, record: DeviceRecord) {
     this.record = record;
@@ -137,8 +139,8 @@ export class Agent {
         const value = (await this.opts.keys.sign(label, ackSignedBytes(ack))).toString('base64');
         return { ...ack, sig: { alg: info.algorithm === 'RSA-2048' ? 'RS256' : 'ES256', value } };
       },
-      persist: async (next, cmd) => {
-        const entry: HistoryEntry = { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, storeHash: trustHash(next), at: now.toISOString() };
+      persist: async (next, cmd, storeHash) => {
+        const entry: HistoryEntry = { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, storeHash, at: now.toISOString() };
         await this.opts.store.save(next, entry);
         this.record = next;
       },
@@ -193,6 +195,7 @@ export class Agent {
 
   /** Technician view: where the device stands, fingerprints only. */
   status() {
-    return { deviceId: this.deviceId, role: this.role, ...summarize(this.record), lastSeq: this.record.lastSeq };
+    if (this.summarized?.record !== this.record) this.summarized = { record: this.record, summary: summarize(this.record) };
+    return { deviceId: this.deviceId, role: this.role, ...this.summarized.summary, lastSeq: this.record.lastSeq };
   }
 }

@@ -25,8 +25,8 @@ export interface DispatchContext {
   ownKeys: () => Promise<OwnKey[]>;
   /** Verifies the manager's signature; throws E_SIGNATURE. Absent = not required. */
   verifySignature?: (cmd: Command, signedBytes: Buffer) => void;
-  /** Durably store the new record; the ack is released only after it resolves. */
-  persist: (next: DeviceRecord, cmd: Command) => Promise<void>;
+  /** Durably store the new record (`storeHash` is its trustHash); the ack is released only after it resolves. */
+  persist: (next: DeviceRecord, cmd: Command, storeHash: string) => Promise<void>;
   /** Adds the device's signature to an acknowledgement (before it is stored, so redeliveries repeat it exactly). */
   signAck?: (ack: Ack) => Promise<Ack>;
 }
@@ -108,7 +108,7 @@ export async function dispatch(raw: Buffer | string | object, ctx: DispatchConte
     };
     if (ctx.signAck) ack = await ctx.signAck(ack);
     draft.results = [...record.results, { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, commandHash: hash, ack }].slice(-RESULT_HISTORY);
-    await ctx.persist(draft, cmd);
+    await ctx.persist(draft, cmd, ack.state.storeHash);
     return { ack, changed: true, command: cmd };
   } catch (err) {
     const perr = err instanceof ProtocolError ? err : new ProtocolError('E_INTERNAL', `unexpected failure handling the command: ${(err as Error).message}`);
