@@ -13,6 +13,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { Agent } from '../agent/agent.ts';
 import { DeviceLink } from '../agent/mqtt-link.ts';
 import { RecordStateStore } from '../agent/record-state-store.ts';
+import type { HistoryEntry } from '../agent/state-store.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { commandVerifier } from '../protocol/command-signature.ts';
 import { createLogger, type LogLevel } from '../protocol/log.ts';
@@ -27,6 +28,7 @@ export type HostRequest =
   | { id: number; op: 'keys'; devices: [deviceId: string, role: Role][] }
   | { id: number; op: 'provision'; devices: HostedDevice[] }
   | { id: number; op: 'connect' }
+  | { id: number; op: 'history'; deviceId: string }
   | { id: number; op: 'profile'; file: string | null }
   | { id: number; op: 'close' };
 
@@ -40,16 +42,17 @@ export interface HostedDevice {
 }
 
 /** With `profile`: a file starts a CPU profile of the host, null writes the running one there. */
-/** A host's answer: `spkis` (base64 DER) for `keys`, nothing else for the others; `error` when the request failed. */
+/** A host's answer: `spkis` (base64 DER) for `keys`, `history` for `history`; `error` when the request failed. */
 export interface HostReply {
   id: number;
   error?: string;
   spkis?: [deviceId: string, spkiBase64: string][];
+  history?: HistoryEntry[];
 }
 
 const clock = systemClock;
 const keyStores = new Map<string, MemoryKeyStore>();
-const devices = new Map<string, { agent: Agent; tls: { cert: string; key: string } }>();
+const devices = new Map<string, { agent: Agent; store: RecordStateStore; tls: { cert: string; key: string } }>();
 const links: DeviceLink[] = [];
 let profile: { run: CpuProfile; file: string } | null = null;
 let settings: Extract<HostRequest, { op: 'init' }> | null = null;
@@ -82,11 +85,12 @@ async function handle(req: HostRequest): Promise<Omit<HostReply, 'id'>> {
       for (const d of req.devices) {
         const keys = keyStores.get(d.deviceId);
         if (!keys) throw new Error(`no key was made for ${d.deviceId}`);
+        const store = new RecordStateStore(new MemoryRecordStore(), d.deviceId);
         const agent = await Agent.provision(
-          { deviceId: d.deviceId, role: d.role, store: new RecordStateStore(new MemoryRecordStore(), d.deviceId), keys, clock, logger: log.child({ deviceId: d.deviceId }), verifySignature: verifySignature! },
+          { deviceId: d.deviceId, role: d.role, store, keys, clock, logger: log.child({ deviceId: d.deviceId }), verifySignature: verifySignature! },
           { root: d.root, certificate: d.certificate, keyLabel: 'device' },
         );
-        devices.set(d.deviceId, { agent, tls: d.link });
+        devices.set(d.deviceId, { agent, store, tls: d.link });
       }
       return {};
     }
@@ -102,6 +106,11 @@ async function handle(req: HostRequest): Promise<Omit<HostReply, 'id'>> {
         }));
       }
       return {};
+    }
+    case 'history': {
+      const device = devices.get(req.deviceId);
+      if (!device) throw new Error(`${req.deviceId} is not hosted here`);
+      return { history: await device.store.history(100) };
     }
     case 'profile':
       if (req.file) profile = { run: await startCpuProfile(), file: req.file };

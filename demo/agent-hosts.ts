@@ -6,6 +6,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { HistoryEntry } from '../agent/state-store.ts';
 import type { Role } from '../protocol/steps.ts';
 import type { HostedDevice, HostReply, HostRequest } from './agent-host.ts';
 
@@ -64,6 +65,11 @@ export class AgentHost {
   /** Provision devices with their factory material. */
   async provision(devices: HostedDevice[]): Promise<void> {
     await this.call({ op: 'provision', devices });
+  }
+
+  /** The steps a hosted device has applied, oldest first. */
+  async history(deviceId: string): Promise<HistoryEntry[]> {
+    return (await this.call({ op: 'history', deviceId })).history ?? [];
   }
 
   /** Close every device link (graceful) and let the host exit. */

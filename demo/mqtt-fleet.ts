@@ -65,8 +65,9 @@ export class MqttFleet {
   readonly agents = new Map<string, Agent>();
   readonly stores = new Map<string, StateStore>();
   readonly links = new Map<string, DeviceLink>();
-  /** Child processes hosting the devices (with `agentProcesses`). */
+  /** Child processes hosting the devices (with `agentProcesses`), and which one hosts each device. */
   readonly hosts: AgentHost[] = [];
+  private readonly hostOf = new Map<string, AgentHost>();
   transport!: MqttManagerTransport;
   orchestrator!: Orchestrator;
   private done!: { promise: Promise<RotationRow>; resolve: (r: RotationRow) => void };
@@ -164,6 +165,7 @@ export class MqttFleet {
     const commandKeys = [...this.pki.trustedCommandKeys()].map(([keyId, key]) => [keyId, key.export({ type: 'spki', format: 'pem' }) as string] as [string, string]);
     await Promise.all(this.hosts.map(async (host, h) => {
       const mine = ids.filter((_, i) => i % count === h);
+      for (const [id] of mine) this.hostOf.set(id, host);
       await host.call({ op: 'init', url: this.url, ca: this.pki.ca, commandKeys, logLevel: 'error', connectConcurrency: this.o.connectConcurrency ?? 100 });
       const spkis = await host.makeKeys(mine);
       await host.provision(mine.map(([id, role]) => {
@@ -216,7 +218,7 @@ export class MqttFleet {
 
   /** The steps a device has applied, oldest first. */
   history(id: string): Promise<HistoryEntry[]> {
-    return this.stores.get(id)!.history(100);
+    return this.hostOf.get(id)?.history(id) ?? this.stores.get(id)!.history(100);
   }
 
   /** SHA-256 over a device's database files (db + WAL; not -shm), to prove nothing was written. */
