@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import { connectAsync } from 'mqtt';
+import { MQTT_PROTOCOL_VERSION } from '../../protocol/topics.ts';
 import type { Ack } from '../../protocol/messages/ack.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { SIX_STEP } from '../../protocol/steps.ts';
@@ -83,6 +85,25 @@ describe('mqtt: offline devices and persistent sessions', function () {
     assert.equal(rotation.status, 'complete', rotation.error ?? '');
     const row = fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!;
     assert.equal(row.attempts, 1, 'P2 reached cli-2 from its persistent session, not from a resend');
+  });
+
+  it('a client whose session was lost while away finds the retained desired state, reports behind, and is resent its step at once', async () => {
+    fleet = await fleets.create({ servers: 2, clients: 2, broker: 'mosquitto', policy: { ackTimeoutMs: 60_000 } });
+    await fleet.disconnect('cli-2');
+    const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
+    const f = fleet;
+    await until(() => f.db.steps(id).some((r) => r.deviceId === 'cli-2' && r.step === 'P2' && r.status === 'sent'), 'P2 sent to cli-2');
+    // A clean session under cli-2's identity discards the session and the P2 queued in it (a reflashed device, an expired session).
+    const wipe = await connectAsync(fleet.url, { ca: fleet.pki.ca, ...fleet.pki.device('cli-2'), rejectUnauthorized: true, clientId: 'cli-2', clean: true, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0 });
+    await wipe.endAsync();
+    const link = await fleet.connect('cli-2');
+    const rotation = await fleet.waitForEnd(20_000);
+    assert.equal(rotation.status, 'complete', rotation.error ?? '');
+    assert.equal(link.stats.behindReports, 1, 'cli-2 saw the retained desired state ahead of its last sequence number');
+    assert.ok(fleet.transport.stats.republished >= 1, 'the manager resent on the behind report, not after its 60 s time-out');
+    const row = fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!;
+    assert.equal(row.attempts, 1, 'no time-out resend was needed');
+    assert.deepEqual((await fleet.history('cli-2')).map((h) => h.step), ['P2', 'P3', 'P6'], 'each step once, in order');
   });
 
   it('a client gone for good (last will) stops the rotation before any P4, naming the device', async () => {
