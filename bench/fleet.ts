@@ -59,10 +59,10 @@ function ratesNow(): Rates {
 /** CPU profiles of the rotation in this process and in every agent host; the returned function writes them. */
 async function startProfiles(fleet: MqttFleet, prefix: string): Promise<() => Promise<void>> {
   const manager = await startCpuProfile();
-  await Promise.all(fleet.hosts.map((h, i) => h.call({ op: 'profile', file: `${prefix}-host${i}.cpuprofile` })));
+  await Promise.all(fleet.hosts.map((h, i) => h.profile(`${prefix}-host${i}.cpuprofile`)));
   return async () => {
     await manager.stop(`${prefix}-manager.cpuprofile`);
-    await Promise.all(fleet.hosts.map((h) => h.call({ op: 'profile', file: null })));
+    await Promise.all(fleet.hosts.map((h) => h.profile(null)));
   };
 }
 

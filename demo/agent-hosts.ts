@@ -47,13 +47,18 @@ export class AgentHost {
   }
 
   /** Send one request and wait for its reply. */
-  call(req: Request): Promise<HostReply> {
+  private call(req: Request): Promise<HostReply> {
     if (this.exited) return Promise.reject(this.exited);
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.calls.set(id, { resolve, reject });
       this.child.send({ ...req, id } as HostRequest);
     });
+  }
+
+  /** Tell the host where the broker is, which management CA and command keys its devices trust. */
+  async init(settings: Omit<Extract<HostRequest, { op: 'init' }>, 'id' | 'op'>): Promise<void> {
+    await this.call({ op: 'init', ...settings });
   }
 
   /** Make the devices' keys inside the host; returns each device's SPKI (DER). */
@@ -65,6 +70,16 @@ export class AgentHost {
   /** Provision devices with their factory material. */
   async provision(devices: HostedDevice[]): Promise<void> {
     await this.call({ op: 'provision', devices });
+  }
+
+  /** Connect every provisioned device's link; resolves once all are subscribed. */
+  async connectAll(): Promise<void> {
+    await this.call({ op: 'connect' });
+  }
+
+  /** Start a CPU profile of the host (`file`), or write the running one (null). */
+  async profile(file: string | null): Promise<void> {
+    await this.call({ op: 'profile', file });
   }
 
   /** The steps a hosted device has applied, oldest first. */

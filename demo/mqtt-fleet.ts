@@ -147,15 +147,21 @@ export class MqttFleet {
   private async addDevice(id: string, role: Role): Promise<void> {
     const keys = new MemoryKeyStore();
     const key = await keys.create('device', 'P-256');
-    const certificate = this.ca.issueLeaf({ commonName: id, spki: key.spki, role }, clock.now());
+    const certificate = this.enroll(id, role, key.spki);
     const store: StateStore = this.o.storage === 'memory' ? new RecordStateStore(new MemoryRecordStore(), id) : new SqliteStateStore(join(this.dir, `${id}.db`));
     const agent = await Agent.provision(
       { deviceId: id, role, store, keys, clock, logger: this.logger.child({ deviceId: id }), verifySignature: commandVerifier(this.pki.trustedCommandKeys()) },
       { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },
     );
-    this.db.addDevice({ id, role, commonName: id, spki: key.spki, certificate });
     this.agents.set(id, agent);
     this.stores.set(id, store);
+  }
+
+  /** Issue a device's leaf under the active root and enroll it in the manager's database. */
+  private enroll(id: string, role: Role, spki: Buffer): string {
+    const certificate = this.ca.issueLeaf({ commonName: id, spki, role }, clock.now());
+    this.db.addDevice({ id, role, commonName: id, spki, certificate });
+    return certificate;
   }
 
   /** Spread the devices over `count` host processes: keys made there, certificates issued here, then every link connected. */
@@ -166,16 +172,13 @@ export class MqttFleet {
     await Promise.all(this.hosts.map(async (host, h) => {
       const mine = ids.filter((_, i) => i % count === h);
       for (const [id] of mine) this.hostOf.set(id, host);
-      await host.call({ op: 'init', url: this.url, ca: this.pki.ca, commandKeys, logLevel: 'error', connectConcurrency: this.o.connectConcurrency ?? 100 });
+      await host.init({ url: this.url, ca: this.pki.ca, commandKeys, logLevel: 'error', connectConcurrency: this.o.connectConcurrency ?? 100 });
       const spkis = await host.makeKeys(mine);
       await host.provision(mine.map(([id, role]) => {
-        const spki = spkis.get(id)!;
-        const certificate = this.ca.issueLeaf({ commonName: id, spki, role }, clock.now());
-        this.db.addDevice({ id, role, commonName: id, spki, certificate });
         const { cert, key } = this.pki.device(id);
-        return { deviceId: id, role, root, certificate, link: { cert, key } };
+        return { deviceId: id, role, root, certificate: this.enroll(id, role, spkis.get(id)!), link: { cert, key } };
       }));
-      await host.call({ op: 'connect' });
+      await host.connectAll();
     }));
   }
 
