@@ -22,7 +22,12 @@ import { startCpuProfile, type CpuProfile } from './cpu-profile.ts';
 import { MemoryKeyStore } from './memory-key-store.ts';
 import { MemoryRecordStore } from './memory-record-store.ts';
 
-/** What the parent asks a host; every request is answered by one HostReply with the same `id`. */
+/**
+ * What the parent asks a host, in this order: init, keys, provision,
+ * connect; then history or profile (a file starts a CPU profile, null
+ * writes the running one there) as needed, and close. Every request is
+ * answered by one HostReply with the same `id`.
+ */
 export type HostRequest =
   | { id: number; op: 'init'; url: string; ca: string; commandKeys: [keyId: string, spkiPem: string][]; logLevel: LogLevel; connectConcurrency: number }
   | { id: number; op: 'keys'; devices: [deviceId: string, role: Role][] }
@@ -41,7 +46,6 @@ export interface HostedDevice {
   link: { cert: string; key: string };
 }
 
-/** With `profile`: a file starts a CPU profile of the host, null writes the running one there. */
 /** A host's answer: `spkis` (base64 DER) for `keys`, `history` for `history`; `error` when the request failed. */
 export interface HostReply {
   id: number;
@@ -57,6 +61,12 @@ const links: DeviceLink[] = [];
 let profile: { run: CpuProfile; file: string } | null = null;
 let settings: Extract<HostRequest, { op: 'init' }> | null = null;
 let verifySignature: ReturnType<typeof commandVerifier> | null = null;
+
+/** The init settings; a host never runs a device that would accept unsigned commands. */
+function initialized(): { settings: NonNullable<typeof settings>; verifySignature: NonNullable<typeof verifySignature> } {
+  if (!settings || !verifySignature) throw new Error('the host was not initialized (init first)');
+  return { settings, verifySignature };
+}
 
 function logger() {
   return createLogger({ level: settings?.logLevel ?? 'error', fields: { component: 'agent-host', pid: process.pid } });
@@ -81,13 +91,14 @@ async function handle(req: HostRequest): Promise<Omit<HostReply, 'id'>> {
       return { spkis };
     }
     case 'provision': {
+      const { verifySignature: verify } = initialized();
       const log = logger();
       for (const d of req.devices) {
         const keys = keyStores.get(d.deviceId);
         if (!keys) throw new Error(`no key was made for ${d.deviceId}`);
         const store = new RecordStateStore(new MemoryRecordStore(), d.deviceId);
         const agent = await Agent.provision(
-          { deviceId: d.deviceId, role: d.role, store, keys, clock, logger: log.child({ deviceId: d.deviceId }), verifySignature: verifySignature! },
+          { deviceId: d.deviceId, role: d.role, store, keys, clock, logger: log.child({ deviceId: d.deviceId }), verifySignature: verify },
           { root: d.root, certificate: d.certificate, keyLabel: 'device' },
         );
         devices.set(d.deviceId, { agent, store, tls: d.link });
@@ -95,7 +106,7 @@ async function handle(req: HostRequest): Promise<Omit<HostReply, 'id'>> {
       return {};
     }
     case 'connect': {
-      const s = settings!;
+      const s = initialized().settings;
       const log = logger();
       const all = [...devices.values()];
       for (let i = 0; i < all.length; i += s.connectConcurrency) {
