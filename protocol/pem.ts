@@ -26,9 +26,14 @@ export function parseCertificate(pem: string, what: string): X509Certificate {
     return hit;
   }
   const cert = parseUncached(pem, what);
-  if (parsed.size >= PARSE_CACHE) parsed.delete(parsed.keys().next().value!);
-  parsed.set(pem, cert);
+  remember(parsed, PARSE_CACHE, pem, cert);
   return cert;
+}
+
+/** Add to a bounded cache, dropping the oldest entry when it is full (Maps iterate in insertion order). */
+function remember<K, V>(cache: Map<K, V>, max: number, key: K, value: V): void {
+  if (cache.size >= max) cache.delete(cache.keys().next().value!);
+  cache.set(key, value);
 }
 
 function parseUncached(pem: string, what: string): X509Certificate {
@@ -64,8 +69,7 @@ export function fingerprintPem(pem: string): string {
   if (fp === undefined) {
     fp = createHash('sha256').update(derOfStoredPem(pem)).digest('hex');
     // A device holds a handful of certificates; a simulated fleet in one process a few per device.
-    if (pemFingerprints.size >= PEM_FINGERPRINT_CACHE) pemFingerprints.delete(pemFingerprints.keys().next().value!);
-    pemFingerprints.set(pem, fp);
+    remember(pemFingerprints, PEM_FINGERPRINT_CACHE, pem, fp);
   }
   return fp;
 }
