@@ -1,0 +1,280 @@
+/**
+ * The manager's HTTP API as types: the contract between the service
+ * (manager/http/routes-*.ts), the dashboard (manager/dashboard/) and
+ * scripts. Every body is JSON; every error is `ApiError` with a stable code.
+ *
+ *   GET  /api/me                               Me
+ *   GET  /api/fleet?offset&limit&q&role&presence&status&sort   FleetPage
+ *   GET  /api/devices/:id                      DeviceDetail
+ *   POST /api/devices/:id/exclude {reason}     FleetDevice          (admin)
+ *   GET  /api/rotations                        { rotations: RotationSummary[] }
+ *   GET  /api/rotations/current                RotationDetail (404 E_ROTATION_UNKNOWN when none)
+ *   GET  /api/rotations/:id                    RotationDetail
+ *   GET  /api/rotations/:id/timeline           Timeline
+ *   POST /api/rotations {schedule}             RotationSummary, 201 (admin)
+ *   POST /api/rotations/:id/pause|resume|abort RotationSummary      (admin)
+ *   GET  /api/schedules                        { schedules: ScheduleView[] }
+ *   GET  /api/audit?after&limit&rotation       AuditPage
+ *   GET  /api/broker                           BrokerView
+ *   GET  /api/certificates                     CertificatesView
+ *   GET  /api/events                           Server-Sent Events (LiveEvent)
+ *   GET  /metrics                              Prometheus text format
+ */
+
+/** mTLS role of a device. */
+export type Role = 'server' | 'client';
+
+/** Operator roles: `read` sees everything, `admin` may also act. */
+export type OperatorRole = 'read' | 'admin';
+
+/** Every error response: `{ error: { code, message } }` with 400/401/403/404/409/500. */
+export interface ApiError {
+  error: { code: string; message: string };
+}
+
+/** Who the request is authenticated as. */
+export interface Me {
+  name: string;
+  role: OperatorRole;
+  via: 'certificate' | 'token';
+}
+
+/** One root a device trusts, from its last state message. */
+export interface TrustSlot {
+  slot: 'current' | 'distribution' | 'new';
+  /** SHA-256 of the certificate's DER, hex. */
+  sha256: string;
+  /** What the manager knows it to be: `R0`, `D`, `R1` of the open/last rotation, or `unknown`. */
+  label: 'R0' | 'D' | 'R1' | 'unknown';
+}
+
+/** Where a device stands in the current (or last) rotation. */
+export type DeviceStepStatus = 'pending' | 'sent' | 'acked' | 'failed' | 'excluded' | 'done';
+
+/** One device line of the fleet view. */
+export interface FleetDevice {
+  id: string;
+  role: Role;
+  /** null: the manager has never seen a state message from it. */
+  online: boolean | null;
+  /** When `online` last changed (ISO). */
+  since: string | null;
+  /** The last state message's time (ISO). */
+  lastSeen: string | null;
+  trusts: TrustSlot[];
+  certNotAfter: string | null;
+  certDaysLeft: number | null;
+  rotationId: string | null;
+  /** The device's current step in that rotation (its next unacknowledged step, or its last when done). */
+  step: string | null;
+  stepStatus: DeviceStepStatus | null;
+  attempts: number;
+  lastAckAt: string | null;
+  lastError: { code: string; message: string } | null;
+  excluded: boolean;
+  /** Handshake counters the agent reports in its state message. */
+  tls: { attempts: number; ok: number; failed: number; fallbacks: number } | null;
+}
+
+/** One page of the fleet, with totals over the whole fleet. */
+export interface FleetPage {
+  /** Devices matching the filter. */
+  total: number;
+  offset: number;
+  limit: number;
+  counts: { devices: number; online: number; offline: number; unknown: number; servers: number; clients: number; excluded: number };
+  devices: FleetDevice[];
+}
+
+/** Query of GET /api/fleet (all optional). */
+export interface FleetQuery {
+  offset?: number;
+  /** 1..500, default 100. */
+  limit?: number;
+  /** Substring of the device id (case-insensitive). */
+  q?: string;
+  role?: Role;
+  presence?: 'online' | 'offline' | 'unknown';
+  status?: DeviceStepStatus;
+  sort?: 'id' | 'role' | 'since' | 'step' | 'certNotAfter';
+}
+
+/** One step row of a device. */
+export interface StepView {
+  step: string;
+  status: 'pending' | 'sent' | 'acked' | 'failed' | 'excluded';
+  seq: number | null;
+  attempts: number;
+  sentAt: string | null;
+  ackedAt: string | null;
+  error: { code: string; message: string } | null;
+}
+
+/** A certificate as the dashboard shows it. */
+export interface CertInfo {
+  subject: string;
+  issuer: string;
+  sha256: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+/** GET /api/devices/:id */
+export interface DeviceDetail {
+  device: FleetDevice;
+  certificate: CertInfo;
+  steps: StepView[];
+  /** Devices the current step waits for. */
+  waitingFor: Blocker[];
+}
+
+/** Rotation lifecycle as stored. */
+export type RotationStatusName = 'running' | 'paused' | 'complete' | 'failed' | 'aborted';
+
+/** A rotation in lists and live events. */
+export interface RotationSummary {
+  id: string;
+  schedule: string;
+  status: RotationStatusName;
+  createdAt: string;
+  updatedAt: string;
+  error: string | null;
+  acked: number;
+  excluded: number;
+  total: number;
+}
+
+/** Per-step progress bar. */
+export interface StepProgress {
+  step: string;
+  role: Role;
+  doc: string;
+  total: number;
+  pending: number;
+  sent: number;
+  acked: number;
+  failed: number;
+  excluded: number;
+}
+
+/** A device-step that holds others up. */
+export interface Blocker {
+  deviceId: string;
+  step: string;
+  role: Role;
+  online: boolean | null;
+  since: string | null;
+  status: StepView['status'];
+  attempts: number;
+  lastError: { code: string; message: string } | null;
+}
+
+/**
+ * "P4 of printer-17 waits for P2 of console-3, offline since 10:42": a
+ * pending step of a device and what it waits for (first `limit` blockers,
+ * `more` not listed).
+ */
+export interface Wait {
+  deviceId: string;
+  role: Role;
+  step: string;
+  waitingFor: Blocker[];
+  more: number;
+}
+
+/** GET /api/rotations/:id */
+export interface RotationDetail extends RotationSummary {
+  steps: StepProgress[];
+  /** Blocking device-steps, most-blocking first (at most 100). */
+  blockers: (Blocker & { blocks: number })[];
+  /** Pending device-steps and who they wait for (at most 200). */
+  waits: Wait[];
+  waitsTotal: number;
+  material: { distribution: CertInfo; newRoot: CertInfo };
+}
+
+/** Acknowledgements over time, per step: counts[i] acks in [start + i*bucketMs, start + (i+1)*bucketMs). */
+export interface Timeline {
+  rotationId: string;
+  start: string;
+  bucketMs: number;
+  series: { step: string; counts: number[] }[];
+}
+
+/** A schedule as the confirmation dialog shows it. */
+export interface ScheduleView {
+  name: string;
+  steps: { id: string; role: Role; doc: string; after: string[] }[];
+  sequence: { server: string[]; client: string[] };
+}
+
+/** One audit entry (append-only, hash-chained, manager-wide sequence). */
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  /** `operator:alice`, `token:ci`, `manager`, or `device:<id>`. */
+  actor: string;
+  action: string;
+  rotationId: string | null;
+  deviceId: string | null;
+  step: string | null;
+  code: string | null;
+  detail: Record<string, unknown> | null;
+  hash: string;
+}
+
+/** GET /api/audit */
+export interface AuditPage {
+  entries: AuditEntry[];
+  /** Pass as `after` for the next page; null at the end. */
+  next: number | null;
+}
+
+/** One broker health sample ($SYS). */
+export interface BrokerSample {
+  at: string;
+  source: 'mosquitto' | 'embedded' | 'unknown';
+  version: string | null;
+  uptimeS: number | null;
+  clientsConnected: number | null;
+  messagesReceived: number | null;
+  messagesSent: number | null;
+  dropped: number | null;
+  stored: number | null;
+  bytesReceived: number | null;
+  bytesSent: number | null;
+  msgInPerS: number | null;
+  msgOutPerS: number | null;
+}
+
+/** GET /api/broker */
+export interface BrokerView {
+  url: string;
+  /** The manager's own MQTT session. */
+  connected: boolean;
+  latest: BrokerSample | null;
+  history: BrokerSample[];
+  /** No $SYS message for a while: `note` says what to configure. */
+  stale: boolean;
+  note: string | null;
+  transport: { connects: number; disconnects: number; commandsPublished: number; republished: number; acksReceived: number; acksDropped: number; statesReceived: number };
+}
+
+/** GET /api/certificates */
+export interface CertificatesView {
+  roots: (CertInfo & { name: string; kind: 'active-root' | 'distribution' | 'new-root' | 'management-ca' | 'operator-ca' })[];
+  devices: {
+    count: number;
+    earliest: { deviceId: string; notAfter: string } | null;
+    latest: { deviceId: string; notAfter: string } | null;
+    /** Device certificates expiring per month (`YYYY-MM`). */
+    byMonth: { month: string; count: number }[];
+  };
+}
+
+/** Server-Sent Events on /api/events: `event: <type>`, `data: <JSON>`; coalesced to a few per second. */
+export type LiveEvent =
+  | { type: 'fleet'; counts: FleetPage['counts']; changed: string[] }
+  | { type: 'rotation'; rotation: RotationSummary }
+  | { type: 'broker'; sample: BrokerSample; stale: boolean }
+  | { type: 'audit'; entry: AuditEntry };
