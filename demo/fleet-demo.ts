@@ -18,15 +18,14 @@ import { openHal } from '../hal/config.ts';
 import { FileKeyStore } from '../hal/file/file-key-store.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import { EmbeddedBroker } from '../manager/embedded-broker.ts';
-import { ackVerifier } from '../manager/ack-verifier.ts';
 import { enrollFromCsr } from '../manager/enrollment.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
-import { MqttManagerTransport } from '../manager/mqtt-transport.ts';
-import { Orchestrator } from '../manager/orchestrator.ts';
+import type { MqttManagerTransport } from '../manager/mqtt-transport.ts';
+import { buildOrchestrator, mqttTransport } from '../manager/manager.ts';
+import type { Orchestrator } from '../manager/orchestrator.ts';
 import type { ManagerTransport } from '../manager/transport.ts';
-import { systemClock, systemTimers } from '../protocol/clock.ts';
-import { commandSigner } from '../protocol/command-signature.ts';
+import { systemClock } from '../protocol/clock.ts';
 import { buildCsr } from '../protocol/csr.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
@@ -113,15 +112,14 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     for (const [id, role] of ids) if (role === 'server') ports.set(id, await freePort());
     const configs = new Map<string, string>();
     for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: o.naive, logger }));
-    transport = new MqttManagerTransport({ url: broker.url, tls: { ca: pki.ca, ...pki.manager }, logger, reconnectPeriodMs: 200 });
+    transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 200 });
     let resolveEnd!: () => void;
     const ended = new Promise<void>((r) => (resolveEnd = r));
     const ackedBy = new Map<string, number>();
     const boundaries: string[] = [];
     let onBoundary: (step: string) => void = () => {};
-    orchestrator = new Orchestrator({
-      db, transport: paced(transport, o.paceMs), authority: ca, clock: systemClock, timers: systemTimers, logger,
-      sign: commandSigner(pki.commandKey), verifyAck: ackVerifier(db), policy: { ackTimeoutMs: 15_000, sweepIntervalMs: 200 },
+    orchestrator = buildOrchestrator({
+      db, transport: paced(transport, o.paceMs), authority: ca, logger, pki, policy: { ackTimeoutMs: 15_000, sweepIntervalMs: 200 },
       events: {
         complete: () => resolveEnd(), failed: () => resolveEnd(),
         acked: (row) => {

@@ -17,8 +17,8 @@ import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { CaAuthority, type CaPolicy } from '../manager/ca-authority.ts';
 import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
 import { InProcessTransport } from '../manager/in-process-transport.ts';
-import { Orchestrator, type RotationPolicy } from '../manager/orchestrator.ts';
-import { ackVerifier } from '../manager/ack-verifier.ts';
+import type { Orchestrator, RotationPolicy } from '../manager/orchestrator.ts';
+import { buildOrchestrator } from '../manager/manager.ts';
 import { MemoryKeyStore } from './memory-key-store.ts';
 import { seededRandom } from './random.ts';
 import type { FleetSnapshot } from './auth-matrix.ts';
@@ -69,9 +69,8 @@ export class InProcessFleet {
   private startManager(): void {
     const random = seededRandom(this.o.seed ?? 1);
     this.transport = new InProcessTransport({ timers: systemTimers, random, maxLatencyMs: this.o.maxLatencyMs ?? 0, dropRate: this.o.dropRate, duplicateRate: this.o.duplicateRate });
-    this.orchestrator = new Orchestrator({
-      db: this.db, transport: this.transport, authority: this.ca, clock: this.clock, timers: systemTimers, logger: this.logger,
-      verifyAck: ackVerifier(this.db),
+    this.orchestrator = buildOrchestrator({
+      db: this.db, transport: this.transport, authority: this.ca, clock: this.clock, logger: this.logger,
       policy: { ackTimeoutMs: 2_000, sweepIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200, ...this.o.policy },
       events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
     });

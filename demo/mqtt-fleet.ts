@@ -19,13 +19,13 @@ import { MemoryRecordStore } from './memory-record-store.ts';
 import { MemoryKeyStore } from './memory-key-store.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import { EmbeddedBroker } from '../manager/embedded-broker.ts';
-import { ackVerifier } from '../manager/ack-verifier.ts';
 import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
-import { MqttManagerTransport } from '../manager/mqtt-transport.ts';
-import { Orchestrator, type RotationPolicy } from '../manager/orchestrator.ts';
-import { systemClock, systemTimers } from '../protocol/clock.ts';
-import { commandSigner, commandVerifier } from '../protocol/command-signature.ts';
+import type { MqttManagerTransport } from '../manager/mqtt-transport.ts';
+import { buildOrchestrator, mqttTransport } from '../manager/manager.ts';
+import type { Orchestrator, RotationPolicy } from '../manager/orchestrator.ts';
+import { systemClock } from '../protocol/clock.ts';
+import { commandVerifier } from '../protocol/command-signature.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import type { Role, Schedule } from '../protocol/steps.ts';
 import { Mosquitto } from './mosquitto.ts';
@@ -127,10 +127,9 @@ export class MqttFleet {
    */
   async startManager(opts: { resume?: string } = {}): Promise<void> {
     // The orchestrator registers for acknowledgements before the session's backlog can arrive.
-    this.transport = new MqttManagerTransport({ url: this.url, tls: { ca: this.pki.ca, ...this.pki.manager }, logger: this.logger, reconnectPeriodMs: 100 });
-    this.orchestrator = new Orchestrator({
-      db: this.db, transport: this.transport, authority: this.ca, clock, timers: systemTimers, logger: this.logger,
-      sign: commandSigner(this.pki.commandKey), verifyAck: ackVerifier(this.db),
+    this.transport = mqttTransport({ url: this.url, pki: this.pki, logger: this.logger, reconnectPeriodMs: 100 });
+    this.orchestrator = buildOrchestrator({
+      db: this.db, transport: this.transport, authority: this.ca, clock, logger: this.logger, pki: this.pki,
       policy: { ackTimeoutMs: 3_000, sweepIntervalMs: 50, backoffBaseMs: 50, backoffMaxMs: 500, ...this.o.policy },
       events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
     });

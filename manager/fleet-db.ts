@@ -19,7 +19,8 @@ export interface DeviceRow {
 }
 
 /** Where one step of one device stands. */
-export type StepStatus = 'pending' | 'sent' | 'acked' | 'failed';
+/** `excluded`: an operator took the device out of the rotation; its peers no longer wait for it. */
+export type StepStatus = 'pending' | 'sent' | 'acked' | 'failed' | 'excluded';
 
 /** One (rotation, device, step) row. */
 export interface StepRow {
@@ -38,11 +39,15 @@ export interface StepRow {
   errorMessage: string | null;
 }
 
+/** Lifecycle of a rotation. Open: running, paused, failed, aborted (each can be resumed). */
+export type RotationStatusName = 'running' | 'paused' | 'complete' | 'failed' | 'aborted';
+
 /** A rotation's header and material. */
 export interface RotationRow {
   id: string;
   schedule: string;
-  status: 'running' | 'complete' | 'failed';
+  /** `paused`: nothing new is sent, acknowledgements are still recorded; `aborted`: stopped by an operator, resumable. */
+  status: RotationStatusName;
   unsafe: boolean;
   distribution: string;
   newRoot: string;

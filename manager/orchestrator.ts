@@ -32,6 +32,16 @@ export interface OrchestratorEvents {
   acked?: (row: StepRow, ack: Ack) => void;
   complete?: (rotation: RotationRow) => void;
   failed?: (rotation: RotationRow) => void;
+  /** Commands published for the first time (after their rows were committed). */
+  sent?: (commands: readonly Command[]) => void;
+  /** An in-flight step sent again after its time-out or back-off. */
+  resent?: (row: StepRow) => void;
+  /** A device answered a step with an error (counted against the step). */
+  ackError?: (row: StepRow, code: string, message: string) => void;
+  /** The rotation's status changed (started, paused, resumed, aborted, complete, failed). */
+  status?: (rotation: RotationRow, reason: string | null) => void;
+  /** A device was excluded from the rotation. */
+  excluded?: (rotationId: string, deviceId: string, steps: readonly string[]) => void;
 }
 
 /** How an orchestrator is wired. */
@@ -70,8 +80,12 @@ export class Orchestrator {
 
   /** Step S and start: validate the schedule, have the CA make the material, persist, dispatch. */
   async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean }): Promise<string> {
-    const active = this.o.db.rotations().find((r) => r.status === 'running');
-    if (active) throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${active.id} is running`);
+    const open = openRotation(this.o.db);
+    if (open) {
+      const steps = this.o.db.steps(open.id);
+      const acked = steps.filter((r) => r.status === 'acked').length;
+      throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status} (${acked}/${steps.length} steps acknowledged); devices may be part-way through it, so no other rotation can start. Resume it ("trustroll rotate --resume ${open.id}" or POST /api/rotations/${open.id}/resume) and a new rotation can start once it completes`);
+    }
     if (!opts.unsafe) {
       const report = validateSchedule(opts.schedule);
       for (const w of report.warnings) this.o.logger.warn('schedule warning', { warning: w });
@@ -91,6 +105,7 @@ export class Orchestrator {
     this.o.db.insertRotation(row, material.leaves, steps);
     this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe });
     this.load(id, opts.schedule);
+    this.o.events?.status?.(this.rotation!, 'started');
     this.pump();
     return id;
   }
@@ -101,8 +116,8 @@ export class Orchestrator {
    * number (devices answer redeliveries from their stored result).
    */
   resume(rotationId?: string, schedule?: Schedule): void {
-    const row = rotationId ? this.o.db.rotation(rotationId) : this.o.db.rotations().filter((r) => r.status !== 'complete').at(-1) ?? null;
-    if (!row) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ?? '(none open)');
+    const row = rotationId ? this.o.db.rotation(rotationId) : openRotation(this.o.db);
+    if (!row) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ? `no rotation ${rotationId} in this manager database` : 'no open rotation to resume; start one ("trustroll rotate")');
     if (row.status === 'complete') return;
     const sched = schedule ?? this.schedules[row.schedule];
     if (!sched) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${row.id} uses unknown schedule ${row.schedule}`);
@@ -115,9 +130,77 @@ export class Orchestrator {
         this.o.db.updateStep(r);
       }
     });
-    this.o.logger.info('rotation resumed', { rotationId: row.id });
+    this.o.logger.info('rotation resumed', { rotationId: row.id, was: row.status });
+    this.o.events?.status?.(this.rotation!, `resumed (was ${row.status})`);
     this.sweep();
     this.pump();
+  }
+
+  /**
+   * Hold the rotation where it is: nothing new is sent and nothing is
+   * resent; acknowledgements of steps already in flight are still
+   * recorded. `resume` continues.
+   */
+  pause(reason = 'paused by an operator'): RotationRow {
+    const rot = this.requireOpen(['running']);
+    this.setStatus(rot, 'paused', reason);
+    return rot;
+  }
+
+  /**
+   * Stop sending: every device stays where it is (every intermediate state
+   * authenticates). The rotation stays open and can be resumed; until it
+   * completes no other rotation can start.
+   */
+  abort(reason = 'aborted by an operator'): RotationRow {
+    const rot = this.requireOpen(['running', 'paused', 'failed']);
+    this.setStatus(rot, 'aborted', reason);
+    return rot;
+  }
+
+  /**
+   * Take a device out of the current rotation: its unacknowledged steps
+   * become `excluded`, nothing more is sent to it, and its peers stop
+   * waiting for it. The device keeps whatever it already applied; it is
+   * reported until it is brought forward (see the lifecycle docs).
+   */
+  exclude(deviceId: string): string[] {
+    const st = this.state;
+    const rot = this.requireOpen(['running', 'paused', 'failed', 'aborted']);
+    if (!st || !st.roles.has(deviceId)) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${deviceId} is not part of rotation ${rot.id}`);
+    const rows = st.sequence[st.roles.get(deviceId)!].map((step) => st.row(deviceId, step)!).filter((r) => r.status !== 'acked' && r.status !== 'excluded');
+    if (rows.length === 0) throw new ManagerError('E_DEVICE_DONE', `device ${deviceId} has already acknowledged every step of rotation ${rot.id}`);
+    this.o.db.tx(() => {
+      for (const r of rows) {
+        Object.assign(r, { status: 'excluded', dueAt: null });
+        this.o.db.updateStep(r);
+      }
+    });
+    for (const r of rows) st.noteExcluded(r);
+    const steps = rows.map((r) => r.step);
+    this.o.logger.warn('device excluded from the rotation; its peers no longer wait for it', { deviceId, rotationId: rot.id, steps });
+    this.o.events?.excluded?.(rot.id, deviceId, steps);
+    if (rot.status === 'running') this.pump(st.peersOf(deviceId).length > 0 ? st.peersOf(deviceId) : undefined);
+    return steps;
+  }
+
+  private requireOpen(allowed: readonly RotationRow['status'][]): RotationRow {
+    const rot = this.rotation;
+    if (!rot) throw new ManagerError('E_ROTATION_UNKNOWN', 'no rotation is loaded; start one or resume an open one');
+    if (!allowed.includes(rot.status)) {
+      throw new ManagerError('E_ROTATION_STATE', `rotation ${rot.id} is ${rot.status}; this needs it to be ${allowed.join(' or ')}`);
+    }
+    return rot;
+  }
+
+  private setStatus(rot: RotationRow, status: RotationRow['status'], reason: string): void {
+    rot.status = status;
+    rot.error = status === 'failed' ? reason : null;
+    this.disarmSweep();
+    this.o.db.setRotationStatus(rot.id, status, this.o.clock.now().toISOString(), rot.error);
+    this.rotation = this.o.db.rotation(rot.id);
+    this.o.logger.warn(`rotation ${status}`, { rotationId: rot.id, reason });
+    this.o.events?.status?.(this.rotation!, reason);
   }
 
   private load(id: string, schedule: Schedule): void {
@@ -173,6 +256,7 @@ export class Orchestrator {
       this.o.logger.debug('step sent', { deviceId: cmd.deviceId, rotationId: cmd.rotationId, step: cmd.step, seq: cmd.seq });
       this.o.transport.send(cmd);
     }
+    if (commands.length > 0) this.o.events?.sent?.(commands);
     if (rot.status === 'running' && st.complete()) {
       this.finish().catch((err: Error) => this.o.logger.error('rotation finished on every device but the CA could not activate the new root; run resume to retry', { rotationId: rot.id, reason: err.message }));
     }
@@ -186,11 +270,13 @@ export class Orchestrator {
     if (!rot.unsafe) await this.o.authority.activate(rot.id);
     const at = this.o.clock.now().toISOString();
     this.o.db.tx(() => {
-      for (const [deviceId, pem] of this.o.db.leaves(rot.id)) this.o.db.setDeviceCertificate(deviceId, pem, this.o.db.device(deviceId).spki);
+      // An excluded device still presents its old certificate.
+      for (const [deviceId, pem] of this.o.db.leaves(rot.id)) if (!this.state?.excluded.has(deviceId)) this.o.db.setDeviceCertificate(deviceId, pem, this.o.db.device(deviceId).spki);
       this.o.db.setRotationStatus(rot.id, 'complete', at);
     });
     this.rotation = this.o.db.rotation(rot.id);
     this.o.logger.info('rotation complete', { rotationId: rot.id });
+    this.o.events?.status?.(this.rotation!, 'complete');
     this.o.events?.complete?.(this.rotation!);
   }
 
@@ -234,7 +320,7 @@ export class Orchestrator {
       return;
     }
     const row = st && this.rotation?.id === ack.rotationId ? st.row(ack.deviceId, ack.step) : undefined;
-    if (!st || !row || row.seq !== ack.seq || row.status === 'acked' || row.status === 'pending') {
+    if (!st || !row || row.seq !== ack.seq || row.status === 'acked' || row.status === 'pending' || row.status === 'excluded') {
       this.o.logger.debug('stale or unknown acknowledgement ignored', log);
       return;
     }
@@ -253,6 +339,7 @@ export class Orchestrator {
     const code = ack.error?.code ?? 'E_SCHEMA';
     const message = ack.error?.message ?? 'acknowledgement claims success but does not list the step as completed';
     this.o.logger.warn('step failed on device', { ...log, code, reason: message, attempts: row.attempts });
+    this.o.events?.ackError?.(row, code, message);
     if (this.rotation?.status === 'running') this.failAttempt(row, code, message, now);
   }
 
@@ -275,6 +362,7 @@ export class Orchestrator {
     this.o.db.setRotationStatus(rot.id, 'failed', this.o.clock.now().toISOString(), reason);
     this.disarmSweep();
     this.o.logger.error('rotation stopped; every device still authenticates, resume after fixing the cause', { rotationId: rot.id, reason });
+    this.o.events?.status?.(rot, reason);
     this.o.events?.failed?.(rot);
   }
 
@@ -303,6 +391,7 @@ export class Orchestrator {
     for (const row of resend) {
       this.o.logger.info('step resent', { deviceId: row.deviceId, rotationId: row.rotationId, step: row.step, seq: row.seq, attempts: row.attempts });
       this.o.transport.send(JSON.parse(row.command!) as Command);
+      this.o.events?.resent?.(row);
     }
   }
 
@@ -337,4 +426,14 @@ export class Orchestrator {
   close(): void {
     this.disarmSweep();
   }
+}
+
+/** The rotation that blocks a new one: the newest not complete (an abort before anything was sent does not count). */
+export function openRotation(db: FleetDb): RotationRow | null {
+  for (const r of db.rotations().reverse()) {
+    if (r.status === 'complete') continue;
+    if (r.status === 'aborted' && db.steps(r.id).every((s) => s.status === 'pending')) continue;
+    return r;
+  }
+  return null;
 }

@@ -33,8 +33,23 @@ export class RotationState {
     this.remaining = this.rows.size;
     for (const r of rows) {
       if (r.status === 'acked') this.noteAcked(r.deviceId, r.step);
+      else if (r.status === 'excluded') this.noteExcluded(r);
       else if (r.status === 'sent' || r.status === 'failed') this.flying.set(r.deviceId, r);
     }
+  }
+
+  /** Devices an operator took out of the rotation. */
+  readonly excluded = new Set<string>();
+
+  /**
+   * Record that `row` will never be acknowledged because its device was
+   * excluded: its peers stop waiting for it (it counts for their peer
+   * prerequisites) and the rotation can complete without it (idempotent).
+   */
+  noteExcluded(row: StepRow): void {
+    this.excluded.add(row.deviceId);
+    if (this.flying.get(row.deviceId) === row || this.flying.get(row.deviceId)?.step === row.step) this.flying.delete(row.deviceId);
+    this.noteAcked(row.deviceId, row.step);
   }
 
   /** The step row of a device. */
@@ -90,7 +105,7 @@ export class RotationState {
   /** The device's next unacknowledged step, or null when it is done. */
   nextStep(deviceId: string): StepRow | null {
     const role = this.roles.get(deviceId);
-    if (!role) return null;
+    if (!role || this.excluded.has(deviceId)) return null;
     for (const step of this.sequence[role]) {
       if (!this.isAcked(deviceId, step)) return this.row(deviceId, step) ?? null;
     }

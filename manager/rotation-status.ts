@@ -35,14 +35,15 @@ export function rotationStatus(db: FleetDb, rotationId?: string, opts: { honourP
   const roles = new Map<string, Role>(db.devices().filter((d) => rows.some((r) => r.deviceId === d.id)).map((d) => [d.id, d.role]));
   const peers = buildPeers(roles, db.peering());
   const byKey = new Map(rows.map((r) => [`${r.deviceId}\u0000${r.step}`, r]));
-  const acked = (dev: string, step: string) => byKey.get(`${dev}\u0000${step}`)?.status === 'acked';
+  // An excluded device's steps no longer hold its peers up.
+  const acked = (dev: string, step: string) => { const st = byKey.get(`${dev}\u0000${step}`)?.status; return st === 'acked' || st === 'excluded'; };
   const devices = [...roles].map(([deviceId, role]) => {
     const seq = deviceSequence(schedule, role);
     const steps = seq.map((step) => {
       const r = byKey.get(`${deviceId}\u0000${step}`);
       return { step, status: r?.status ?? 'pending', attempts: r?.attempts ?? 0, error: r?.errorCode ? `${r.errorCode}: ${r.errorMessage}` : null };
     });
-    const next = steps.find((s) => s.status !== 'acked');
+    const next = steps.find((s) => s.status !== 'acked' && s.status !== 'excluded');
     const waitingFor = next?.status === 'pending' && rotation.status !== 'complete' ? blockers(schedule, next.step, deviceId, peers.get(deviceId) ?? [], acked, opts) : [];
     return { deviceId, role, steps, waitingFor };
   });

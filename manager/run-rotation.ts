@@ -4,18 +4,13 @@
  * management PKI, starts (or resumes) the rotation and returns when it
  * completes or stops.
  */
-import { join } from 'node:path';
-import { systemClock, systemTimers } from '../protocol/clock.ts';
-import { commandSigner } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Schedule } from '../protocol/steps.ts';
-import { CaAuthority } from './ca-authority.ts';
-import { ackVerifier } from './ack-verifier.ts';
 import { ManagerError } from './errors.ts';
-import { FleetDb, type RotationRow } from './fleet-db.ts';
+import type { FleetDb, RotationRow } from './fleet-db.ts';
+import { openManager } from './manager.ts';
 import type { ManagementPki } from './management-pki.ts';
-import { MqttManagerTransport } from './mqtt-transport.ts';
-import { Orchestrator, type RotationPolicy } from './orchestrator.ts';
+import type { RotationPolicy } from './orchestrator.ts';
 
 /** What a rotation run needs. */
 export interface RunRotationOptions {
@@ -33,16 +28,13 @@ export interface RunRotationOptions {
 
 /** Run (or resume) a rotation to its end. */
 export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
-  const ca = await CaAuthority.openOrInit(join(o.dataDir, 'ca'), { subject: 'unused', now: systemClock.now() });
-  const db = new FleetDb(join(o.dataDir, 'manager.db'));
-  const transport = new MqttManagerTransport({ url: o.brokerUrl, tls: { ca: o.pki.ca, ...o.pki.manager }, logger: o.logger });
   let resolveEnd!: (r: RotationRow) => void;
   const ended = new Promise<RotationRow>((r) => (resolveEnd = r));
-  const orchestrator = new Orchestrator({
-    db, transport, authority: ca, clock: systemClock, timers: systemTimers, logger: o.logger,
-    sign: commandSigner(o.pki.commandKey), verifyAck: ackVerifier(db), policy: o.policy,
+  const m = await openManager({
+    dataDir: o.dataDir, pki: o.pki, brokerUrl: o.brokerUrl, logger: o.logger, policy: o.policy,
     events: { complete: (r) => resolveEnd(r), failed: (r) => resolveEnd(r) },
   });
+  const { db, transport, orchestrator } = m;
   let ticker: NodeJS.Timeout | undefined;
   try {
     let id: string;
@@ -62,8 +54,6 @@ export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
     return await ended;
   } finally {
     clearInterval(ticker);
-    orchestrator.close();
-    await transport.close();
-    db.close();
+    await m.close();
   }
 }

@@ -1,0 +1,104 @@
+/**
+ * The one place a manager is wired: the orchestrator over a transport, with
+ * the management PKI's command signer and the device-signature ack
+ * verifier. `trustroll serve`, `trustroll rotate`, the demo, the test
+ * fleets and the benchmarks all build their manager here, so a change to
+ * the wiring (a new check, a new event) reaches every one of them.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { systemClock, systemTimers, type Clock, type Timers } from '../protocol/clock.ts';
+import { commandSigner } from '../protocol/command-signature.ts';
+import type { Logger } from '../protocol/log.ts';
+import { ackVerifier } from './ack-verifier.ts';
+import type { RotationAuthority } from './authority.ts';
+import { CaAuthority } from './ca-authority.ts';
+import { ManagerError } from './errors.ts';
+import { FleetDb } from './fleet-db.ts';
+import type { ManagementPki } from './management-pki.ts';
+import { MqttManagerTransport } from './mqtt-transport.ts';
+import { Orchestrator, type OrchestratorEvents, type RotationPolicy } from './orchestrator.ts';
+import type { ManagerTransport } from './transport.ts';
+
+/** What an orchestrator is built from. */
+export interface OrchestratorWiring {
+  db: FleetDb;
+  authority: RotationAuthority;
+  transport: ManagerTransport;
+  /** Commands are signed with this PKI's command key; without it they go unsigned (in-process simulations only). */
+  pki?: Pick<ManagementPki, 'commandKey'>;
+  /** Drop acknowledgements not signed by the device's key (default true). */
+  verifyAcks?: boolean;
+  logger: Logger;
+  clock?: Clock;
+  timers?: Timers;
+  policy?: Partial<RotationPolicy>;
+  events?: OrchestratorEvents;
+}
+
+/** Build the orchestrator with the signer and the verifier. */
+export function buildOrchestrator(w: OrchestratorWiring): Orchestrator {
+  return new Orchestrator({
+    db: w.db, transport: w.transport, authority: w.authority, logger: w.logger,
+    clock: w.clock ?? systemClock, timers: w.timers ?? systemTimers,
+    sign: w.pki ? commandSigner(w.pki.commandKey) : undefined,
+    verifyAck: w.verifyAcks === false ? undefined : ackVerifier(w.db),
+    policy: w.policy, events: w.events,
+  });
+}
+
+/** The manager's MQTT session to `url` with its management certificate. */
+export function mqttTransport(o: { url: string; pki: Pick<ManagementPki, 'ca' | 'manager'>; logger: Logger; clock?: Clock; reconnectPeriodMs?: number }): MqttManagerTransport {
+  return new MqttManagerTransport({ url: o.url, tls: { ca: o.pki.ca, ...o.pki.manager }, logger: o.logger, clock: o.clock, reconnectPeriodMs: o.reconnectPeriodMs });
+}
+
+/** A manager opened on its data folder. */
+export interface Manager {
+  readonly dataDir: string;
+  readonly db: FleetDb;
+  readonly ca: CaAuthority;
+  readonly transport: MqttManagerTransport;
+  readonly orchestrator: Orchestrator;
+  /** Stop timers and the MQTT session, close the database (state stays on disk and on the broker). */
+  close(): Promise<void>;
+}
+
+/** How to open a manager on a data folder (CA under ca/, fleet database manager.db). */
+export interface OpenManagerOptions {
+  dataDir: string;
+  pki: ManagementPki;
+  brokerUrl: string;
+  logger: Logger;
+  clock?: Clock;
+  timers?: Timers;
+  policy?: Partial<RotationPolicy>;
+  events?: OrchestratorEvents;
+  reconnectPeriodMs?: number;
+  /** Wrap the transport the orchestrator sends through (the demo paces it). */
+  wrapTransport?: (t: MqttManagerTransport) => ManagerTransport;
+}
+
+/**
+ * Open the CA and the fleet database in `dataDir` and wire the manager.
+ * The orchestrator registers for acknowledgements before the MQTT session
+ * can deliver its backlog; the caller resumes or starts a rotation.
+ */
+export async function openManager(o: OpenManagerOptions): Promise<Manager> {
+  const clock = o.clock ?? systemClock;
+  if (!existsSync(join(o.dataDir, 'ca', 'ca.json'))) throw new ManagerError('E_NO_ROOT', `no CA in ${o.dataDir}; run "trustroll ca init --data ${o.dataDir} --subject ..." first`);
+  const ca = await CaAuthority.openOrInit(join(o.dataDir, 'ca'), { subject: 'unused', now: clock.now() });
+  const db = new FleetDb(join(o.dataDir, 'manager.db'));
+  const transport = mqttTransport({ url: o.brokerUrl, pki: o.pki, logger: o.logger, clock, reconnectPeriodMs: o.reconnectPeriodMs });
+  const orchestrator = buildOrchestrator({
+    db, authority: ca, transport: o.wrapTransport ? o.wrapTransport(transport) : transport, pki: o.pki,
+    logger: o.logger, clock, timers: o.timers, policy: o.policy, events: o.events,
+  });
+  return {
+    dataDir: o.dataDir, db, ca, transport, orchestrator,
+    async close() {
+      orchestrator.close();
+      await transport.close();
+      db.close();
+    },
+  };
+}
