@@ -203,6 +203,20 @@ export class Orchestrator {
     this.o.events?.status?.(this.rotation!, reason);
   }
 
+  /**
+   * Load a rotation without changing its status or sending anything (a
+   * restarted service showing a paused or aborted rotation, so that it can
+   * be resumed, aborted or have a device excluded).
+   */
+  attach(rotationId: string): RotationRow {
+    const row = this.o.db.rotation(rotationId);
+    if (!row) throw new ManagerError('E_ROTATION_UNKNOWN', `no rotation ${rotationId} in this manager database`);
+    const sched = this.schedules[row.schedule];
+    if (!sched) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${row.id} uses unknown schedule ${row.schedule}`);
+    this.load(row.id, sched);
+    return this.rotation!;
+  }
+
   private load(id: string, schedule: Schedule): void {
     const roles = new Map<string, Role>(this.o.db.devices().map((d) => [d.id, d.role]));
     const rows = this.o.db.steps(id);

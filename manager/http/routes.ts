@@ -1,0 +1,129 @@
+/**
+ * The API routes (see api-types.ts for the shapes). Reads need any
+ * authenticated operator; actions need an admin and are recorded in the
+ * audit log with who made them. Every body and query has a JSON Schema.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { deviceSequence } from '../../protocol/schedule.ts';
+import { SCHEDULES } from '../../protocol/steps.ts';
+import { ManagerError } from '../errors.ts';
+import type { AuditPage, BrokerView, CertificatesView, DeviceDetail, FleetQuery, Me, ScheduleView, StepView } from './api-types.ts';
+import { requireAdmin } from './auth.ts';
+import type { ManagerService } from '../service/manager-service.ts';
+import { toEntry } from '../service/manager-service.ts';
+import { certInfo, computeWaits, rotationDetail, rotationSummary, rotationTimeline } from '../service/rotation-view.ts';
+import { certificatesView } from '../service/certificates-view.ts';
+
+const id = { type: 'string', minLength: 1, maxLength: 128 } as const;
+const rotationParams = { type: 'object', required: ['id'], properties: { id }, additionalProperties: false } as const;
+const noBody = { anyOf: [{ type: 'object', additionalProperties: false, maxProperties: 0 }, { type: 'null' }] } as const;
+
+/** The authenticated operator of a request (set by the server's auth hook). */
+export function me(req: FastifyRequest): Me {
+  return (req as FastifyRequest & { me: Me }).me;
+}
+
+/** Register every /api route. */
+export function registerRoutes(app: FastifyInstance, service: ManagerService, extra: { broker: () => BrokerView; operatorCa: string; mgmtCa: string }): void {
+  const db = service.m.db;
+
+  app.get('/api/me', async (req) => me(req));
+
+  app.get('/api/fleet', {
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          offset: { type: 'integer', minimum: 0, default: 0 }, limit: { type: 'integer', minimum: 0, maximum: 500, default: 100 },
+          q: { type: 'string', maxLength: 128 }, role: { enum: ['server', 'client'] }, presence: { enum: ['online', 'offline', 'unknown'] },
+          status: { enum: ['pending', 'sent', 'acked', 'failed', 'excluded', 'done'] }, sort: { enum: ['id', 'role', 'since', 'step', 'certNotAfter'] },
+        },
+      },
+    },
+  }, async (req) => service.fleet.page(req.query as FleetQuery));
+
+  app.get('/api/devices/:id', { schema: { params: rotationParams } }, async (req): Promise<DeviceDetail> => {
+    const deviceId = (req.params as { id: string }).id;
+    const row = db.device(deviceId);
+    const device = service.fleet.device(deviceId);
+    if (!device) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${deviceId}`);
+    const rot = db.rotations().at(-1);
+    const all = rot ? db.steps(rot.id) : [];
+    const order = rot && SCHEDULES[rot.schedule] ? deviceSequence(SCHEDULES[rot.schedule]!, row.role) : [];
+    const mine = all.filter((r) => r.deviceId === deviceId).sort((a, b) => order.indexOf(a.step) - order.indexOf(b.step));
+    const steps: StepView[] = mine.map((r) => ({
+      step: r.step, status: r.status, seq: r.seq, attempts: r.attempts, sentAt: r.sentAt, ackedAt: r.ackedAt,
+      error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
+    }));
+    const waitingFor = rot && rot.status !== 'complete' && SCHEDULES[rot.schedule]
+      ? computeWaits(db, SCHEDULES[rot.schedule]!, all, service.presence, { honourPreferred: service.m.orchestrator.policy.honourPreferred }).waits.find((w) => w.deviceId === deviceId)?.waitingFor ?? []
+      : [];
+    return { device, certificate: certInfo(row.certificate), steps, waitingFor };
+  });
+
+  app.post('/api/devices/:id/exclude', {
+    schema: { params: rotationParams, body: { type: 'object', required: ['reason'], additionalProperties: false, properties: { reason: { type: 'string', minLength: 1, maxLength: 500 } } } },
+  }, async (req) => {
+    requireAdmin(me(req));
+    const deviceId = (req.params as { id: string }).id;
+    service.exclude(deviceId, (req.body as { reason: string }).reason, me(req).name);
+    service.fleet.build();
+    return service.fleet.device(deviceId);
+  });
+
+  app.get('/api/rotations', async () => ({ rotations: db.rotations().reverse().map((r) => rotationSummary(db, r)) }));
+
+  app.get('/api/rotations/current', async () => {
+    const rot = db.rotations().at(-1);
+    if (!rot) throw new ManagerError('E_ROTATION_UNKNOWN', 'no rotation has been started');
+    return rotationDetail(db, rot, service.presence, { honourPreferred: service.m.orchestrator.policy.honourPreferred });
+  });
+
+  app.get('/api/rotations/:id', { schema: { params: rotationParams } }, async (req) =>
+    rotationDetail(db, service.requireRotation((req.params as { id: string }).id), service.presence, { honourPreferred: service.m.orchestrator.policy.honourPreferred }));
+
+  app.get('/api/rotations/:id/timeline', { schema: { params: rotationParams } }, async (req) =>
+    rotationTimeline(db, service.requireRotation((req.params as { id: string }).id), new Date()));
+
+  app.post('/api/rotations', {
+    schema: { body: { type: 'object', required: ['schedule'], additionalProperties: false, properties: { schedule: { enum: ['six-step', 'batched'] } } } },
+  }, async (req, reply) => {
+    requireAdmin(me(req));
+    const summary = await service.startRotation((req.body as { schedule: string }).schedule, me(req).name);
+    return reply.code(201).send(summary);
+  });
+
+  for (const action of ['pause', 'resume', 'abort'] as const) {
+    app.post(`/api/rotations/:id/${action}`, { schema: { params: rotationParams, body: noBody } }, async (req) => {
+      requireAdmin(me(req));
+      return service.act((req.params as { id: string }).id, action, me(req).name);
+    });
+  }
+
+  app.get('/api/schedules', async (): Promise<{ schedules: ScheduleView[] }> => ({
+    schedules: ['six-step', 'batched'].map((name) => {
+      const s = SCHEDULES[name]!;
+      return {
+        name, sequence: { server: deviceSequence(s, 'server'), client: deviceSequence(s, 'client') },
+        steps: s.steps.map((st) => ({ id: st.id, role: st.role, doc: st.doc, after: st.after.map((p) => `${p.scope === 'self' ? 'own' : 'every peer\'s'} ${p.step}${p.strength === 'preferred' ? ' (preferred)' : ''}`) })),
+      };
+    }),
+  }));
+
+  app.get('/api/audit', {
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { after: { type: 'integer', minimum: 0, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, rotation: id },
+      },
+    },
+  }, async (req): Promise<AuditPage> => {
+    const q = req.query as { after: number; limit: number; rotation?: string };
+    const rows = service.sdb.audit({ after: q.after, limit: q.limit, rotationId: q.rotation });
+    return { entries: rows.map(toEntry), next: rows.length === q.limit ? rows.at(-1)!.seq : null };
+  });
+
+  app.get('/api/broker', async () => extra.broker());
+
+  app.get('/api/certificates', async (): Promise<CertificatesView> => certificatesView(service, { operatorCa: extra.operatorCa, mgmtCa: extra.mgmtCa }));
+}

@@ -1,0 +1,33 @@
+/**
+ * The certificates view: the fleet's roots (the active root, D and R1 of an
+ * open rotation), the management and operator CAs, and when the devices'
+ * certificates expire, for one timeline.
+ */
+import type { CertificatesView } from '../http/api-types.ts';
+import type { ManagerService } from './manager-service.ts';
+import { certInfo } from './rotation-view.ts';
+
+/** Build the view from the service's database and fleet lines. */
+export function certificatesView(service: ManagerService, cas: { operatorCa: string; mgmtCa: string }): CertificatesView {
+  const roots: CertificatesView['roots'] = [{ ...certInfo(service.m.ca.activeRoot().cert), name: 'fleet root (active)', kind: 'active-root' }];
+  const rot = service.m.db.rotations().at(-1);
+  if (rot && rot.status !== 'complete') {
+    roots.push({ ...certInfo(rot.distribution), name: `distribution root D of ${rot.id} (NewWithOld)`, kind: 'distribution' });
+    roots.push({ ...certInfo(rot.newRoot), name: `new root R1 of ${rot.id} (NewWithNew)`, kind: 'new-root' });
+  }
+  roots.push({ ...certInfo(cas.mgmtCa), name: 'management CA (broker and device links)', kind: 'management-ca' });
+  roots.push({ ...certInfo(cas.operatorCa), name: 'operator CA (dashboard and API)', kind: 'operator-ca' });
+  let earliest: CertificatesView['devices']['earliest'] = null;
+  let latest: CertificatesView['devices']['latest'] = null;
+  const months = new Map<string, number>();
+  let count = 0;
+  for (const d of service.fleet.all()) {
+    if (!d.certNotAfter) continue;
+    count++;
+    if (!earliest || d.certNotAfter < earliest.notAfter) earliest = { deviceId: d.id, notAfter: d.certNotAfter };
+    if (!latest || d.certNotAfter > latest.notAfter) latest = { deviceId: d.id, notAfter: d.certNotAfter };
+    const m = d.certNotAfter.slice(0, 7);
+    months.set(m, (months.get(m) ?? 0) + 1);
+  }
+  return { roots, devices: { count, earliest, latest, byMonth: [...months].sort(([a], [b]) => a.localeCompare(b)).map(([month, n]) => ({ month, count: n })) } };
+}

@@ -1,0 +1,166 @@
+/**
+ * The fleet table of the dashboard: one line per device with its presence,
+ * the roots it trusts (labelled R0/D/R1), its certificate's expiry and where
+ * it stands in the current rotation. Built from the database and the
+ * presence map, cached, and rebuilt at most a few times a second while a
+ * rotation moves, so paging and filtering 10,000 devices stays cheap.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { Clock } from '../../protocol/clock.ts';
+import { deviceSequence } from '../../protocol/schedule.ts';
+import { SCHEDULES } from '../../protocol/steps.ts';
+import type { FleetDb, RotationRow, StepRow } from '../fleet-db.ts';
+import type { DeviceStepStatus, FleetDevice, FleetPage, FleetQuery, TrustSlot } from '../http/api-types.ts';
+import type { Presence } from './presence.ts';
+
+const DAY = 86_400_000;
+const REBUILD_MIN_MS = 250;
+
+/** Fingerprint → what the manager knows the certificate to be. */
+export type RootLabels = ReadonlyMap<string, TrustSlot['label']>;
+
+/** Cached fleet lines with paging, filtering and sorting. */
+export class FleetView {
+  private lines: FleetDevice[] = [];
+  private byId = new Map<string, FleetDevice>();
+  private builtAt = 0;
+  private builtFor = '';
+  private stepsVersion = 0;
+  private readonly notAfter = new Map<string, { pem: string; notAfter: Date }>();
+
+  constructor(private readonly db: FleetDb, private readonly presence: Presence, private readonly clock: Clock, private readonly labels: () => RootLabels) {}
+
+  /** Step rows or enrolments changed: rebuild on the next read (throttled). */
+  invalidate(): void {
+    this.stepsVersion++;
+  }
+
+  private current(): FleetDevice[] {
+    const key = `${this.stepsVersion}/${this.presence.version}`;
+    const now = Date.now();
+    if (key !== this.builtFor && (this.builtFor === '' || now - this.builtAt >= REBUILD_MIN_MS)) {
+      this.build();
+      this.builtFor = key;
+      this.builtAt = now;
+    }
+    return this.lines;
+  }
+
+  /** Rebuild every line now. */
+  build(): void {
+    const rotation = this.db.rotations().at(-1) ?? null;
+    const byDevice = new Map<string, StepRow[]>();
+    if (rotation) {
+      for (const r of this.db.steps(rotation.id)) {
+        let list = byDevice.get(r.deviceId);
+        if (!list) byDevice.set(r.deviceId, (list = []));
+        list.push(r);
+      }
+    }
+    const labels = this.labels();
+    const now = this.clock.now().getTime();
+    const lines: FleetDevice[] = [];
+    for (const d of this.db.devices()) {
+      const p = this.presence.get(d.id);
+      const trust = p?.state.state?.trust;
+      const trusts: TrustSlot[] = trust
+        ? (Object.entries({ current: trust.current, distribution: trust.distribution, new: trust.next }) as [TrustSlot['slot'], string | null][])
+          .filter((e): e is [TrustSlot['slot'], string] => e[1] !== null)
+          .map(([slot, sha256]) => ({ slot, sha256, label: labels.get(sha256) ?? 'unknown' }))
+        : [];
+      const notAfter = this.certNotAfter(d.id, d.certificate);
+      const tls = (p?.state as { tls?: FleetDevice['tls'] } | undefined)?.tls;
+      lines.push({
+        id: d.id, role: d.role, online: p ? p.online : null, since: p?.since ?? null, lastSeen: p?.lastSeen ?? null, trusts,
+        certNotAfter: notAfter?.toISOString() ?? null, certDaysLeft: notAfter ? Math.floor((notAfter.getTime() - now) / DAY) : null,
+        ...stepOf(rotation, d.role, byDevice.get(d.id)),
+        tls: tls ? { attempts: tls.attempts, ok: tls.ok, failed: tls.failed, fallbacks: tls.fallbacks } : null,
+      });
+    }
+    this.lines = lines;
+    this.byId = new Map(lines.map((l) => [l.id, l]));
+  }
+
+  private certNotAfter(id: string, pem: string): Date | null {
+    const hit = this.notAfter.get(id);
+    if (hit && hit.pem === pem) return hit.notAfter;
+    try {
+      const notAfter = new Date(new X509Certificate(pem).validTo);
+      this.notAfter.set(id, { pem, notAfter });
+      return notAfter;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Every device's line (read-only). */
+  all(): readonly FleetDevice[] {
+    return this.current();
+  }
+
+  /** One device's line. */
+  device(id: string): FleetDevice | undefined {
+    this.current();
+    return this.byId.get(id);
+  }
+
+  /** Totals over the whole fleet. */
+  counts(): FleetPage['counts'] {
+    const c = { devices: 0, online: 0, offline: 0, unknown: 0, servers: 0, clients: 0, excluded: 0 };
+    for (const l of this.current()) {
+      c.devices++;
+      if (l.online === null) c.unknown++;
+      else if (l.online) c.online++;
+      else c.offline++;
+      if (l.role === 'server') c.servers++;
+      else c.clients++;
+      if (l.excluded) c.excluded++;
+    }
+    return c;
+  }
+
+  /** A page of the fleet matching `q`. */
+  page(q: FleetQuery): FleetPage {
+    const offset = q.offset ?? 0;
+    const limit = q.limit ?? 100;
+    const needle = q.q?.toLowerCase();
+    let rows = this.current().filter((l) =>
+      (!needle || l.id.toLowerCase().includes(needle))
+      && (!q.role || l.role === q.role)
+      && (!q.presence || (q.presence === 'unknown' ? l.online === null : q.presence === 'online' ? l.online === true : l.online === false))
+      && (!q.status || l.stepStatus === q.status));
+    const sort = q.sort ?? 'id';
+    if (sort !== 'id') rows = [...rows].sort(SORTS[sort]);
+    return { total: rows.length, offset, limit, counts: this.counts(), devices: rows.slice(offset, offset + limit) };
+  }
+}
+
+const str = (a: string | null, b: string | null) => (a ?? '\uffff').localeCompare(b ?? '\uffff');
+const SORTS: Record<Exclude<NonNullable<FleetQuery['sort']>, 'id'>, (a: FleetDevice, b: FleetDevice) => number> = {
+  role: (a, b) => a.role.localeCompare(b.role) || a.id.localeCompare(b.id),
+  since: (a, b) => str(a.since, b.since) || a.id.localeCompare(b.id),
+  step: (a, b) => str(a.step, b.step) || str(a.stepStatus, b.stepStatus) || a.id.localeCompare(b.id),
+  certNotAfter: (a, b) => str(a.certNotAfter, b.certNotAfter) || a.id.localeCompare(b.id),
+};
+
+type StepFields = Pick<FleetDevice, 'rotationId' | 'step' | 'stepStatus' | 'attempts' | 'lastAckAt' | 'lastError' | 'excluded'>;
+
+/** Where a device stands in `rotation`: its next unacknowledged step, or `done`. */
+function stepOf(rotation: RotationRow | null, role: 'server' | 'client', rows: StepRow[] | undefined): StepFields {
+  const none: StepFields = { rotationId: null, step: null, stepStatus: null, attempts: 0, lastAckAt: null, lastError: null, excluded: false };
+  if (!rotation || !rows || rows.length === 0) return none;
+  const schedule = SCHEDULES[rotation.schedule];
+  const order = schedule ? deviceSequence(schedule, role) : rows.map((r) => r.step);
+  const byStep = new Map(rows.map((r) => [r.step, r]));
+  const seq = order.map((s) => byStep.get(s)).filter((r): r is StepRow => r !== undefined);
+  const excluded = seq.some((r) => r.status === 'excluded');
+  const next = seq.find((r) => r.status !== 'acked' && r.status !== 'excluded') ?? null;
+  const shown = next ?? seq.find((r) => r.status === 'excluded') ?? seq.at(-1)!;
+  const lastAckAt = seq.reduce<string | null>((m, r) => (r.ackedAt && (!m || r.ackedAt > m) ? r.ackedAt : m), null);
+  const errored = shown.errorCode ? shown : [...seq].reverse().find((r) => r.errorCode);
+  const status: DeviceStepStatus = next ? next.status as DeviceStepStatus : excluded ? 'excluded' : 'done';
+  return {
+    rotationId: rotation.id, step: shown.step, stepStatus: status, attempts: shown.attempts, lastAckAt,
+    lastError: errored?.errorCode ? { code: errored.errorCode, message: errored.errorMessage ?? '' } : null, excluded,
+  };
+}

@@ -1,0 +1,267 @@
+/**
+ * The long-running manager (`trustroll serve`): one MQTT session to the
+ * broker, every device's retained state followed for presence, rotations
+ * run, paused, aborted and resumed (a running rotation survives a restart
+ * of the service), every operator action and every step event written to
+ * the hash-chained audit log, and the views the HTTP API and the dashboard
+ * read. Live changes are emitted as coalesced `live` events.
+ */
+import { EventEmitter } from 'node:events';
+import { fingerprintPem } from '../../protocol/pem.ts';
+import { systemClock, type Clock } from '../../protocol/clock.ts';
+import type { Logger } from '../../protocol/log.ts';
+import type { DeviceState } from '../../protocol/messages/device-state.ts';
+import { SCHEDULES } from '../../protocol/steps.ts';
+import { ManagerError } from '../errors.ts';
+import type { RotationRow, StepRow } from '../fleet-db.ts';
+import type { AuditEntry, FleetPage, LiveEvent, RotationSummary, TrustSlot } from '../http/api-types.ts';
+import { openManager, type Manager } from '../manager.ts';
+import type { ManagementPki } from '../management-pki.ts';
+import { openRotation, type RotationPolicy } from '../orchestrator.ts';
+import { FleetView } from './fleet-view.ts';
+import { Presence } from './presence.ts';
+import { rotationSummary } from './rotation-view.ts';
+import { ServiceDb, type AuditInput, type AuditRow } from './service-db.ts';
+
+/** How the service is started. */
+export interface ManagerServiceOptions {
+  dataDir: string;
+  pki: ManagementPki;
+  brokerUrl: string;
+  logger: Logger;
+  clock?: Clock;
+  policy?: Partial<RotationPolicy>;
+  /** Live events are coalesced to one per this interval and kind (default 250 ms). */
+  liveIntervalMs?: number;
+}
+
+/** Counters since the service started (metrics). */
+export interface ServiceCounters {
+  resends: number;
+  ackErrors: Map<string, number>;
+  /** Seconds from send to acknowledgement of every step acknowledged while the service ran. */
+  latencies: number[];
+}
+
+/** Events the service emits. */
+export interface ServiceEvents {
+  live: [LiveEvent];
+  /** A step was acknowledged: seconds since it was (first) sent. */
+  acked: [StepRow, number];
+}
+
+/** The manager as a service. */
+export class ManagerService extends EventEmitter<ServiceEvents> {
+  readonly sdb: ServiceDb;
+  readonly presence: Presence;
+  readonly fleet: FleetView;
+  readonly counters: ServiceCounters = { resends: 0, ackErrors: new Map(), latencies: [] };
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private changedDevices = new Set<string>();
+  private liveTimer: NodeJS.Timeout | null = null;
+  private rotationDirty = false;
+  private closed = false;
+
+  private constructor(readonly m: Manager, readonly o: ManagerServiceOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.log = o.logger.child({ component: 'manager-service' });
+    this.clock = o.clock ?? systemClock;
+    this.sdb = new ServiceDb(m.db);
+    this.presence = new Presence(this.sdb, this.clock, (ids) => this.noteFleetChange(ids));
+    this.fleet = new FleetView(m.db, this.presence, this.clock, () => this.rootLabels());
+    m.transport.on('state', (s: DeviceState) => this.presence.note(s));
+  }
+
+  /**
+   * Open the data folder, connect to the broker and pick up where the last
+   * run stopped: a running rotation is resumed (before the session's backlog
+   * of acknowledgements is handled), a paused or aborted one is loaded as is.
+   */
+  static async start(o: ManagerServiceOptions): Promise<ManagerService> {
+    let service!: ManagerService;
+    const m = await openManager({
+      dataDir: o.dataDir, pki: o.pki, brokerUrl: o.brokerUrl, logger: o.logger, clock: o.clock, policy: o.policy,
+      events: {
+        acked: (row) => service.onAcked(row),
+        sent: (cmds) => service.onSent(cmds.map((c) => ({ deviceId: c.deviceId, rotationId: c.rotationId, step: c.step, seq: c.seq }))),
+        resent: (row) => service.onResent(row),
+        ackError: (row, code, message) => service.onAckError(row, code, message),
+        status: (rot, reason) => service.onStatus(rot, reason),
+        excluded: (rotationId, deviceId, steps) => service.audit({ actor: 'manager', action: 'device.excluded', rotationId, deviceId, detail: { steps } }),
+      },
+    });
+    service = new ManagerService(m, o);
+    try {
+      const open = openRotation(m.db);
+      if (open?.status === 'running') m.orchestrator.resume(open.id);
+      else if (open) m.orchestrator.attach(open.id);
+      service.audit({ actor: 'manager', action: 'service.start', rotationId: open?.id ?? null, detail: { broker: o.brokerUrl, rotation: open ? open.status : null } });
+      await m.transport.ready(30_000).catch((err: Error) => {
+        // Keep serving the dashboard: the transport reconnects by itself and the rotation waits.
+        service.log.error('broker not reachable yet; the service keeps retrying', { code: (err as ManagerError).code, reason: err.message });
+      });
+    } catch (err) {
+      await m.close();
+      throw err;
+    }
+    return service;
+  }
+
+  /** Append to the audit log and publish it live. */
+  audit(e: AuditInput): AuditRow {
+    const row = this.sdb.appendAudit(e, this.clock.now());
+    this.emitLive({ type: 'audit', entry: toEntry(row) });
+    return row;
+  }
+
+  // --- operator actions (each recorded with who made it) ---
+
+  /** Start a rotation with a named schedule. */
+  async startRotation(scheduleName: string, actor: string): Promise<RotationSummary> {
+    const schedule = SCHEDULES[scheduleName];
+    if (!schedule || scheduleName === 'naive') throw new ManagerError('E_BAD_REQUEST', `unknown schedule ${JSON.stringify(scheduleName)}; use six-step or batched`);
+    this.audit({ actor, action: 'operator.start', detail: { schedule: scheduleName } });
+    const id = await this.m.orchestrator.start({ schedule });
+    this.fleet.invalidate();
+    return rotationSummary(this.m.db, this.m.db.rotation(id)!);
+  }
+
+  /** Pause, resume or abort the open rotation `id`. */
+  act(id: string, action: 'pause' | 'resume' | 'abort', actor: string): RotationSummary {
+    const rot = this.requireRotation(id);
+    if (rot.status === 'complete') throw new ManagerError('E_ROTATION_STATE', `rotation ${id} is complete; there is nothing to ${action}`);
+    const open = openRotation(this.m.db);
+    if (open && open.id !== id) throw new ManagerError('E_ROTATION_STATE', `rotation ${open.id} is the open rotation; ${id} cannot be ${action}d`);
+    this.audit({ actor, action: `operator.${action}`, rotationId: id });
+    if (this.m.orchestrator.current()?.id !== id) this.m.orchestrator.attach(id);
+    if (action === 'pause') this.m.orchestrator.pause(`paused by ${actor}`);
+    else if (action === 'abort') this.m.orchestrator.abort(`aborted by ${actor}: stopped sending, every device stays where it is`);
+    else this.m.orchestrator.resume(id);
+    this.fleet.invalidate();
+    return rotationSummary(this.m.db, this.m.db.rotation(id)!);
+  }
+
+  /** Exclude a device from the open rotation. */
+  exclude(deviceId: string, reason: string, actor: string): string[] {
+    this.m.db.device(deviceId);
+    const open = openRotation(this.m.db);
+    if (!open) throw new ManagerError('E_ROTATION_STATE', 'no rotation is open; there is nothing to exclude the device from');
+    this.audit({ actor, action: 'operator.exclude', rotationId: open.id, deviceId, detail: { reason } });
+    if (this.m.orchestrator.current()?.id !== open.id) this.m.orchestrator.attach(open.id);
+    const steps = this.m.orchestrator.exclude(deviceId);
+    this.fleet.invalidate();
+    this.rotationDirty = true;
+    this.scheduleLive();
+    return steps;
+  }
+
+  /** A rotation by id, or E_ROTATION_UNKNOWN. */
+  requireRotation(id: string): RotationRow {
+    const r = this.m.db.rotation(id);
+    if (!r) throw new ManagerError('E_ROTATION_UNKNOWN', `no rotation ${id} in this manager database`);
+    return r;
+  }
+
+  /** Fingerprint → R0/D/R1 label for the trust stores devices report. */
+  rootLabels(): Map<string, TrustSlot['label']> {
+    const labels = new Map<string, TrustSlot['label']>();
+    const rotations = this.m.db.rotations();
+    rotations.forEach((r, i) => {
+      labels.set(fingerprintPem(r.distribution), 'D');
+      labels.set(fingerprintPem(r.newRoot), i === rotations.length - 1 ? 'R1' : 'R0');
+    });
+    const active = fingerprintPem(this.m.ca.activeRoot().cert);
+    if (!labels.has(active)) labels.set(active, 'R0');
+    return labels;
+  }
+
+  // --- orchestrator events ---
+
+  private onSent(cmds: { deviceId: string; rotationId: string; step: string; seq: number }[]): void {
+    this.m.db.tx(() => {
+      for (const c of cmds) this.audit({ actor: 'manager', action: 'step.sent', rotationId: c.rotationId, deviceId: c.deviceId, step: c.step, detail: { seq: c.seq } });
+    });
+    this.changed(cmds.map((c) => c.deviceId));
+  }
+
+  private onAcked(row: StepRow): void {
+    const latency = row.sentAt && row.ackedAt ? Math.max(0, (Date.parse(row.ackedAt) - Date.parse(row.sentAt)) / 1000) : 0;
+    this.counters.latencies.push(latency);
+    this.audit({ actor: `device:${row.deviceId}`, action: 'step.acked', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, detail: { seq: row.seq, attempts: row.attempts } });
+    this.emit('acked', row, latency);
+    this.changed([row.deviceId]);
+  }
+
+  private onResent(row: StepRow): void {
+    this.counters.resends++;
+    this.audit({ actor: 'manager', action: 'step.resent', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, detail: { seq: row.seq, attempts: row.attempts } });
+    this.changed([row.deviceId]);
+  }
+
+  private onAckError(row: StepRow, code: string, message: string): void {
+    this.counters.ackErrors.set(code, (this.counters.ackErrors.get(code) ?? 0) + 1);
+    this.audit({ actor: `device:${row.deviceId}`, action: 'step.error', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, code, detail: { message, seq: row.seq, attempts: row.attempts } });
+    this.changed([row.deviceId]);
+  }
+
+  private onStatus(rot: RotationRow, reason: string | null): void {
+    this.audit({ actor: 'manager', action: `rotation.${rot.status}`, rotationId: rot.id, detail: reason ? { reason } : null });
+    this.fleet.invalidate();
+    this.emitLive({ type: 'rotation', rotation: rotationSummary(this.m.db, this.m.db.rotation(rot.id) ?? rot) });
+  }
+
+  // --- live events ---
+
+  private changed(ids: readonly string[]): void {
+    this.fleet.invalidate();
+    this.rotationDirty = true;
+    this.noteFleetChange(ids);
+  }
+
+  private noteFleetChange(ids: readonly string[]): void {
+    for (const id of ids) if (this.changedDevices.size < 100) this.changedDevices.add(id);
+    this.scheduleLive();
+  }
+
+  private scheduleLive(): void {
+    if (this.liveTimer || this.closed) return;
+    this.liveTimer = setTimeout(() => this.flushLive(), this.o.liveIntervalMs ?? 250);
+  }
+
+  private flushLive(): void {
+    this.liveTimer = null;
+    if (this.closed) return;
+    const counts: FleetPage['counts'] = this.fleet.counts();
+    this.emitLive({ type: 'fleet', counts, changed: [...this.changedDevices] });
+    this.changedDevices.clear();
+    const rot = this.m.orchestrator.current();
+    if (this.rotationDirty && rot) this.emitLive({ type: 'rotation', rotation: rotationSummary(this.m.db, this.m.db.rotation(rot.id) ?? rot) });
+    this.rotationDirty = false;
+  }
+
+  /** Publish a live event to every listener (SSE clients). */
+  emitLive(e: LiveEvent): void {
+    if (this.listenerCount('live') > 0) this.emit('live', e);
+  }
+
+  /** Stop the orchestrator, leave the broker and close the database; a running rotation resumes at the next start. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.liveTimer) clearTimeout(this.liveTimer);
+    this.presence.close();
+    try {
+      this.sdb.appendAudit({ actor: 'manager', action: 'service.stop', rotationId: this.m.orchestrator.current()?.id ?? null }, this.clock.now());
+    } catch (err) {
+      this.log.warn('could not record the service stop in the audit log', { reason: (err as Error).message });
+    }
+    await this.m.close();
+  }
+}
+
+/** The API form of an audit row. */
+export function toEntry(r: AuditRow): AuditEntry {
+  return { seq: r.seq, at: r.at, actor: r.actor, action: r.action, rotationId: r.rotationId, deviceId: r.deviceId, step: r.step, code: r.code, detail: r.detail, hash: r.hash };
+}

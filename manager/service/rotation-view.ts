@@ -1,0 +1,153 @@
+/**
+ * The rotation view of the dashboard and the API: progress per step, an
+ * acknowledgement timeline, and the question operators ask most: which
+ * pending step waits for whom ("P4 of printer-17 waits for P2 of
+ * console-3, offline since 10:42"). Waits are computed in O(devices +
+ * edges): with every client talking to every server, the devices missing a
+ * step are listed once and shared by every device that waits on them.
+ */
+import { X509Certificate } from 'node:crypto';
+import { fingerprint, dn } from '../../protocol/pem.ts';
+import { deviceSequence, stepOf } from '../../protocol/schedule.ts';
+import { SCHEDULES, type Role, type Schedule } from '../../protocol/steps.ts';
+import { ManagerError } from '../errors.ts';
+import type { FleetDb, RotationRow, StepRow } from '../fleet-db.ts';
+import type { Blocker, CertInfo, RotationDetail, RotationSummary, StepProgress, Timeline, Wait } from '../http/api-types.ts';
+import { buildPeers } from '../peering.ts';
+import type { Presence } from './presence.ts';
+
+const MAX_WAITS = 200;
+const MAX_BLOCKERS_PER_WAIT = 5;
+const MAX_BLOCKERS = 100;
+
+/** Counts of step rows by status for one rotation. */
+function statusCounts(db: FleetDb, rotationId: string): Map<string, number> {
+  const rows = db.db.prepare('SELECT status, COUNT(*) AS n FROM steps WHERE rotation_id = ? GROUP BY status').all(rotationId) as { status: string; n: number }[];
+  return new Map(rows.map((r) => [r.status, r.n]));
+}
+
+/** The list/live-event form of a rotation. */
+export function rotationSummary(db: FleetDb, r: RotationRow): RotationSummary {
+  const c = statusCounts(db, r.id);
+  const total = [...c.values()].reduce((a, b) => a + b, 0);
+  return { id: r.id, schedule: r.schedule, status: r.status, createdAt: r.createdAt, updatedAt: r.updatedAt, error: r.error, acked: c.get('acked') ?? 0, excluded: c.get('excluded') ?? 0, total };
+}
+
+/** Subject, issuer, fingerprint and validity of a PEM certificate. */
+export function certInfo(pem: string): CertInfo {
+  const c = new X509Certificate(pem);
+  return { subject: dn(c.subject), issuer: dn(c.issuer), sha256: fingerprint(c), notBefore: new Date(c.validFrom).toISOString(), notAfter: new Date(c.validTo).toISOString() };
+}
+
+function scheduleOf(r: RotationRow): Schedule {
+  const s = SCHEDULES[r.schedule];
+  if (!s) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${r.id} uses unknown schedule ${r.schedule}`);
+  return s;
+}
+
+/** Full detail of one rotation. */
+export function rotationDetail(db: FleetDb, r: RotationRow, presence: Presence, opts: { honourPreferred?: boolean } = {}): RotationDetail {
+  const schedule = scheduleOf(r);
+  const rows = db.steps(r.id);
+  const steps: StepProgress[] = schedule.steps.map((s) => ({ step: s.id, role: s.role, doc: s.doc, total: 0, pending: 0, sent: 0, acked: 0, failed: 0, excluded: 0 }));
+  const progress = new Map(steps.map((s) => [s.step, s]));
+  for (const row of rows) {
+    const p = progress.get(row.step);
+    if (!p) continue;
+    p.total++;
+    p[row.status]++;
+  }
+  const { waits, waitsTotal, blockers } = r.status === 'complete' ? { waits: [], waitsTotal: 0, blockers: [] } : computeWaits(db, schedule, rows, presence, opts);
+  return {
+    ...rotationSummary(db, r), steps, waits, waitsTotal, blockers,
+    material: { distribution: certInfo(r.distribution), newRoot: certInfo(r.newRoot) },
+  };
+}
+
+/** Pending device-steps, who they wait for, and the device-steps that hold up the most. */
+export function computeWaits(db: FleetDb, schedule: Schedule, rows: readonly StepRow[], presence: Presence, opts: { honourPreferred?: boolean } = {}): { waits: Wait[]; waitsTotal: number; blockers: (Blocker & { blocks: number })[] } {
+  const roles = new Map<string, Role>();
+  const devices = new Map(db.devices().map((d) => [d.id, d.role]));
+  const byKey = new Map<string, StepRow>();
+  for (const row of rows) {
+    byKey.set(`${row.deviceId}\u0000${row.step}`, row);
+    const role = devices.get(row.deviceId);
+    if (role) roles.set(row.deviceId, role);
+  }
+  const done = (dev: string, step: string) => { const s = byKey.get(`${dev}\u0000${step}`)?.status; return s === 'acked' || s === 'excluded'; };
+  const edges = db.peering();
+  const allToAll = edges.length === 0;
+  const peers = allToAll ? null : buildPeers(roles, edges);
+  // Devices of each role that have not done each step (shared by every waiter when all talk to all).
+  const missing = new Map<string, string[]>();
+  const missingOf = (step: string): string[] => {
+    let list = missing.get(step);
+    if (!list) {
+      const role = stepOf(schedule, step).role;
+      missing.set(step, (list = [...roles].filter(([id, r]) => r === role && !done(id, step)).map(([id]) => id)));
+    }
+    return list;
+  };
+  const blocker = (deviceId: string, step: string): Blocker => {
+    const row = byKey.get(`${deviceId}\u0000${step}`);
+    const p = presence.get(deviceId);
+    return {
+      deviceId, step, role: roles.get(deviceId) ?? 'client', online: p ? p.online : null, since: p?.since ?? null,
+      status: row?.status ?? 'pending', attempts: row?.attempts ?? 0, lastError: row?.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
+    };
+  };
+  const blocks = new Map<string, number>();
+  const waits: Wait[] = [];
+  let waitsTotal = 0;
+  const sequences: Record<Role, string[]> = { server: deviceSequence(schedule, 'server'), client: deviceSequence(schedule, 'client') };
+  for (const [deviceId, role] of roles) {
+    const next = sequences[role].map((s) => byKey.get(`${deviceId}\u0000${s}`)).find((r) => r && r.status !== 'acked' && r.status !== 'excluded');
+    if (!next || next.status !== 'pending') continue;
+    const found: [string, string][] = [];
+    let count = 0;
+    for (const pre of stepOf(schedule, next.step).after) {
+      if (pre.strength === 'preferred' && opts.honourPreferred === false) continue;
+      const who = pre.scope === 'self' ? (done(deviceId, pre.step) ? [] : [deviceId]) : allToAll ? missingOf(pre.step) : (peers!.get(deviceId) ?? []).filter((p) => !done(p, pre.step));
+      for (const b of who) {
+        const k = `${b}\u0000${pre.step}`;
+        blocks.set(k, (blocks.get(k) ?? 0) + 1);
+        if (found.length < MAX_BLOCKERS_PER_WAIT) found.push([b, pre.step]);
+        count++;
+      }
+    }
+    if (count === 0) continue;
+    waitsTotal++;
+    if (waits.length < MAX_WAITS) waits.push({ deviceId, role, step: next.step, waitingFor: found.map(([b, s]) => blocker(b, s)), more: count - found.length });
+  }
+  // Offline blockers first, then by how many they hold up.
+  const ranked = [...blocks].map(([k, n]) => { const [d, s] = k.split('\u0000') as [string, string]; return { ...blocker(d, s), blocks: n }; })
+    .sort((a, b) => Number(a.online !== false) - Number(b.online !== false) || b.blocks - a.blocks || a.deviceId.localeCompare(b.deviceId))
+    .slice(0, MAX_BLOCKERS);
+  waits.sort((a, b) => Number(a.waitingFor.every((w) => w.online !== false)) - Number(b.waitingFor.every((w) => w.online !== false)) || a.deviceId.localeCompare(b.deviceId));
+  return { waits, waitsTotal, blockers: ranked };
+}
+
+/** Acknowledgements per step over time, in at most ~120 buckets. */
+export function rotationTimeline(db: FleetDb, r: RotationRow, now: Date): Timeline {
+  const schedule = scheduleOf(r);
+  const acks = db.db.prepare("SELECT step, acked_at AS at FROM steps WHERE rotation_id = ? AND status = 'acked' AND acked_at IS NOT NULL").all(r.id) as { step: string; at: string }[];
+  const start = Date.parse(r.createdAt);
+  const end = Math.max(start + 1000, r.status === 'running' || r.status === 'paused' ? now.getTime() : acks.reduce((m, a) => Math.max(m, Date.parse(a.at)), start));
+  const bucketMs = niceBucket((end - start) / 120);
+  const n = Math.max(1, Math.ceil((end - start + 1) / bucketMs));
+  const series = schedule.steps.map((s) => ({ step: s.id, counts: new Array<number>(n).fill(0) }));
+  const byStep = new Map(series.map((s) => [s.step, s.counts]));
+  for (const a of acks) {
+    const counts = byStep.get(a.step);
+    if (!counts) continue;
+    const i = Math.min(n - 1, Math.max(0, Math.floor((Date.parse(a.at) - start) / bucketMs)));
+    counts[i]!++;
+  }
+  return { rotationId: r.id, start: new Date(start).toISOString(), bucketMs, series };
+}
+
+const NICE = [100, 250, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000, 43_200_000, 86_400_000];
+
+function niceBucket(ms: number): number {
+  return NICE.find((b) => b >= ms) ?? Math.ceil(ms / 86_400_000) * 86_400_000;
+}
