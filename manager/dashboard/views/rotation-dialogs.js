@@ -1,0 +1,61 @@
+/**
+ * The two rotation actions that need a second look: Start (shows the
+ * schedule that will run, step by step, and lets the operator pick one) and
+ * Abort (says what stopping means: nothing is undone).
+ */
+import { html } from 'htm/preact';
+import { useState } from 'preact/hooks';
+import { useApi } from '../lib/api.js';
+import { num } from '../lib/format.js';
+import { ErrorBox, Loading } from '../ui/common.js';
+import { Dialog } from '../ui/dialog.js';
+
+const HINTS = {
+  'six-step': 'Six requests per printer–client pair. No handshake fails at any moment: each device adds the new root next to the old one before anyone presents a certificate signed by it.',
+  batched: 'Three requests (B1 to clients, B2 to printers, B3 to clients): fewer round trips on a large fleet. Until a printer has its B2, each client connection to it first fails with the new certificate and succeeds with the old one.',
+};
+
+/** The steps of a schedule as a table: who, does what, waits for what. */
+export function ScheduleTable({ s }) {
+  return html`<table class="grid compact"><thead><tr><th>Step</th><th>Role</th><th>Does</th><th>Starts after</th></tr></thead>
+    <tbody>${s.steps.map((st) => html`<tr><td><b>${st.id}</b></td><td>${st.role === 'server' ? 'servers (printers)' : 'clients'}</td>
+      <td>${st.doc}</td><td>${st.after.length ? st.after.join(', ') : '—'}</td></tr>`)}</tbody></table>
+    <p class="muted">Order on each device — servers: ${s.sequence.server.join(' → ') || '—'}; clients: ${s.sequence.client.join(' → ') || '—'}.</p>`;
+}
+
+/** Start confirmation: pick the schedule, read what will run, confirm. */
+export function StartDialog({ onClose, onStart, busy, error }) {
+  const res = useApi('/api/schedules');
+  const schedules = res.data?.schedules ?? [];
+  const [name, setName] = useState(null);
+  const chosen = schedules.find((s) => s.name === name) ?? schedules.find((s) => s.name === 'six-step') ?? schedules[0];
+  return html`<${Dialog} title="Start a root rotation" wide onClose=${onClose}
+    actions=${html`<button type="button" onClick=${onClose}>Cancel</button>
+      <button type="button" class="primary" disabled=${busy || !chosen} onClick=${() => onStart(chosen.name)}>Start ${chosen ? chosen.name : ''} rotation</button>`}>
+    <p>The manager makes a new root key, certifies it with the current root, and sends each device its steps
+      in the order below, each only after every step it waits for is acknowledged. You can pause or abort at any time;
+      every intermediate state still authenticates.</p>
+    <${ErrorBox} error=${res.error} title="Schedules" />
+    ${!res.data ? (res.error ? null : html`<${Loading} what="the schedules" />`) : html`
+      <fieldset class="choices"><legend>Schedule</legend>
+        ${schedules.map((s) => html`<label class="choice"><input type="radio" name="schedule" value=${s.name}
+            checked=${chosen && chosen.name === s.name} onChange=${() => setName(s.name)} />
+          <b>${s.name}</b> <span class="muted">(${s.steps.length} steps)</span>
+          ${HINTS[s.name] ? html`<div class="hint">${HINTS[s.name]}</div>` : null}</label>`)}
+      </fieldset>
+      ${chosen ? html`<h3>What ${chosen.name} will run</h3><${ScheduleTable} s=${chosen} />` : null}`}
+    <${ErrorBox} error=${error} title="Not started" />
+  <//>`;
+}
+
+/** Abort confirmation. */
+export function AbortDialog({ rotation, onClose, onAbort, busy, error }) {
+  return html`<${Dialog} title=${`Abort rotation ${rotation.id}?`} onClose=${onClose}
+    actions=${html`<button type="button" onClick=${onClose}>Keep it</button>
+      <button type="button" class="danger" disabled=${busy} onClick=${onAbort}>Abort rotation</button>`}>
+    <p><b>Stop sending.</b> Every device stays where it is — every intermediate state authenticates, so no
+      connection breaks. Nothing is rolled back.</p>
+    <p>${num(rotation.acked)} of ${num(rotation.total)} device-steps are acknowledged. The rotation stays open: <b>resume it later</b> to finish from where it stopped. Until it completes, no other rotation can start.</p>
+    <${ErrorBox} error=${error} title="Not aborted" />
+  <//>`;
+}
