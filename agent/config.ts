@@ -36,6 +36,8 @@ export interface LinkConfig {
   serverName?: string;
   /** Manager command-signing public keys (PEM files) by key id. */
   commandKeys: Record<string, string>;
+  /** Republish the retained state when the handshake counters changed, at most this often (ms); default 30 000. */
+  stateIntervalMs?: number;
 }
 
 /** The agent configuration. */
@@ -52,6 +54,8 @@ export interface AgentConfig {
   probe?: { targets: { host: string; port: number; serverId: string }[]; intervalMs: number };
   /** Accept the unsafe "naive" schedule too. Only for the demo's contrast run; never on a real device. */
   allowUnsafeSchedules?: boolean;
+  /** Where the running agent keeps its health file (default: next to the store; see health-file.ts). */
+  healthFile?: string;
 }
 
 /** JSON Schema of AgentConfig. */
@@ -73,6 +77,7 @@ export const agentConfigSchema = {
       ],
     },
     allowUnsafeSchedules: { type: 'boolean' },
+    healthFile: { type: 'string', minLength: 1 },
     link: {
       type: 'object',
       additionalProperties: false,
@@ -86,6 +91,7 @@ export const agentConfigSchema = {
         keyLabel: { type: 'string', minLength: 1 },
         serverName: { type: 'string', minLength: 1 },
         commandKeys: { type: 'object', minProperties: 1, additionalProperties: { type: 'string', minLength: 1 } },
+        stateIntervalMs: { type: 'integer', minimum: 100, maximum: 86_400_000 },
       },
     },
     tls: {

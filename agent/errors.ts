@@ -1,6 +1,7 @@
 /**
  * Agent-local failures that never travel in an acknowledgement: bad
- * configuration and provisioning mistakes, caught at start.
+ * configuration and provisioning mistakes, caught at start, and what the
+ * technician's self-test finds.
  */
 
 /** Agent error codes with the action to take. */
@@ -9,6 +10,7 @@ export const AGENT_ERRORS = {
   E_AGENT_CONFIG: 'The agent configuration is invalid; fix the setting named in the message.',
   E_AGENT_LINK: 'The device cannot reach the broker, or the broker refused its subscriptions; check the broker URL, the device\'s management certificate (CN = device id) and the broker ACL. The link keeps retrying with back-off.',
   E_AGENT_PROVISION: 'The provisioning material is inconsistent (certificate does not chain to the root, or is for another key); re-issue it.',
+  E_AGENT_TLS_SERVICE: 'The server-role device\'s mutual-TLS port serves nothing, or presents another certificate than the one in its trust store (the agent is not running, did not reload, or another program holds the port); start or restart the agent and check tls.port.',
 } as const;
 
 /** A stable agent error code. */

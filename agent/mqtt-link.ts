@@ -16,7 +16,10 @@
  * sent on a connection other than the one the command came in on.
  *
  * The retained state topic carries a birth message (state summary) on every
- * connect and after each applied step, and the last will `offline`. When a
+ * connect and after each applied step, and the last will `offline`. With
+ * `tlsCounters`, the message also carries the device's handshake counters
+ * and is published again when they changed, at most every `stateIntervalMs`
+ * (default 30 s). When a
  * retained desired state (seen on subscribe, i.e. after being away) is
  * ahead of the device, it reports `behind` so the manager resends at once.
  * Reconnects with exponential back-off and jitter.
@@ -27,7 +30,7 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
-import { assertDesiredState, offlineState, type DesiredState, type DeviceState } from '../protocol/messages/device-state.ts';
+import { assertDesiredState, offlineState, type DesiredState, type DeviceState, type TlsCounters } from '../protocol/messages/device-state.ts';
 import { deviceTopic, LINK_QOS, MQTT_PROTOCOL_VERSION, refusedTopics } from '../protocol/topics.ts';
 import { parseWire } from '../protocol/validate.ts';
 import type { Agent } from './agent.ts';
@@ -55,6 +58,10 @@ export interface DeviceLinkOptions {
   keepaliveSec?: number;
   hooks?: DeviceLinkHooks;
   random?: () => number;
+  /** The device's handshake counters for the state message (absent: the message carries none). */
+  tlsCounters?: () => TlsCounters | null;
+  /** Republish the state when the counters changed, at most this often (ms); default 30 000. */
+  stateIntervalMs?: number;
 }
 
 /** Counters for the technician's status and tests. */
@@ -85,6 +92,13 @@ export class DeviceLink {
   private subscribed = false;
   private readonly waiters = new Waiters();
   private readonly unsubscribeChange: () => void;
+  /** When the current session got its subscriptions, or null while not connected. */
+  private since: Date | null = null;
+  /** The status of the last state message (a counter refresh repeats it) and the counters it carried. */
+  private lastStatus: 'online' | 'behind' = 'online';
+  private lastTls = '';
+  private stateTimer: NodeJS.Timeout | null = null;
+  private readonly linkListeners = new Set<(connected: boolean) => void>();
 
   constructor(private readonly o: DeviceLinkOptions) {
     const id = o.agent.deviceId;
@@ -109,6 +123,10 @@ export class DeviceLink {
       this.log.warn('broker connection error', { reason: err.message, code: (err as { code?: string }).code });
     });
     this.unsubscribeChange = o.agent.onChange(() => this.publishState('online'));
+    if (o.tlsCounters) {
+      this.stateTimer = setInterval(() => this.refreshState(), o.stateIntervalMs ?? 30_000);
+      this.stateTimer.unref();
+    }
   }
 
   /** Resolves once connected and subscribed; E_AGENT_LINK when refused or after `timeoutMs`. */
@@ -126,6 +144,21 @@ export class DeviceLink {
     return this.subscribed && this.client.connected;
   }
 
+  /** Be told when the link comes up (subscribed) or goes down; returns an unsubscribe function. */
+  onLinkChange(listener: (connected: boolean) => void): () => void {
+    this.linkListeners.add(listener);
+    return () => this.linkListeners.delete(listener);
+  }
+
+  private linkChanged(connected: boolean): void {
+    for (const l of this.linkListeners) l(connected);
+  }
+
+  /** Since when the link is connected and subscribed, or null. */
+  get connectedSince(): Date | null {
+    return this.connected ? this.since : null;
+  }
+
   private onConnect(): void {
     this.generation++;
     this.attempt = 0;
@@ -140,7 +173,9 @@ export class DeviceLink {
         return;
       }
       this.subscribed = true;
+      this.since = this.o.clock.now();
       this.settle(null);
+      this.linkChanged(true);
     });
     this.publishState('online');
   }
@@ -148,6 +183,7 @@ export class DeviceLink {
   private onClose(): void {
     const was = this.subscribed;
     this.subscribed = false;
+    if (was) this.linkChanged(false);
     if (this.closing) {
       this.log.info('disconnected from broker');
       return;
@@ -225,12 +261,23 @@ export class DeviceLink {
       at: this.o.clock.now().toISOString(),
     };
     if (status === 'behind' && this.desired) msg.desired = { rotationId: this.desired.rotationId, step: this.desired.step, seq: this.desired.seq };
+    const tls = this.o.tlsCounters?.();
+    if (tls) msg.tls = tls;
     return msg;
   }
 
   private publishState(status: 'online' | 'behind'): void {
     if (this.closing) return;
-    this.client.publish(this.topics.state, JSON.stringify(this.stateMessage(status)), { qos: LINK_QOS, retain: true });
+    const msg = this.stateMessage(status);
+    this.lastStatus = status;
+    this.lastTls = JSON.stringify(msg.tls ?? null);
+    this.client.publish(this.topics.state, JSON.stringify(msg), { qos: LINK_QOS, retain: true });
+  }
+
+  /** Publish the state again (same status) if the handshake counters changed since the last one; only while connected. */
+  private refreshState(): void {
+    if (!this.connected || JSON.stringify(this.o.tlsCounters?.() ?? null) === this.lastTls) return;
+    this.publishState(this.lastStatus);
   }
 
   /** Simulate a power cut or a network loss: the socket goes without DISCONNECT (the broker publishes the last will); reconnects with back-off. */
@@ -254,6 +301,7 @@ export class DeviceLink {
       ]).catch(() => undefined);
     }
     this.closing = true;
+    if (this.stateTimer) clearInterval(this.stateTimer);
     this.unsubscribeChange();
     await this.client.endAsync(!!opts.abrupt);
   }

@@ -3,17 +3,20 @@
  * names (HAL, trust store, agent), connects out to the broker over the
  * management channel, serves the device's mutual-TLS service (server role)
  * or handshakes with its servers (client role), and reports what it does as
- * JSON log lines until it is stopped.
+ * JSON log lines until it is stopped. Its handshake counters travel in the
+ * retained state message; its health (link, counters, key backend) goes to
+ * the health file that `status` and `selftest` read.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Clock } from '../protocol/clock.ts';
 import { commandVerifier } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
+import type { TlsCounters } from '../protocol/messages/device-state.ts';
 import { openAgentRuntime, type AgentConfig, type AgentRuntime } from './config.ts';
 import { AgentError } from './errors.ts';
-import net from 'node:net';
-import { StunnelTerminator } from '../hal/tls/stunnel.ts';
+import { healthFilePath } from './health-file.ts';
+import { HealthReporter } from './health-reporter.ts';
+import { openLinkTls, readPem, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
 import { DeviceTlsServer } from './tls/device-tls-server.ts';
@@ -35,15 +38,11 @@ export interface RunningDevice {
   /** The port of the device's mTLS service (server role), else null. */
   readonly tlsPort: number | null;
   probeTally(): ProbeTally;
+  /** The handshake counters the state message carries, or null when the device makes or serves none. */
+  tlsCounters(): TlsCounters | null;
+  /** Where the agent writes its health file. */
+  readonly healthFile: string;
   stop(): Promise<void>;
-}
-
-function readPem(path: string, setting: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new AgentError('E_AGENT_CONFIG', `setting "${setting}": cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
 }
 
 /** Start the device described by `config`; it must be provisioned and have a `link`. */
@@ -52,32 +51,22 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   if (!link) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent');
   const commandKeys = new Map<string, KeyObject>(Object.entries(link.commandKeys).map(([id, file]) => [id, createPublicKey(readPem(file, `link.commandKeys.${id}`))]));
   const rt: AgentRuntime = await openAgentRuntime(config, { ...deps, verifySignature: commandVerifier(commandKeys) });
-  const tlsFiles: { ca: string; cert: string; key?: string } = { ca: readPem(link.ca, 'link.ca'), cert: readPem(link.cert, 'link.cert') };
-  let terminator: StunnelTerminator | null = null;
-  let stream: (() => net.Socket) | undefined;
-  if (link.key) tlsFiles.key = readPem(link.key, 'link.key');
-  else {
-    // The management key lives in the HAL: in memory it goes to Node's TLS, in a token through the terminator.
-    const ref = await rt.keys.tlsKey?.(link.keyLabel!);
-    if (!ref) {
-      await rt.close();
-      throw new AgentError('E_AGENT_CONFIG', `setting "link.keyLabel": the HAL has no TLS access to key "${link.keyLabel}"`);
-    }
-    if (ref.kind === 'pem') tlsFiles.key = ref.keyPem;
-    else {
-      const url = new URL(link.url);
-      terminator = await StunnelTerminator.start(ref, { host: url.hostname, port: Number(url.port || 8883), servername: link.serverName ?? url.hostname, certPem: tlsFiles.cert, caPem: tlsFiles.ca });
-      const socketPath = terminator.socketPath;
-      stream = () => net.connect(socketPath);
-    }
+  let linkTls: LinkTls;
+  try {
+    linkTls = await openLinkTls(link, rt.keys);
+  } catch (err) {
+    await rt.close();
+    throw err;
   }
   const logger = deps.logger.child({ deviceId: config.deviceId });
   const agent = rt.agent;
   if (!agent) {
+    await linkTls.close();
     await rt.close();
     throw new AgentError('E_AGENT_NOT_PROVISIONED', `device ${config.deviceId} is not provisioned; run "trustroll-agent provision" first`);
   }
-  let server: { port: number; close(): Promise<void> } | null = null;
+  const since = deps.clock.now().toISOString();
+  let server: DeviceTlsServer | DeviceTokenTlsServer | null = null;
   let connector: DeviceTlsConnector | null = null;
   let probing = false;
   let probeLoop: Promise<void> = Promise.resolve();
@@ -89,7 +78,26 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     server = ref?.kind === 'pkcs11' ? await DeviceTokenTlsServer.start(opts) : await DeviceTlsServer.start(opts);
     logger.info('mTLS service listening', { host: config.tls.host, port: server.port });
   }
-  const mqtt = new DeviceLink({ url: link.url, agent, tls: tlsFiles, clock: deps.clock, logger, stream });
+  // Server role: incoming handshakes (the token terminator reports accepted ones only); client role: the probes' connector.
+  const tlsCounters = (): TlsCounters | null => {
+    if (server instanceof DeviceTlsServer) {
+      const s = server.stats();
+      return { attempts: s.accepted + s.rejected + s.aborted, ok: s.accepted, failed: s.rejected + s.aborted, fallbacks: 0, since };
+    }
+    if (server) {
+      const s = server.stats();
+      return { attempts: s.accepted, ok: s.accepted, failed: 0, fallbacks: 0, since };
+    }
+    if (connector) {
+      const s = connector.stats();
+      return { attempts: s.attempted, ok: s.ok, failed: s.failed, fallbacks: s.fallbacks, since };
+    }
+    return null;
+  };
+  const mqtt = new DeviceLink({
+    url: link.url, agent, tls: linkTls.tls, clock: deps.clock, logger, stream: linkTls.stream,
+    tlsCounters, stateIntervalMs: link.stateIntervalMs,
+  });
   // A device that cannot reach the broker keeps retrying; it is not a start-up failure.
   const linked = mqtt.ready(30_000).then(() => true, (err: Error) => {
     logger.warn('broker not reachable yet; retrying', { reason: err.message });
@@ -117,18 +125,26 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   }
   const report = setInterval(() => logger.info('probe tally', { ...tally, failures: undefined }), 1000);
   report.unref();
+  const healthFile = healthFilePath(config);
+  const health = await HealthReporter.start({
+    path: healthFile, deviceId: config.deviceId, role: config.role, url: link.url, link: mqtt, keys: rt.keys,
+    tls: tlsCounters, tlsPort: server?.port ?? null, clock: deps.clock, logger,
+  });
   return {
     deviceId: config.deviceId,
     linked,
     tlsPort: server?.port ?? null,
+    healthFile,
     probeTally: () => ({ ...tally, failures: [...tally.failures] }),
+    tlsCounters,
     stop: async () => {
       probing = false;
       clearInterval(report);
       await probeLoop;
       connector?.close();
       await mqtt.close();
-      await terminator?.close();
+      await health.stop();
+      await linkTls.close();
       await server?.close();
       await rt.close();
       logger.info('stopped', { probe: tally });

@@ -79,6 +79,17 @@ export class SqliteStateStore implements StateStore {
     }
   }
 
+  /** SQLite's own page-level check (PRAGMA quick_check): null when the file is intact, else what it found. */
+  integrityProblems(): string | null {
+    try {
+      const rows = this.db.pragma('quick_check') as { quick_check: string }[];
+      const found = rows.map((r) => r.quick_check).filter((r) => r !== 'ok');
+      return found.length ? found.slice(0, 3).join('; ') : null;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
   async history(limit: number): Promise<HistoryEntry[]> {
     const rows = this.db.prepare('SELECT seq, rotation_id AS rotationId, step, store_hash AS storeHash, at FROM history ORDER BY n DESC LIMIT ?').all(limit) as HistoryEntry[];
     return rows.reverse();

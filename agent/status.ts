@@ -2,12 +2,19 @@
  * The technician's local status check: reads the device's trust store,
  * verifies its integrity, and reports what the device trusts, what it
  * presents, where it stands in a rotation, and anything that needs action.
+ * With the configuration it also reports the running agent's link (from its
+ * health file) and the key backend's health (a real signature).
  * Fingerprints and names only; no key material.
  */
 import { fingerprint, parseCertificate, validity, dn } from '../protocol/pem.ts';
+import type { TlsCounters } from '../protocol/messages/device-state.ts';
 import { deviceSequence } from '../protocol/schedule.ts';
 import { SCHEDULES } from '../protocol/steps.ts';
+import type { AgentConfig } from './config.ts';
 import type { DeviceRecord } from './device-record.ts';
+import { healthFilePath, readHealth } from './health-file.ts';
+import type { ReadOnlyDevice } from './read-only.ts';
+import { keyCheck } from './selftest/local-checks.ts';
 import type { HistoryEntry } from './state-store.ts';
 
 /** One certificate as a technician sees it. */
@@ -31,6 +38,58 @@ export interface DeviceStatus {
   lastSeq: number;
   history: HistoryEntry[];
   warnings: string[];
+  /** The running agent, from its health file (with --config only). */
+  agent?: AgentRunState;
+  /** The key backend and the device key (with --config only). */
+  hal?: HalHealth;
+}
+
+/** Whether the agent runs here and how its link is. */
+export interface AgentRunState {
+  state: 'running' | 'stale' | 'stopped' | 'absent';
+  healthFile: string;
+  pid: number | null;
+  updatedAt: string | null;
+  link: { url: string; connected: boolean; since: string | null; lastError: string | null } | null;
+  tls: TlsCounters | null;
+  /** Why the agent is not known to run (absent/stopped/stale). */
+  reason: string | null;
+}
+
+/** The key backend's health and whether the device key is present and signs for its certificate. */
+export interface HalHealth {
+  backend: string;
+  ok: boolean;
+  message: string;
+  code: string | null;
+  action: string | null;
+}
+
+/** The running agent as its health file tells it (reads only). */
+export function agentRunState(config: AgentConfig, now: Date): AgentRunState {
+  const healthFile = healthFilePath(config);
+  const v = readHealth(healthFile, now);
+  if (v.state === 'absent') return { state: 'absent', healthFile, pid: null, updatedAt: null, link: null, tls: null, reason: v.reason };
+  const h = v.health;
+  const reason = v.state === 'stopped' ? `stopped${h.stoppedAt ? ` at ${h.stoppedAt}` : ` (pid ${h.pid} is gone; last report ${h.updatedAt})`}`
+    : v.state === 'stale' ? `pid ${h.pid} is alive but has not reported for ${Math.round(v.ageMs / 1000)} s` : null;
+  const link = { url: h.link.url, connected: h.link.connected, since: h.link.since, lastError: h.link.lastError };
+  return { state: v.state, healthFile, pid: h.pid, updatedAt: h.updatedAt, link, tls: h.tls, reason };
+}
+
+/** Add the agent's and the key backend's health to a status, with a warning for each problem. */
+export function withHealth(s: DeviceStatus, agent: AgentRunState, hal: HalHealth): DeviceStatus {
+  const warnings = [...s.warnings];
+  if (!hal.ok) warnings.push(`the device key is not usable (${hal.code ?? 'key backend'}): ${hal.action ?? hal.message}`);
+  if (agent.state === 'running' && agent.link && !agent.link.connected) warnings.push(`the agent is not connected to the broker ${agent.link.url}${agent.link.lastError ? ` (${agent.link.lastError})` : ''}`);
+  if (agent.state === 'stale') warnings.push(`the agent ${agent.reason}; restart it if it hangs`);
+  return { ...s, warnings, agent, hal };
+}
+
+/** The key backend's health: the same real signature check as the self-test's key check. */
+export async function halHealth(dev: ReadOnlyDevice): Promise<HalHealth> {
+  const c = await keyCheck(dev);
+  return { backend: dev.config.hal.keys.backend, ok: c.status === 'ok', message: c.message, code: c.code ?? null, action: c.status === 'ok' ? null : c.action ?? null };
 }
 
 const DAY = 86_400_000;
@@ -80,6 +139,15 @@ export function describeStatus(s: DeviceStatus): string {
     'presents:', ...s.identities.map(cert),
     s.rotation ? `rotation ${s.rotation.id} (${s.rotation.schedule}): done ${s.rotation.completed.join(', ') || 'none'}; remaining ${s.rotation.remaining.join(', ') || 'none'}` : 'no rotation recorded',
     ...s.history.map((h) => `  ${h.at} #${h.seq} ${h.rotationId} ${h.step} store ${h.storeHash.slice(0, 12)}…`),
+    ...(s.agent ? [describeAgent(s.agent)] : []),
+    ...(s.hal ? [`hal: ${s.hal.backend} ${s.hal.ok ? 'OK' : 'NOT OK'}: ${s.hal.message}${s.hal.action ? `\n  what to do: ${s.hal.action}` : ''}`] : []),
     ...(s.warnings.length ? ['warnings:', ...s.warnings.map((w) => `  ${w}`)] : ['status: OK']),
   ].join('\n');
+}
+
+function describeAgent(a: AgentRunState): string {
+  if (a.state !== 'running' || !a.link) return `agent: not running (${a.reason}); link: unknown`;
+  const link = a.link.connected ? `connected to ${a.link.url} since ${a.link.since}` : `NOT connected to ${a.link.url}${a.link.lastError ? ` (${a.link.lastError})` : ''}; retrying`;
+  const tls = a.tls ? `; handshakes since ${a.tls.since}: ${a.tls.attempts} attempted, ${a.tls.ok} ok, ${a.tls.failed} failed, ${a.tls.fallbacks} fallbacks` : '';
+  return `agent: running (pid ${a.pid}, reported ${a.updatedAt}); link ${link}${tls}`;
 }

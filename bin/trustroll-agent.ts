@@ -2,14 +2,21 @@
  * `trustroll-agent`: the device side's command line.
  *   init       create the device key in the configured HAL (if missing) and print its CSR
  *   provision  store the root and the device certificate (factory or first boot)
- *   status     the field technician's local check of the trust store (read-only)
+ *   run        the device runtime (management link, mTLS service or handshakes)
+ *   status     the field technician's local check of the trust store, the agent's link and the key (read-only)
+ *   selftest   the technician's self-test: key, store, chain, broker link, live handshakes (read-only)
+ * Exit codes: 0 ok, 1 a check failed (status: a certificate expired or the key is unusable), 2 bad usage or configuration.
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
-import { deviceStatus, describeStatus } from '../agent/status.ts';
+import { agentRunState, deviceStatus, describeStatus, halHealth, withHealth, type DeviceStatus } from '../agent/status.ts';
 import { AgentError } from '../agent/errors.ts';
+import { openReadOnly } from '../agent/read-only.ts';
+import { parsePeer } from '../agent/selftest/peer-checks.ts';
+import { describeReport, exitCodeOf } from '../agent/selftest/report.ts';
+import { runSelftest } from '../agent/selftest/selftest.ts';
 import { Agent } from '../agent/agent.ts';
 import { loadAgentConfig, openAgentRuntime } from '../agent/config.ts';
 import { runDevice } from '../agent/runtime.ts';
@@ -18,9 +25,19 @@ import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 import type { StateStore } from '../agent/state-store.ts';
 
-const program = new Command('trustroll-agent').description('trustroll device agent').showHelpAfterError();
+const program = new Command('trustroll-agent').description('trustroll device agent').showHelpAfterError().exitOverride();
 const logger = createLogger();
 const KEY = 'device';
+
+/** The technician's tools print one line for any failure, never a stack trace, even for an error nothing caught. */
+function oneLineFailures(): void {
+  const fail = (err: unknown) => {
+    process.stderr.write(`trustroll-agent: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fail);
+  process.on('unhandledRejection', fail);
+}
 
 program.command('init')
   .description('create the device key in the HAL if it does not exist, and print a CSR for enrollment')
@@ -73,37 +90,64 @@ program.command('run')
   });
 
 program.command('status')
-  .description('show what this device trusts and presents, and where it stands in a rotation')
+  .description('show what this device trusts and presents, where it stands in a rotation, and (with --config) the agent\'s link and the key\'s health')
   .option('--config <file>', 'agent configuration (JSON)')
   .option('--store <path>', 'or: the device trust store (SQLite file), opened read-only')
   .option('--json', 'print JSON', false)
   .action(async (o: { config?: string; store?: string; json: boolean }) => {
+    oneLineFailures();
     if (!o.config === !o.store) throw new AgentError('E_AGENT_CONFIG', 'give exactly one of --config or --store');
-    let store: StateStore;
-    let close: () => Promise<void>;
+    const now = new Date();
+    let status: DeviceStatus;
     if (o.store) {
-      const s = new SqliteStateStore(o.store, {}, { readonly: true });
-      store = s;
-      close = () => s.close();
+      const store: StateStore = new SqliteStateStore(o.store, {}, { readonly: true });
+      try {
+        const record = await store.load();
+        if (!record) throw new AgentError('E_AGENT_NOT_PROVISIONED', 'no trust store yet; provision the device');
+        status = deviceStatus(record, await store.history(10), now);
+      } finally {
+        await store.close();
+      }
     } else {
-      const rt = await openAgentRuntime(loadAgentConfig(o.config!), { clock: systemClock, logger });
-      store = rt.store;
-      close = () => rt.close();
+      // Read-only: creates nothing (no empty store, key folder or EEPROM file) and works next to the running agent.
+      const config = loadAgentConfig(o.config!);
+      const dev = await openReadOnly(config);
+      try {
+        if (!dev.record) throw dev.storeError ?? new AgentError('E_AGENT_NOT_PROVISIONED', 'no trust store yet; provision the device');
+        status = withHealth(deviceStatus(dev.record, dev.history, now), agentRunState(config, now), await halHealth(dev));
+      } finally {
+        await dev.close();
+      }
     }
-    try {
-      const record = await store.load();
-      if (!record) throw new AgentError('E_AGENT_NOT_PROVISIONED', 'no trust store yet; provision the device');
-      const status = deviceStatus(record, await store.history(10), new Date());
-      process.stdout.write((o.json ? JSON.stringify(status, null, 2) : describeStatus(status)) + '\n');
-      process.exitCode = status.warnings.some((w) => /expired/.test(w)) ? 1 : 0;
-    } finally {
-      await close();
-    }
+    process.stdout.write((o.json ? JSON.stringify(status, null, 2) : describeStatus(status)) + '\n');
+    process.exitCode = status.warnings.some((w) => /expired/.test(w)) || status.hal?.ok === false ? 1 : 0;
+  });
+
+program.command('selftest')
+  .description('check that the key signs, the store is intact, the certificate chains, the broker link is up and peers complete mutual TLS (changes nothing)')
+  .requiredOption('--config <file>', 'agent configuration (JSON)')
+  .option('--peer <[name@]host:port>', 'a peer to handshake with instead of probe.targets (client role; repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--timeout <ms>', 'per connection', '5000')
+  .option('--json', 'print one JSON object', false)
+  .action(async (o: { config: string; peer: string[]; timeout: string; json: boolean }) => {
+    oneLineFailures();
+    const config = loadAgentConfig(o.config);
+    const peers = o.peer.map(parsePeer);
+    if (peers.length && config.role !== 'client') throw new AgentError('E_AGENT_CONFIG', `--peer: ${config.deviceId} is a server-role device; it does not connect to peers (its own TLS port is checked)`);
+    const timeoutMs = Number(o.timeout);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 600_000) throw new AgentError('E_AGENT_CONFIG', `--timeout "${o.timeout}": give milliseconds between 100 and 600000`);
+    const report = await runSelftest(config, { peers, timeoutMs });
+    process.stdout.write((o.json ? JSON.stringify(report, null, 2) : describeReport(report)) + '\n');
+    process.exitCode = exitCodeOf(report);
   });
 
 try {
   await program.parseAsync();
 } catch (err) {
-  process.stderr.write(`trustroll-agent: ${(err as Error).message}\n`);
-  process.exitCode = 2;
+  // Commander already printed its usage message (and exits 0 after --help).
+  if (err instanceof CommanderError) process.exitCode = err.exitCode === 0 ? 0 : 2;
+  else {
+    process.stderr.write(`trustroll-agent: ${(err as Error).message}\n`);
+    process.exitCode = 2;
+  }
 }

@@ -29,6 +29,21 @@ export interface DesiredState {
   at: string;
 }
 
+/**
+ * A device's mutual-TLS handshake counters, cumulative since its agent
+ * started (`since`): a client-role device counts its outgoing handshakes
+ * (`fallbacks`: the new certificate was refused and the old one worked), a
+ * server-role device the incoming ones (`fallbacks` stays 0). The manager's
+ * metrics read them; they never change a trust store.
+ */
+export interface TlsCounters {
+  attempts: number;
+  ok: number;
+  failed: number;
+  fallbacks: number;
+  since: string;
+}
+
 /** A device's presence and, when online, its state. */
 export interface DeviceState {
   v: 1;
@@ -41,12 +56,21 @@ export interface DeviceState {
   state?: DeviceStateSummary;
   /** The desired state the device has not reached (status `behind`). */
   desired?: { rotationId: string; step: string; seq: number };
+  /** Handshake counters; optional, so messages of older agents stay valid. */
+  tls?: TlsCounters;
   at?: string;
 }
 
 const id = { type: 'string', minLength: 1, maxLength: 128 };
 const seq = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 const time = { type: 'string', minLength: 20, maxLength: 40 };
+const count = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
+
+/** Schema of the optional `tls` counters of a device-state message. */
+export const TLS_COUNTERS_SCHEMA = {
+  type: 'object', additionalProperties: false, required: ['attempts', 'ok', 'failed', 'fallbacks', 'since'],
+  properties: { attempts: count, ok: count, failed: count, fallbacks: count, since: time },
+} as const;
 
 /** Schema of the desired-state message. */
 export const DESIRED_SCHEMA = {
@@ -76,6 +100,7 @@ export const DEVICE_STATE_SCHEMA = {
       type: 'object', additionalProperties: false, required: ['rotationId', 'step', 'seq'],
       properties: { rotationId: id, step: { type: 'string', minLength: 1, maxLength: 16 }, seq },
     },
+    tls: TLS_COUNTERS_SCHEMA,
     at: time,
   },
 } as const;

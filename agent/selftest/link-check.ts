@@ -1,0 +1,123 @@
+/**
+ * The self-test's broker link check.
+ *
+ * The broker forces the MQTT client id to the certificate's CN
+ * (`use_username_as_clientid`), so a second connection as the device would
+ * take over the running agent's session and kick it off. Hence:
+ * - an agent is running (its health file is fresh and its pid alive): the
+ *   link's state is read from the health file, and the broker is left alone;
+ * - the agent's pid is alive but its file is stale: nothing is probed (the
+ *   probe could still kick a hung agent off) and the check fails;
+ * - no agent runs: the broker is probed without disturbing the device's
+ *   persistent session: a TLS handshake with the link certificate (the
+ *   broker's certificate must chain to link.ca; the broker must accept the
+ *   client certificate), then MQTT CONNECT with clean=false (the session and
+ *   its queued commands stay), no will (the retained state is not touched),
+ *   no SUBSCRIBE, no PUBLISH, and no PUBACK for anything the broker
+ *   delivers (handleMessage never acknowledges), so every queued command is
+ *   redelivered to the agent when it connects; then DISCONNECT.
+ */
+import { connect, MqttClient, type IClientOptions } from 'mqtt';
+import type { KeyStore } from '../../hal/key-store.ts';
+import { MQTT_PROTOCOL_VERSION } from '../../protocol/topics.ts';
+import type { AgentConfig, LinkConfig } from '../config.ts';
+import { FRESH_FOR_MS, healthFilePath, readHealth } from '../health-file.ts';
+import { openLinkTls } from '../link-tls.ts';
+import { plainMessage, type Check } from './report.ts';
+
+const BROKER_CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_|ALTNAME|HOSTNAME|ERR_TLS_CERT/;
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT']);
+
+/** How a broker probe ended. */
+type ProbeResult = { ok: true; protocol: string | null } | { ok: false; message: string; action: string };
+
+/** Why a failed connection failed, in a technician's words, with what to do. */
+function explain(link: LinkConfig, err: Error & { code?: string | number }): { message: string; action: string } {
+  const code = typeof err.code === 'string' ? err.code : '';
+  if (NETWORK_ERRORS.has(code)) {
+    return { message: `the broker at ${link.url} does not answer (${code || err.message})`, action: 'check that the broker runs, that link.url names its host and port, and the network between the device and the broker' };
+  }
+  if (BROKER_CERT_ERRORS.test(code)) {
+    return { message: `the broker's certificate is not trusted: ${err.message}`, action: 'check link.ca (the management CA that issued the broker\'s certificate) and that link.url uses a name the broker\'s certificate carries' };
+  }
+  if (typeof err.code === 'number') {
+    return { message: `the broker accepted the TLS handshake but refused the MQTT session: ${err.message}`, action: 'check that link.cert names this device (CN = device id) and that the broker maps it to the username and allows it in its ACL' };
+  }
+  return {
+    message: `the broker refused the device's management certificate during the TLS handshake (${code || err.message})`,
+    action: 'check link.cert and link.key: the certificate must come from the management CA the broker trusts (trustroll mgmt device), be unexpired, carry CN = device id, and match the key',
+  };
+}
+
+/** Connect as the device without touching its session (see the module comment); never throws. */
+async function probeBroker(config: AgentConfig & { link: LinkConfig }, keys: KeyStore | null, timeoutMs: number): Promise<ProbeResult> {
+  const link = config.link;
+  if (!link.key && !keys) return { ok: false, message: 'the link key lives in the HAL, which did not open (see the key check)', action: 'fix the key backend first' };
+  let linkTls;
+  try {
+    linkTls = await openLinkTls(link, keys!);
+  } catch (err) {
+    return { ok: false, message: plainMessage(err), action: 'fix the file or key named in the message (the link settings come from "trustroll mgmt device")' };
+  }
+  const session: IClientOptions = {
+    clientId: config.deviceId, clean: false, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0, resubscribe: false,
+    keepalive: 30, connectTimeout: timeoutMs,
+  };
+  const stream = linkTls.stream;
+  const client = stream ? new MqttClient(() => stream(), { ...session, protocol: 'mqtt' }) : connect(link.url, { ...linkTls.tls, rejectUnauthorized: true, ...session });
+  // Never acknowledge a delivery: the command stays queued for the agent.
+  client.handleMessage = () => undefined;
+  try {
+    return await new Promise<ProbeResult>((resolve) => {
+      const timer = setTimeout(() => resolve({ ok: false, message: `no answer to MQTT CONNECT from ${link.url} within ${timeoutMs} ms`, action: 'check that link.url points at the MQTT broker and that it is not overloaded' }), timeoutMs + 1_000);
+      client.once('connect', () => {
+        clearTimeout(timer);
+        const s = client.stream as { getProtocol?: () => string | null };
+        resolve({ ok: true, protocol: s.getProtocol?.() ?? null });
+      });
+      client.once('error', (err) => { clearTimeout(timer); resolve({ ok: false, ...explain(link, err as Error & { code?: string | number }) }); });
+      client.once('close', () => {
+        clearTimeout(timer);
+        resolve({ ok: false, message: `the broker at ${link.url} closed the connection before answering CONNECT`, action: 'check link.cert and link.key (from the management CA the broker trusts, CN = device id) and the broker\'s log' });
+      });
+    });
+  } finally {
+    await client.endAsync(true).catch(() => undefined);
+    await linkTls.close();
+  }
+}
+
+/** The link check: the running agent's link from its health file, else a non-disturbing probe of the broker. */
+export async function linkCheck(config: AgentConfig, keys: KeyStore | null, now: Date, timeoutMs: number): Promise<Check> {
+  if (!config.link) return { name: 'link', status: 'skipped', message: 'no "link" in the configuration: this device is not managed over MQTT' };
+  const path = healthFilePath(config);
+  const view = readHealth(path, now);
+  if (view.state === 'running') {
+    const { health } = view;
+    const l = health.link;
+    if (l.connected) {
+      return { name: 'link', status: 'ok', message: `the running agent (pid ${health.pid}) is connected to ${l.url} since ${l.since} (${l.connects} connect(s), ${l.disconnects} lost)`, details: { source: 'health file', path, health } };
+    }
+    return {
+      name: 'link', status: 'fail', code: 'E_AGENT_LINK',
+      message: `the running agent (pid ${health.pid}) is not connected to the broker ${l.url}${l.lastError ? `: ${l.lastError}` : ''}; it keeps retrying`,
+      action: 'check that the broker runs and link.url is right; if the broker refuses the device, check link.cert (CN = device id, from the management CA) and the broker ACL',
+      details: { source: 'health file', path, health },
+    };
+  }
+  if (view.state === 'stale') {
+    return {
+      name: 'link', status: 'fail', code: 'E_AGENT_LINK',
+      message: `an agent (pid ${view.health.pid}) seems to run but has not updated ${path} for ${Math.round(view.ageMs / 1000)} s (limit ${FRESH_FOR_MS / 1000} s); the broker was not probed, as that could take over the agent's session`,
+      action: 'check the agent\'s log and the free space where the health file lives; restart the agent (trustroll-agent run) if it hangs',
+    };
+  }
+  const why = view.state === 'stopped' ? `the agent is not running (it stopped ${view.health.stoppedAt ? `at ${view.health.stoppedAt}` : `without a clean stop; last report ${view.health.updatedAt}`})` : `the agent is not running (${view.reason})`;
+  const r = await probeBroker(config as AgentConfig & { link: LinkConfig }, keys, timeoutMs);
+  if (!r.ok) return { name: 'link', status: 'fail', code: 'E_AGENT_LINK', message: `${why}, and ${r.message}`, action: r.action };
+  return {
+    name: 'link', status: 'warn', code: 'E_AGENT_LINK',
+    message: `${why}; the broker at ${config.link.url} accepted the device's management certificate${r.protocol ? ` (${r.protocol})` : ''} and its MQTT session (probed with clean=false and no will; nothing subscribed, published or acknowledged)`,
+    action: 'start the agent (trustroll-agent run) so the device receives its rotation steps',
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * `trustroll-agent selftest`: everything a technician needs to know works
+ * on this device, checked for real and without changing anything (see
+ * read-only.ts): the HAL key signs, the trust store is intact, the presented
+ * certificate chains to a held root, the broker link is up (link-check.ts),
+ * and live mutual-TLS handshakes succeed (peer-checks.ts).
+ */
+import type { AgentConfig } from '../config.ts';
+import { openReadOnly } from '../read-only.ts';
+import { linkCheck } from './link-check.ts';
+import { chainCheck, keyCheck, storeCheck, trustSummary } from './local-checks.ts';
+import { clientPeerChecks, serverServiceCheck, type PeerTarget } from './peer-checks.ts';
+import { buildReport, type SelftestReport } from './report.ts';
+
+/** Self-test settings. */
+export interface SelftestOptions {
+  /** Peers to handshake with instead of the configured probe targets (client role). */
+  peers?: PeerTarget[];
+  /** Per connection (ms); default 5 000. */
+  timeoutMs?: number;
+  now?: () => Date;
+}
+
+/** Run every check of the device configured by `config`. */
+export async function runSelftest(config: AgentConfig, o: SelftestOptions = {}): Promise<SelftestReport> {
+  const now = o.now ?? (() => new Date());
+  const timeoutMs = o.timeoutMs ?? 5_000;
+  const dev = await openReadOnly(config);
+  try {
+    const checks = [await keyCheck(dev), storeCheck(dev), chainCheck(dev, now())];
+    checks.push(await linkCheck(config, dev.hal?.keys ?? null, now(), timeoutMs));
+    if (config.role === 'client') {
+      const peers = o.peers?.length ? o.peers : (config.probe?.targets ?? []);
+      checks.push(...(await clientPeerChecks(dev, peers, timeoutMs)));
+    } else checks.push(await serverServiceCheck(dev, now(), timeoutMs));
+    const { trusts, presents } = dev.record ? trustSummary(dev.record) : { trusts: [], presents: [] };
+    return buildReport({ deviceId: config.deviceId, role: config.role, at: now(), trusts, presents, checks });
+  } finally {
+    await dev.close();
+  }
+}
