@@ -35,7 +35,10 @@ export async function api(path, { method = 'GET', body, signal } = {}) {
   try { json = text ? JSON.parse(text) : null; } catch { /* reported below if the status is an error */ }
   if (!res.ok) {
     const err = json && json.error;
-    throw new ApiError(res.status, (err && err.code) || `HTTP ${res.status}`, (err && err.message) || text.slice(0, 300) || res.statusText);
+    const code = (err && err.code) || `HTTP ${res.status}`;
+    const message = (err && err.message) || text.slice(0, 300) || res.statusText;
+    // Manager messages may repeat the code in front ("E_FORBIDDEN: ..."); it is shown once.
+    throw new ApiError(res.status, code, message.startsWith(`${code}: `) ? message.slice(code.length + 2) : message);
   }
   if (json === null && text) throw new ApiError(res.status, 'bad answer', `${path} did not answer with JSON.`);
   return json;

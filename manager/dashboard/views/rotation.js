@@ -123,7 +123,7 @@ export function RotationView({ route, me }) {
   return html`<section class="rotation">
     <div class="view-head"><h1>Rotation${id ? html` <a class="small" href=${href('rotation')}>current ›</a>` : ''}</h1>
       <${Actions} me=${me} rotation=${shown} onDone=${onDone} /></div>
-    ${none ? html`<p class="empty">No rotation is open: every device trusts the active root only.${me && me.role === 'admin' ? ' Start one to replace the fleet\'s root.' : ''}</p>`
+    ${none ? html`<p class="empty">No rotation is open.${me && me.role === 'admin' ? ' Start one to replace the fleet\'s root.' : ''}</p>`
       : html`<${ErrorBox} error=${res.error} title="Rotation" />`}
     ${!shown ? (res.error ? null : html`<${Loading} what="the rotation" />`) : html`
       <${Header} r=${shown} now=${now} />
