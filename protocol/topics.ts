@@ -7,6 +7,7 @@
  *   trustroll/v1/dev/{id}/ack      device → manager, QoS 1
  *   trustroll/v1/dev/{id}/state    device, retained: birth summary; last will "offline"
  *   trustroll/v1/dev/{id}/desired  manager, retained: the step and seq the device should be at
+ *   $SYS/#                         broker statistics (Mosquitto's tree), read by the manager only
  *
  * Order and exactly-once effect never depend on the broker: they come from
  * the per-device sequence number inside the command envelope. Nothing here
@@ -63,6 +64,14 @@ export const ACK_FILTER = `${TOPIC_PREFIX}/+/ack`;
 /** Filter the manager subscribes to for every device's state (birth / last will). */
 export const STATE_FILTER = `${TOPIC_PREFIX}/+/state`;
 
+/** The broker's statistics tree (Mosquitto `$SYS/broker/...`); the manager subscribes with QoS 0. */
+export const SYS_FILTER = '$SYS/#';
+
+/** True for a topic or filter in the broker's reserved `$SYS` tree. */
+export function isSysTopic(topic: string): boolean {
+  return topic === '$SYS' || topic.startsWith('$SYS/');
+}
+
 /** Split a concrete device topic; null if it is not one of ours. */
 export function parseDeviceTopic(topic: string): { deviceId: string; kind: TopicKind } | null {
   const levels = topic.split('/');
@@ -98,6 +107,7 @@ export function mayPublish(identity: string, topic: string): boolean {
 
 /** May `identity` receive a message published on `topic` (checked again at delivery)? */
 export function mayReceive(identity: string, topic: string): boolean {
+  if (isSysTopic(topic)) return identity === MANAGER_IDENTITY;
   const t = parseDeviceTopic(topic);
   if (!t) return false;
   if (identity === MANAGER_IDENTITY) return MANAGER_READS.includes(t.kind);
@@ -106,11 +116,13 @@ export function mayReceive(identity: string, topic: string): boolean {
 
 /**
  * May `identity` subscribe to `filter`? The manager may use `+` for the
- * device level of ack/state; a device may subscribe only to its own
- * cmd and desired topics, without wildcards.
+ * device level of ack/state and any filter inside `$SYS` (broker
+ * statistics); a device may subscribe only to its own cmd and desired
+ * topics, without wildcards, and never to `$SYS`.
  */
 export function maySubscribe(identity: string, filter: string): boolean {
   if (identity === MANAGER_IDENTITY) {
+    if (isSysTopic(filter)) return true;
     const levels = filter.split('/');
     if (levels.length !== 5 || levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return false;
     const [, , , id, kind] = levels as [string, string, string, string, string];
@@ -132,6 +144,8 @@ export function mosquittoAcl(): string {
     `user ${MANAGER_IDENTITY}`,
     ...MANAGER_PUBLISHES.map((k) => `topic write ${TOPIC_PREFIX}/+/${k}`),
     ...MANAGER_READS.map((k) => `topic read ${TOPIC_PREFIX}/+/${k}`),
+    '# Broker statistics for the manager\'s dashboard (needs sys_interval > 0); devices get no $SYS line.',
+    `topic read ${SYS_FILTER}`,
     '',
     ...DEVICE_READS.map((k) => `pattern read ${TOPIC_PREFIX}/%u/${k}`),
     ...DEVICE_PUBLISHES.map((k) => `pattern write ${TOPIC_PREFIX}/%u/${k}`),
