@@ -2,7 +2,8 @@
  * A Mosquitto broker for one test: its own config in a temp dir, a free
  * loopback port, mutual TLS with the management CA (require_certificate,
  * certificate CN as username and client id), the trustroll ACL
- * (protocol/topics.ts mosquittoAcl) and persistence in the temp dir.
+ * (protocol/topics.ts mosquittoAcl), persistence in the temp dir and the
+ * `$SYS` statistics every `sys_interval` seconds (the manager's broker view).
  * Start, stop (SIGTERM: Mosquitto saves its database), kill (SIGKILL: no
  * save), restart on the same port and persistence; close removes the dir.
  * Never touches a system Mosquitto.
@@ -39,7 +40,7 @@ function accepts(port: number): Promise<boolean> {
 }
 
 /** The Mosquitto configuration trustroll's tests (and a real deployment) use. */
-export function mosquittoConfig(o: { dir: string; port: number; cafile: string; certfile: string; keyfile: string; aclFile: string; autosaveIntervalS?: number }): string {
+export function mosquittoConfig(o: { dir: string; port: number; cafile: string; certfile: string; keyfile: string; aclFile: string; autosaveIntervalS?: number; sysIntervalS?: number }): string {
   return [
     'per_listener_settings false',
     'allow_anonymous false',
@@ -49,6 +50,8 @@ export function mosquittoConfig(o: { dir: string; port: number; cafile: string; 
     `autosave_interval ${o.autosaveIntervalS ?? 1}`,
     // The manager's session must hold every device's ack and state while it is busy or away (2 per device per step).
     'max_queued_messages 200000',
+    // $SYS/broker/... statistics every N seconds (0: none); the ACL lets only the manager read them.
+    `sys_interval ${o.sysIntervalS ?? 10}`,
     'log_dest stderr',
     'log_type error',
     'log_type warning',
@@ -66,6 +69,16 @@ export function mosquittoConfig(o: { dir: string; port: number; cafile: string; 
   ].join('\n');
 }
 
+/** How a test's Mosquitto is configured. */
+export interface MosquittoOptions {
+  /** Persistence autosave in seconds (default 1). */
+  autosaveIntervalS?: number;
+  /** `$SYS` statistics interval in whole seconds (default 10, Mosquitto's own; 0 publishes none). */
+  sysIntervalS?: number;
+  /** ACL file text instead of mosquittoAcl() (e.g. an operator's ACL without the `$SYS` line). */
+  acl?: string;
+}
+
 /** A running (or stopped) Mosquitto owned by one test. */
 export class Mosquitto {
   private proc: ChildProcess | null = null;
@@ -74,16 +87,16 @@ export class Mosquitto {
   private constructor(readonly dir: string, readonly port: number, private readonly configFile: string) {}
 
   /** Write the config for `pki` and start the broker on a free loopback port. */
-  static async start(pki: ManagementPki, opts: { autosaveIntervalS?: number } = {}): Promise<Mosquitto> {
+  static async start(pki: ManagementPki, opts: MosquittoOptions = {}): Promise<Mosquitto> {
     if (!existsSync(MOSQUITTO_BIN)) throw new Error(`${MOSQUITTO_BIN} is missing — apt-get install -y mosquitto`);
     const dir = mkdtempSync(join(tmpdir(), 'trustroll-mosq-'));
     mkdirSync(join(dir, 'data'));
     const files = pki.writeBrokerFiles(dir);
     const aclFile = join(dir, 'acl');
-    writeFileSync(aclFile, mosquittoAcl());
+    writeFileSync(aclFile, opts.acl ?? mosquittoAcl());
     const port = await freePort();
     const configFile = join(dir, 'mosquitto.conf');
-    writeFileSync(configFile, mosquittoConfig({ dir, port, aclFile, ...files, autosaveIntervalS: opts.autosaveIntervalS }));
+    writeFileSync(configFile, mosquittoConfig({ dir, port, aclFile, ...files, autosaveIntervalS: opts.autosaveIntervalS, sysIntervalS: opts.sysIntervalS }));
     const m = new Mosquitto(dir, port, configFile);
     await m.launch();
     return m;

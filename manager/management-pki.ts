@@ -119,7 +119,9 @@ export class ManagementPki {
       'listener 8883', `cafile ${files.cafile}`, `certfile ${files.certfile}`, `keyfile ${files.keyfile}`,
       'require_certificate true', 'use_identity_as_username true', 'use_username_as_clientid true',
       '# The manager\'s session must hold two messages per device while it is busy or away: size this above 2 x fleet size.',
-      'max_queued_messages 200000', '',
+      'max_queued_messages 200000',
+      '# Broker statistics ($SYS/broker/...) for the manager\'s broker view; the ACL lets only trustroll-manager read them.',
+      'sys_interval 10', '',
     ].join('\n'));
   }
 
