@@ -7,8 +7,16 @@
  * The authorize hooks enforce the same rules as the Mosquitto ACL
  * (protocol/topics.ts): a device reads only its own cmd/desired topics and
  * writes only its own ack/state topics; only `trustroll-manager` publishes
- * commands. Unlike Mosquitto's acl_file, a refused subscription gets SUBACK
- * 0x80, and a refused publish closes the connection (MQTT-3.3.5-2).
+ * commands; only the manager reads `$SYS`. Unlike Mosquitto's acl_file, a
+ * refused subscription gets SUBACK 0x80, and a refused publish closes the
+ * connection (MQTT-3.3.5-2).
+ *
+ * Broker statistics: Mosquitto's `$SYS/broker/...` tree every
+ * `sysIntervalMs` (embedded-sys-tree.ts says which numbers aedes can
+ * know). aedes' own `$SYS/<broker id>/...` topics (heartbeat, client ids of
+ * new connections and subscriptions) are delivered to nobody. With
+ * `sysIntervalMs: 0` no statistics are published and the manager's `$SYS`
+ * subscription is refused, so it can say so at once.
  *
  * Sessions and retained messages live in memory (aedes-persistence): they
  * survive a client's disconnect but not a restart of the manager process.
@@ -18,9 +26,12 @@ import { Aedes, type Client } from 'aedes';
 import { once } from 'node:events';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
+import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
-import { mayPublish, mayReceive, maySubscribe, MANAGER_IDENTITY, isDeviceId } from '../protocol/topics.ts';
+import { mayPublish, mayReceive, maySubscribe, MANAGER_IDENTITY, isDeviceId, isSysTopic } from '../protocol/topics.ts';
+import { EmbeddedSysTree } from './embedded-sys-tree.ts';
 import { ManagerError } from './errors.ts';
+import { SYS_BROKER_PREFIX } from './sys-topics.ts';
 
 /** What the embedded broker needs: the management CA and its own server identity. */
 export interface EmbeddedBrokerOptions {
@@ -32,7 +43,14 @@ export interface EmbeddedBrokerOptions {
   host?: string;
   /** Listen port; default 0 (a free port, see `port`). */
   port?: number;
+  /** `$SYS/broker/...` statistics interval; default 10 000 (Mosquitto's sys_interval 10); 0 publishes none. */
+  sysIntervalMs?: number;
+  /** Time source of the uptime and the load averages; default the system clock. */
+  clock?: Clock;
 }
+
+/** Default interval of the `$SYS` statistics, as Mosquitto's default sys_interval. */
+export const DEFAULT_SYS_INTERVAL_MS = 10_000;
 
 /** Counters for a dashboard. */
 export interface BrokerStats {
@@ -55,8 +73,13 @@ export class EmbeddedBroker {
   readonly stats: BrokerStats = { refusedConnects: 0, refusedPublishes: 0, refusedSubscriptions: 0, suppressedDeliveries: 0 };
   private readonly identities = new WeakMap<Client, string>();
   private readonly sockets = new Set<Socket>();
+  /** The `$SYS` statistics publisher; null with `sysIntervalMs: 0`. */
+  readonly sys: EmbeddedSysTree | null;
 
-  private constructor(private readonly aedes: Aedes, private readonly server: Server, private readonly log: Logger) {}
+  private constructor(private readonly aedes: Aedes, private readonly server: Server, private readonly log: Logger, o: EmbeddedBrokerOptions) {
+    const interval = o.sysIntervalMs ?? DEFAULT_SYS_INTERVAL_MS;
+    this.sys = interval > 0 ? new EmbeddedSysTree(aedes, interval, log, o.clock) : null;
+  }
 
   /** Start aedes behind mutual TLS; resolves once the port listens. E_BROKER_START on failure. */
   static async start(o: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
@@ -74,20 +97,34 @@ export class EmbeddedBroker {
       },
       authorizeSubscribe: (client, sub, done) => {
         const id = self.identities.get(client);
+        if (!self.sys && isSysTopic(sub.topic)) {
+          self.stats.refusedSubscriptions++;
+          log.warn('subscription refused: this broker publishes no $SYS statistics (sysIntervalMs 0)', { identity: id, filter: sub.topic });
+          return done(null, null);
+        }
         if (id && maySubscribe(id, sub.topic)) return done(null, sub);
         self.stats.refusedSubscriptions++;
         log.warn('subscription refused by ACL', { identity: id, filter: sub.topic });
         done(null, null);
       },
       authorizeForward: (client, packet) => {
+        // aedes' own $SYS/<id>/... tree (client ids, subscriptions) is internal: nobody receives it.
+        if (isSysTopic(packet.topic) && !packet.topic.startsWith(SYS_BROKER_PREFIX)) return null;
         const id = self.identities.get(client);
-        if (id && mayReceive(id, packet.topic)) return packet;
+        if (id && mayReceive(id, packet.topic)) {
+          if (self.sys) self.sys.counters.publishSent++;
+          return packet;
+        }
         self.stats.suppressedDeliveries++;
         return null;
       },
     });
-    const server = createServer({ ca: o.ca, cert: o.cert, key: o.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, (socket) => aedes.handle(socket));
-    self = new EmbeddedBroker(aedes, server, log);
+    const server = createServer({ ca: o.ca, cert: o.cert, key: o.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' }, (socket) => {
+      self.sys?.countBytes(socket);
+      aedes.handle(socket);
+    });
+    self = new EmbeddedBroker(aedes, server, log, o);
+    aedes.on('publish', (_packet, client) => { if (client && self.sys) self.sys.counters.publishReceived++; });
     server.on('secureConnection', (s) => { self.sockets.add(s); s.once('close', () => self.sockets.delete(s)); });
     server.on('tlsClientError', (err) => { self.stats.refusedConnects++; log.warn('TLS handshake refused', { reason: err.message }); });
     aedes.on('clientError', (client, err) => log.debug('client error', { identity: self.identities.get(client), reason: err.message }));
@@ -98,7 +135,8 @@ export class EmbeddedBroker {
       await new Promise<void>((r) => aedes.close(() => r()));
       throw new ManagerError('E_BROKER_START', `embedded broker cannot listen on ${o.host ?? '127.0.0.1'}:${o.port ?? 0}: ${(err as Error).message}`);
     }
-    log.info('embedded broker listening', { port: self.port });
+    self.sys?.start();
+    log.info('embedded broker listening', { port: self.port, sysIntervalMs: o.sysIntervalMs ?? DEFAULT_SYS_INTERVAL_MS });
     return self;
   }
 
@@ -138,6 +176,7 @@ export class EmbeddedBroker {
 
   /** Stop accepting, close every client (their last wills are published first) and the broker. */
   async close(): Promise<void> {
+    this.sys?.stop();
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     await new Promise<void>((r) => this.aedes.close(() => r()));
     for (const s of this.sockets) s.destroy();
