@@ -13,8 +13,19 @@
  * e.g. it lost its session), the last command sent to it is published
  * again at once instead of waiting for the orchestrator's time-out.
  *
+ * Broker statistics ride on the same connection (Mosquitto ties the
+ * session to the certificate's name, so the manager has exactly one): the
+ * transport also subscribes to `$SYS/#` at QoS 0, in a subscription of its
+ * own, and hands every `$SYS` message to `sys` listeners (broker-monitor.ts)
+ * and never to the acknowledgement path; a `sys` listener added later makes
+ * the transport subscribe again, so the broker resends its retained
+ * statistics (the version is published only once). A broker that refuses it (no
+ * `topic read $SYS/#` for trustroll-manager) costs one warning; commands
+ * and acknowledgements flow as before.
+ *
  * Events (for a dashboard): `connect`, `offline`, `error` (Error),
- * `state` (DeviceState). Counters are in `stats`. Keys are never logged.
+ * `state` (DeviceState), `sys` (topic, payload text, retained). Counters
+ * are in `stats`. Keys are never logged.
  */
 import { Waiters } from '../protocol/waiters.ts';
 import { EventEmitter } from 'node:events';
@@ -23,7 +34,7 @@ import { systemClock, type Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Command } from '../protocol/messages/command.ts';
 import { assertDeviceState, desiredFor, type DeviceState } from '../protocol/messages/device-state.ts';
-import { ACK_FILTER, deviceTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, STATE_FILTER } from '../protocol/topics.ts';
+import { ACK_FILTER, deviceTopic, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, STATE_FILTER, SYS_FILTER } from '../protocol/topics.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { ManagerError } from './errors.ts';
 import type { AckHandler, ManagerTransport } from './transport.ts';
@@ -57,8 +68,15 @@ export interface TransportStats {
   acksReceived: number;
   acksDropped: number;
   statesReceived: number;
+  /** `$SYS` messages handed to `sys` listeners. */
+  sysMessages: number;
+  /** The `$SYS/#` subscription: not answered yet, granted, or refused by the broker. */
+  sysSubscription: SysSubscription;
   lastError: string | null;
 }
+
+/** State of the transport's `$SYS/#` subscription. */
+export type SysSubscription = 'pending' | 'granted' | 'refused';
 
 /** Events a MqttManagerTransport emits. */
 export interface TransportEvents {
@@ -66,13 +84,15 @@ export interface TransportEvents {
   offline: [];
   error: [Error];
   state: [DeviceState];
+  /** A broker statistic: `$SYS/...` topic, payload as text, and whether it came from the retained store. */
+  sys: [topic: string, payload: string, retained: boolean];
 }
 
 /** ManagerTransport over MQTT 3.1.1. */
 export class MqttManagerTransport extends EventEmitter<TransportEvents> implements ManagerTransport {
   readonly stats: TransportStats = {
     connected: false, connects: 0, disconnects: 0, commandsPublished: 0, desiredPublished: 0, republished: 0,
-    acksReceived: 0, acksDropped: 0, statesReceived: 0, lastError: null,
+    acksReceived: 0, acksDropped: 0, statesReceived: 0, sysMessages: 0, sysSubscription: 'pending', lastError: null,
   };
   private readonly client: MqttClient;
   private readonly log: Logger;
@@ -85,6 +105,8 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
   private readonly desiredSeq = new Map<string, number>();
   private readonly states = new Map<string, DeviceState>();
   private subscribed = false;
+  private sysResubscribe = false;
+  private sysListenerFailures = 0;
   private closed = false;
   private readonly waiters = new Waiters();
 
@@ -99,6 +121,8 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       keepalive: o.keepaliveSec ?? 30, resubscribe: false,
     });
     this.client.on('connect', (connack) => this.onConnect(connack.sessionPresent));
+    // A listener added later (a dashboard's BrokerMonitor) needs the retained statistics too: subscribing again makes the broker resend them.
+    (this as EventEmitter).on('newListener', (event: string | symbol) => { if (event === 'sys') this.resubscribeSys(); });
     this.client.on('close', () => {
       if (!this.stats.connected) return;
       this.stats.connected = false;
@@ -167,9 +191,45 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       this.settle(null);
       this.emit('connect');
     });
+    this.subscribeSys();
+  }
+
+  /** `$SYS/#` at QoS 0, apart from the link's subscriptions: a refusal is logged once and changes nothing else. */
+  private subscribeSys(): void {
+    this.client.subscribe(SYS_FILTER, { qos: 0 }, (err) => {
+      if (this.closed) return;
+      if (!err) {
+        this.stats.sysSubscription = 'granted';
+        return;
+      }
+      if (refusedTopics(err, [SYS_FILTER]).length === 0 || !(err as { packet?: unknown }).packet) {
+        // Not a SUBACK refusal (the connection went away): the next connect subscribes again.
+        this.log.debug('$SYS/# subscription not answered', { reason: err.message });
+        return;
+      }
+      const first = this.stats.sysSubscription !== 'refused';
+      this.stats.sysSubscription = 'refused';
+      if (first) this.log.warn('broker refused the $SYS/# subscription: no broker statistics; allow trustroll-manager to read $SYS/# (topic read $SYS/#) and set sys_interval', { reason: err.message });
+    });
+  }
+
+  /** Subscribe to `$SYS/#` again, once for every listener added in the same tick. */
+  private resubscribeSys(): void {
+    if (this.sysResubscribe) return;
+    this.sysResubscribe = true;
+    setImmediate(() => {
+      this.sysResubscribe = false;
+      if (this.stats.connected && !this.closed) this.subscribeSys();
+    });
+  }
+
+  /** The `$SYS/#` subscription's state (BrokerMonitor reports a refusal at once). */
+  get sysSubscription(): SysSubscription {
+    return this.stats.sysSubscription;
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (isSysTopic(topic)) return this.onSys(topic, payload, packet.retain);
     const t = parseDeviceTopic(topic);
     if (!t || payload.length === 0) return;
     let msg: unknown;
@@ -195,6 +255,22 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       else if (this.early.length < MAX_EARLY_ACKS) this.early.push(msg as object);
     } else if (t.kind === 'state') {
       this.onState(msg, packet.retain);
+    }
+  }
+
+  /** Each listener on its own: a failing one is logged, never turned into a reconnect, and the others still get the message. */
+  private onSys(topic: string, payload: Buffer, retained: boolean): void {
+    this.stats.sysMessages++;
+    const text = payload.toString('utf8');
+    for (const listener of this.listeners('sys')) {
+      try {
+        listener(topic, text, retained);
+      } catch (err) {
+        // Warned once; a listener failing on every statistic would otherwise flood the log.
+        const fields = { topic, reason: (err as Error).message, failures: ++this.sysListenerFailures };
+        if (this.sysListenerFailures === 1) this.log.warn('$SYS listener failed; message skipped for it (further failures at debug level)', fields);
+        else this.log.debug('$SYS listener failed', fields);
+      }
     }
   }
 
