@@ -44,6 +44,8 @@ export interface MqttFleetOptions {
   storage?: 'sqlite' | 'memory';
   /** Mosquitto's autosave interval in seconds (default 1: tests kill the broker and expect little loss). */
   brokerAutosaveS?: number;
+  /** The broker's `$SYS` statistics interval (default 10 s; Mosquitto rounds up to whole seconds; 0: none). */
+  brokerSysIntervalMs?: number;
   /** Device links opened at once while starting (default 100). */
   connectConcurrency?: number;
   /**
@@ -90,8 +92,8 @@ export class MqttFleet {
     const logger = o.logger ?? createLogger({ level: 'debug', sink: (l) => { mqttFleetLog.push(l); if (mqttFleetLog.length > 20_000) mqttFleetLog.splice(0, 5_000); } });
     const pki = await ManagementPki.create({ now: clock.now() });
     const broker = o.broker === 'mosquitto'
-      ? await Mosquitto.start(pki, { autosaveIntervalS: o.brokerAutosaveS })
-      : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger });
+      ? await Mosquitto.start(pki, { autosaveIntervalS: o.brokerAutosaveS, sysIntervalS: o.brokerSysIntervalMs === undefined ? undefined : Math.ceil(o.brokerSysIntervalMs / 1000) })
+      : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger, sysIntervalMs: o.brokerSysIntervalMs });
     const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll mqtt test', now: clock.now() });
     const fleet = new MqttFleet(dir, pki, broker, ca, new FleetDb(join(dir, 'manager.db')), logger, o);
     await fleet.startManager();
