@@ -109,6 +109,7 @@ export function brokerKind(version: string | null): BrokerKind {
 export class BrokerMonitor extends EventEmitter<BrokerMonitorEvents> {
   private readonly clock: Clock;
   private readonly timers: Timers;
+  private readonly log: Logger | null;
   private readonly intervalMs: number;
   private readonly settleMs: number;
   private readonly capacity: number;
@@ -130,6 +131,7 @@ export class BrokerMonitor extends EventEmitter<BrokerMonitorEvents> {
     super();
     this.clock = o.clock ?? systemClock;
     this.timers = o.timers ?? systemTimers;
+    this.log = o.logger?.child({ component: 'broker-monitor' }) ?? null;
     this.intervalMs = o.intervalMs ?? 10_000;
     this.settleMs = Math.min(250, Math.max(20, Math.floor(this.intervalMs / 4)));
     this.capacity = o.historySize ?? Math.min(3600, Math.max(60, Math.ceil(3_600_000 / this.intervalMs)));
@@ -190,6 +192,7 @@ export class BrokerMonitor extends EventEmitter<BrokerMonitorEvents> {
     this.settleTimer = this.timers.setTimeout(() => { this.settleTimer = null; this.complete(); }, this.settleMs);
     if (this.reportedStale && !this.stale) {
       this.reportedStale = false;
+      this.log?.info('broker statistics arrive again', { topic });
       this.emit('stale', false);
     }
     this.armStale();
@@ -249,6 +252,7 @@ export class BrokerMonitor extends EventEmitter<BrokerMonitorEvents> {
       this.staleTimer = null;
       if (this.stale && !this.reportedStale) {
         this.reportedStale = true;
+        this.log?.warn('broker statistics are stale', { reason: this.staleReason });
         this.emit('stale', true);
       }
     }, STALE_INTERVALS * this.intervalMs + 1);
