@@ -4,7 +4,9 @@
  * rules before anyone runs it on a fleet.
  */
 import 'reflect-metadata';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { fingerprint } from '../protocol/pem.ts';
 import { writeFileAtomic } from '../manager/key-vault.ts';
 import { runRotation } from '../manager/run-rotation.ts';
 import { describeRotationStatus, rotationStatus } from '../manager/rotation-status.ts';
@@ -22,6 +24,12 @@ import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
 import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { ProtocolError } from '../protocol/errors.ts';
+import { OperatorPki, newP12Password } from '../manager/operator-pki.ts';
+import { ServiceDb } from '../manager/service/service-db.ts';
+import { liveService, runService } from '../manager/service/run-service.ts';
+import { callService } from '../manager/service/service-client.ts';
+import type { RotationSummary } from '../manager/http/api-types.ts';
+import type { LogLevel } from '../protocol/log.ts';
 
 const program = new Command('trustroll').description('Root CA rotation for mutual-TLS device fleets').showHelpAfterError();
 const int = (v: string) => {
@@ -107,17 +115,57 @@ mgmt.command('device')
     process.stdout.write(JSON.stringify({ link }, null, 2) + '\n');
   });
 
+mgmt.command('operator')
+  .description('issue an operator certificate for the dashboard and API (role in the certificate), with a PKCS#12 file for browsers')
+  .requiredOption('--dir <dir>', 'the management PKI (trustroll mgmt init)')
+  .requiredOption('--name <name>', 'operator name, e.g. alice')
+  .addOption(new Option('--role <role>', 'read sees everything; admin may also start, pause, resume, abort and exclude').choices(['read', 'admin']).default('read'))
+  .option('--out <dir>', 'where to write <name>.pem, <name>.key (0600) and <name>.p12 (0600)', '.')
+  .option('--days <n>', 'validity in days', int, 365)
+  .option('--p12-password-file <file>', 'read the PKCS#12 password from this file (default: a random one, printed once)')
+  .action(async (o: { dir: string; name: string; role: 'read' | 'admin'; out: string; days: number; p12PasswordFile?: string }) => {
+    const ops = await OperatorPki.openOrCreate(o.dir, new Date());
+    const c = await ops.issueOperator({ name: o.name, role: o.role, now: new Date(), lifetimeDays: o.days });
+    const password = o.p12PasswordFile ? readFileSync(o.p12PasswordFile, 'utf8').trim() : newP12Password();
+    mkdirSync(o.out, { recursive: true, mode: 0o700 });
+    writeFileAtomic(join(o.out, `${o.name}.pem`), c.cert, 0o644);
+    writeFileAtomic(join(o.out, `${o.name}.key`), c.key, 0o600);
+    writeFileAtomic(join(o.out, `${o.name}.p12`), ops.pkcs12(c, password), 0o600);
+    process.stdout.write([
+      `operator ${o.name} (${o.role}): ${join(o.out, `${o.name}.pem`)}, ${join(o.out, `${o.name}.key`)}, ${join(o.out, `${o.name}.p12`)}`,
+      `certificate sha256 ${c.sha256}`,
+      ...(o.p12PasswordFile ? [] : [`PKCS#12 password (shown once): ${password}`]),
+      `browsers: import the .p12 and trust ${join(o.dir, 'operator-ca.pem')} for the dashboard's HTTPS certificate`, '',
+    ].join('\n'));
+  });
+mgmt.command('revoke-operator')
+  .description('revoke an operator certificate (a running service reloads the list within seconds)')
+  .requiredOption('--dir <dir>', 'the management PKI')
+  .requiredOption('--cert <pem>', 'the operator\'s certificate file')
+  .action(async (o: { dir: string; cert: string }) => {
+    const ops = await OperatorPki.openOrCreate(o.dir, new Date());
+    const cert = new X509Certificate(readFileSync(o.cert));
+    ops.revoke({ sha256: fingerprint(cert), name: cert.subject.split('\n').find((l) => l.startsWith('CN='))?.slice(3) ?? '?', now: new Date() });
+    process.stdout.write(`revoked ${fingerprint(cert)}\n`);
+  });
+
 program.command('rotate')
   .description('rotate the fleet root over MQTT (or resume the open rotation) and wait until it completes or stops')
   .option(...dataOption)
   .requiredOption('--mgmt <dir>', 'the management PKI (trustroll mgmt init)')
-  .requiredOption('--broker <url>', 'mqtts://host:port of the broker')
+  .option('--broker <url>', 'mqtts://host:port of the broker (not needed while "trustroll serve" runs on the data folder: it does the rotation)')
   .addOption(new Option('--schedule <name>', 'rotation schedule').choices(['six-step', 'batched']).default('six-step'))
   .option('--resume [rotationId]', 'resume the open (or the given) rotation instead of starting one')
   .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
   .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
   .option('--json', 'print the final status as JSON', false)
-  .action(async (o: { data: string; mgmt: string; broker: string; schedule: string; resume?: boolean | string; ackTimeout: number; maxAttempts: number; json: boolean }) => {
+  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; ackTimeout: number; maxAttempts: number; json: boolean }) => {
+    const service = liveService(o.data);
+    if (service) {
+      process.exitCode = await rotateThroughService(o, service);
+      return;
+    }
+    if (!o.broker) throw new ManagerError('E_SERVICE_CONFIG', 'give --broker mqtts://host:port (or start "trustroll serve" on this data folder and rotate through it)');
     const logger = createLogger({ level: 'warn' });
     const rotation = await runRotation({
       dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: SCHEDULES[o.schedule], resume: o.resume,
@@ -136,6 +184,98 @@ program.command('rotate')
     }
     process.exitCode = rotation.status === 'complete' ? 0 : 1;
   });
+
+/** `rotate` while `trustroll serve` runs on the same data folder: the service does it (one MQTT session per manager). */
+async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; json: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
+  const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
+  let summary: RotationSummary;
+  if (o.resume) {
+    const id = typeof o.resume === 'string' ? o.resume : (await callService<{ rotations: RotationSummary[] }>(info, operatorCa, 'GET', '/api/rotations')).rotations.find((r) => r.status !== 'complete')?.id;
+    if (!id) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open rotation to resume');
+    summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/resume`, {});
+  } else {
+    summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', { schedule: o.schedule });
+  }
+  process.stderr.write(`trustroll serve (pid ${info.pid}) runs rotation ${summary.id}; following it at ${info.url}\n`);
+  for (;;) {
+    if (!['running'].includes(summary.status)) break;
+    if (!o.json) process.stdout.write(`${summary.id}: ${summary.acked}/${summary.total} steps acknowledged\n`);
+    await new Promise((r) => setTimeout(r, 1000));
+    summary = await callService<RotationSummary>(info, operatorCa, 'GET', `/api/rotations/${encodeURIComponent(summary.id)}`);
+  }
+  const db = new FleetDb(join(o.data, 'manager.db'));
+  try {
+    const st = rotationStatus(db, summary.id);
+    process.stdout.write((o.json ? JSON.stringify(st, null, 2) : describeRotationStatus(st)) + '\n');
+  } finally {
+    db.close();
+  }
+  return summary.status === 'complete' ? 0 : 1;
+}
+
+program.command('serve')
+  .description('run the manager as a service: MQTT session to the broker, rotations that survive restarts, HTTPS API and dashboard (operator mTLS or bearer token)')
+  .option(...dataOption)
+  .requiredOption('--mgmt <dir>', 'the management PKI (trustroll mgmt init); the operator CA and the HTTPS certificate are kept there too')
+  .option('--broker <url>', 'mqtts://host:port of the fleet\'s broker, or "embedded" to run one in this process', 'embedded')
+  .option('--embedded-port <port>', 'port of the embedded broker', (v: string) => Number.parseInt(v, 10), 8883)
+  .option('--listen <host:port>', 'where the HTTPS API and dashboard listen (loopback unless you say otherwise)', '127.0.0.1:8443')
+  .option('--https-name <name...>', 'more DNS names or IP addresses for the HTTPS certificate')
+  .option('--sys-interval <s>', 'the broker\'s $SYS interval in seconds (Mosquitto sys_interval)', int, 10)
+  .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
+  .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
+  .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
+  .action(async (o: { data: string; mgmt: string; broker: string; embeddedPort: number; listen: string; httpsName?: string[]; sysInterval: number; ackTimeout: number; maxAttempts: number; logLevel: LogLevel }) => {
+    const logger = createLogger({ level: o.logLevel, sink: (l) => process.stdout.write(l + '\n') });
+    const running = await runService({
+      dataDir: o.data, mgmtDir: o.mgmt, pki: ManagementPki.load(o.mgmt, new Date()), broker: o.broker, embeddedPort: o.embeddedPort,
+      listen: o.listen, httpsNames: o.httpsName, brokerSysIntervalMs: o.sysInterval * 1000,
+      policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
+    });
+    logger.info('ready', { url: running.url, broker: running.brokerUrl });
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    });
+    logger.info('shutting down');
+    await running.stop();
+  });
+
+const token = program.command('token').description('API tokens for scripts and monitoring (Authorization: Bearer)');
+token.command('create')
+  .description('create a token; the secret is printed once (only its hash is kept)')
+  .option(...dataOption)
+  .requiredOption('--name <name>', 'what uses it, e.g. prometheus')
+  .addOption(new Option('--role <role>', 'read sees everything; admin may also act').choices(['read', 'admin']).default('read'))
+  .action((o: { data: string; name: string; role: 'read' | 'admin' }) => {
+    withServiceDb(o.data, (sdb) => process.stdout.write(sdb.createToken(o.name, o.role, new Date()) + '\n'));
+  });
+token.command('revoke')
+  .description('revoke a token by name')
+  .option(...dataOption)
+  .requiredOption('--name <name>', 'token name')
+  .action((o: { data: string; name: string }) => {
+    withServiceDb(o.data, (sdb) => {
+      if (!sdb.revokeToken(o.name)) throw new ManagerError('E_BAD_REQUEST', `no token named ${o.name}; "trustroll token list" shows them`);
+      process.stdout.write(`token ${o.name} revoked\n`);
+    });
+  });
+token.command('list')
+  .description('list token names and roles (never the secrets)')
+  .option(...dataOption)
+  .action((o: { data: string }) => {
+    withServiceDb(o.data, (sdb) => { for (const t of sdb.tokens()) process.stdout.write(`${t.name}\t${t.role}\t${t.createdAt}\n`); });
+  });
+
+function withServiceDb(data: string, fn: (sdb: ServiceDb) => void): void {
+  if (!existsSync(join(data, 'manager.db'))) throw new ManagerError('E_MANAGER_DB', `no manager database in ${data}; check --data`);
+  const db = new FleetDb(join(data, 'manager.db'));
+  try {
+    fn(new ServiceDb(db));
+  } finally {
+    db.close();
+  }
+}
 
 program.command('status')
   .description('where a rotation stands, per device, and who each next step waits for (from the manager database)')

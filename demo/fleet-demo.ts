@@ -7,18 +7,14 @@
  * the root; at each step boundary OpenSSL and GnuTLS also handshake between
  * the devices' identities. The result says whether any connection failed.
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Agent } from '../agent/agent.ts';
-import type { AgentConfig } from '../agent/config.ts';
 import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
 import { anchorsOf, identitiesOf } from '../agent/device-record.ts';
-import { openHal } from '../hal/config.ts';
 import { FileKeyStore } from '../hal/file/file-key-store.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import { EmbeddedBroker } from '../manager/embedded-broker.ts';
-import { enrollFromCsr } from '../manager/enrollment.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
 import type { MqttManagerTransport } from '../manager/mqtt-transport.ts';
@@ -26,11 +22,11 @@ import { buildOrchestrator, mqttTransport } from '../manager/manager.ts';
 import type { Orchestrator } from '../manager/orchestrator.ts';
 import type { ManagerTransport } from '../manager/transport.ts';
 import { systemClock } from '../protocol/clock.ts';
-import { buildCsr } from '../protocol/csr.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
 import { startDevice, stopAll, type DeviceProc } from './device-process.ts';
+import { provisionDevice } from './device-provisioning.ts';
 import { freePort, Mosquitto } from './mosquitto.ts';
 
 /** Demo settings. */
@@ -202,41 +198,6 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
 }
 
 /** Factory provisioning of one device: key in its HAL, CSR, enrollment, trust store, agent config. */
-async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger }): Promise<string> {
-  const dir = join(root, 'devices', id);
-  mkdirSync(join(dir, 'link'), { recursive: true, mode: 0o700 });
-  const mgmt = c.pki.device(id);
-  const file = (name: string, data: string, mode = 0o644) => { const p = join(dir, 'link', name); writeFileSync(p, data); chmodSync(p, mode); return p; };
-  const config: AgentConfig = {
-    deviceId: id, role,
-    hal: { keys: { backend: 'file', dir: join(dir, 'keys') }, records: { backend: 'file', dir: join(dir, 'records') } },
-    store: { kind: 'sqlite', path: join(dir, 'trust-store.db') },
-    link: {
-      url: c.brokerUrl, ca: file('ca.pem', c.pki.ca), cert: file('device.pem', mgmt.cert), key: file('device.key', mgmt.key, 0o600),
-      commandKeys: { [c.pki.commandKey.keyId]: file('command-key.pem', c.pki.trustedCommandKeys().get(c.pki.commandKey.keyId)!.export({ type: 'spki', format: 'pem' }) as string) },
-    },
-    ...(role === 'server'
-      ? { tls: { host: '127.0.0.1', port: c.ports.get(id)! } }
-      : { probe: { targets: [...c.ports].map(([serverId, port]) => ({ host: '127.0.0.1', port, serverId })), intervalMs: 25 } }),
-    ...(c.naive ? { allowUnsafeSchedules: true } : {}),
-  };
-  const hal = await openHal(config.hal);
-  const store = new SqliteStateStore(config.store.kind === 'sqlite' ? config.store.path : '');
-  try {
-    const key = await hal.keys.create('device', 'P-256');
-    const csr = await buildCsr({ commonName: id, spki: key.spki, algorithm: key.algorithm, sign: (d) => hal.keys.sign('device', d) });
-    const certificate = enrollFromCsr(c.db, c.ca, { deviceId: id, role, csrPem: csr, now: systemClock.now() });
-    await Agent.provision({ deviceId: id, role, store, keys: hal.keys, clock: systemClock, logger: c.logger }, { root: c.ca.activeRoot().cert, certificate, keyLabel: 'device' });
-  } finally {
-    await store.close();
-    await hal.keys.close();
-    await hal.records.close();
-  }
-  const path = join(dir, 'agent.json');
-  writeFileSync(path, JSON.stringify(config, null, 2));
-  return path;
-}
-
 /** The devices' roots and identities as stored on disk right now (read-only, integrity-checked). */
 function captureFromDisk(root: string, ids: [string, Role][]): Promise<CrossStackDevice[]> {
   // Each load runs synchronously up to its return, so every device is read at this instant.

@@ -12,9 +12,10 @@ import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import { SCHEDULES } from '../../protocol/steps.ts';
+import { BrokerMonitor } from '../broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
 import type { RotationRow, StepRow } from '../fleet-db.ts';
-import type { AuditEntry, FleetPage, LiveEvent, RotationSummary, TrustSlot } from '../http/api-types.ts';
+import type { AuditEntry, BrokerView, FleetPage, LiveEvent, RotationSummary, TrustSlot } from '../http/api-types.ts';
 import { openManager, type Manager } from '../manager.ts';
 import type { ManagementPki } from '../management-pki.ts';
 import { openRotation, type RotationPolicy } from '../orchestrator.ts';
@@ -33,6 +34,8 @@ export interface ManagerServiceOptions {
   policy?: Partial<RotationPolicy>;
   /** Live events are coalesced to one per this interval and kind (default 250 ms). */
   liveIntervalMs?: number;
+  /** The broker's $SYS interval (Mosquitto sys_interval; default 10 000 ms). */
+  brokerSysIntervalMs?: number;
 }
 
 /** Counters since the service started (metrics). */
@@ -55,6 +58,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   readonly sdb: ServiceDb;
   readonly presence: Presence;
   readonly fleet: FleetView;
+  readonly broker: BrokerMonitor;
   readonly counters: ServiceCounters = { resends: 0, ackErrors: new Map(), latencies: [] };
   private readonly log: Logger;
   private readonly clock: Clock;
@@ -72,6 +76,19 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     this.presence = new Presence(this.sdb, this.clock, (ids) => this.noteFleetChange(ids));
     this.fleet = new FleetView(m.db, this.presence, this.clock, () => this.rootLabels());
     m.transport.on('state', (s: DeviceState) => this.presence.note(s));
+    this.broker = new BrokerMonitor(m.transport, { intervalMs: o.brokerSysIntervalMs, clock: this.clock, logger: o.logger });
+    this.broker.on('sample', (sample) => this.emitLive({ type: 'broker', sample, stale: false }));
+    this.broker.on('stale', (stale) => { const sample = this.broker.latest(); if (sample) this.emitLive({ type: 'broker', sample, stale }); });
+  }
+
+  /** The broker view of the API. */
+  brokerView(): BrokerView {
+    const t = this.m.transport.stats;
+    return {
+      url: this.o.brokerUrl, connected: this.m.transport.connected, latest: this.broker.latest(), history: [...this.broker.history()],
+      stale: this.broker.stale, note: this.broker.staleReason,
+      transport: { connects: t.connects, disconnects: t.disconnects, commandsPublished: t.commandsPublished, republished: t.republished, acksReceived: t.acksReceived, acksDropped: t.acksDropped, statesReceived: t.statesReceived },
+    };
   }
 
   /**
@@ -112,7 +129,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   /** Append to the audit log and publish it live. */
   audit(e: AuditInput): AuditRow {
     const row = this.sdb.appendAudit(e, this.clock.now());
-    this.emitLive({ type: 'audit', entry: toEntry(row) });
+    // Per-step traffic is too dense to stream; the audit page reads it.
+    if (!ROUTINE.has(e.action)) this.emitLive({ type: 'audit', entry: toEntry(row) });
     return row;
   }
 
@@ -252,6 +270,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     this.closed = true;
     if (this.liveTimer) clearTimeout(this.liveTimer);
     this.presence.close();
+    this.broker.close();
     try {
       this.sdb.appendAudit({ actor: 'manager', action: 'service.stop', rotationId: this.m.orchestrator.current()?.id ?? null }, this.clock.now());
     } catch (err) {
@@ -260,6 +279,9 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     await this.m.close();
   }
 }
+
+/** Audit actions not streamed live (one per command and acknowledgement). */
+const ROUTINE: ReadonlySet<string> = new Set(['step.sent', 'step.acked', 'step.resent']);
 
 /** The API form of an audit row. */
 export function toEntry(r: AuditRow): AuditEntry {

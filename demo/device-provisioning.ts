@@ -1,0 +1,57 @@
+/**
+ * Provision one device of a demo or test fleet on disk the way a factory
+ * would: its agent configuration (file HAL, SQLite trust store, MQTT link
+ * files of the management PKI), its key made in the HAL, a CSR enrolled
+ * with the manager's CA, and the root and certificate provisioned. Returns
+ * the path of its agent.json for `trustroll-agent run`.
+ */
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent } from '../agent/agent.ts';
+import type { AgentConfig } from '../agent/config.ts';
+import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
+import { openHal } from '../hal/config.ts';
+import type { CaAuthority } from '../manager/ca-authority.ts';
+import { enrollFromCsr } from '../manager/enrollment.ts';
+import type { FleetDb } from '../manager/fleet-db.ts';
+import type { ManagementPki } from '../manager/management-pki.ts';
+import { systemClock } from '../protocol/clock.ts';
+import { buildCsr } from '../protocol/csr.ts';
+import type { Logger } from '../protocol/log.ts';
+import type { Role } from '../protocol/steps.ts';
+
+/** Provision device `id` under `root`/devices/`id`; `ports` maps server ids to their mTLS ports. */
+export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger }): Promise<string> {
+  const dir = join(root, 'devices', id);
+  mkdirSync(join(dir, 'link'), { recursive: true, mode: 0o700 });
+  const mgmt = c.pki.device(id);
+  const file = (name: string, data: string, mode = 0o644) => { const p = join(dir, 'link', name); writeFileSync(p, data); chmodSync(p, mode); return p; };
+  const config: AgentConfig = {
+    deviceId: id, role,
+    hal: { keys: { backend: 'file', dir: join(dir, 'keys') }, records: { backend: 'file', dir: join(dir, 'records') } },
+    store: { kind: 'sqlite', path: join(dir, 'trust-store.db') },
+    link: {
+      url: c.brokerUrl, ca: file('ca.pem', c.pki.ca), cert: file('device.pem', mgmt.cert), key: file('device.key', mgmt.key, 0o600),
+      commandKeys: { [c.pki.commandKey.keyId]: file('command-key.pem', c.pki.trustedCommandKeys().get(c.pki.commandKey.keyId)!.export({ type: 'spki', format: 'pem' }) as string) },
+    },
+    ...(role === 'server'
+      ? { tls: { host: '127.0.0.1', port: c.ports.get(id)! } }
+      : { probe: { targets: [...c.ports].map(([serverId, port]) => ({ host: '127.0.0.1', port, serverId })), intervalMs: 25 } }),
+    ...(c.naive ? { allowUnsafeSchedules: true } : {}),
+  };
+  const hal = await openHal(config.hal);
+  const store = new SqliteStateStore(config.store.kind === 'sqlite' ? config.store.path : '');
+  try {
+    const key = await hal.keys.create('device', 'P-256');
+    const csr = await buildCsr({ commonName: id, spki: key.spki, algorithm: key.algorithm, sign: (d) => hal.keys.sign('device', d) });
+    const certificate = enrollFromCsr(c.db, c.ca, { deviceId: id, role, csrPem: csr, now: systemClock.now() });
+    await Agent.provision({ deviceId: id, role, store, keys: hal.keys, clock: systemClock, logger: c.logger }, { root: c.ca.activeRoot().cert, certificate, keyLabel: 'device' });
+  } finally {
+    await store.close();
+    await hal.keys.close();
+    await hal.records.close();
+  }
+  const path = join(dir, 'agent.json');
+  writeFileSync(path, JSON.stringify(config, null, 2));
+  return path;
+}
