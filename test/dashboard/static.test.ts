@@ -66,6 +66,8 @@ describe('dashboard: static files (manager/http/static.ts)', () => {
       }
     }
     for (const [, href] of index.matchAll(/(?:href|src)="(\/[^"]*)"/g)) assert.equal((await app.inject({ url: href! })).statusCode, 200, href);
+    const preloaded = [...index.matchAll(/<link rel="modulepreload" href="([^"]+)">/g)].map((m) => m[1]).sort();
+    assert.deepEqual(preloaded, [...mods.map((m) => `/${m}`), ...Object.values(imports)].sort(), 'index.html preloads every module, and only modules');
   });
 
   it('answers a matching If-None-Match with 304 and tells the browser to revalidate', async () => {
