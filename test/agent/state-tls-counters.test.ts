@@ -73,7 +73,7 @@ describe('device state message: tls handshake counters (real Mosquitto, live age
     assert.ok(c2.attempts > c1.attempts, `attempts grew: ${c1.attempts} -> ${c2.attempts}`);
     assert.equal(c2.failed, 0);
     assert.equal(c2.fallbacks, 0);
-    assert.equal(c2.ok, c2.attempts);
+    assert.ok(c2.attempts - c2.ok - c2.failed <= 1, `every attempt but the one in flight succeeded: ${JSON.stringify(c2)}`);
     assert.equal(c2.since, c1.since, 'cumulative since the agent started');
     // The live counter is ahead of the retained one by at most one interval's worth.
     assert.ok(client.tlsCounters()!.attempts >= c2.attempts);
