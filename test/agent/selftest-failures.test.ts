@@ -107,6 +107,12 @@ describe('trustroll-agent selftest: failures name what is wrong and what to do (
     assert.equal(module.code, 'E_HAL_CONFIG');
     assert.match(module.message, /missing\.so does not exist/);
     assert.match(module.action!, /check hal\.keys\.module/);
+    // A TPM that is not there: the action names the software TPM socket of the TCTI.
+    const tpmPath = join(dev.dir, 'tpm.json');
+    writeFileSync(tpmPath, JSON.stringify({ ...dev.config, hal: { keys: { backend: 'tpm', tcti: `swtpm:path=${join(dev.dir, 'no-swtpm.sock')}`, storeDir: dev.dir, tokenLabel: 't', pin: '1' }, records: hal.records } }));
+    const tpm = check(await selftest({ ...dev, configPath: tpmPath }, 1), 'key');
+    assert.equal(tpm.code, 'E_HAL_TPM_ABSENT');
+    assert.match(tpm.action!, /software TPM \(swtpm\)/);
   });
 
   it('store corrupt (bytes of the stored record flipped in the SQLite file): E_STORE_CORRUPT, and status refuses it too', async () => {
