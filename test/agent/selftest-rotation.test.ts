@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { runSelftest } from '../../agent/selftest/selftest.ts';
 import type { SelftestReport } from '../../agent/selftest/report.ts';
 import { SCHEDULES } from '../../protocol/steps.ts';
-import { SelftestFleet, selftestFleetLog } from '../support/selftest-fleet.ts';
+import { SelftestFleet, selftestFleetLog, until } from '../support/selftest-fleet.ts';
 
 const AGENT = fileURLToPath(new URL('../../bin/trustroll-agent.mjs', import.meta.url));
 const exec = promisify(execFile);
@@ -63,6 +63,23 @@ describe('trustroll-agent selftest at every phase of a rotation (Mosquitto, live
       assert.equal(last.length, 1, `${id} ends with one root`);
       assert.notEqual(last[0], root0, `${id} ends trusting the new root`);
     }
+  });
+
+  it('the broker probe of a stopped device leaves its session alone: a command queued meanwhile still reaches the agent', async () => {
+    const f = await startFleet();
+    await f.stop('printer-1');
+    const rotationId = await f.orchestrator!.start({ schedule: SCHEDULES['six-step']! });
+    await until(() => f.gate!.waiting > 0, 10_000, 'the first commands');
+    const sent = f.gate!.release();
+    assert.ok(sent.some((c) => c.deviceId === 'printer-1' && c.step === 'P1'), 'P1 is queued in the printer\'s session');
+    const out = await exec(process.execPath, [AGENT, 'selftest', '--config', f.devices.get('printer-1')!.configPath, '--json']).catch((e: { stdout: string }) => e);
+    const report = JSON.parse(out.stdout) as SelftestReport;
+    assert.equal(report.checks.find((c) => c.name === 'link')!.status, 'warn', problems(report));
+    assert.match(report.checks.find((c) => c.name === 'link')!.message, /accepted the device's management certificate/);
+    const acked = () => f.db.steps(rotationId).some((s) => s.deviceId === 'printer-1' && s.step === 'P1' && s.status === 'acked');
+    assert.ok(!acked());
+    await f.start('printer-1');
+    await until(acked, 10_000, 'the printer to acknowledge P1 from its session');
   });
 
   it('batched: between B1 and B2 the client\'s peer check warns that the old certificate was needed, and nothing fails', async () => {
