@@ -27,13 +27,15 @@ export const COLOURS = ['#1f6fb2', '#d9822b', '#2e9e5b', '#b23b3b', '#7a4fb8', '
 
 const pad = (n) => String(n).padStart(2, '0');
 
-/** A 24-hour time axis ("10:42", "10:42:30" when zoomed in, the date at midnight). */
+/** A 24-hour time axis: "10:42", "10:42:30" or "10:42:30.5" as the ticks get closer, the date for days. */
 export function timeAxis() {
   return {
+    space: 90,
     values: (u, splits, axisIdx, space, incr) => splits.map((s) => {
       const d = new Date(s * 1000);
       const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
       if (incr >= 86_400) return `${d.getDate()}/${d.getMonth() + 1}`;
+      if (incr < 1) return `${hm}:${pad(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0').slice(0, 1)}`;
       return incr < 60 ? `${hm}:${pad(d.getSeconds())}` : hm;
     }),
   };

@@ -14,9 +14,12 @@ const KIND = {
   'management-ca': ['management CA', '#7a4fb8'], 'operator-ca': ['operator CA', '#8c6d1f'],
 };
 const W = 1000;
-const LEFT = 210;
+const LEFT = 230;
 const ROW = 30;
 const DAY = 86_400_000;
+
+/** Cuts a label to what fits left of the bars (the full name is in the tooltip). */
+function fit(text, chars) { return text.length > chars ? `${text.slice(0, chars - 1)}…` : text; }
 
 function monthStart(m) { return new Date(`${m}-01T00:00:00Z`).getTime(); }
 
@@ -46,8 +49,8 @@ function Timeline({ view, range }) {
       const a = new Date(r.notBefore).getTime(); const b = new Date(r.notAfter).getTime();
       const y = top + i * ROW;
       return html`<g><title>${`${r.name} (${label})\n${r.subject}\n${date(r.notBefore)} – ${date(r.notAfter)}\nSHA-256 ${fpFull(r.sha256)}`}</title>
-        <text x="4" y=${y + 17} class="label">${r.name}</text>
-        <text x="4" y=${y + 28} class="sublabel">${label}</text>
+        <text x="4" y=${y + 17} class="label">${fit(r.name, 27)}</text>
+        <text x="4" y=${y + 28} class="sublabel">${fit(label, 40)}</text>
         <rect x=${x(a)} y=${y + 6} width=${Math.max(2, x(b) - x(a))} height="16" rx="3" fill=${colour} opacity=${b < now ? 0.35 : 0.85} />
         ${b > t1 ? html`<text x=${W - 12} y=${y + 19} class="more" text-anchor="end">▶</text>` : null}</g>`;
     })}

@@ -91,7 +91,7 @@ export function DevicePanel({ id, me, onClose, onChanged }) {
       ]} />
       <h3>Steps</h3>
       <${Steps} steps=${detail.steps} />
-      ${me && me.role === 'admin' && !d.excluded ? html`<div class="panel-actions">
+      ${me && me.role === 'admin' && !d.excluded && detail.steps.some((s) => s.status !== 'acked' && s.status !== 'excluded') ? html`<div class="panel-actions">
         <button type="button" class="danger" onClick=${() => setExcluding(true)}>Exclude from rotation…</button></div>` : null}
       ${excluding ? html`<${ExcludeDialog} device=${d} onClose=${() => setExcluding(false)}
         onDone=${() => { setExcluding(false); res.reload(); onChanged(); }} />` : null}`}

@@ -83,8 +83,7 @@ function Holdups({ r, now }) {
 }
 
 function Material({ m }) {
-  return html`<p class="muted material">Distribution root D <code title=${fpFull(m.distribution.sha256)}>${fp(m.distribution.sha256)}</code>
-    (${m.distribution.subject}, issued by ${m.distribution.issuer}) · new root R1 <code title=${fpFull(m.newRoot.sha256)}>${fp(m.newRoot.sha256)}</code></p>`;
+  return html`<p class="muted material">Distribution root D <code title=${fpFull(m.distribution.sha256)}>${fp(m.distribution.sha256)}</code>${' '}(${m.distribution.subject}, issued by ${m.distribution.issuer}) · new root R1 <code title=${fpFull(m.newRoot.sha256)}>${fp(m.newRoot.sha256)}</code></p>`;
 }
 
 function PastRotations({ list, current }) {
@@ -106,10 +105,15 @@ export function RotationView({ route, me }) {
   const tl = useApi(r ? `/api/rotations/${encodeURIComponent(r.id)}/timeline` : null);
   const list = useApi('/api/rotations');
   const reloadDetail = useThrottled(res.reload, 1000);
-  const reloadTimeline = useThrottled(tl.reload, 3000);
+  const reloadTimeline = useThrottled(tl.reload, 2000);
   const reloadList = useThrottled(list.reload, 3000);
   useLive('rotation', (e) => {
     const rid = e.rotation && e.rotation.id;
+    if (r && rid === r.id && e.rotation.status !== r.status) {
+      // Started, paused, resumed, failed, complete: show it at once, everywhere.
+      res.reload(); tl.reload(); list.reload();
+      return;
+    }
     if (!r || rid === r.id || !id) { reloadDetail(); reloadTimeline(); }
     reloadList();
   });
