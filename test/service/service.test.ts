@@ -1,5 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { FleetDb } from '../../manager/fleet-db.ts';
@@ -106,6 +108,22 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
     assert.ok(handshakes.metrics.some((m) => m.labels!.role === 'client' && m.labels!.result === 'ok' && Number(m.value) > 0), 'agents report their handshakes');
   });
 
+  it('"trustroll rotate" on the same data folder hands the rotation to the running service (one MQTT session per manager)', async () => {
+    await fleet.until('every device online', async () => (await fleet.api<FleetPage>('/api/fleet', { as: 'token' })).body.counts.online === 5);
+    const bin = fileURLToPath(new URL('../../bin/trustroll.mjs', import.meta.url));
+    const proc = spawn(process.execPath, [bin, 'rotate', '--data', fleet.dataDir, '--mgmt', fleet.mgmtDir, '--schedule', 'six-step', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    proc.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const code = await new Promise<number | null>((r) => proc.once('exit', r));
+    assert.equal(code, 0, err + out);
+    assert.match(err, /trustroll serve \(pid \d+\) runs rotation/);
+    const st = JSON.parse(out) as { rotation: { id: string; status: string } };
+    assert.equal(st.rotation.status, 'complete');
+    const started = dbRead((_db, sdb) => sdb.audit({ limit: 10_000 }).find((e) => e.action === 'operator.start' && e.actor.startsWith('cli:')));
+    assert.ok(started, 'recorded as started by the local CLI user');
+  });
   it('pause holds, abort stops and stays open (a new rotation is refused), resume finishes; excluding an offline device lets its peers go on', async () => {
     const start = await fleet.api<RotationSummary>('/api/rotations', { body: { schedule: 'batched' } });
     assert.equal(start.status, 201, start.text);
@@ -138,6 +156,18 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
     for (const want of ['operator:alice operator.pause', 'operator:alice operator.abort', 'operator:alice operator.resume', 'operator:alice operator.exclude', 'manager rotation.complete']) {
       assert.ok(entries.includes(want), `audit has "${want}"`);
     }
-    await fleet.restartDevice('console-2');
+  });
+
+});
+
+describe('manager systemd unit', () => {
+  it('passes systemd-analyze verify where systemd-analyze exists', function () {
+    const unit = fileURLToPath(new URL('../../manager/systemd/trustroll-manager.service', import.meta.url));
+    const probe = spawnSync('systemd-analyze', ['--version']);
+    if (probe.error) this.skip();
+    const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /trustroll-manager\.service.*(Unknown|Invalid|Failed)/i);
   });
 });
+
