@@ -4,7 +4,7 @@
  */
 import { html } from 'htm/preact';
 import { render } from 'preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { useApi } from './lib/api.js';
 import { startLive, useLive, useLiveState } from './lib/live.js';
 import { href, useRoute } from './lib/hooks.js';
@@ -32,6 +32,8 @@ function LinkState() {
   const [stale, setStale] = useState(null);
   useLive('broker', (e) => setStale(e.stale));
   useLive('reconnect', broker.reload);
+  // Live broker events carry $SYS samples, not the manager's own session state: poll that now and then.
+  useEffect(() => { const t = setInterval(broker.reload, 30_000); return () => clearInterval(t); }, []);
   const b = broker.data;
   const brokerOk = b ? b.connected && !(stale ?? b.stale) : null;
   const brokerText = !b ? (broker.error ? `unknown (${broker.error.code})` : '…')
