@@ -102,6 +102,16 @@ describe('dashboard: Chromium against trustroll serve and a fleet of agent proce
     await page.click('nav.tabs >> text=Rotation');
     await sentence.waitFor();
 
+    // Pause and resume; the abort dialog says what stopping means, and "Keep it" keeps it.
+    await page.click('.actions-bar button:has-text("Pause")');
+    await page.locator('.rot-head .badge', { hasText: 'paused' }).waitFor();
+    await page.click('.actions-bar button:has-text("Abort…")');
+    assert.match(await page.locator('dialog').innerText(), /Stop sending\. Every device stays where it is — every intermediate state authenticates[\s\S]*resume it later/);
+    await page.click('dialog button:has-text("Keep it")');
+    await page.locator('dialog').waitFor({ state: 'detached' });
+    await page.click('.actions-bar button:has-text("Resume")');
+    await page.locator('.rot-head .badge', { hasText: 'running' }).waitFor();
+
     await fleet.restartDevice('console-2');
     await page.locator('.rot-head .badge', { hasText: 'complete' }).waitFor({ timeout: 120_000 });
     const rotation = (await fleet.api<{ rotations: RotationSummary[] }>('/api/rotations')).body.rotations[0]!;
@@ -122,8 +132,11 @@ describe('dashboard: Chromium against trustroll serve and a fleet of agent proce
 
     await page.click('nav.tabs >> text=Audit');
     await page.locator('.audit-table td', { hasText: 'operator:alice' }).first().waitFor();
+    await shot(page, 'audit');
     await page.click('nav.tabs >> text=Broker');
     await page.locator('.stats .stat, .notice').first().waitFor();
+    await page.locator('.broker', { hasText: 'mosquitto' }).waitFor();
+    await shot(page, 'broker');
     await page.click('nav.tabs >> text=Certificates');
     await page.locator('svg.cert-timeline').waitFor();
     assert.ok(await page.locator('.certificates table tbody tr').count() >= 3, 'roots, management CA and operator CA listed');

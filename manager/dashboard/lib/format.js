@@ -19,6 +19,15 @@ export function time(iso, now = Date.now()) {
   return date(iso);
 }
 
+/** Like time() with seconds: "10:42:07" today, "24 Nov 10:42:07" otherwise (logs). */
+export function timeSec(iso, now = Date.now()) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const hms = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return sameDay(d, new Date(now)) ? hms : `${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ${hms}`;
+}
+
 /** "24 Nov 2027". */
 export function date(iso) {
   if (!iso) return '—';

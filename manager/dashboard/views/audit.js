@@ -8,7 +8,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { query, useApi } from '../lib/api.js';
 import { useLive } from '../lib/live.js';
 import { href, navigate, useDebounced, useThrottled } from '../lib/hooks.js';
-import { full, time } from '../lib/format.js';
+import { full, timeSec } from '../lib/format.js';
 import { ErrorBox, Loading } from '../ui/common.js';
 
 const LIMIT = 100;
@@ -51,7 +51,7 @@ export function AuditView({ route }) {
       <div class="table-wrap"><table class="grid compact audit-table">
         <thead><tr><th class="num">#</th><th>Time</th><th>Actor</th><th>Action</th><th>Rotation</th><th>Device</th><th>Step</th><th>Code</th><th>Detail</th></tr></thead>
         <tbody>${page.entries.map((e) => html`<tr key=${e.seq}>
-          <td class="num" title=${`hash ${e.hash}`}>${e.seq}</td><td title=${full(e.at)}>${time(e.at)}</td><td>${e.actor}</td><td><b>${e.action}</b></td>
+          <td class="num" title=${`hash ${e.hash}`}>${e.seq}</td><td title=${full(e.at)}>${timeSec(e.at)}</td><td>${e.actor}</td><td><b>${e.action}</b></td>
           <td>${e.rotationId ? html`<a href=${href('rotation', e.rotationId)}><code>${e.rotationId}</code></a>` : ''}</td>
           <td>${e.deviceId ? html`<a href=${href('fleet', null, { device: e.deviceId })}>${e.deviceId}</a>` : ''}</td>
           <td>${e.step ?? ''}</td><td>${e.code ? html`<code class="code bad">${e.code}</code>` : ''}</td><td><${Detail} d=${e.detail} /></td></tr>`)}</tbody>
