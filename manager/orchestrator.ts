@@ -79,7 +79,7 @@ export class Orchestrator {
   }
 
   /** Step S and start: validate the schedule, have the CA make the material, persist, dispatch. */
-  async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean }): Promise<string> {
+  async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; onCreated?: (rotationId: string) => void }): Promise<string> {
     const open = openRotation(this.o.db);
     if (open) {
       const steps = this.o.db.steps(open.id);
@@ -103,6 +103,7 @@ export class Orchestrator {
       newRoot: material.newRoot, createdAt: now.toISOString(), updatedAt: now.toISOString(), error: null,
     };
     this.o.db.insertRotation(row, material.leaves, steps);
+    opts.onCreated?.(id);
     this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe });
     this.load(id, opts.schedule);
     this.o.events?.status?.(this.rotation!, 'started');

@@ -8,13 +8,13 @@
  *   GET  /api/devices/:id                      DeviceDetail
  *   POST /api/devices/:id/exclude {reason}     FleetDevice          (admin)
  *   GET  /api/rotations                        { rotations: RotationSummary[] }
- *   GET  /api/rotations/current                RotationDetail (404 E_ROTATION_UNKNOWN when none)
+ *   GET  /api/rotations/current                RotationDetail of the latest rotation, open or not (404 E_ROTATION_UNKNOWN when none)
  *   GET  /api/rotations/:id                    RotationDetail
  *   GET  /api/rotations/:id/timeline           Timeline
  *   POST /api/rotations {schedule}             RotationSummary, 201 (admin)
  *   POST /api/rotations/:id/pause|resume|abort RotationSummary      (admin)
  *   GET  /api/schedules                        { schedules: ScheduleView[] }
- *   GET  /api/audit?after&limit&rotation       AuditPage
+ *   GET  /api/audit?after|before&limit&rotation&order   AuditPage (order asc with after, desc with before)
  *   GET  /api/broker                           BrokerView
  *   GET  /api/certificates                     CertificatesView
  *   GET  /api/events                           Server-Sent Events (LiveEvent)
@@ -27,7 +27,7 @@ export type Role = 'server' | 'client';
 /** Operator roles: `read` sees everything, `admin` may also act. */
 export type OperatorRole = 'read' | 'admin';
 
-/** Every error response: `{ error: { code, message } }` with 400/401/403/404/409/500. */
+/** Every error response: `{ error: { code, message } }` with 400/401/403/404/409/500; `message` does not repeat the code. */
 export interface ApiError {
   error: { code: string; message: string };
 }
@@ -89,7 +89,7 @@ export interface FleetPage {
 /** Query of GET /api/fleet (all optional). */
 export interface FleetQuery {
   offset?: number;
-  /** 1..500, default 100. */
+  /** 0..500, default 100 (0: counts only). */
   limit?: number;
   /** Substring of the device id (case-insensitive). */
   q?: string;
@@ -226,7 +226,7 @@ export interface AuditEntry {
 /** GET /api/audit */
 export interface AuditPage {
   entries: AuditEntry[];
-  /** Pass as `after` for the next page; null at the end. */
+  /** Pass as `after` (asc) or `before` (desc) for the next page; null at the end. */
   next: number | null;
 }
 

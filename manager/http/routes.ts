@@ -114,12 +114,15 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
     schema: {
       querystring: {
         type: 'object', additionalProperties: false,
-        properties: { after: { type: 'integer', minimum: 0, default: 0 }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, rotation: id },
+        properties: {
+          after: { type: 'integer', minimum: 0 }, before: { type: 'integer', minimum: 1 }, order: { enum: ['asc', 'desc'], default: 'asc' },
+          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, rotation: id,
+        },
       },
     },
   }, async (req): Promise<AuditPage> => {
-    const q = req.query as { after: number; limit: number; rotation?: string };
-    const rows = service.sdb.audit({ after: q.after, limit: q.limit, rotationId: q.rotation });
+    const q = req.query as { after?: number; before?: number; order: 'asc' | 'desc'; limit: number; rotation?: string };
+    const rows = service.sdb.audit({ after: q.after, before: q.before, desc: q.order === 'desc', limit: q.limit, rotationId: q.rotation });
     return { entries: rows.map(toEntry), next: rows.length === q.limit ? rows.at(-1)!.seq : null };
   });
 

@@ -56,16 +56,16 @@ export async function buildHttpServer(o: HttpServerOptions): Promise<FastifyInst
     if (err instanceof ManagerError) {
       const status = STATUS[err.code] ?? 500;
       if (status === 401 && !req.url.startsWith('/api') && req.url !== '/metrics') return sendLoginPage(reply, err);
-      return reply.code(status).send({ error: { code: err.code, message: err.message } });
+      return reply.code(status).send({ error: { code: err.code, message: withoutCode(err.message) } });
     }
     const fe = err as FastifyError;
     if (fe.validation || (fe.statusCode && fe.statusCode < 500)) {
-      return reply.code(fe.statusCode ?? 400).send({ error: { code: 'E_BAD_REQUEST', message: `E_BAD_REQUEST: ${fe.message}` } });
+      return reply.code(fe.statusCode ?? 400).send({ error: { code: 'E_BAD_REQUEST', message: fe.message } });
     }
     log.error('request failed', { url: req.url, reason: fe.message, code: (fe as { code?: string }).code });
-    return reply.code(500).send({ error: { code: (fe as { code?: string }).code ?? 'E_INTERNAL', message: fe.message } });
+    return reply.code(500).send({ error: { code: (fe as { code?: string }).code ?? 'E_INTERNAL', message: withoutCode(fe.message) } });
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'E_NOT_FOUND', message: `E_NOT_FOUND: ${req.method} ${req.url.split('?')[0]}` } }));
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'E_NOT_FOUND', message: `${req.method} ${req.url.split('?')[0]}` } }));
 
   app.get('/healthz', async () => ({ ok: true, mqtt: o.service.m.transport.connected }));
 
@@ -104,6 +104,11 @@ function sendLoginPage(reply: FastifyReply, err: ManagerError): FastifyReply {
 <h1>trustroll manager</h1><p>This dashboard needs an operator certificate.</p>
 <p>Ask an administrator to run <code>trustroll mgmt operator --dir &lt;mgmt&gt; --name &lt;you&gt; --role read|admin</code>,
 import the <code>.p12</code> file it writes into your browser, and reload.</p><p><small>${escapeHtml(err.code)}</small></p></body>`);
+}
+
+/** The message without the `E_CODE: ` prefix typed errors carry (the code is its own field). */
+function withoutCode(message: string): string {
+  return message.replace(/^E_[A-Z0-9_]+: /, '');
 }
 
 function escapeHtml(s: string): string {

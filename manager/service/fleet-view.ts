@@ -38,16 +38,14 @@ export class FleetView {
   private current(): FleetDevice[] {
     const key = `${this.stepsVersion}/${this.presence.version}`;
     const now = Date.now();
-    if (key !== this.builtFor && (this.builtFor === '' || now - this.builtAt >= REBUILD_MIN_MS)) {
-      this.build();
-      this.builtFor = key;
-      this.builtAt = now;
-    }
+    if (key !== this.builtFor && (this.builtFor === '' || now - this.builtAt >= REBUILD_MIN_MS)) this.build();
     return this.lines;
   }
 
-  /** Rebuild every line now. */
+  /** Rebuild every line now (a rotation changed status: readers must see it at once). */
   build(): void {
+    this.builtFor = `${this.stepsVersion}/${this.presence.version}`;
+    this.builtAt = Date.now();
     const rotation = this.db.rotations().at(-1) ?? null;
     const byDevice = new Map<string, StepRow[]>();
     if (rotation) {
@@ -77,6 +75,7 @@ export class FleetView {
         tls: tls ? { attempts: tls.attempts, ok: tls.ok, failed: tls.failed, fallbacks: tls.fallbacks } : null,
       });
     }
+    lines.sort((a, b) => NATURAL.compare(a.id, b.id));
     this.lines = lines;
     this.byId = new Map(lines.map((l) => [l.id, l]));
   }
@@ -135,12 +134,15 @@ export class FleetView {
   }
 }
 
+/** printer-2 before printer-10. */
+const NATURAL = new Intl.Collator('en', { numeric: true });
+
 const str = (a: string | null, b: string | null) => (a ?? '\uffff').localeCompare(b ?? '\uffff');
 const SORTS: Record<Exclude<NonNullable<FleetQuery['sort']>, 'id'>, (a: FleetDevice, b: FleetDevice) => number> = {
-  role: (a, b) => a.role.localeCompare(b.role) || a.id.localeCompare(b.id),
-  since: (a, b) => str(a.since, b.since) || a.id.localeCompare(b.id),
-  step: (a, b) => str(a.step, b.step) || str(a.stepStatus, b.stepStatus) || a.id.localeCompare(b.id),
-  certNotAfter: (a, b) => str(a.certNotAfter, b.certNotAfter) || a.id.localeCompare(b.id),
+  role: (a, b) => a.role.localeCompare(b.role) || NATURAL.compare(a.id, b.id),
+  since: (a, b) => str(a.since, b.since) || NATURAL.compare(a.id, b.id),
+  step: (a, b) => str(a.step, b.step) || str(a.stepStatus, b.stepStatus) || NATURAL.compare(a.id, b.id),
+  certNotAfter: (a, b) => str(a.certNotAfter, b.certNotAfter) || NATURAL.compare(a.id, b.id),
 };
 
 type StepFields = Pick<FleetDevice, 'rotationId' | 'step' | 'stepStatus' | 'attempts' | 'lastAckAt' | 'lastError' | 'excluded'>;

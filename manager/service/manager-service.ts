@@ -140,8 +140,13 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   async startRotation(scheduleName: string, actor: string): Promise<RotationSummary> {
     const schedule = SCHEDULES[scheduleName];
     if (!schedule || scheduleName === 'naive') throw new ManagerError('E_BAD_REQUEST', `unknown schedule ${JSON.stringify(scheduleName)}; use six-step or batched`);
-    this.audit({ actor, action: 'operator.start', detail: { schedule: scheduleName } });
-    const id = await this.m.orchestrator.start({ schedule });
+    let id: string;
+    try {
+      id = await this.m.orchestrator.start({ schedule, onCreated: (rotationId) => this.audit({ actor, action: 'operator.start', rotationId, detail: { schedule: scheduleName } }) });
+    } catch (err) {
+      this.audit({ actor, action: 'operator.start', code: (err as ManagerError).code ?? null, detail: { schedule: scheduleName, refused: (err as Error).message } });
+      throw err;
+    }
     this.fleet.invalidate();
     return rotationSummary(this.m.db, this.m.db.rotation(id)!);
   }
@@ -227,6 +232,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   private onStatus(rot: RotationRow, reason: string | null): void {
     this.audit({ actor: 'manager', action: `rotation.${rot.status}`, rotationId: rot.id, detail: reason ? { reason } : null });
     this.fleet.invalidate();
+    this.fleet.build();
     this.emitLive({ type: 'rotation', rotation: rotationSummary(this.m.db, this.m.db.rotation(rot.id) ?? rot) });
   }
 

@@ -97,11 +97,14 @@ export class ServiceDb {
     });
   }
 
-  /** Audit entries after `after` (oldest first), optionally of one rotation. */
-  audit(o: { after?: number; limit: number; rotationId?: string }): AuditRow[] {
+  /** Audit entries after `after` (oldest first) or, with `desc`, before `before` (newest first); optionally of one rotation. */
+  audit(o: { after?: number; before?: number; desc?: boolean; limit: number; rotationId?: string }): AuditRow[] {
+    const where = o.desc ? 'seq < ?' : 'seq > ?';
+    const bound = o.desc ? o.before ?? Number.MAX_SAFE_INTEGER : o.after ?? 0;
+    const order = o.desc ? 'DESC' : 'ASC';
     const rows = (o.rotationId
-      ? this.db.prepare('SELECT * FROM audit WHERE seq > ? AND rotation_id = ? ORDER BY seq LIMIT ?').all(o.after ?? 0, o.rotationId, o.limit)
-      : this.db.prepare('SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?').all(o.after ?? 0, o.limit)) as Record<string, unknown>[];
+      ? this.db.prepare(`SELECT * FROM audit WHERE ${where} AND rotation_id = ? ORDER BY seq ${order} LIMIT ?`).all(bound, o.rotationId, o.limit)
+      : this.db.prepare(`SELECT * FROM audit WHERE ${where} ORDER BY seq ${order} LIMIT ?`).all(bound, o.limit)) as Record<string, unknown>[];
     return rows.map((r) => ({
       seq: r.seq as number, at: r.at as string, actor: r.actor as string, action: r.action as string,
       rotationId: r.rotation_id as string | null, deviceId: r.device_id as string | null, step: r.step as string | null,
