@@ -29,6 +29,8 @@ export const HAL_ERROR_CODES = {
   E_HAL_SIGN_INPUT: 'data to sign must be a non-empty buffer of at most 64 KiB',
   /** A stored record failed its integrity check and no intact copy exists. */
   E_HAL_RECORD_CORRUPT: 'stored record is corrupt',
+  /** The newest EEPROM image is damaged and an older one was adopted: acknowledged writes were lost (reported, never hidden). */
+  E_HAL_ROLLBACK: 'storage rolled back to an older image',
   /** The records do not fit the EEPROM slot size. */
   E_HAL_STORAGE_FULL: 'storage full',
   /** A sealed key could not be unsealed (wrong KEK, or the blob was altered). */

@@ -99,10 +99,12 @@ export class EepromKeyStore implements KeyStore {
 
   async health(): Promise<HealthReport> {
     const slot = this.store.currentSlot;
+    const rb = this.store.integrity();
+    const rollback = rb.rolledBack ? `; ROLL-BACK: newest image (generation ${rb.committedGeneration}) damaged, generation ${rb.loadedGeneration} loaded, ${rb.missingWrites} write(s) missing` : '';
     return {
       ok: !this.released,
       backend: this.backend,
-      detail: `keys ${this.protection.mode}; image generation ${this.store.currentGeneration} in slot ${slot ?? '-'}, ${this.store.capacity} bytes per slot`,
+      detail: `keys ${this.protection.mode}; image generation ${this.store.currentGeneration} in slot ${slot ?? '-'}, ${this.store.capacity} bytes per slot${rollback}`,
     };
   }
 

@@ -7,6 +7,10 @@
  * The CRC covers generation, length and payload, so a slot written only in
  * part never validates. The payload is written before the header, so a cut
  * during the payload leaves a stale header whose CRC no longer matches.
+ *
+ * Commit counter (last page of each slot, outside both images):
+ *
+ *   magic "TRC1" | generation u32 | crc32 u32   (12 bytes, BE)
  */
 import { crc32 } from '../crc32.ts';
 import { HalError } from '../errors.ts';
@@ -14,6 +18,25 @@ import { HalError } from '../errors.ts';
 /** Bytes of the slot header. */
 export const SLOT_HEADER_BYTES = 16;
 const MAGIC = 0x54524531; // "TRE1"
+const COUNTER_MAGIC = 0x54524331; // "TRC1"
+
+/** Bytes of a commit counter copy. */
+export const COUNTER_BYTES = 12;
+
+/** A commit counter copy for `generation`. */
+export function encodeCounter(generation: number): Buffer {
+  const c = Buffer.alloc(COUNTER_BYTES);
+  c.writeUInt32BE(COUNTER_MAGIC, 0);
+  c.writeUInt32BE(generation, 4);
+  c.writeUInt32BE(crc32(c.subarray(0, 8)), 8);
+  return c;
+}
+
+/** The generation a counter copy holds, or null if it is not a valid counter. */
+export function decodeCounter(raw: Buffer): number | null {
+  if (raw.length < COUNTER_BYTES || raw.readUInt32BE(0) !== COUNTER_MAGIC) return null;
+  return crc32(raw.subarray(0, 8)) === raw.readUInt32BE(8) ? raw.readUInt32BE(4) : null;
+}
 
 /** A decoded slot: its generation and records. */
 export interface SlotImage {
