@@ -24,8 +24,9 @@ import { buildCsr } from '../protocol/csr.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 import type { StateStore } from '../agent/state-store.ts';
+import { trustrollVersion } from './version.ts';
 
-const program = new Command('trustroll-agent').description('trustroll device agent').showHelpAfterError().exitOverride();
+const program = new Command('trustroll-agent').description('trustroll device agent').version(trustrollVersion(), '-V, --version', 'print the version').showHelpAfterError().exitOverride();
 const logger = createLogger();
 const KEY = 'device';
 

@@ -1,0 +1,104 @@
+/**
+ * The agent as one minified ES module (esbuild) with its source map beside
+ * it: bin/trustroll-agent.ts and what it imports from agent/, hal/,
+ * protocol/ and node_modules, none of the manager's code or packages. The
+ * native addons stay outside: every `require('bindings')(name)` and
+ * `require('…/x.node')` is pointed at `addons/<name>` next to the bundle,
+ * where the cross-compiled files go. Arch-independent: built once, copied
+ * into every target.
+ */
+import { build, type Metafile, type Plugin } from 'esbuild';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { BuildError } from './errors.ts';
+import { REPO_ROOT } from './paths.ts';
+
+/** File name of the bundle; its map is `<name>.map`, its licences `<name>.LEGAL.txt`. */
+export const BUNDLE_FILE = 'trustroll-agent.mjs';
+/** Folder next to the bundle where it looks for native addons. */
+export const ADDON_DIR = 'addons';
+
+/** Source folders and files the agent's bundle may contain (besides node_modules). */
+const AGENT_SOURCES = [/^agent\//, /^hal\//, /^protocol\//, /^bin\/trustroll-agent\.ts$/, /^bin\/version\.ts$/];
+/** Packages only the manager uses: the agent's bundle must not contain them. */
+export const MANAGER_ONLY_PACKAGES = ['fastify', 'aedes', '@peculiar/x509', 'prom-client', 'preact', 'htm', 'uplot', 'tsx', 'esbuild'];
+
+/** What a bundle build produced. */
+export interface BundleResult {
+  file: string;
+  map: string;
+  bytes: number;
+  /** Inputs by origin: our folders, and packages from node_modules. */
+  inputs: { ours: string[]; packages: string[] };
+}
+
+/** esbuild plugin: native addons are loaded from `addons/` next to the bundle. */
+const addonsBesideBundle: Plugin = {
+  name: 'trustroll-addons',
+  setup(b) {
+    b.onResolve({ filter: /^bindings$/ }, () => ({ path: 'bindings', namespace: 'trustroll-addon' }));
+    b.onResolve({ filter: /\.node$/ }, (args) => ({ path: basename(args.path), namespace: 'trustroll-addon' }));
+    b.onLoad({ filter: /.*/, namespace: 'trustroll-addon' }, (args) => ({
+      loader: 'js',
+      contents: args.path === 'bindings'
+        ? 'module.exports = (name) => require(globalThis.__trustrollAddon(name));'
+        : `module.exports = require(globalThis.__trustrollAddon(${JSON.stringify(args.path)}));`,
+    }));
+  },
+};
+
+/** Lets the bundled CommonJS packages `require` Node's modules and the addons (ES module output). */
+const BANNER = [
+  "import { createRequire as __trCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __trFileURLToPath } from 'node:url';",
+  'const require = __trCreateRequire(import.meta.url);',
+  `globalThis.__trustrollAddon = (name) => __trFileURLToPath(new URL('./${ADDON_DIR}/' + name.replace(/\\.node$/, '') + '.node', import.meta.url));`,
+].join('\n');
+
+/** Sorts the metafile's inputs into our sources and package names; throws if anything outside the agent slipped in. */
+export function checkAgentInputs(meta: Metafile): BundleResult['inputs'] {
+  const ours = new Set<string>();
+  const packages = new Set<string>();
+  for (const input of Object.keys(meta.inputs)) {
+    if (input.startsWith('trustroll-addon:')) continue;
+    const nm = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (nm) packages.add(nm[1]!);
+    else if (AGENT_SOURCES.some((re) => re.test(input))) ours.add(input);
+    else throw new BuildError('E_BUILD_BUNDLE', `the agent bundle would contain ${input}, which is not agent, HAL or protocol code`);
+  }
+  const banned = [...packages].filter((p) => MANAGER_ONLY_PACKAGES.includes(p));
+  if (banned.length) throw new BuildError('E_BUILD_BUNDLE', `the agent bundle would contain the manager's packages ${banned.join(', ')}`);
+  return { ours: [...ours].sort(), packages: [...packages].sort() };
+}
+
+/** Builds the bundle into `outDir`; the version is written into it for `--version`. */
+export async function bundleAgent(outDir: string): Promise<BundleResult> {
+  mkdirSync(outDir, { recursive: true });
+  const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  const file = join(outDir, BUNDLE_FILE);
+  let result;
+  try {
+    result = await build({
+      absWorkingDir: REPO_ROOT,
+      entryPoints: ['bin/trustroll-agent.ts'],
+      outfile: file,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      // The armv7 runtime is Node 20.11.
+      target: 'node20.11',
+      minify: true,
+      sourcemap: 'linked',
+      legalComments: 'external',
+      metafile: true,
+      logLevel: 'silent',
+      banner: { js: BANNER },
+      define: { __TRUSTROLL_VERSION__: JSON.stringify(version) },
+      plugins: [addonsBesideBundle],
+    });
+  } catch (err) {
+    throw new BuildError('E_BUILD_BUNDLE', (err as Error).message);
+  }
+  const inputs = checkAgentInputs(result.metafile);
+  return { file, map: `${file}.map`, bytes: statSync(file).size, inputs };
+}
