@@ -19,6 +19,8 @@ import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
 import { InProcessTransport } from '../manager/in-process-transport.ts';
 import type { Orchestrator, RotationPolicy } from '../manager/orchestrator.ts';
 import { buildOrchestrator } from '../manager/manager.ts';
+import { AuditLog } from '../manager/audit-log.ts';
+import { verifyAudit, type AuditReport } from '../manager/audit-check.ts';
 import { MemoryKeyStore } from './memory-key-store.ts';
 import { seededRandom } from './random.ts';
 import type { FleetSnapshot } from './auth-matrix.ts';
@@ -51,6 +53,7 @@ export class InProcessFleet {
   private readonly listeners: ((label: string) => void)[] = [];
 
   transport!: InProcessTransport;
+  private audit: AuditLog | undefined;
   orchestrator!: Orchestrator;
 
   private constructor(
@@ -70,7 +73,7 @@ export class InProcessFleet {
     const random = seededRandom(this.o.seed ?? 1);
     this.transport = new InProcessTransport({ timers: systemTimers, random, maxLatencyMs: this.o.maxLatencyMs ?? 0, dropRate: this.o.dropRate, duplicateRate: this.o.duplicateRate });
     this.orchestrator = buildOrchestrator({
-      db: this.db, transport: this.transport, authority: this.ca, clock: this.clock, logger: this.logger,
+      db: this.db, transport: this.transport, authority: this.ca, clock: this.clock, logger: this.logger, audit: (this.audit ??= new AuditLog(this.db)),
       policy: { ackTimeoutMs: 2_000, sweepIntervalMs: 50, backoffBaseMs: 20, backoffMaxMs: 200, ...this.o.policy },
       events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
     });
@@ -172,6 +175,11 @@ export class InProcessFleet {
   /** Reset the end-of-rotation latch (for a second rotation or a resume). */
   rearm(): void {
     this.done.promise = new Promise<RotationRow>((r) => (this.done.resolve = r));
+  }
+
+  /** The audit trail of this fleet's manager, checked: chain intact and every send after its prerequisites. */
+  verifyAudit(extraSchedules: readonly Schedule[] = []): AuditReport {
+    return verifyAudit(this.audit!.all(), { ...SCHEDULES, ...Object.fromEntries(extraSchedules.map((s) => [s.name, s])) });
   }
 
   async close(): Promise<void> {

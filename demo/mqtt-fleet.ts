@@ -23,6 +23,8 @@ import { FleetDb, type RotationRow } from '../manager/fleet-db.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
 import type { MqttManagerTransport } from '../manager/mqtt-transport.ts';
 import { buildOrchestrator, mqttTransport } from '../manager/manager.ts';
+import { AuditLog } from '../manager/audit-log.ts';
+import { verifyAudit, type AuditReport } from '../manager/audit-check.ts';
 import type { Orchestrator, RotationPolicy } from '../manager/orchestrator.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { commandVerifier } from '../protocol/command-signature.ts';
@@ -71,6 +73,7 @@ export class MqttFleet {
   readonly hosts: AgentHost[] = [];
   private readonly hostOf = new Map<string, AgentHost>();
   transport!: MqttManagerTransport;
+  private audit!: AuditLog;
   orchestrator!: Orchestrator;
   private done!: { promise: Promise<RotationRow>; resolve: (r: RotationRow) => void };
 
@@ -84,6 +87,7 @@ export class MqttFleet {
     private readonly o: MqttFleetOptions,
   ) {
     this.rearm();
+    this.audit = new AuditLog(db);
   }
 
   /** Start the broker, the manager and every device (connected and subscribed). */
@@ -131,7 +135,7 @@ export class MqttFleet {
     // The orchestrator registers for acknowledgements before the session's backlog can arrive.
     this.transport = mqttTransport({ url: this.url, pki: this.pki, logger: this.logger, reconnectPeriodMs: 100 });
     this.orchestrator = buildOrchestrator({
-      db: this.db, transport: this.transport, authority: this.ca, clock, logger: this.logger, pki: this.pki,
+      db: this.db, transport: this.transport, authority: this.ca, clock, logger: this.logger, pki: this.pki, audit: this.audit,
       policy: { ackTimeoutMs: 3_000, sweepIntervalMs: 50, backoffBaseMs: 50, backoffMaxMs: 500, ...this.o.policy },
       events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
     });
@@ -230,6 +234,11 @@ export class MqttFleet {
     const h = createHash('sha256');
     for (const f of readdirSync(this.dir).filter((n) => n.startsWith(`${id}.db`) && !n.endsWith('-shm')).sort()) h.update(f).update(readFileSync(join(this.dir, f)));
     return h.digest('hex');
+  }
+
+  /** The audit trail of this fleet's manager, checked: chain intact and every send after its prerequisites. */
+  verifyAudit(): AuditReport {
+    return verifyAudit(this.audit.all());
   }
 
   /** Stop links, manager and broker; remove every file. */

@@ -11,6 +11,8 @@ import { systemClock, systemTimers, type Clock, type Timers } from '../protocol/
 import { commandSigner } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
 import { ackVerifier } from './ack-verifier.ts';
+import { AuditLog, type AuditRow } from './audit-log.ts';
+import { auditedEvents } from './audit-recorder.ts';
 import type { RotationAuthority } from './authority.ts';
 import { CaAuthority } from './ca-authority.ts';
 import { ManagerError } from './errors.ts';
@@ -34,16 +36,20 @@ export interface OrchestratorWiring {
   timers?: Timers;
   policy?: Partial<RotationPolicy>;
   events?: OrchestratorEvents;
+  /** Record every event in this audit log (with `onAudit` told of each entry). */
+  audit?: AuditLog;
+  onAudit?: (row: AuditRow) => void;
 }
 
-/** Build the orchestrator with the signer and the verifier. */
+/** Build the orchestrator with the signer, the verifier and (optionally) the audit trail. */
 export function buildOrchestrator(w: OrchestratorWiring): Orchestrator {
+  const clock = w.clock ?? systemClock;
   return new Orchestrator({
     db: w.db, transport: w.transport, authority: w.authority, logger: w.logger,
-    clock: w.clock ?? systemClock, timers: w.timers ?? systemTimers,
+    clock, timers: w.timers ?? systemTimers,
     sign: w.pki ? commandSigner(w.pki.commandKey) : undefined,
     verifyAck: w.verifyAcks === false ? undefined : ackVerifier(w.db),
-    policy: w.policy, events: w.events,
+    policy: w.policy, events: w.audit ? auditedEvents(w.audit, w.db, clock, w.events, w.onAudit) : w.events,
   });
 }
 
@@ -59,6 +65,8 @@ export interface Manager {
   readonly ca: CaAuthority;
   readonly transport: MqttManagerTransport;
   readonly orchestrator: Orchestrator;
+  /** The hash-chained audit trail every event of this manager is written to. */
+  readonly audit: AuditLog;
   /** Stop timers and the MQTT session, close the database (state stays on disk and on the broker). */
   close(): Promise<void>;
 }
@@ -76,6 +84,8 @@ export interface OpenManagerOptions {
   reconnectPeriodMs?: number;
   /** Wrap the transport the orchestrator sends through (the demo paces it). */
   wrapTransport?: (t: MqttManagerTransport) => ManagerTransport;
+  /** Called with every audit entry written (live views). */
+  onAudit?: (row: AuditRow) => void;
 }
 
 /**
@@ -89,12 +99,13 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
   const ca = await CaAuthority.openOrInit(join(o.dataDir, 'ca'), { subject: 'unused', now: clock.now() });
   const db = new FleetDb(join(o.dataDir, 'manager.db'));
   const transport = mqttTransport({ url: o.brokerUrl, pki: o.pki, logger: o.logger, clock, reconnectPeriodMs: o.reconnectPeriodMs });
+  const audit = new AuditLog(db);
   const orchestrator = buildOrchestrator({
     db, authority: ca, transport: o.wrapTransport ? o.wrapTransport(transport) : transport, pki: o.pki,
-    logger: o.logger, clock, timers: o.timers, policy: o.policy, events: o.events,
+    logger: o.logger, clock, timers: o.timers, policy: o.policy, events: o.events, audit, onAudit: o.onAudit,
   });
   return {
-    dataDir: o.dataDir, db, ca, transport, orchestrator,
+    dataDir: o.dataDir, db, ca, transport, orchestrator, audit,
     async close() {
       orchestrator.close();
       await transport.close();

@@ -67,7 +67,7 @@ export function buildMetrics(service: ManagerService): Registry {
     name, help, labelNames: label ? [label] : [], registers: [registry],
     collect() {
       this.reset();
-      for (const [code, n] of service.sdb.auditCounts(action)) {
+      for (const [code, n] of service.m.audit.counts(action)) {
         if (label) this.inc({ [label]: code || 'none' }, n);
         else this.inc(n);
       }

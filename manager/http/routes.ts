@@ -122,7 +122,7 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
     },
   }, async (req): Promise<AuditPage> => {
     const q = req.query as { after?: number; before?: number; order: 'asc' | 'desc'; limit: number; rotation?: string };
-    const rows = service.sdb.audit({ after: q.after, before: q.before, desc: q.order === 'desc', limit: q.limit, rotationId: q.rotation });
+    const rows = service.m.audit.entries({ after: q.after, before: q.before, desc: q.order === 'desc', limit: q.limit, rotationId: q.rotation });
     return { entries: rows.map(toEntry), next: rows.length === q.limit ? rows.at(-1)!.seq : null };
   });
 

@@ -22,7 +22,8 @@ import { openRotation, type RotationPolicy } from '../orchestrator.ts';
 import { FleetView } from './fleet-view.ts';
 import { Presence } from './presence.ts';
 import { rotationSummary } from './rotation-view.ts';
-import { ServiceDb, type AuditInput, type AuditRow } from './service-db.ts';
+import { ServiceDb } from './service-db.ts';
+import type { AuditInput, AuditRow } from '../audit-log.ts';
 
 /** How the service is started. */
 export interface ManagerServiceOptions {
@@ -102,12 +103,13 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
       dataDir: o.dataDir, pki: o.pki, brokerUrl: o.brokerUrl, logger: o.logger, clock: o.clock, policy: o.policy,
       events: {
         acked: (row) => service.onAcked(row),
-        sent: (cmds) => service.onSent(cmds.map((c) => ({ deviceId: c.deviceId, rotationId: c.rotationId, step: c.step, seq: c.seq }))),
+        sent: (cmds) => service.changed(cmds.map((c) => c.deviceId)),
         resent: (row) => service.onResent(row),
-        ackError: (row, code, message) => service.onAckError(row, code, message),
-        status: (rot, reason) => service.onStatus(rot, reason),
-        excluded: (rotationId, deviceId, steps) => service.audit({ actor: 'manager', action: 'device.excluded', rotationId, deviceId, detail: { steps } }),
+        ackError: (row, code) => service.onAckError(row, code),
+        status: (rot) => service.onStatus(rot),
+        excluded: (_rotationId, deviceId) => service.changed([deviceId]),
       },
+      onAudit: (row) => service?.onAudit(row),
     });
     service = new ManagerService(m, o);
     try {
@@ -128,10 +130,12 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
 
   /** Append to the audit log and publish it live. */
   audit(e: AuditInput): AuditRow {
-    const row = this.sdb.appendAudit(e, this.clock.now());
+    return this.m.audit.append(e, this.clock.now());
+  }
+
+  private onAudit(row: AuditRow): void {
     // Per-step traffic is too dense to stream; the audit page reads it.
-    if (!ROUTINE.has(e.action)) this.emitLive({ type: 'audit', entry: toEntry(row) });
-    return row;
+    if (!ROUTINE.has(row.action)) this.emitLive({ type: 'audit', entry: toEntry(row) });
   }
 
   // --- operator actions (each recorded with who made it) ---
@@ -202,35 +206,23 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
 
   // --- orchestrator events ---
 
-  private onSent(cmds: { deviceId: string; rotationId: string; step: string; seq: number }[]): void {
-    this.m.db.tx(() => {
-      for (const c of cmds) this.audit({ actor: 'manager', action: 'step.sent', rotationId: c.rotationId, deviceId: c.deviceId, step: c.step, detail: { seq: c.seq } });
-    });
-    this.changed(cmds.map((c) => c.deviceId));
-  }
-
   private onAcked(row: StepRow): void {
     const latency = row.sentAt && row.ackedAt ? Math.max(0, (Date.parse(row.ackedAt) - Date.parse(row.sentAt)) / 1000) : 0;
-    this.counters.latencies.push(latency);
-    this.audit({ actor: `device:${row.deviceId}`, action: 'step.acked', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, detail: { seq: row.seq, attempts: row.attempts } });
     this.emit('acked', row, latency);
     this.changed([row.deviceId]);
   }
 
   private onResent(row: StepRow): void {
     this.counters.resends++;
-    this.audit({ actor: 'manager', action: 'step.resent', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, detail: { seq: row.seq, attempts: row.attempts } });
     this.changed([row.deviceId]);
   }
 
-  private onAckError(row: StepRow, code: string, message: string): void {
+  private onAckError(row: StepRow, code: string): void {
     this.counters.ackErrors.set(code, (this.counters.ackErrors.get(code) ?? 0) + 1);
-    this.audit({ actor: `device:${row.deviceId}`, action: 'step.error', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, code, detail: { message, seq: row.seq, attempts: row.attempts } });
     this.changed([row.deviceId]);
   }
 
-  private onStatus(rot: RotationRow, reason: string | null): void {
-    this.audit({ actor: 'manager', action: `rotation.${rot.status}`, rotationId: rot.id, detail: reason ? { reason } : null });
+  private onStatus(rot: RotationRow): void {
     this.fleet.invalidate();
     this.fleet.build();
     this.emitLive({ type: 'rotation', rotation: rotationSummary(this.m.db, this.m.db.rotation(rot.id) ?? rot) });
@@ -278,7 +270,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     this.presence.close();
     this.broker.close();
     try {
-      this.sdb.appendAudit({ actor: 'manager', action: 'service.stop', rotationId: this.m.orchestrator.current()?.id ?? null }, this.clock.now());
+      this.audit({ actor: 'manager', action: 'service.stop', rotationId: this.m.orchestrator.current()?.id ?? null });
     } catch (err) {
       this.log.warn('could not record the service stop in the audit log', { reason: (err as Error).message });
     }

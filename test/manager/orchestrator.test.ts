@@ -19,7 +19,15 @@ const completed = (fleet: InProcessFleet, id: string) => fleet.agents.get(id)!.s
 describe('orchestrator: ordering, failures, restarts', function () {
   this.timeout(60_000);
   let fleet: InProcessFleet;
-  afterEach(async () => { await fleet?.close(); });
+  afterEach(async () => {
+    // Every rotation of these tests must also prove its order from the audit log alone.
+    const report = fleet?.verifyAudit();
+    await fleet?.close();
+    if (report) {
+      assert.equal(report.chain, null, 'audit hash chain intact');
+      assert.deepEqual(report.violations, [], 'no step sent before its prerequisites');
+    }
+  });
 
   it('a client offline during P2 gets its commands on reconnect; the servers\' P4 waits for it', async () => {
     fleet = await InProcessFleet.create({ servers: 3, clients: 4, maxLatencyMs: 2 });

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { FleetDb } from '../../manager/fleet-db.ts';
 import type { FleetPage, Me, RotationDetail, RotationSummary } from '../../manager/http/api-types.ts';
-import { ServiceDb } from '../../manager/service/service-db.ts';
+import { AuditLog } from '../../manager/audit-log.ts';
+import { verifyAudit } from '../../manager/audit-check.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 
 type Metric = { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string>; count?: string }[] };
@@ -17,10 +18,10 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
   before(async () => { fleet = await ServiceFleet.create({ servers: 2, clients: 3, ackTimeoutMs: 2000 }); });
   after(async () => { await fleet?.close(); });
 
-  const dbRead = <T>(fn: (db: FleetDb, sdb: ServiceDb) => T): T => {
+  const dbRead = <T>(fn: (db: FleetDb, audit: AuditLog) => T): T => {
     const db = new FleetDb(join(fleet.dataDir, 'manager.db'));
     try {
-      return fn(db, new ServiceDb(db));
+      return fn(db, new AuditLog(db));
     } finally {
       db.close();
     }
@@ -77,8 +78,10 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
         return line.trusts.length === 1 && line.trusts[0]!.label === 'R1';
       });
     }
-    const audit = dbRead((_db, sdb) => ({ broken: sdb.verifyAudit(), start: sdb.audit({ limit: 10_000 }).find((e) => e.action === 'operator.start') }));
-    assert.equal(audit.broken, null, 'the audit hash chain is intact');
+    const audit = dbRead((_db, log) => ({ report: verifyAudit(log.all()), start: log.entries({ limit: 10_000 }).find((e) => e.action === 'operator.start') }));
+    assert.equal(audit.report.chain, null, 'the audit hash chain is intact');
+    assert.deepEqual(audit.report.violations, [], 'every step waited for its prerequisites');
+    assert.equal(audit.report.sendsChecked, 15, 'every first send of the 15 device-steps checked');
     assert.equal(audit.start?.actor, 'operator:alice');
   });
 
@@ -101,7 +104,7 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
     assert.equal(counts.reduce((a, m) => a + Number(m[2]), 0), withSent.n);
     const online = get('trustroll_devices').metrics.filter((m) => m.labels!.presence === 'online').reduce((a, m) => a + Number(m.value), 0);
     assert.equal(online, (await fleet.api<FleetPage>('/api/fleet')).body.counts.online);
-    const resends = dbRead((_db, sdb) => sdb.auditCounts('step.resent').get('') ?? 0);
+    const resends = dbRead((_db, sdb) => sdb.counts('step.resent').get('') ?? 0);
     assert.equal(Number(get('trustroll_step_resends_total').metrics[0]?.value ?? 0), resends);
     assert.ok(resends > 0, 'the offline client was resent its step');
     const handshakes = get('trustroll_agent_handshakes');
@@ -121,7 +124,7 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
     assert.match(err, /trustroll serve \(pid \d+\) runs rotation/);
     const st = JSON.parse(out) as { rotation: { id: string; status: string } };
     assert.equal(st.rotation.status, 'complete');
-    const started = dbRead((_db, sdb) => sdb.audit({ limit: 10_000 }).find((e) => e.action === 'operator.start' && e.actor.startsWith('cli:')));
+    const started = dbRead((_db, sdb) => sdb.entries({ limit: 10_000 }).find((e) => e.action === 'operator.start' && e.actor.startsWith('cli:')));
     assert.ok(started, 'recorded as started by the local CLI user');
   });
   it('pause holds, abort stops and stays open (a new rotation is refused), resume finishes; excluding an offline device lets its peers go on', async () => {
@@ -152,7 +155,7 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
       return r.status === 'complete' ? r : null;
     }, 120_000);
     assert.ok(done.excluded > 0);
-    const entries = dbRead((_db, sdb) => sdb.audit({ limit: 10_000, rotationId: id }).map((e) => `${e.actor} ${e.action}`));
+    const entries = dbRead((_db, sdb) => sdb.entries({ limit: 10_000, rotationId: id }).map((e) => `${e.actor} ${e.action}`));
     for (const want of ['operator:alice operator.pause', 'operator:alice operator.abort', 'operator:alice operator.resume', 'operator:alice operator.exclude', 'manager rotation.complete']) {
       assert.ok(entries.includes(want), `audit has "${want}"`);
     }

@@ -1,8 +1,9 @@
 /**
  * Mocha wiring for tests that build MQTT fleets: every fleet made through
- * `create` is closed after its test, and a failing test prints the tail of
- * the fleet log first.
+ * `create` is closed after its test (its audit log verified first), and a
+ * failing test prints the tail of the fleet log first.
  */
+import { strict as assert } from 'node:assert';
 import { MqttFleet, mqttFleetLog, type MqttFleetOptions } from '../../demo/mqtt-fleet.ts';
 
 /** Register the hooks in the current `describe`; use `create` instead of MqttFleet.create. */
@@ -10,7 +11,14 @@ export function mqttFleets(logLines = 60): { create(o: MqttFleetOptions): Promis
   const open: MqttFleet[] = [];
   afterEach(async function () {
     if (this.currentTest?.state === 'failed') console.error(mqttFleetLog.slice(-logLines).join('\n'));
-    await Promise.all(open.splice(0).map((f) => f.close()));
+    const fleets = open.splice(0);
+    // Every rotation these tests run must also prove its order from the audit log alone.
+    const reports = fleets.map((f) => f.verifyAudit());
+    await Promise.all(fleets.map((f) => f.close()));
+    for (const r of reports) {
+      assert.equal(r.chain, null, 'audit hash chain intact');
+      assert.deepEqual(r.violations, [], 'no step sent before its prerequisites');
+    }
   });
   return {
     create: async (o) => {
