@@ -9,8 +9,8 @@ import { ProtocolError } from '../protocol/errors.ts';
 import { RESULT_HISTORY } from '../protocol/limits.ts';
 import { assertCommand, type Command } from '../protocol/messages/command.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
-import { checkLocalOrder, deviceSequence, stepOf } from '../protocol/schedule.ts';
-import type { Schedule } from '../protocol/steps.ts';
+import { checkLocalOrder, deviceSequence, rollbackBlockedBy, stepOf } from '../protocol/schedule.ts';
+import { CATCH_UP, FORWARD_OF, SCHEDULES, type Schedule } from '../protocol/steps.ts';
 import { parseWire } from '../protocol/validate.ts';
 import type { DeviceRecord } from './device-record.ts';
 import { summarize } from './device-record.ts';
@@ -59,6 +59,51 @@ function errorAck(record: DeviceRecord, cmd: Partial<Command> | null, err: Proto
   };
 }
 
+/**
+ * Where the device stands for `cmd`: the steps it already completed under
+ * the command's schedule, and whether the step's effects apply (a rollback
+ * of a rotation this device never joined is a recorded no-op). Throws when
+ * the command does not fit the device's rotation state.
+ */
+function standing(record: DeviceRecord, cmd: Command, schedule: Schedule, schedules: Readonly<Record<string, Schedule>>): { completed: string[]; apply: boolean } {
+  const rot = record.rotation;
+  const same = rot !== null && rot.id === cmd.rotationId;
+  const open = () => {
+    if (!rot || same) return false;
+    const known = schedules[rot.schedule] ?? SCHEDULES[rot.schedule] ?? schedule;
+    return rot.completed.length < deviceSequence(known, record.role).length;
+  };
+  const inProgress = () => new ProtocolError('E_ROTATION_IN_PROGRESS', `rotation ${rot!.id} is still open here (done: ${rot!.completed.join(', ') || 'none'}); refusing ${cmd.rotationId}`);
+  if (same && rot.schedule === cmd.schedule) return { completed: rot.completed, apply: true };
+
+  if (cmd.schedule === CATCH_UP.name) {
+    // Supersedes whatever rotation the device is in or stuck in: the chain is verified from the root it trusts.
+    return { completed: [], apply: true };
+  }
+  const forward = FORWARD_OF[cmd.schedule];
+  if (forward) {
+    if (same && rot.schedule === forward.name) {
+      const done = rollbackBlockedBy(forward).filter((id) => rot.completed.includes(id));
+      if (done.length > 0) {
+        throw new ProtocolError('E_ROLLBACK_TOO_LATE', `rotation ${cmd.rotationId} cannot be rolled back here: this device already completed ${done.join(', ')} (done: ${rot.completed.join(', ')}), after which its old state cannot be restored without breaking a handshake`, { completed: rot.completed, blockedBy: done });
+      }
+      return { completed: [], apply: true };
+    }
+    if (same) throw new ProtocolError('E_OUT_OF_ORDER', `rotation ${cmd.rotationId} runs schedule ${rot.schedule} here, so ${cmd.schedule} does not undo it`);
+    if (open()) throw inProgress();
+    // Never joined: nothing to undo, but the seq is consumed and the rollback recorded (a late forward step is then refused).
+    return { completed: [], apply: false };
+  }
+  if (same) {
+    if (FORWARD_OF[rot.schedule]?.name === cmd.schedule) {
+      throw new ProtocolError('E_ROTATION_ROLLED_BACK', `rotation ${cmd.rotationId} was rolled back on this device (${rot.schedule}: ${rot.completed.join(', ')}); refusing its step ${cmd.step}`);
+    }
+    throw new ProtocolError('E_OUT_OF_ORDER', `rotation ${cmd.rotationId} runs schedule ${rot.schedule}, not ${cmd.schedule}`);
+  }
+  if (open()) throw inProgress();
+  return { completed: [], apply: true };
+}
+
 /** Handle one raw command; never throws for bad input (the error goes into the ack). */
 export async function dispatch(raw: Buffer | string | object, ctx: DispatchContext): Promise<DispatchResult> {
   const { record, now } = ctx;
@@ -81,24 +126,15 @@ export async function dispatch(raw: Buffer | string | object, ctx: DispatchConte
       throw new ProtocolError('E_REPLAY', `sequence ${cmd.seq} is not newer than ${record.lastSeq} and does not repeat a known command (rotation ${cmd.rotationId}, step ${cmd.step})`);
     }
     const schedule = ctx.schedules[cmd.schedule]!;
-    let completed: string[] = [];
-    if (record.rotation && record.rotation.id === cmd.rotationId) {
-      if (record.rotation.schedule !== cmd.schedule) {
-        throw new ProtocolError('E_OUT_OF_ORDER', `rotation ${cmd.rotationId} runs schedule ${record.rotation.schedule}, not ${cmd.schedule}`);
-      }
-      completed = record.rotation.completed;
-    } else if (record.rotation) {
-      const open = record.rotation.completed.length < deviceSequence(ctx.schedules[record.rotation.schedule] ?? schedule, record.role).length;
-      if (open) {
-        throw new ProtocolError('E_ROTATION_IN_PROGRESS', `rotation ${record.rotation.id} is still open here (done: ${record.rotation.completed.join(', ') || 'none'}); refusing ${cmd.rotationId}`);
-      }
-    }
+    const { completed, apply } = standing(record, cmd, schedule, ctx.schedules);
     checkLocalOrder(schedule, record.role, cmd.step, completed);
 
     const draft: DeviceRecord = structuredClone(record);
-    const ownKeys = await ctx.ownKeys();
-    for (const effect of stepOf(schedule, cmd.step).effects) {
-      EFFECT_HANDLERS[effect]({ draft, payload: cmd.payload, ownKeys, now });
+    if (apply) {
+      const ownKeys = await ctx.ownKeys();
+      for (const effect of stepOf(schedule, cmd.step).effects) {
+        EFFECT_HANDLERS[effect]({ draft, payload: cmd.payload, ownKeys, now });
+      }
     }
     draft.rotation = { id: cmd.rotationId, schedule: cmd.schedule, completed: [...completed, cmd.step] };
     draft.lastSeq = cmd.seq;

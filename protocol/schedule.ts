@@ -109,6 +109,10 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
     throw new ProtocolError('E_SCHEDULE_ORDER', `schedule "${schedule.name}": step ${step.id} (${step.role}) ${rule}`, { step: step.id });
   };
   const k1Trust: Effect[] = ['store-distribution', 'store-new-root'];
+  const kinds = new Set(schedule.steps.flatMap((s) => s.effects.map(kindOf)));
+  if (kinds.size > 1) {
+    throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}" mixes ${[...kinds].join(' and ')} effects; a rollback undoes a forward schedule and a catch-up stands alone, each in a schedule of its own`);
+  }
   for (const step of schedule.steps) {
     step.effects.forEach((effect, i) => {
       switch (effect) {
@@ -135,12 +139,47 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
           if (!guaranteed(schedule, step, i, 'install-client-cert', 0, REQUIRED)) fail(step, 'deletes the old client certificate before a new one is installed');
           if (!guaranteed(schedule, step, i, k1Trust, 1, REQUIRED)) fail(step, 'deletes the old client certificate while a server may still reject Cn (needs every server to trust K1)');
           break;
+        case 'rollback-client-cert':
+          if (step.role !== 'client') {
+            throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step ${step.id} (${step.role}) rolls back a client certificate, but only clients hold one next to a fallback`);
+          }
+          break;
+        case 'rollback-roots':
+          if (step.role === 'server' && !guaranteed(schedule, step, i, 'rollback-client-cert', 1, REQUIRED)) {
+            fail(step, 'forgets K1 while a client may still present Cn (a server drops D only after every client\'s rollback-client-cert)');
+          }
+          if (step.role === 'client' && !guaranteed(schedule, step, i, 'rollback-client-cert', 0, REQUIRED)) {
+            fail(step, 'forgets K1 before restoring its old certificate (the client recognises Cn by the stored D, so rollback-client-cert comes first)');
+          }
+          break;
+        case 'catch-up':
+          // Safe on its own: never part of a running rotation (the manager sends it only when no rotation is open and
+          // every peer trusts only the latest root), and the device verifies every link from the root it already trusts.
+          if (step.effects.length !== 1) {
+            throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step ${step.id} combines catch-up with other effects; catch-up replaces roots and identity in one step of its own`);
+          }
+          break;
         case 'store-distribution':
           break;
       }
     });
   }
   return { sequence, warnings };
+}
+
+/** Which family an effect belongs to: forward rotation, rollback, or catch-up (never mixed in one schedule). */
+function kindOf(effect: Effect): 'forward' | 'rollback' | 'catch-up' {
+  if (effect === 'rollback-client-cert' || effect === 'rollback-roots') return 'rollback';
+  return effect === 'catch-up' ? 'catch-up' : 'forward';
+}
+
+/**
+ * The forward steps after which a rotation can no longer be rolled back:
+ * once a server presents Sn or a device dropped R0, the old state cannot
+ * be restored without a handshake failing, so abort means "stop here".
+ */
+export function rollbackBlockedBy(schedule: Schedule): string[] {
+  return schedule.steps.filter((s) => s.effects.some((e) => e === 'install-server-cert' || e === 'drop-old-roots')).map((s) => s.id);
 }
 
 /**

@@ -24,7 +24,22 @@ export type Effect =
   /** Delete R0 and D; R1 becomes the current root. Needs R1 stored. */
   | 'drop-old-roots'
   /** Delete the old client certificate kept as fallback. */
-  | 'drop-old-client-cert';
+  | 'drop-old-client-cert'
+  /**
+   * Rollback (client): if the active certificate was installed by this
+   * rotation and the old one is kept as fallback, make the old one active
+   * again and drop the new one; otherwise no change.
+   */
+  | 'rollback-client-cert'
+  /** Rollback: drop D and R1 if stored; the current root R0 stays. Otherwise no change. */
+  | 'rollback-roots'
+  /**
+   * Catch-up of a device that missed one or more rotations: verify a chain
+   * of (D, R) links from the current root to the fleet's root and a new
+   * certificate under it; then trust only that root and present only that
+   * certificate.
+   */
+  | 'catch-up';
 
 /** Who must have acknowledged `step` before a step may start. */
 export interface Prerequisite {
@@ -108,10 +123,72 @@ export const NAIVE: Schedule = {
   ],
 };
 
+/**
+ * Undo a six-step rotation aborted before any server replaced its
+ * certificate (before P4): clients stop presenting Cn and forget D (X1),
+ * then servers forget D (X2). Clients first, so no client presents a
+ * certificate signed by K1 to a server that no longer trusts K1.
+ */
+export const SIX_STEP_ROLLBACK: Schedule = {
+  name: 'six-step-rollback',
+  steps: [
+    { id: 'X1', role: 'client', effects: ['rollback-client-cert', 'rollback-roots'], after: [],
+      doc: 'Client presents its old certificate again, drops Cn, and deletes D (and R1); R0 stays.' },
+    { id: 'X2', role: 'server', effects: ['rollback-roots'], after: [req('X1', 'peers')],
+      doc: 'Server deletes D once no client presents Cn any more; R0 stays.' },
+  ],
+};
+
+/**
+ * Undo a batched rotation aborted before B2: clients undo B1 (Y1), then
+ * every server confirms (Y2, a no-op for a server that never got B2).
+ */
+export const BATCHED_ROLLBACK: Schedule = {
+  name: 'batched-rollback',
+  steps: [
+    { id: 'Y1', role: 'client', effects: ['rollback-client-cert', 'rollback-roots'], after: [],
+      doc: 'Client presents its old certificate again, drops Cn, and deletes D and R1; R0 stays.' },
+    { id: 'Y2', role: 'server', effects: ['rollback-roots'], after: [req('Y1', 'peers')],
+      doc: 'Server confirms it holds only R0 (no change unless it stored D or R1).' },
+  ],
+};
+
+/** The rollback schedule of each forward schedule, by the forward schedule's name. */
+export const ROLLBACK_OF: Readonly<Record<string, Schedule>> = {
+  [SIX_STEP.name]: SIX_STEP_ROLLBACK,
+  [BATCHED.name]: BATCHED_ROLLBACK,
+};
+
+/** The forward schedule a rollback schedule undoes, by the rollback schedule's name. */
+export const FORWARD_OF: Readonly<Record<string, Schedule>> = {
+  [SIX_STEP_ROLLBACK.name]: SIX_STEP,
+  [BATCHED_ROLLBACK.name]: BATCHED,
+};
+
+/**
+ * Bring one device that missed one or more rotations to the fleet's current
+ * root and a certificate under it, in one verified step. Sent only when no
+ * rotation is open and every peer already trusts only the latest root, so
+ * it is never part of a running rotation; the device verifies every link
+ * from the root it already trusts (never trust on first use).
+ */
+export const CATCH_UP: Schedule = {
+  name: 'catch-up',
+  steps: [
+    { id: 'C1', role: 'server', effects: ['catch-up'], after: [],
+      doc: 'Server verifies D/R links from its current root to the fleet root and its new Sn; then trusts only the fleet root.' },
+    { id: 'C2', role: 'client', effects: ['catch-up'], after: [],
+      doc: 'Client verifies D/R links from its current root to the fleet root and its new Cn; then trusts only the fleet root.' },
+  ],
+};
+
 /** The schedules devices accept by default: the ones that pass the ordering rules. */
 export const SAFE_SCHEDULES: Readonly<Record<string, Schedule>> = {
   [SIX_STEP.name]: SIX_STEP,
   [BATCHED.name]: BATCHED,
+  [SIX_STEP_ROLLBACK.name]: SIX_STEP_ROLLBACK,
+  [BATCHED_ROLLBACK.name]: BATCHED_ROLLBACK,
+  [CATCH_UP.name]: CATCH_UP,
 };
 
 /** Every schedule by name, the unsafe contrast included (demo and tests only). */

@@ -7,6 +7,8 @@ import { storeDistribution } from './store-distribution.ts';
 import { storeNewRoot } from './store-new-root.ts';
 import { installClientCert, installServerCert } from './install-cert.ts';
 import { dropOldClientCert, dropOldRoots } from './drop-old.ts';
+import { rollbackClientCert, rollbackRoots } from './rollback.ts';
+import { catchUp } from './catch-up.ts';
 
 /** One handler per effect. */
 export const EFFECT_HANDLERS: EffectHandlers = {
@@ -16,4 +18,7 @@ export const EFFECT_HANDLERS: EffectHandlers = {
   'install-server-cert': installServerCert,
   'drop-old-roots': dropOldRoots,
   'drop-old-client-cert': dropOldClientCert,
+  'rollback-client-cert': rollbackClientCert,
+  'rollback-roots': rollbackRoots,
+  'catch-up': catchUp,
 };

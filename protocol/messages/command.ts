@@ -16,9 +16,24 @@ export interface StepPayload {
   distribution?: string;
   /** R1 = NewWithNew: K1 self-signed. */
   newRoot?: string;
-  /** Cn or Sn, issued by K1 for this device's key. */
+  /** Cn or Sn, issued by K1 for this device's key (catch-up: by the last link's root). */
   certificate?: string;
+  /**
+   * Catch-up only: the root key updates the device missed, oldest first.
+   * Link 0's D is signed by the device's current root, each R by its own D,
+   * and each later D by the previous link's R.
+   */
+  chain?: ChainLink[];
 }
+
+/** One missed root key update: D (NewWithOld) and R (NewWithNew) of one rotation. */
+export interface ChainLink {
+  distribution: string;
+  newRoot: string;
+}
+
+/** Most missed rotations one catch-up may span. */
+export const MAX_CHAIN_LINKS = 8;
 
 /** A signature over the canonical command without `sig` (manager's command key). */
 export interface CommandSignature {
@@ -67,19 +82,29 @@ export const COMMAND_SCHEMA = {
   },
 } as const;
 
-const FIELD_FOR: Partial<Record<Effect, keyof StepPayload>> = {
-  'store-distribution': 'distribution',
-  'store-new-root': 'newRoot',
-  'install-client-cert': 'certificate',
-  'install-server-cert': 'certificate',
+const FIELDS_FOR: Partial<Record<Effect, readonly (keyof StepPayload)[]>> = {
+  'store-distribution': ['distribution'],
+  'store-new-root': ['newRoot'],
+  'install-client-cert': ['certificate'],
+  'install-server-cert': ['certificate'],
+  'catch-up': ['chain', 'certificate'],
 };
 
-/** The payload fields a step requires, derived from its effects. */
+const FIELD_SCHEMA: Readonly<Record<keyof StepPayload, object>> = {
+  distribution: pem,
+  newRoot: pem,
+  certificate: pem,
+  chain: {
+    type: 'array', minItems: 1, maxItems: MAX_CHAIN_LINKS,
+    items: { type: 'object', additionalProperties: false, required: ['distribution', 'newRoot'], properties: { distribution: pem, newRoot: pem } },
+  },
+};
+
+/** The payload fields a step requires, derived from its effects (rollback steps need none). */
 export function payloadFields(schedule: Schedule, stepId: string): (keyof StepPayload)[] {
   const fields = new Set<keyof StepPayload>();
   for (const effect of stepOf(schedule, stepId).effects) {
-    const f = FIELD_FOR[effect];
-    if (f) fields.add(f);
+    for (const f of FIELDS_FOR[effect] ?? []) fields.add(f);
   }
   return [...fields];
 }
@@ -92,7 +117,7 @@ export function payloadSchema(schedule: Schedule, stepId: string): IdentifiedSch
     type: 'object',
     additionalProperties: false,
     required: fields,
-    properties: Object.fromEntries(fields.map((f) => [f, pem])),
+    properties: Object.fromEntries(fields.map((f) => [f, FIELD_SCHEMA[f]])),
   };
 }
 
