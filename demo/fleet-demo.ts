@@ -76,6 +76,7 @@ function paced(inner: ManagerTransport, paceMs: number): ManagerTransport {
       setTimeout(() => inner.send(cmd), at - Date.now()).unref();
     },
     onAck: (handler) => inner.onAck((raw) => { setTimeout(() => handler(raw), paceMs).unref(); }),
+    accepted: (deviceId, seq) => inner.accepted?.(deviceId, seq),
     close: () => inner.close(),
   };
 }

@@ -248,9 +248,6 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     }
     if (t.kind === 'ack') {
       this.stats.acksReceived++;
-      const seq = (msg as { seq?: unknown }).seq;
-      const pending = this.pending.get(t.deviceId);
-      if (pending && typeof seq === 'number' && seq >= pending.seq) this.pending.delete(t.deviceId);
       if (this.handler) this.handler(msg as object);
       else if (this.early.length < MAX_EARLY_ACKS) this.early.push(msg as object);
     } else if (t.kind === 'state') {
@@ -318,6 +315,12 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       this.stats.desiredPublished++;
     }
     this.log.debug('command published', log);
+  }
+
+  /** Forget the command kept for a behind-report resend, once the orchestrator accepted its acknowledgement (a forged ack never clears it). */
+  accepted(deviceId: string, seq: number): void {
+    const pending = this.pending.get(deviceId);
+    if (pending && seq >= pending.seq) this.pending.delete(deviceId);
   }
 
   /** Remove a device's retained desired state (after a rotation, or when the device is retired). */

@@ -339,6 +339,7 @@ export class Orchestrator {
       this.o.logger.debug('stale or unknown acknowledgement ignored', log);
       return;
     }
+    this.o.transport.accepted?.(ack.deviceId, ack.seq);
     const now = this.o.clock.now();
     if (ack.ok && ack.state.completed.includes(ack.step)) {
       Object.assign(row, { status: 'acked', ackedAt: now.toISOString(), dueAt: null, errorCode: null, errorMessage: null });

@@ -12,5 +12,11 @@ export interface ManagerTransport {
   /** Queue a command for a device. Delivery is at-least-once; the device de-duplicates. */
   send(cmd: Command): void;
   onAck(handler: AckHandler): void;
+  /**
+   * The orchestrator accepted an acknowledgement (signature checked, matching
+   * the step in flight): the transport may forget the command it keeps for
+   * resending. Never called for a dropped or forged acknowledgement.
+   */
+  accepted?(deviceId: string, seq: number): void;
   close(): Promise<void>;
 }

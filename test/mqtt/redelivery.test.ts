@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { connectAsync } from 'mqtt';
-import { MQTT_PROTOCOL_VERSION } from '../../protocol/topics.ts';
+import { deviceTopic, MQTT_PROTOCOL_VERSION } from '../../protocol/topics.ts';
 import type { Ack } from '../../protocol/messages/ack.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { SIX_STEP } from '../../protocol/steps.ts';
@@ -104,6 +104,55 @@ describe('mqtt: offline devices and persistent sessions', function () {
     const row = fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!;
     assert.equal(row.attempts, 1, 'no time-out resend was needed');
     assert.deepEqual((await fleet.history('cli-2')).map((h) => h.step), ['P2', 'P3', 'P6'], 'each step once, in order');
+  });
+
+  it('a forged acknowledgement does not delay the resend to a device that lost its queued command (only an accepted ack clears it)', async () => {
+    fleet = await fleets.create({ servers: 2, clients: 2, broker: 'mosquitto', policy: { ackTimeoutMs: 60_000 } });
+    await fleet.disconnect('cli-2');
+    const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
+    const f = fleet;
+    await until(() => f.db.steps(id).some((r) => r.deviceId === 'cli-2' && r.step === 'P2' && r.status === 'sent'), 'P2 sent to cli-2');
+    const p2 = fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!;
+    // Someone holding cli-2's link certificate (not its HAL key) wipes its session and claims P2 done, unsigned.
+    const forger = await connectAsync(fleet.url, { ca: fleet.pki.ca, ...fleet.pki.device('cli-2'), rejectUnauthorized: true, clientId: 'cli-2', clean: true, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0 });
+    const forged = {
+      v: 1, kind: 'ack', deviceId: 'cli-2', rotationId: id, seq: p2.seq, step: 'P2', ok: true, at: new Date().toISOString(),
+      state: { storeHash: 'a'.repeat(64), rotationId: id, completed: ['P2'], trust: { current: 'b'.repeat(64), distribution: 'c'.repeat(64), next: null }, identity: { active: 'd'.repeat(64), fallback: null } },
+    };
+    await forger.publishAsync(deviceTopic('cli-2', 'ack'), JSON.stringify(forged), { qos: 1 });
+    await forger.endAsync();
+    await until(() => f.transport.stats.acksReceived > 0 && f.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!.status === 'sent', 'the forged ack arrived and changed nothing');
+    const link = await fleet.connect('cli-2');
+    const rotation = await fleet.waitForEnd(20_000);
+    assert.equal(rotation.status, 'complete', rotation.error ?? '');
+    assert.equal(link.stats.behindReports, 1);
+    assert.ok(fleet.transport.stats.republished >= 1, 'resent on the behind report although a forged ack with that seq arrived first');
+    assert.equal(fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!.attempts, 1, 'no 60 s time-out was needed');
+  });
+
+  it('an error acknowledgement naming a rotation the manager never sent never counts against a step', async () => {
+    fleet = await fleets.create({ servers: 2, clients: 2, broker: 'mosquitto', policy: { ackTimeoutMs: 60_000, maxAttempts: 1 } });
+    await fleet.disconnect('cli-2');
+    const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
+    const f = fleet;
+    await until(() => f.db.steps(id).some((r) => r.deviceId === 'cli-2' && r.step === 'P2' && r.status === 'sent'), 'P2 sent to cli-2');
+    const p2 = fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!;
+    const sender = await connectAsync(fleet.url, { ca: fleet.pki.ca, ...fleet.pki.device('cli-2'), rejectUnauthorized: true, clientId: 'cli-2', clean: false, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0 });
+    const stray = {
+      v: 1, kind: 'ack', deviceId: 'cli-2', rotationId: 'rot-never-sent', seq: p2.seq, step: 'P2', ok: false, at: new Date().toISOString(),
+      error: { code: 'E_VERIFY_D', message: 'stray' },
+      state: { storeHash: 'a'.repeat(64), rotationId: null, completed: [], trust: { current: 'b'.repeat(64), distribution: null, next: null }, identity: { active: 'd'.repeat(64), fallback: null } },
+    };
+    await sender.publishAsync(deviceTopic('cli-2', 'ack'), JSON.stringify(stray), { qos: 1 });
+    await sender.endAsync();
+    await until(() => f.transport.stats.acksReceived > 0, 'the stray ack arrived');
+    await new Promise((r) => setTimeout(r, 200));
+    const row = fleet.db.steps(id).find((r) => r.deviceId === 'cli-2' && r.step === 'P2')!;
+    assert.equal(row.status, 'sent');
+    assert.equal(row.errorCode, null, 'the stray error was not counted');
+    assert.equal(fleet.db.rotation(id)!.status, 'running', 'with maxAttempts 1 a counted error would have stopped the rotation');
+    await fleet.connect('cli-2');
+    assert.equal((await fleet.waitForEnd(20_000)).status, 'complete');
   });
 
   it('a client gone for good (last will) stops the rotation before any P4, naming the device', async () => {
