@@ -39,6 +39,24 @@ export interface AgentOptions {
  */
 export type ChangeListener = (record: DeviceRecord) => void | Promise<void>;
 
+/**
+ * A roll-back of the device's store that the storage itself detected: the
+ * newest copy was lost and an older one loaded (EEPROM), so steps the
+ * device acknowledged are missing here. Reported in `status()` and the
+ * state message until the lost writes are made again (the manager re-sends
+ * the acknowledged steps); it never changes what the device trusts.
+ */
+export interface RegressionReport {
+  code: 'E_STORE_REGRESSED';
+  /** Writes lost when the store was opened, and how many are still missing. */
+  lostWrites: number;
+  missingWrites: number;
+  /** Highest command sequence number in the loaded record. */
+  loadedSeq: number;
+  detectedAt: string;
+  message: string;
+}
+
 /** The device agent. */
 export class Agent {
   private record: DeviceRecord;
@@ -46,9 +64,34 @@ export class Agent {
   private readonly listeners = new Set<ChangeListener>();
   /** summarize() of the current record (records are never modified in place, so identity is enough). */
   private summarized: { record: DeviceRecord; summary: DeviceStateSummary } | null = null;
+  private regressed: RegressionReport | null = null;
 
   private constructor(private readonly opts: AgentOptions, record: DeviceRecord) {
     this.record = record;
+    this.checkRegression();
+  }
+
+  /** Compare the store's roll-back report with what was reported before; log a detection and a repair once each. */
+  private checkRegression(): void {
+    const i = this.opts.store.integrity?.() ?? null;
+    const log = { deviceId: this.opts.deviceId, rotationId: this.record.rotation?.id, step: this.record.rotation?.completed.at(-1) };
+    if (i?.rolledBack) {
+      const first = this.regressed === null;
+      this.regressed = {
+        code: 'E_STORE_REGRESSED', lostWrites: i.lostWrites, missingWrites: i.missingWrites, loadedSeq: first ? this.record.lastSeq : this.regressed!.loadedSeq,
+        detectedAt: this.regressed?.detectedAt ?? this.opts.clock.now().toISOString(),
+        message: `${i.detail}; the device runs on the older state (last command #${first ? this.record.lastSeq : this.regressed!.loadedSeq}) until the manager re-sends what was lost`,
+      };
+      if (first) this.opts.logger.error('trust store rolled back to an older copy; acknowledged steps are missing here and are reported to the manager', { ...log, code: 'E_STORE_REGRESSED', lastSeq: this.record.lastSeq, lostWrites: i.lostWrites, detail: i.detail });
+    } else if (this.regressed) {
+      this.opts.logger.info('trust store roll-back repaired: the lost writes were made again', { ...log, lastSeq: this.record.lastSeq, lostWrites: this.regressed.lostWrites });
+      this.regressed = null;
+    }
+  }
+
+  /** The store's roll-back, while one is unrepaired (null otherwise, or when the backend cannot tell). */
+  regression(): RegressionReport | null {
+    return this.regressed ? { ...this.regressed } : null;
   }
 
   /** Open a provisioned device; fails with E_AGENT_NOT_PROVISIONED or E_STORE_CORRUPT. */
@@ -143,6 +186,7 @@ export class Agent {
         const entry: HistoryEntry = { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, storeHash, at: now.toISOString() };
         await this.opts.store.save(next, entry);
         this.record = next;
+        if (this.regressed) this.checkRegression();
       },
     });
     const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
@@ -183,6 +227,7 @@ export class Agent {
         const next: DeviceRecord = { ...structuredClone(this.record), pendingKey: label };
         await this.opts.store.save(next);
         this.record = next;
+        if (this.regressed) this.checkRegression();
       }
       const keyLabel = label;
       const csr = await buildCsr({ commonName: this.deviceId, spki: info.spki, algorithm: info.algorithm, sign: (data) => this.opts.keys.sign(keyLabel, data) });
@@ -196,6 +241,6 @@ export class Agent {
   /** Technician view: where the device stands, fingerprints only. */
   status() {
     if (this.summarized?.record !== this.record) this.summarized = { record: this.record, summary: summarize(this.record) };
-    return { deviceId: this.deviceId, role: this.role, ...this.summarized.summary, lastSeq: this.record.lastSeq };
+    return { deviceId: this.deviceId, role: this.role, ...this.summarized.summary, lastSeq: this.record.lastSeq, regression: this.regression() };
   }
 }

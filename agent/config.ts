@@ -9,6 +9,7 @@ import { Ajv } from 'ajv';
 import { halConfigSchema, type HalConfig } from '../hal/config-schema.ts';
 import { openHal } from '../hal/config.ts';
 import type { KeyStore } from '../hal/key-store.ts';
+import type { RecordStoreIntegrity } from '../hal/record-store.ts';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import { SAFE_SCHEDULES, SCHEDULES, type Role } from '../protocol/steps.ts';
@@ -149,6 +150,8 @@ export interface AgentRuntime {
   store: StateStore;
   /** The agent, or null if the device is not provisioned yet. */
   agent: Agent | null;
+  /** Roll-back report of the HAL record store (EEPROM), or null when the backend cannot tell. */
+  halIntegrity(): RecordStoreIntegrity | null;
   close(): Promise<void>;
 }
 
@@ -164,7 +167,7 @@ export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock
   try {
     const provisioned = (await store.load()) !== null;
     const opts = { deviceId: config.deviceId, role: config.role, store, keys: hal.keys, clock: deps.clock, logger: deps.logger.child({ deviceId: config.deviceId }), verifySignature: deps.verifySignature, schedules: config.allowUnsafeSchedules ? SCHEDULES : SAFE_SCHEDULES };
-    return { config, keys: hal.keys, store, agent: provisioned ? await Agent.open(opts) : null, close };
+    return { config, keys: hal.keys, store, agent: provisioned ? await Agent.open(opts) : null, halIntegrity: () => hal.records.integrity?.() ?? null, close };
   } catch (err) {
     await close();
     throw err;

@@ -263,6 +263,7 @@ export class DeviceLink {
     if (status === 'behind' && this.desired) msg.desired = { rotationId: this.desired.rotationId, step: this.desired.step, seq: this.desired.seq };
     const tls = this.o.tlsCounters?.();
     if (tls) msg.tls = tls;
+    if (s.regression) msg.regression = { ...s.regression, message: s.regression.message.slice(0, 1024) };
     return msg;
   }
 

@@ -16,7 +16,7 @@ import type { DeviceRecord } from './device-record.ts';
 import { AgentError } from './errors.ts';
 import { RecordStateStore } from './record-state-store.ts';
 import { SqliteStateStore } from './sqlite-state-store.ts';
-import type { HistoryEntry, StateStore } from './state-store.ts';
+import { lostRecordError, type HistoryEntry, type StateStore } from './state-store.ts';
 
 /** A device opened read-only; `halError` / `storeError` say why a part is missing. */
 export interface ReadOnlyDevice {
@@ -74,6 +74,8 @@ export async function openReadOnly(config: AgentConfig): Promise<ReadOnlyDevice>
       dev.store = new RecordStateStore(dev.hal.records, config.store.name);
     }
     const record = await dev.store.load();
+    const rolledBack = dev.store.integrity?.();
+    if (!record && rolledBack?.rolledBack) throw lostRecordError(rolledBack, config.deviceId);
     if (!record) throw new AgentError('E_AGENT_NOT_PROVISIONED', `device ${config.deviceId} has no trust store yet; provision it`);
     if (record.deviceId !== config.deviceId || record.role !== config.role) {
       throw new AgentError('E_AGENT_CONFIG', `the trust store belongs to ${record.deviceId} (${record.role}), but the configuration says ${config.deviceId} (${config.role}); fix deviceId/role`);

@@ -18,6 +18,7 @@ import { healthFilePath } from './health-file.ts';
 import { HealthReporter } from './health-reporter.ts';
 import { openLinkTls, readPem, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
+import { lostRecordError } from './state-store.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
 import { DeviceTlsServer } from './tls/device-tls-server.ts';
 import { DeviceTokenTlsServer } from './tls/device-token-tls-server.ts';
@@ -61,8 +62,10 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   const logger = deps.logger.child({ deviceId: config.deviceId });
   const agent = rt.agent;
   if (!agent) {
+    const integrity = rt.store.integrity?.();
     await linkTls.close();
     await rt.close();
+    if (integrity?.rolledBack) throw lostRecordError(integrity, config.deviceId);
     throw new AgentError('E_AGENT_NOT_PROVISIONED', `device ${config.deviceId} is not provisioned; run "trustroll-agent provision" first`);
   }
   const since = deps.clock.now().toISOString();

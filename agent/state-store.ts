@@ -4,6 +4,7 @@
  * behind it. `save` resolves only once the record survives power loss.
  */
 import { createHash } from 'node:crypto';
+import type { RecordStoreIntegrity } from '../hal/record-store.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { DeviceRecord } from './device-record.ts';
 
@@ -14,6 +15,8 @@ export interface HistoryEntry {
   step: string;
   storeHash: string;
   at: string;
+  /** Hash chain over the history (hal-records stores): SHA-256 of the previous entry's chain and this entry. */
+  chain?: string;
 }
 
 /** Durable storage for the device record. */
@@ -24,6 +27,12 @@ export interface StateStore {
   save(record: DeviceRecord, entry?: HistoryEntry): Promise<void>;
   /** Most recent applied steps, newest last. */
   history(limit: number): Promise<HistoryEntry[]>;
+  /**
+   * Roll-back report of the storage under the record (the newest copy lost,
+   * an older one loaded); absent or null when the backend cannot tell (SQLite,
+   * files: see docs/hal.md "What each mode can detect").
+   */
+  integrity?(): RecordStoreIntegrity | null;
   close(): Promise<void>;
 }
 
@@ -49,4 +58,14 @@ export function openRecord(body: string, hash: string, where: string): DeviceRec
     throw new ProtocolError('E_STORE_CORRUPT', `${where}: trust store record has an unknown layout (version ${String(record?.version)})`);
   }
   return record;
+}
+
+/**
+ * The error for a store that rolled back to *nothing*: the newest copy held
+ * the device record (or the key) and is damaged, the older copy predates
+ * provisioning. Never reported as "not provisioned": the technician must
+ * know that something was lost.
+ */
+export function lostRecordError(integrity: RecordStoreIntegrity, deviceId: string): ProtocolError {
+  return new ProtocolError('E_STORE_REGRESSED', `${integrity.detail}; the older copy holds no trust store for ${deviceId}: its provisioning was lost. Provision it again ("trustroll-agent provision --config <file> --root <root.pem> --cert <cert.pem>"; if "trustroll-agent init" reports the key lost too, make a new one with "trustroll-agent init --config <file> --replace-lost-key" and enrol it again)`);
 }

@@ -6,6 +6,7 @@
  * health file) and the key backend's health (a real signature).
  * Fingerprints and names only; no key material.
  */
+import type { RecordStoreIntegrity } from '../hal/record-store.ts';
 import { fingerprint, parseCertificate, validity, dn } from '../protocol/pem.ts';
 import type { TlsCounters } from '../protocol/messages/device-state.ts';
 import { deviceSequence } from '../protocol/schedule.ts';
@@ -38,6 +39,12 @@ export interface DeviceStatus {
   lastSeq: number;
   history: HistoryEntry[];
   warnings: string[];
+  /**
+   * The store rolled back to an older copy (E_STORE_REGRESSED): acknowledged
+   * steps are missing here until the manager re-sends them. Null when none
+   * was detected (or the backend cannot tell: SQLite, files).
+   */
+  regression: { code: 'E_STORE_REGRESSED'; message: string; lostWrites: number; missingWrites: number } | null;
   /** The running agent, from its health file (with --config only). */
   agent?: AgentRunState;
   /** The key backend and the device key (with --config only). */
@@ -103,8 +110,8 @@ function line(slot: string, pem: string, now: Date): CertLine {
   };
 }
 
-/** Build the status of a device record at `now`. */
-export function deviceStatus(record: DeviceRecord, history: HistoryEntry[], now: Date): DeviceStatus {
+/** Build the status of a device record at `now` (with the store's roll-back report, when the backend has one). */
+export function deviceStatus(record: DeviceRecord, history: HistoryEntry[], now: Date, integrity: RecordStoreIntegrity | null = null): DeviceStatus {
   const trust = [
     line('current root', record.trust.current, now),
     ...(record.trust.distribution ? [line('distribution root (NewWithOld)', record.trust.distribution, now)] : []),
@@ -119,15 +126,20 @@ export function deviceStatus(record: DeviceRecord, history: HistoryEntry[], now:
     if (c.daysLeft < 0) warnings.push(`${c.slot} expired on ${c.notAfter}`);
     else if (c.daysLeft < 30) warnings.push(`${c.slot} expires in ${c.daysLeft} days`);
   }
+  const regression = integrity?.rolledBack
+    ? { code: 'E_STORE_REGRESSED' as const, message: `${integrity.detail}; this device runs on an older trust state (last command #${record.lastSeq}) than it acknowledged; the manager re-sends the lost steps when the agent is connected (check "trustroll status" on the manager; if it repeats, replace the storage part)`, lostWrites: integrity.lostWrites, missingWrites: integrity.missingWrites }
+    : null;
+  if (regression) warnings.push(`E_STORE_REGRESSED: ${regression.message}`);
   let rotation: DeviceStatus['rotation'] = null;
   if (record.rotation) {
     const schedule = SCHEDULES[record.rotation.schedule];
     const seq = schedule ? deviceSequence(schedule, record.role) : [];
     const remaining = seq.slice(record.rotation.completed.length);
     rotation = { ...record.rotation, remaining };
-    if (remaining.length > 0) warnings.push(`rotation ${record.rotation.id} is in progress (next: ${remaining[0]}); this is safe, the manager continues it`);
+    // After a roll-back the manager may consider this rotation complete: do not call it "in progress, safe".
+    if (remaining.length > 0 && !regression) warnings.push(`rotation ${record.rotation.id} is in progress (next: ${remaining[0]}); this is safe, the manager continues it`);
   }
-  return { deviceId: record.deviceId, role: record.role, trust, identities, rotation, lastSeq: record.lastSeq, history, warnings };
+  return { deviceId: record.deviceId, role: record.role, trust, identities, rotation, lastSeq: record.lastSeq, history, warnings, regression };
 }
 
 /** Human-readable rendering. */
@@ -141,6 +153,7 @@ export function describeStatus(s: DeviceStatus): string {
     ...s.history.map((h) => `  ${h.at} #${h.seq} ${h.rotationId} ${h.step} store ${h.storeHash.slice(0, 12)}…`),
     ...(s.agent ? [describeAgent(s.agent)] : []),
     ...(s.hal ? [`hal: ${s.hal.backend} ${s.hal.ok ? 'OK' : 'NOT OK'}: ${s.hal.message}${s.hal.action ? `\n  what to do: ${s.hal.action}` : ''}`] : []),
+    ...(s.regression ? [`ERROR ${s.regression.code}: the trust store rolled back (${s.regression.missingWrites} of ${s.regression.lostWrites} lost write(s) still missing)`] : []),
     ...(s.warnings.length ? ['warnings:', ...s.warnings.map((w) => `  ${w}`)] : ['status: OK']),
   ].join('\n');
 }

@@ -13,6 +13,7 @@ import { Command, CommanderError } from 'commander';
 import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
 import { agentRunState, deviceStatus, describeStatus, halHealth, withHealth, type DeviceStatus } from '../agent/status.ts';
 import { AgentError } from '../agent/errors.ts';
+import { HalError } from '../hal/errors.ts';
 import { openReadOnly } from '../agent/read-only.ts';
 import { parsePeer } from '../agent/selftest/peer-checks.ts';
 import { describeReport, exitCodeOf } from '../agent/selftest/report.ts';
@@ -43,10 +44,17 @@ function oneLineFailures(): void {
 program.command('init')
   .description('create the device key in the HAL if it does not exist, and print a CSR for enrollment')
   .requiredOption('--config <file>', 'agent configuration (JSON)')
-  .action(async (o: { config: string }) => {
+  .option('--replace-lost-key', 'after a storage roll-back lost the key an earlier init made: make a new one (enrol its CSR again)', false)
+  .action(async (o: { config: string; replaceLostKey: boolean }) => {
     const rt = await openAgentRuntime(loadAgentConfig(o.config), { clock: systemClock, logger });
     try {
-      const info = (await rt.keys.get(KEY)) ?? (await rt.keys.create(KEY, 'P-256'));
+      let info = await rt.keys.get(KEY);
+      const integrity = rt.halIntegrity();
+      if (!info && integrity?.rolledBack && !o.replaceLostKey) {
+        // Never make a new key silently over a lost one: a CSR for the lost key may already be enrolled.
+        throw new HalError('E_HAL_ROLLBACK', `${integrity.detail}; the device key "${KEY}" made by an earlier init is gone. If its CSR was never enrolled, run "trustroll-agent init --config ${o.config} --replace-lost-key" and enrol the new CSR; if it was enrolled, do the same and have the manager replace the enrolment ("trustroll enroll --replace")`);
+      }
+      info ??= await rt.keys.create(KEY, 'P-256');
       const csr = await buildCsr({ commonName: rt.config.deviceId, spki: info.spki, algorithm: info.algorithm, sign: (d) => rt.keys.sign(KEY, d) });
       process.stdout.write(csr);
     } finally {
@@ -115,13 +123,13 @@ program.command('status')
       const dev = await openReadOnly(config);
       try {
         if (!dev.record) throw dev.storeError ?? new AgentError('E_AGENT_NOT_PROVISIONED', 'no trust store yet; provision the device');
-        status = withHealth(deviceStatus(dev.record, dev.history, now), agentRunState(config, now), await halHealth(dev));
+        status = withHealth(deviceStatus(dev.record, dev.history, now, dev.store?.integrity?.() ?? null), agentRunState(config, now), await halHealth(dev));
       } finally {
         await dev.close();
       }
     }
     process.stdout.write((o.json ? JSON.stringify(status, null, 2) : describeStatus(status)) + '\n');
-    process.exitCode = status.warnings.some((w) => /expired/.test(w)) || status.hal?.ok === false ? 1 : 0;
+    process.exitCode = status.warnings.some((w) => /expired/.test(w)) || status.hal?.ok === false || status.regression ? 1 : 0;
   });
 
 program.command('selftest')

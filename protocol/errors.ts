@@ -23,6 +23,8 @@ export const PROTOCOL_ERRORS = {
   E_ROTATION_IN_PROGRESS: 'A different rotation is still open on this device; finish or abandon it on the manager before starting another.',
   E_STORE_CORRUPT: 'The device trust store failed its integrity check at start; restore it from the manager (re-provision) rather than editing it.',
   E_STORE_IO: 'The device could not write its trust store durably; check storage health. Nothing was acknowledged.',
+  E_STORE_FULL: 'The result of this step would not fit the device\'s record store (EEPROM slot); nothing was changed. Use smaller certificates (e.g. P-256 instead of RSA-4096) or a larger part (eeprom.size).',
+  E_STORE_REGRESSED: 'The device\'s trust store is older than what it acknowledged (e.g. the newest EEPROM copy was damaged and an older one loaded). The device keeps authenticating with the older state; the manager re-sends the acknowledged steps, which the device applies again from the same signed commands. If it persists, check the storage part.',
   E_SCHEDULE_ORDER: 'The rotation schedule breaks the ordering rules (claim 16: P4 after every client\'s P2, P3 not before P2, P4 not before P1); fix the schedule definition.',
   E_SCHEDULE_INVALID: 'The rotation schedule is malformed (unknown step, cycle, wrong role); fix the schedule definition.',
   E_CSR_BUILD: 'The device could not build a certification request for a re-key (unusable key, name or signature from the HAL); nothing was sent. Check the HAL key and the agent log.',

@@ -44,6 +44,22 @@ export interface TlsCounters {
   since: string;
 }
 
+/**
+ * A roll-back the device's storage detected (the newest copy lost, an
+ * older one loaded): the device runs on the older state until the manager
+ * re-sends the acknowledged steps it lost (manager/reconcile.ts).
+ */
+export interface RegressionFlag {
+  code: 'E_STORE_REGRESSED';
+  /** Writes lost at load, and how many are still missing. */
+  lostWrites: number;
+  missingWrites: number;
+  /** Highest command sequence number in the record the device loaded. */
+  loadedSeq: number;
+  detectedAt: string;
+  message: string;
+}
+
 /** A device's presence and, when online, its state. */
 export interface DeviceState {
   v: 1;
@@ -58,6 +74,8 @@ export interface DeviceState {
   desired?: { rotationId: string; step: string; seq: number };
   /** Handshake counters; optional, so messages of older agents stay valid. */
   tls?: TlsCounters;
+  /** Present while the device's store is rolled back (optional: older agents never send it). */
+  regression?: RegressionFlag;
   at?: string;
 }
 
@@ -70,6 +88,12 @@ const count = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 export const TLS_COUNTERS_SCHEMA = {
   type: 'object', additionalProperties: false, required: ['attempts', 'ok', 'failed', 'fallbacks', 'since'],
   properties: { attempts: count, ok: count, failed: count, fallbacks: count, since: time },
+} as const;
+
+/** Schema of the optional `regression` flag of a device-state message. */
+export const REGRESSION_FLAG_SCHEMA = {
+  type: 'object', additionalProperties: false, required: ['code', 'lostWrites', 'missingWrites', 'loadedSeq', 'detectedAt', 'message'],
+  properties: { code: { const: 'E_STORE_REGRESSED' }, lostWrites: count, missingWrites: count, loadedSeq: seq, detectedAt: time, message: { type: 'string', maxLength: 1024 } },
 } as const;
 
 /** Schema of the desired-state message. */
@@ -101,6 +125,7 @@ export const DEVICE_STATE_SCHEMA = {
       properties: { rotationId: id, step: { type: 'string', minLength: 1, maxLength: 16 }, seq },
     },
     tls: TLS_COUNTERS_SCHEMA,
+    regression: REGRESSION_FLAG_SCHEMA,
     at: time,
   },
 } as const;
