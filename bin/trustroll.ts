@@ -348,11 +348,12 @@ program.command('enroll')
   .requiredOption('--id <deviceId>', 'device id (must equal the CSR common name)')
   .addOption(new Option('--role <role>', 'mTLS role of the device').choices(['server', 'client']).makeOptionMandatory())
   .requiredOption('--csr <file>', 'the device\'s certification request (PEM)')
-  .action(async (o: { data: string; id: string; role: Role; csr: string }) => {
+  .option('--replace', 're-enrol a device that is already enrolled (new board or a key lost with its storage); provision it again afterwards', false)
+  .action(async (o: { data: string; id: string; role: Role; csr: string; replace: boolean }) => {
     const authority = await openCa(o.data);
     const db = new FleetDb(join(o.data, 'manager.db'));
     try {
-      process.stdout.write(enrollFromCsr(db, authority, { deviceId: o.id, role: o.role, csrPem: readFileSync(o.csr, 'utf8'), now: new Date() }));
+      process.stdout.write(enrollFromCsr(db, authority, { deviceId: o.id, role: o.role, csrPem: readFileSync(o.csr, 'utf8'), now: new Date(), replace: o.replace }));
     } finally {
       db.close();
     }

@@ -8,13 +8,35 @@ import { verifyCsr } from './ca/csr.ts';
 import type { CaAuthority } from './ca-authority.ts';
 import { ManagerError } from './errors.ts';
 import type { FleetDb } from './fleet-db.ts';
+import { openRotation } from './orchestrator.ts';
+import { setBaseline } from './reconcile.ts';
 
-/** Enroll a device by its CSR: checks the CSR's signature and name, issues its first certificate from the active root. */
-export function enrollFromCsr(db: FleetDb, ca: CaAuthority, req: { deviceId: string; role: Role; csrPem: string; now: Date }): string {
+/**
+ * Enroll a device by its CSR: checks the CSR's signature and name, issues its
+ * first certificate from the active root. `replace` re-enrols a device that
+ * is already enrolled (a replaced board, or a key lost with its storage): it
+ * gets a new certificate for the new key, its earlier acknowledgements are
+ * never re-sent to the new store, and it must be provisioned again. Refused
+ * while a rotation is open (its leaves are already issued).
+ */
+export function enrollFromCsr(db: FleetDb, ca: CaAuthority, req: { deviceId: string; role: Role; csrPem: string; now: Date; replace?: boolean }): string {
   const csr = verifyCsr(req.csrPem);
   if (csr.commonName !== req.deviceId) throw new ManagerError('E_CSR_IDENTITY', `CSR names "${csr.commonName}", enrolling "${req.deviceId}"`);
+  const existing = db.devices().find((d) => d.id === req.deviceId);
+  if (existing && !req.replace) {
+    throw new ManagerError('E_DEVICE_EXISTS', `device ${req.deviceId} is already enrolled (${existing.role}); pick another id, or re-enrol it with its new key: "trustroll enroll --replace --id ${req.deviceId} --role ${existing.role} --csr <file>"`);
+  }
+  if (!existing && req.replace) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${req.deviceId} is not enrolled, so there is nothing to replace; enrol it without --replace`);
+  if (existing && existing.role !== req.role) throw new ManagerError('E_DEVICE_EXISTS', `device ${req.deviceId} is enrolled as ${existing.role}, not ${req.role}; a device keeps its role (enrol a new id for the other role)`);
+  const open = existing ? openRotation(db) : null;
+  if (open) throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status}; re-enrol ${req.deviceId} after it completes ("trustroll rotate --resume ${open.id}")`);
   const certificate = ca.issueLeaf({ commonName: req.deviceId, spki: csr.publicKey, role: req.role }, req.now);
-  db.addDevice({ id: req.deviceId, role: req.role, commonName: req.deviceId, spki: csr.publicKey, certificate });
+  if (existing) {
+    db.tx(() => {
+      db.setDeviceCertificate(req.deviceId, certificate, csr.publicKey);
+      setBaseline(db, req.deviceId, existing.nextSeq - 1);
+    });
+  } else db.addDevice({ id: req.deviceId, role: req.role, commonName: req.deviceId, spki: csr.publicKey, certificate });
   return certificate;
 }
 

@@ -21,6 +21,7 @@ import type { ManagementPki } from './management-pki.ts';
 import { MqttManagerTransport } from './mqtt-transport.ts';
 import { Orchestrator, type OrchestratorEvents, type RotationPolicy } from './orchestrator.ts';
 import type { ManagerTransport } from './transport.ts';
+import { attachReconciler, type Reconciler } from './reconcile.ts';
 
 /** What an orchestrator is built from. */
 export interface OrchestratorWiring {
@@ -65,6 +66,8 @@ export interface Manager {
   readonly ca: CaAuthority;
   readonly transport: MqttManagerTransport;
   readonly orchestrator: Orchestrator;
+  /** Re-sends acknowledged steps a device lost (reconcile.ts). */
+  readonly reconciler: Reconciler;
   /** The hash-chained audit trail every event of this manager is written to. */
   readonly audit: AuditLog;
   /** Stop timers and the MQTT session, close the database (state stays on disk and on the broker). */
@@ -100,8 +103,9 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
   const db = new FleetDb(join(o.dataDir, 'manager.db'));
   const transport = mqttTransport({ url: o.brokerUrl, pki: o.pki, logger: o.logger, clock, reconnectPeriodMs: o.reconnectPeriodMs });
   const audit = new AuditLog(db);
+  const sender = o.wrapTransport ? o.wrapTransport(transport) : transport;
   const orchestrator = buildOrchestrator({
-    db, authority: ca, transport: o.wrapTransport ? o.wrapTransport(transport) : transport, pki: o.pki,
+    db, authority: ca, transport: sender, pki: o.pki,
     logger: o.logger, clock, timers: o.timers, policy: o.policy, events: o.events, audit, onAudit: o.onAudit,
   });
   return {
