@@ -7,6 +7,8 @@ import { canonicalJson } from '../../protocol/canonical-json.ts';
 import type { Ack } from '../../protocol/messages/ack.ts';
 import type { StepPayload } from '../../protocol/messages/command.ts';
 import type { DeviceRecord } from '../../agent/device-record.ts';
+import { EFFECT_HANDLERS } from '../../agent/effects/index.ts';
+import { isProtocolError } from '../../protocol/errors.ts';
 
 const DAY = 86_400_000;
 
@@ -168,5 +170,24 @@ for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: rollback before an
     const other = await createRootUpdate({ old: f.r0, now: f.clock.now(), lifetimeDays: 3650 });
     assert.equal((await f.server.agent.handle(f.command(f.server, 3, 'P1', { distribution: other.distribution }, { rotationId: 'rot-2' }))).ok, true);
     await rejects(f.server, f.command(f.server, 4, 'P4', { certificate: f.sn }, { rotationId: 'rot-2' }), 'E_VERIFY_LEAF');
+  });
+});
+
+describe('rollback effects on their own (defence behind the dispatcher\'s E_ROLLBACK_TOO_LATE)', function () {
+  this.timeout(30_000);
+  let f: DeviceFixture;
+  beforeEach(async () => { f = await deviceFixture(); });
+  afterEach(async () => { await f?.close(); });
+
+  it('rollback-roots refuses to forget K1 while the device presents a certificate signed by it; rollback-client-cert leaves a server alone', async () => {
+    assert.equal((await f.server.agent.handle(f.command(f.server, 1, 'P1', { distribution: f.update.distribution }))).ok, true);
+    assert.equal((await f.server.agent.handle(f.command(f.server, 2, 'P4', { certificate: f.sn }))).ok, true);
+    const draft = f.server.agent.snapshot();
+    const before = authState(draft);
+    const ctx = { draft, payload: {}, ownKeys: [], now: f.clock.now() };
+    EFFECT_HANDLERS['rollback-client-cert'](ctx);
+    assert.equal(authState(draft), before, 'a server has no fallback certificate to return to');
+    assert.throws(() => EFFECT_HANDLERS['rollback-roots'](ctx), (e: unknown) => isProtocolError(e, 'E_ROLLBACK_TOO_LATE'));
+    assert.equal(authState(draft), before);
   });
 });
