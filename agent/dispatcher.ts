@@ -2,6 +2,10 @@
  * The only entry for commands on the device: validate, de-duplicate,
  * check order, apply the step's effects to a draft, persist durably, and
  * only then build the acknowledgement (PROTOCOL.md device rules 1-4).
+ * Rollback commands carry their forward rotation's id and are accepted
+ * until the device replaced its server certificate or dropped R0; a
+ * catch-up supersedes whatever rotation the device is stuck in, once its
+ * chain verifies from the root the device trusts.
  */
 import { createHash } from 'node:crypto';
 import { signedBytes } from '../protocol/command-signature.ts';
