@@ -158,10 +158,11 @@ program.command('rotate')
   .option('--broker <url>', 'mqtts://host:port of the broker (not needed while "trustroll serve" runs on the data folder: it does the rotation)')
   .addOption(new Option('--schedule <name>', 'rotation schedule').choices(['six-step', 'batched']).default('six-step'))
   .option('--resume [rotationId]', 'resume the open (or the given) rotation instead of starting one')
+  .option('--abort [rotationId]', 'abort the open (or the given) rotation: every device returns to its old state while no server has its new certificate yet; after that it stops where it is')
   .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
   .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
   .option('--json', 'print the final status as JSON', false)
-  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; ackTimeout: number; maxAttempts: number; json: boolean }) => {
+  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; ackTimeout: number; maxAttempts: number; json: boolean }) => {
     const service = liveService(o.data);
     if (service) {
       process.exitCode = await rotateThroughService(o, service);
@@ -170,7 +171,7 @@ program.command('rotate')
     if (!o.broker) throw new ManagerError('E_SERVICE_CONFIG', 'give --broker mqtts://host:port (or start "trustroll serve" on this data folder and rotate through it)');
     const logger = createLogger({ level: 'warn' });
     const rotation = await runRotation({
-      dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: SCHEDULES[o.schedule], resume: o.resume,
+      dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: SCHEDULES[o.schedule], resume: o.resume, abort: o.abort,
       policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
       onTick: o.json ? undefined : (db, id) => {
         const st = rotationStatus(db, id);
@@ -184,14 +185,20 @@ program.command('rotate')
     } finally {
       db.close();
     }
-    process.exitCode = rotation.status === 'complete' ? 0 : 1;
+    if (o.abort && rotation.status === 'aborted') process.stderr.write(`rotation ${rotation.id} stopped where it is: ${rotation.error ?? 'a rollback is no longer possible'}\n`);
+    process.exitCode = rotation.status === 'complete' || (o.abort && rotation.status === 'rolled-back') ? 0 : 1;
   });
 
 /** `rotate` while `trustroll serve` runs on the same data folder: the service does it (one MQTT session per manager). */
-async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; json: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
+async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; json: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
   const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
   let summary: RotationSummary;
-  if (o.resume) {
+  if (o.abort) {
+    const id = typeof o.abort === 'string' ? o.abort : (await callService<{ rotations: RotationSummary[] }>(info, operatorCa, 'GET', '/api/rotations')).rotations.find((r) => !['complete', 'rolled-back'].includes(r.status))?.id;
+    if (!id) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open rotation to abort');
+    summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/abort`, {});
+    if (summary.status === 'aborted') process.stderr.write(`rotation ${id} stopped where it is: ${summary.rollback.reason ?? 'stopped sending'}\n`);
+  } else if (o.resume) {
     const id = typeof o.resume === 'string' ? o.resume : (await callService<{ rotations: RotationSummary[] }>(info, operatorCa, 'GET', '/api/rotations')).rotations.find((r) => r.status !== 'complete')?.id;
     if (!id) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open rotation to resume');
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/resume`, {});
@@ -200,7 +207,7 @@ async function rotateThroughService(o: { data: string; mgmt: string; schedule: s
   }
   process.stderr.write(`trustroll serve (pid ${info.pid}) runs rotation ${summary.id}; following it at ${info.url}\n`);
   for (;;) {
-    if (!['running'].includes(summary.status)) break;
+    if (!['running', 'rolling-back'].includes(summary.status)) break;
     if (!o.json) process.stdout.write(`${summary.id}: ${summary.acked}/${summary.total} steps acknowledged\n`);
     await new Promise((r) => setTimeout(r, 1000));
     summary = await callService<RotationSummary>(info, operatorCa, 'GET', `/api/rotations/${encodeURIComponent(summary.id)}`);
@@ -212,7 +219,7 @@ async function rotateThroughService(o: { data: string; mgmt: string; schedule: s
   } finally {
     db.close();
   }
-  return summary.status === 'complete' ? 0 : 1;
+  return summary.status === 'complete' || (o.abort && summary.status === 'rolled-back') ? 0 : 1;
 }
 
 program.command('serve')

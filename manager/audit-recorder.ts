@@ -12,6 +12,7 @@ import type { Clock } from '../protocol/clock.ts';
 import type { AuditInput, AuditLog, AuditRow } from './audit-log.ts';
 import type { FleetDb } from './fleet-db.ts';
 import type { OrchestratorEvents } from './orchestrator.ts';
+import { ROLLBACK_OF } from '../protocol/steps.ts';
 
 /** SHA-256 of a command as sent (its JSON text). */
 function commandHash(json: string): string {
@@ -27,11 +28,13 @@ export function auditedEvents(log: AuditLog, db: FleetDb, clock: Clock, inner: O
   return {
     ...inner,
     status(rot, reason) {
-      if (reason === 'started') {
+      const rollback = rot.status === 'rolling-back' && reason?.startsWith('rollback-started');
+      if (reason === 'started' || rollback) {
         const rows = db.steps(rot.id);
         const inRotation = new Set(rows.map((r) => r.deviceId));
         const devices = Object.fromEntries(db.devices().filter((d) => inRotation.has(d.id)).map((d) => [d.id, d.role]));
-        put({ actor: 'manager', action: 'rotation.started', rotationId: rot.id, detail: { schedule: rot.schedule, devices, peering: db.peering() } });
+        const schedule = rollback ? ROLLBACK_OF[rot.schedule]?.name ?? rot.schedule : rot.schedule;
+        put({ actor: 'manager', action: rollback ? 'rotation.rollback-started' : 'rotation.started', rotationId: rot.id, detail: { schedule, devices, peering: db.peering(), ...(rollback ? { reason } : {}) } });
       } else {
         put({ actor: 'manager', action: `rotation.${rot.status}`, rotationId: rot.id, detail: reason ? { reason, schedule: rot.schedule } : { schedule: rot.schedule } });
       }

@@ -6,9 +6,10 @@
 /** Manager error codes with the action to take. */
 export const MANAGER_ERRORS = {
   E_DEVICE_UNKNOWN: 'No device with that id is enrolled; enroll it first or check the id.',
-  E_DEVICE_EXISTS: 'A device with that id is already enrolled; pick another id or re-enroll explicitly.',
+  E_DEVICE_EXISTS: 'A device with that id is already enrolled; pick another id, or re-enrol it with its new key ("trustroll enroll --replace"; refused while a rotation is open).',
   E_ROTATION_ACTIVE: 'A rotation is still open (running, paused, stopped or aborted part-way) and devices may be part-way through it; resume it to completion before starting another.',
   E_ROTATION_STATE: 'The rotation is not in a state that allows this action (e.g. pausing a rotation that is not running); check its status first.',
+  E_ROLLBACK_IMPOSSIBLE: 'A rollback is no longer possible: a server may already present its new certificate or a device may have dropped the old root. Every intermediate state authenticates, so the rotation stops where it is; resume it to finish.',
   E_DEVICE_DONE: 'The device has already acknowledged every step of the rotation; there is nothing to exclude.',
   E_AUTH_REQUIRED: 'The request carries no valid operator certificate or API token; present an operator certificate ("trustroll mgmt operator") or an Authorization: Bearer token ("trustroll token create").',
   E_FORBIDDEN: 'The operator is read-only; this action needs an admin operator certificate or token.',

@@ -39,8 +39,11 @@ export interface StepRow {
   errorMessage: string | null;
 }
 
-/** Lifecycle of a rotation. Open: running, paused, failed, aborted (each can be resumed). */
-export type RotationStatusName = 'running' | 'paused' | 'complete' | 'failed' | 'aborted';
+/**
+ * Lifecycle of a rotation. Open: running, paused, failed, aborted (each can
+ * be resumed) and rolling-back. Closed: complete and rolled-back.
+ */
+export type RotationStatusName = 'running' | 'paused' | 'complete' | 'failed' | 'aborted' | 'rolling-back' | 'rolled-back';
 
 /** A rotation's header and material. */
 export interface RotationRow {
@@ -155,6 +158,12 @@ export class FleetDb {
     const row = this.stmt('UPDATE devices SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS seq').get(deviceId) as { seq: number } | undefined;
     if (!row) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${deviceId}`);
     return row.seq;
+  }
+
+  /** Add pending step rows to an existing rotation (its rollback phase), inside the caller's transaction. */
+  insertSteps(rotationId: string, steps: readonly { deviceId: string; step: string; status?: StepStatus }[]): void {
+    const ins = this.stmt('INSERT INTO steps (rotation_id, device_id, step, status) VALUES (?, ?, ?, ?)');
+    for (const s of steps) ins.run(rotationId, s.deviceId, s.step, s.status ?? 'pending');
   }
 
   insertRotation(r: RotationRow, leaves: ReadonlyMap<string, string>, steps: readonly { deviceId: string; step: string }[]): void {

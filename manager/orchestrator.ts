@@ -12,7 +12,8 @@ import type { Logger } from '../protocol/log.ts';
 import { assertAck, type Ack } from '../protocol/messages/ack.ts';
 import type { Command } from '../protocol/messages/command.ts';
 import { isReady, validateSchedule } from '../protocol/schedule.ts';
-import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
+import { ROLLBACK_OF, SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
+import { inRollback, phaseRows, rollbackBlocker } from './phase.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { RotationAuthority } from './authority.ts';
@@ -119,11 +120,10 @@ export class Orchestrator {
   resume(rotationId?: string, schedule?: Schedule): void {
     const row = rotationId ? this.o.db.rotation(rotationId) : openRotation(this.o.db);
     if (!row) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ? `no rotation ${rotationId} in this manager database` : 'no open rotation to resume; start one ("trustroll rotate")');
-    if (row.status === 'complete') return;
-    const sched = schedule ?? this.schedules[row.schedule];
-    if (!sched) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${row.id} uses unknown schedule ${row.schedule}`);
+    if (row.status === 'complete' || row.status === 'rolled-back') return;
+    const sched = schedule ?? this.phaseOf(row);
     const now = this.o.clock.now();
-    this.o.db.setRotationStatus(row.id, 'running', now.toISOString());
+    this.o.db.setRotationStatus(row.id, this.rollingBack(row) ? 'rolling-back' : 'running', now.toISOString());
     this.load(row.id, sched);
     this.o.db.tx(() => {
       for (const r of this.state!.inFlight()) {
@@ -143,7 +143,7 @@ export class Orchestrator {
    * recorded. `resume` continues.
    */
   pause(reason = 'paused by an operator'): RotationRow {
-    const rot = this.requireOpen(['running']);
+    const rot = this.requireOpen(['running', 'rolling-back']);
     this.setStatus(rot, 'paused', reason);
     return rot;
   }
@@ -154,9 +154,63 @@ export class Orchestrator {
    * completes no other rotation can start.
    */
   abort(reason = 'aborted by an operator'): RotationRow {
-    const rot = this.requireOpen(['running', 'paused', 'failed']);
+    const rot = this.requireOpen(['running', 'paused', 'failed', 'rolling-back']);
     this.setStatus(rot, 'aborted', reason);
     return rot;
+  }
+
+  /**
+   * Abort by returning every device to exactly its state before the
+   * rotation, through the forward schedule's rollback schedule (clients
+   * drop Cn before servers drop D), ordered and acknowledged like any step.
+   * Refused with E_ROLLBACK_IMPOSSIBLE once a server may hold its new
+   * certificate or a device may have dropped the old root (then `abort`
+   * stops where it is).
+   */
+  rollback(reason = 'rolled back by an operator'): RotationRow {
+    const rot = this.requireOpen(['running', 'paused', 'failed', 'aborted']);
+    const rows = this.o.db.steps(rot.id);
+    const blocked = rollbackBlocker(rot, rows);
+    if (blocked) throw new ManagerError('E_ROLLBACK_IMPOSSIBLE', blocked);
+    const forward = this.schedules[rot.schedule]!;
+    const back = ROLLBACK_OF[forward.name]!;
+    if (this.state?.schedule !== forward || this.rotation?.id !== rot.id) this.load(rot.id, forward);
+    const st = this.state!;
+    const now = this.o.clock.now().toISOString();
+    this.o.db.tx(() => {
+      const fresh = [...st.roles].flatMap(([deviceId, role]) => back.steps.filter((s) => s.role === role)
+        .map((s) => ({ deviceId, step: s.id, status: st.excluded.has(deviceId) ? 'excluded' as const : 'pending' as const })));
+      // Forward steps in flight stop being resent: the rollback commands carry newer sequence numbers.
+      for (const r of st.inFlight()) {
+        Object.assign(r, { dueAt: null });
+        this.o.db.updateStep(r);
+      }
+      if (!phaseRows(rows, back).length) this.o.db.insertSteps(rot.id, fresh);
+      this.o.db.setRotationStatus(rot.id, 'rolling-back', now);
+    });
+    this.load(rot.id, back);
+    this.o.logger.warn('rotation rolling back: every device returns to its state before the rotation', { rotationId: rot.id, reason });
+    this.o.events?.status?.(this.rotation!, `rollback-started: ${reason}`);
+    this.pump();
+    return this.rotation!;
+  }
+
+  /** The schedule driving `row` now: its rollback once rollback rows exist, else its forward schedule. */
+  private phaseOf(row: RotationRow): Schedule {
+    const forward = this.schedules[row.schedule];
+    if (!forward) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${row.id} uses unknown schedule ${row.schedule}`);
+    return this.rollingBack(row) ? ROLLBACK_OF[forward.name]! : forward;
+  }
+
+  private rollingBack(row: RotationRow): boolean {
+    if (inRollback(row)) return true;
+    const back = ROLLBACK_OF[row.schedule];
+    return !!back && phaseRows(this.o.db.steps(row.id), back).length > 0;
+  }
+
+  /** True while steps may be sent (running forward, or rolling back). */
+  private sending(): boolean {
+    return this.rotation?.status === 'running' || this.rotation?.status === 'rolling-back';
   }
 
   /**
@@ -167,7 +221,7 @@ export class Orchestrator {
    */
   exclude(deviceId: string): string[] {
     const st = this.state;
-    const rot = this.requireOpen(['running', 'paused', 'failed', 'aborted']);
+    const rot = this.requireOpen(['running', 'paused', 'failed', 'aborted', 'rolling-back']);
     if (!st || !st.roles.has(deviceId)) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${deviceId} is not part of rotation ${rot.id}`);
     const rows = st.sequence[st.roles.get(deviceId)!].map((step) => st.row(deviceId, step)!).filter((r) => r.status !== 'acked' && r.status !== 'excluded');
     if (rows.length === 0) throw new ManagerError('E_DEVICE_DONE', `device ${deviceId} has already acknowledged every step of rotation ${rot.id}`);
@@ -181,7 +235,7 @@ export class Orchestrator {
     const steps = rows.map((r) => r.step);
     this.o.logger.warn('device excluded from the rotation; its peers no longer wait for it', { deviceId, rotationId: rot.id, steps });
     this.o.events?.excluded?.(rot.id, deviceId, steps);
-    if (rot.status === 'running') this.pump(st.peersOf(deviceId).length > 0 ? st.peersOf(deviceId) : undefined);
+    if (this.sending()) this.pump(st.peersOf(deviceId).length > 0 ? st.peersOf(deviceId) : undefined);
     return steps;
   }
 
@@ -196,7 +250,7 @@ export class Orchestrator {
 
   private setStatus(rot: RotationRow, status: RotationRow['status'], reason: string): void {
     rot.status = status;
-    rot.error = status === 'failed' ? reason : null;
+    rot.error = status === 'failed' || status === 'aborted' ? reason : null;
     this.disarmSweep();
     this.o.db.setRotationStatus(rot.id, status, this.o.clock.now().toISOString(), rot.error);
     this.rotation = this.o.db.rotation(rot.id);
@@ -212,15 +266,13 @@ export class Orchestrator {
   attach(rotationId: string): RotationRow {
     const row = this.o.db.rotation(rotationId);
     if (!row) throw new ManagerError('E_ROTATION_UNKNOWN', `no rotation ${rotationId} in this manager database`);
-    const sched = this.schedules[row.schedule];
-    if (!sched) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${row.id} uses unknown schedule ${row.schedule}`);
-    this.load(row.id, sched);
+    this.load(row.id, this.phaseOf(row));
     return this.rotation!;
   }
 
   private load(id: string, schedule: Schedule): void {
     const roles = new Map<string, Role>(this.o.db.devices().map((d) => [d.id, d.role]));
-    const rows = this.o.db.steps(id);
+    const rows = phaseRows(this.o.db.steps(id), schedule);
     const covered = new Set(rows.map((r) => r.deviceId));
     for (const d of [...roles.keys()]) if (!covered.has(d)) roles.delete(d);
     this.rotation = this.o.db.rotation(id);
@@ -243,7 +295,7 @@ export class Orchestrator {
   private prepareReady(candidates?: Iterable<string>): Command[] {
     const st = this.state;
     const rot = this.rotation;
-    if (!st || !rot || rot.status !== 'running') return [];
+    if (!st || !rot || !this.sending()) return [];
     const now = this.o.clock.now();
     const commands: Command[] = [];
     for (const deviceId of candidates ?? st.roles.keys()) {
@@ -272,13 +324,14 @@ export class Orchestrator {
       this.o.transport.send(cmd);
     }
     if (commands.length > 0) this.o.events?.sent?.(commands);
-    if (rot.status === 'running' && st.complete()) {
+    if (this.sending() && st.complete()) {
       this.finish().catch((err: Error) => this.o.logger.error('rotation finished on every device but the CA could not activate the new root; run resume to retry', { rotationId: rot.id, reason: err.message }));
     }
   }
 
   private async finish(): Promise<void> {
     const rot = this.rotation!;
+    if (rot.status === 'rolling-back') return this.finishRollback(rot);
     if (rot.status !== 'running') return;
     rot.status = 'complete';
     this.disarmSweep();
@@ -292,6 +345,17 @@ export class Orchestrator {
     this.rotation = this.o.db.rotation(rot.id);
     this.o.logger.info('rotation complete', { rotationId: rot.id });
     this.o.events?.status?.(this.rotation!, 'complete');
+    this.o.events?.complete?.(this.rotation!);
+  }
+
+  /** Every device is back where it was: the rotation is closed; the CA never activates its new root. */
+  private finishRollback(rot: RotationRow): void {
+    rot.status = 'rolled-back';
+    this.disarmSweep();
+    this.o.db.setRotationStatus(rot.id, 'rolled-back', this.o.clock.now().toISOString());
+    this.rotation = this.o.db.rotation(rot.id);
+    this.o.logger.info('rotation rolled back: every device holds its old trust store and identity', { rotationId: rot.id });
+    this.o.events?.status?.(this.rotation!, 'rolled-back');
     this.o.events?.complete?.(this.rotation!);
   }
 
@@ -356,7 +420,7 @@ export class Orchestrator {
     const message = ack.error?.message ?? 'acknowledgement claims success but does not list the step as completed';
     this.o.logger.warn('step failed on device', { ...log, code, reason: message, attempts: row.attempts });
     this.o.events?.ackError?.(row, code, message);
-    if (this.rotation?.status === 'running') this.failAttempt(row, code, message, now);
+    if (this.sending()) this.failAttempt(row, code, message, now);
   }
 
   private failAttempt(row: StepRow, code: string, message: string, now: Date): void {
@@ -385,14 +449,14 @@ export class Orchestrator {
   /** Resend in-flight steps whose acknowledgement is overdue or whose retry is due. */
   private sweep(): void {
     const st = this.state;
-    if (!st || this.rotation?.status !== 'running') return;
+    if (!st || !this.sending()) return;
     const now = this.o.clock.now();
     const resend: StepRow[] = [];
     for (const row of st.inFlight()) {
       if (row.status !== 'sent' || row.dueAt === null || row.dueAt > now.getTime()) continue;
       if (row.errorCode === null && row.attempts >= this.policy.maxAttempts) {
         this.failAttempt(row, 'E_ACK_TIMEOUT', `no acknowledgement after ${row.attempts} attempts of ${this.policy.ackTimeoutMs} ms; is the device online?`, now);
-        if (this.rotation?.status !== 'running') return;
+        if (!this.sending()) return;
         continue;
       }
       resend.push(row);
@@ -415,7 +479,7 @@ export class Orchestrator {
     this.disarmSweep();
     const tick = () => {
       this.sweep();
-      if (this.rotation?.status === 'running') this.sweepTimer = this.o.timers.setTimeout(tick, this.policy.sweepIntervalMs);
+      if (this.sending()) this.sweepTimer = this.o.timers.setTimeout(tick, this.policy.sweepIntervalMs);
     };
     this.sweepTimer = this.o.timers.setTimeout(tick, this.policy.sweepIntervalMs);
   }
@@ -447,7 +511,7 @@ export class Orchestrator {
 /** The rotation that blocks a new one: the newest not complete (an abort before anything was sent does not count). */
 export function openRotation(db: FleetDb): RotationRow | null {
   for (const r of db.rotations().reverse()) {
-    if (r.status === 'complete') continue;
+    if (r.status === 'complete' || r.status === 'rolled-back') continue;
     if (r.status === 'aborted' && db.steps(r.id).every((s) => s.status === 'pending')) continue;
     return r;
   }

@@ -4,7 +4,8 @@
  * for the next step who it waits for.
  */
 import { blockers, deviceSequence } from '../protocol/schedule.ts';
-import { SCHEDULES, type Role } from '../protocol/steps.ts';
+import type { Role } from '../protocol/steps.ts';
+import { phaseRows, phaseSchedule } from './phase.ts';
 import { buildPeers } from './peering.ts';
 import { ManagerError } from './errors.ts';
 import type { FleetDb, RotationRow } from './fleet-db.ts';
@@ -29,9 +30,9 @@ export interface RotationStatus {
 export function rotationStatus(db: FleetDb, rotationId?: string, opts: { honourPreferred?: boolean } = {}): RotationStatus {
   const rotation = rotationId ? db.rotation(rotationId) : db.rotations().at(-1) ?? null;
   if (!rotation) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ?? 'no rotation has been started');
-  const schedule = SCHEDULES[rotation.schedule];
-  if (!schedule) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${rotation.id} uses unknown schedule ${rotation.schedule}`);
-  const rows = db.steps(rotation.id);
+  const every = db.steps(rotation.id);
+  const schedule = phaseSchedule(rotation, every);
+  const rows = phaseRows(every, schedule);
   const roles = new Map<string, Role>(db.devices().filter((d) => rows.some((r) => r.deviceId === d.id)).map((d) => [d.id, d.role]));
   const peers = buildPeers(roles, db.peering());
   const byKey = new Map(rows.map((r) => [`${r.deviceId}\u0000${r.step}`, r]));

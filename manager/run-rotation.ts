@@ -8,7 +8,10 @@ import type { Logger } from '../protocol/log.ts';
 import type { Schedule } from '../protocol/steps.ts';
 import { ManagerError } from './errors.ts';
 import type { FleetDb, RotationRow } from './fleet-db.ts';
+import { userInfo } from 'node:os';
 import { openManager } from './manager.ts';
+import { openRotation } from './orchestrator.ts';
+import { abortRotation } from './service/manager-service.ts';
 import type { ManagementPki } from './management-pki.ts';
 import type { RotationPolicy } from './orchestrator.ts';
 
@@ -17,9 +20,10 @@ export interface RunRotationOptions {
   dataDir: string;
   pki: ManagementPki;
   brokerUrl: string;
-  /** Start a rotation with this schedule, or resume the open one (`resume`). */
+  /** Start a rotation with this schedule, or resume the open one (`resume`), or abort it (`abort`: roll back while possible, else stop where it is). */
   schedule?: Schedule;
   resume?: boolean | string;
+  abort?: boolean | string;
   policy?: Partial<RotationPolicy>;
   logger: Logger;
   /** Called about once a second while the rotation runs. */
@@ -38,7 +42,12 @@ export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
   let ticker: NodeJS.Timeout | undefined;
   try {
     let id: string;
-    if (o.resume) {
+    if (o.abort) {
+      orchestrator.attach(typeof o.abort === 'string' ? o.abort : openRotation(db)?.id ?? '');
+      id = orchestrator.current()!.id;
+      await transport.ready(30_000);
+      if (abortRotation(orchestrator, `cli:${userInfo().username}`, o.logger) === 'aborted') return db.rotation(id)!;
+    } else if (o.resume) {
       // Load the rotation before the session's backlog of acknowledgements arrives.
       orchestrator.resume(typeof o.resume === 'string' ? o.resume : undefined);
       id = orchestrator.current()!.id;

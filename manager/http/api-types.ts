@@ -129,7 +129,7 @@ export interface DeviceDetail {
 }
 
 /** Rotation lifecycle as stored. */
-export type RotationStatusName = 'running' | 'paused' | 'complete' | 'failed' | 'aborted';
+export type RotationStatusName = 'running' | 'paused' | 'complete' | 'failed' | 'aborted' | 'rolling-back' | 'rolled-back';
 
 /** A rotation in lists and live events. */
 export interface RotationSummary {
@@ -142,6 +142,10 @@ export interface RotationSummary {
   acked: number;
   excluded: number;
   total: number;
+  /** The schedule of the phase shown: the forward schedule, or its rollback while rolling back. */
+  phaseSchedule: string;
+  /** Whether an abort now returns every device to its old state (no server has been sent its new certificate yet); else why not. */
+  rollback: { possible: boolean; reason: string | null };
 }
 
 /** Per-step progress bar. */

@@ -5,7 +5,8 @@
  * the database at start and fed by every acknowledgement after.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { SCHEDULES } from '../../protocol/steps.ts';
+import type { StepRow } from '../fleet-db.ts';
+import { phaseSchedule } from '../phase.ts';
 import type { ManagerService } from '../service/manager-service.ts';
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
@@ -42,7 +43,7 @@ export function buildMetrics(service: ManagerService): Registry {
       if (!rot) return;
       const rows = db.db.prepare('SELECT step, status, COUNT(*) AS n FROM steps WHERE rotation_id = ? GROUP BY step, status').all(rot.id) as { step: string; status: string; n: number }[];
       const statuses = ['pending', 'sent', 'acked', 'failed', 'excluded'];
-      for (const s of SCHEDULES[rot.schedule]?.steps ?? []) for (const status of statuses) this.set({ rotation: rot.id, step: s.id, status }, 0);
+      for (const s of phaseSchedule(rot, rows.map((r) => ({ step: r.step }) as StepRow)).steps) for (const status of statuses) this.set({ rotation: rot.id, step: s.id, status }, 0);
       for (const r of rows) this.set({ rotation: rot.id, step: r.step, status: r.status }, r.n);
     },
   });

@@ -9,6 +9,7 @@ import { SCHEDULES } from '../../protocol/steps.ts';
 import { ManagerError } from '../errors.ts';
 import type { AuditPage, BrokerView, CertificatesView, DeviceDetail, FleetQuery, Me, ScheduleView, StepView } from './api-types.ts';
 import { requireAdmin } from './auth.ts';
+import { phaseRows, phaseSchedule } from '../phase.ts';
 import type { ManagerService } from '../service/manager-service.ts';
 import { toEntry } from '../service/manager-service.ts';
 import { certInfo, computeWaits, rotationDetail, rotationSummary, rotationTimeline } from '../service/rotation-view.ts';
@@ -48,15 +49,17 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
     const device = service.fleet.device(deviceId);
     if (!device) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${deviceId}`);
     const rot = db.rotations().at(-1);
-    const all = rot ? db.steps(rot.id) : [];
-    const order = rot && SCHEDULES[rot.schedule] ? deviceSequence(SCHEDULES[rot.schedule]!, row.role) : [];
+    const every = rot ? db.steps(rot.id) : [];
+    const phase = rot ? phaseSchedule(rot, every) : null;
+    const all = phase ? phaseRows(every, phase) : [];
+    const order = phase ? deviceSequence(phase, row.role) : [];
     const mine = all.filter((r) => r.deviceId === deviceId).sort((a, b) => order.indexOf(a.step) - order.indexOf(b.step));
     const steps: StepView[] = mine.map((r) => ({
       step: r.step, status: r.status, seq: r.seq, attempts: r.attempts, sentAt: r.sentAt, ackedAt: r.ackedAt,
       error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
     }));
-    const waitingFor = rot && rot.status !== 'complete' && SCHEDULES[rot.schedule]
-      ? computeWaits(db, SCHEDULES[rot.schedule]!, all, service.presence, { honourPreferred: service.m.orchestrator.policy.honourPreferred }).waits.find((w) => w.deviceId === deviceId)?.waitingFor ?? []
+    const waitingFor = rot && phase && rot.status !== 'complete' && rot.status !== 'rolled-back'
+      ? computeWaits(db, phase, all, service.presence, { honourPreferred: service.m.orchestrator.policy.honourPreferred }).waits.find((w) => w.deviceId === deviceId)?.waitingFor ?? []
       : [];
     return { device, certificate: certInfo(row.certificate), steps, waitingFor };
   });

@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../protocol/clock.ts';
 import { deviceSequence } from '../../protocol/schedule.ts';
-import { SCHEDULES } from '../../protocol/steps.ts';
+import { phaseRows, phaseSchedule } from '../phase.ts';
 import type { FleetDb, RotationRow, StepRow } from '../fleet-db.ts';
 import type { DeviceStepStatus, FleetDevice, FleetPage, FleetQuery, TrustSlot } from '../http/api-types.ts';
 import type { Presence } from './presence.ts';
@@ -151,10 +151,11 @@ type StepFields = Pick<FleetDevice, 'rotationId' | 'step' | 'stepStatus' | 'atte
 function stepOf(rotation: RotationRow | null, role: 'server' | 'client', rows: StepRow[] | undefined): StepFields {
   const none: StepFields = { rotationId: null, step: null, stepStatus: null, attempts: 0, lastAckAt: null, lastError: null, excluded: false };
   if (!rotation || !rows || rows.length === 0) return none;
-  const schedule = SCHEDULES[rotation.schedule];
-  const order = schedule ? deviceSequence(schedule, role) : rows.map((r) => r.step);
-  const byStep = new Map(rows.map((r) => [r.step, r]));
+  const schedule = phaseSchedule(rotation, rows);
+  const order = deviceSequence(schedule, role);
+  const byStep = new Map(phaseRows(rows, schedule).map((r) => [r.step, r]));
   const seq = order.map((s) => byStep.get(s)).filter((r): r is StepRow => r !== undefined);
+  if (seq.length === 0) return none;
   const excluded = seq.some((r) => r.status === 'excluded');
   const next = seq.find((r) => r.status !== 'acked' && r.status !== 'excluded') ?? null;
   const shown = next ?? seq.find((r) => r.status === 'excluded') ?? seq.at(-1)!;

@@ -158,13 +158,13 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   /** Pause, resume or abort the open rotation `id`. */
   act(id: string, action: 'pause' | 'resume' | 'abort', actor: string): RotationSummary {
     const rot = this.requireRotation(id);
-    if (rot.status === 'complete') throw new ManagerError('E_ROTATION_STATE', `rotation ${id} is complete; there is nothing to ${action}`);
+    if (rot.status === 'complete' || rot.status === 'rolled-back') throw new ManagerError('E_ROTATION_STATE', `rotation ${id} is ${rot.status}; there is nothing to ${action}`);
     const open = openRotation(this.m.db);
     if (open && open.id !== id) throw new ManagerError('E_ROTATION_STATE', `rotation ${open.id} is the open rotation; ${id} cannot be ${action}d`);
     this.audit({ actor, action: `operator.${action}`, rotationId: id });
     if (this.m.orchestrator.current()?.id !== id) this.m.orchestrator.attach(id);
     if (action === 'pause') this.m.orchestrator.pause(`paused by ${actor}`);
-    else if (action === 'abort') this.m.orchestrator.abort(`aborted by ${actor}: stopped sending, every device stays where it is`);
+    else if (action === 'abort') abortRotation(this.m.orchestrator, actor, this.log);
     else this.m.orchestrator.resume(id);
     this.fleet.invalidate();
     return rotationSummary(this.m.db, this.m.db.rotation(id)!);
@@ -276,6 +276,28 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     }
     await this.m.close();
   }
+}
+
+/**
+ * Abort the loaded rotation: roll every device back to its state before
+ * the rotation while that is still possible, else stop where it is (every
+ * intermediate state authenticates) and say why.
+ */
+export function abortRotation(orchestrator: Manager['orchestrator'], actor: string, log: Logger): 'rolling-back' | 'aborted' {
+  const rot = orchestrator.current();
+  if (rot && rot.status !== 'rolling-back') {
+    try {
+      orchestrator.rollback(`aborted by ${actor}: rolling back`);
+      return 'rolling-back';
+    } catch (err) {
+      if ((err as ManagerError).code !== 'E_ROLLBACK_IMPOSSIBLE') throw err;
+      log.warn('rollback no longer possible; the rotation stops where it is', { rotationId: rot.id, reason: (err as Error).message });
+      orchestrator.abort(`aborted by ${actor}; ${(err as Error).message.replace(/^E_[A-Z_]+: /, '')}`);
+      return 'aborted';
+    }
+  }
+  orchestrator.abort(`aborted by ${actor}: stopped sending, every device stays where it is`);
+  return 'aborted';
 }
 
 /** Audit actions not streamed live (one per command and acknowledgement). */
