@@ -108,9 +108,12 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
     db, authority: ca, transport: sender, pki: o.pki,
     logger: o.logger, clock, timers: o.timers, policy: o.policy, events: o.events, audit, onAudit: o.onAudit,
   });
+  // Devices that report less than they acknowledged get the lost steps again (through the same, possibly paced, transport).
+  const reconciler = attachReconciler(transport, { db, logger: o.logger, clock, send: (cmd) => sender.send(cmd) });
   return {
-    dataDir: o.dataDir, db, ca, transport, orchestrator, audit,
+    dataDir: o.dataDir, db, ca, transport, orchestrator, audit, reconciler,
     async close() {
+      reconciler.close();
       orchestrator.close();
       await transport.close();
       db.close();
