@@ -4,10 +4,12 @@
  * Validated once with ajv; the agent then works through the interfaces and
  * never branches on which backend it got.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { halConfigSchema, type HalConfig } from '../hal/config-schema.ts';
-import { openHal } from '../hal/config.ts';
+import { checkHalConfig, openHal } from '../hal/config.ts';
+import { HalError } from '../hal/errors.ts';
 import type { KeyStore } from '../hal/key-store.ts';
 import type { RecordStoreIntegrity } from '../hal/record-store.ts';
 import type { Clock } from '../protocol/clock.ts';
@@ -125,6 +127,15 @@ const validate = new Ajv({ allErrors: false, strict: false, discriminator: true 
 export function checkAgentConfig(value: unknown): AgentConfig {
   if (!validate(value)) {
     const e = validate.errors?.[0];
+    // The HAL section has its own checker with precise messages (e.g. the list of backends this build has).
+    if (e?.instancePath.startsWith('/hal') && value && typeof value === 'object') {
+      try {
+        checkHalConfig((value as { hal?: unknown }).hal);
+      } catch (err) {
+        if (err instanceof HalError) throw new AgentError('E_AGENT_CONFIG', `setting "hal.${err.setting ?? ''}": ${err.message}`);
+        throw err;
+      }
+    }
     const setting = (e?.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.') || '(top level)';
     const detail = e?.keyword === 'additionalProperties' ? `unknown setting "${(e.params as { additionalProperty: string }).additionalProperty}"` : e?.message ?? 'invalid';
     throw new AgentError('E_AGENT_CONFIG', `setting "${setting}": ${detail}`);
@@ -157,6 +168,9 @@ export interface AgentRuntime {
 
 /** Open the HAL and the state store the configuration names, and the agent if provisioned. */
 export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger; verifySignature?: (cmd: Command, signedBytes: Buffer) => void }): Promise<AgentRuntime> {
+  if (config.store.kind === 'sqlite' && !existsSync(dirname(resolve(config.store.path)))) {
+    throw new AgentError('E_AGENT_CONFIG', `setting "store.path": the folder ${dirname(resolve(config.store.path))} does not exist; create it (the agent makes only the store file) or fix the path`);
+  }
   const hal = await openHal(config.hal);
   const store: StateStore = config.store.kind === 'sqlite' ? new SqliteStateStore(config.store.path) : new RecordStateStore(hal.records, config.store.name);
   const close = async () => {

@@ -7,7 +7,6 @@
  * retained state message; its health (link, counters, key backend) goes to
  * the health file that `status` and `selftest` read.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Clock } from '../protocol/clock.ts';
 import { commandVerifier } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
@@ -16,7 +15,7 @@ import { openAgentRuntime, type AgentConfig, type AgentRuntime } from './config.
 import { AgentError } from './errors.ts';
 import { healthFilePath } from './health-file.ts';
 import { HealthReporter } from './health-reporter.ts';
-import { openLinkTls, readPem, type LinkTls } from './link-tls.ts';
+import { checkLinkFiles, openLinkTls, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
 import { lostRecordError } from './state-store.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
@@ -50,11 +49,12 @@ export interface RunningDevice {
 export async function runDevice(config: AgentConfig, deps: { clock: Clock; logger: Logger }): Promise<RunningDevice> {
   const link = config.link;
   if (!link) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent');
-  const commandKeys = new Map<string, KeyObject>(Object.entries(link.commandKeys).map(([id, file]) => [id, createPublicKey(readPem(file, `link.commandKeys.${id}`))]));
-  const rt: AgentRuntime = await openAgentRuntime(config, { ...deps, verifySignature: commandVerifier(commandKeys) });
+  // Every file the link names is parsed and matched before anything is opened, listens or connects.
+  const checked = checkLinkFiles(link);
+  const rt: AgentRuntime = await openAgentRuntime(config, { ...deps, verifySignature: commandVerifier(checked.commandKeys) });
   let linkTls: LinkTls;
   try {
-    linkTls = await openLinkTls(link, rt.keys);
+    linkTls = await openLinkTls(link, rt.keys, checked);
   } catch (err) {
     await rt.close();
     throw err;
