@@ -40,6 +40,14 @@ const int = (v: string) => {
   return n;
 };
 
+/** "90s", "30m", "12h", "3d" or plain seconds, as whole seconds. */
+function parseDuration(v: string): number {
+  const m = /^(\d+)\s*(s|m|h|d)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) * ({ s: 1, m: 60, h: 3600, d: 86_400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd']) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`expected a duration such as 90s, 30m, 12h or 3d, got "${v}"`);
+  return n;
+}
+
 /** The manager's data folder: CA state and keys under ca/, the fleet database manager.db. */
 const dataOption = ['--data <dir>', 'manager data folder', process.env.TRUSTROLL_DATA ?? './trustroll-data'] as const;
 
@@ -158,16 +166,18 @@ program.command('rotate')
   .option('--broker <url>', 'mqtts://host:port of the broker (not needed while "trustroll serve" runs on the data folder: it does the rotation)')
   .addOption(new Option('--schedule <name>', 'rotation schedule').choices(['six-step', 'batched']).default('six-step'))
   .option('--resume [rotationId]', 'resume the open (or the given) rotation instead of starting one')
+  .option('--exclude-offline-after <duration>', 'offline policy (needs "trustroll serve"): exclude a device offline longer than this (e.g. 90s, 30m, 12h, 3d) so its peers go on; default: wait for it', parseDuration)
   .option('--abort [rotationId]', 'abort the open (or the given) rotation: every device returns to its old state while no server has its new certificate yet; after that it stops where it is')
   .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
   .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
   .option('--json', 'print the final status as JSON', false)
-  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; ackTimeout: number; maxAttempts: number; json: boolean }) => {
+  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; ackTimeout: number; maxAttempts: number; json: boolean }) => {
     const service = liveService(o.data);
     if (service) {
       process.exitCode = await rotateThroughService(o, service);
       return;
     }
+    if (o.excludeOfflineAfter) throw new ManagerError('E_SERVICE_CONFIG', '--exclude-offline-after needs the manager service (it follows which devices are online): start "trustroll serve" on this data folder, then rotate');
     if (!o.broker) throw new ManagerError('E_SERVICE_CONFIG', 'give --broker mqtts://host:port (or start "trustroll serve" on this data folder and rotate through it)');
     const logger = createLogger({ level: 'warn' });
     const rotation = await runRotation({
@@ -190,7 +200,7 @@ program.command('rotate')
   });
 
 /** `rotate` while `trustroll serve` runs on the same data folder: the service does it (one MQTT session per manager). */
-async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; json: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
+async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
   const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
   let summary: RotationSummary;
   if (o.abort) {
@@ -203,7 +213,7 @@ async function rotateThroughService(o: { data: string; mgmt: string; schedule: s
     if (!id) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open rotation to resume');
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/resume`, {});
   } else {
-    summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', { schedule: o.schedule });
+    summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', { schedule: o.schedule, excludeOfflineAfterS: o.excludeOfflineAfter ?? null });
   }
   process.stderr.write(`trustroll serve (pid ${info.pid}) runs rotation ${summary.id}; following it at ${info.url}\n`);
   for (;;) {

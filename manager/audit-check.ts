@@ -83,6 +83,10 @@ export function verifyAudit(rows: Iterable<AuditRow>, schedules: Readonly<Record
       continue;
     }
     const phase = phases.get(r.rotationId);
+    if (phase && r.deviceId && r.action === 'device.excluded') {
+      for (const s of ((r.detail as { steps?: string[] } | null)?.steps ?? [])) phase.ack(r.deviceId, s);
+      continue;
+    }
     if (!phase || !r.deviceId || !r.step) continue;
     const k = `${r.deviceId}\u0000${r.step}`;
     if (r.action === 'step.sent') {
@@ -112,8 +116,6 @@ export function verifyAudit(rows: Iterable<AuditRow>, schedules: Readonly<Record
       report.acks++;
       if (!phase.sent.has(k)) violation(r, `acknowledgement of ${r.step} by ${r.deviceId} recorded before the step was sent`);
       phase.ack(r.deviceId, r.step);
-    } else if (r.action === 'device.excluded') {
-      for (const s of ((r.detail as { steps?: string[] } | null)?.steps ?? [])) phase.ack(r.deviceId, s);
     }
   }
   return report;

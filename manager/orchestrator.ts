@@ -43,6 +43,8 @@ export interface OrchestratorEvents {
   status?: (rotation: RotationRow, reason: string | null) => void;
   /** A device was excluded from the rotation. */
   excluded?: (rotationId: string, deviceId: string, steps: readonly string[]) => void;
+  /** A signed acknowledgement for a rotation id this orchestrator does not run (a catch-up's). */
+  foreignAck?: (ack: Ack) => void;
 }
 
 /** How an orchestrator is wired. */
@@ -396,6 +398,10 @@ export class Orchestrator {
     const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
     if (this.o.verifyAck && !this.o.verifyAck(ack)) {
       this.o.logger.warn('acknowledgement without a valid device signature dropped', { ...log, code: 'E_ACK_SIGNATURE' });
+      return;
+    }
+    if (this.rotation?.id !== ack.rotationId && this.o.events?.foreignAck) {
+      this.o.events.foreignAck(ack);
       return;
     }
     const row = st && this.rotation?.id === ack.rotationId ? st.row(ack.deviceId, ack.step) : undefined;

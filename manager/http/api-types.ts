@@ -11,7 +11,7 @@
  *   GET  /api/rotations/current                RotationDetail of the latest rotation, open or not (404 E_ROTATION_UNKNOWN when none)
  *   GET  /api/rotations/:id                    RotationDetail
  *   GET  /api/rotations/:id/timeline           Timeline
- *   POST /api/rotations {schedule}             RotationSummary, 201 (admin)
+ *   POST /api/rotations {schedule, excludeOfflineAfterS?}  RotationSummary, 201 (admin)
  *   POST /api/rotations/:id/pause|resume|abort RotationSummary      (admin)
  *   GET  /api/schedules                        { schedules: ScheduleView[] }
  *   GET  /api/audit?after|before&limit&rotation&order   AuditPage (order asc with after, desc with before)

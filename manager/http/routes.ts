@@ -89,10 +89,16 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
     rotationTimeline(db, service.requireRotation((req.params as { id: string }).id), new Date()));
 
   app.post('/api/rotations', {
-    schema: { body: { type: 'object', required: ['schedule'], additionalProperties: false, properties: { schedule: { enum: ['six-step', 'batched'] } } } },
+    schema: {
+      body: {
+        type: 'object', required: ['schedule'], additionalProperties: false,
+        properties: { schedule: { enum: ['six-step', 'batched'] }, excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] } },
+      },
+    },
   }, async (req, reply) => {
     requireAdmin(me(req));
-    const summary = await service.startRotation((req.body as { schedule: string }).schedule, me(req).name);
+    const body = req.body as { schedule: string; excludeOfflineAfterS?: number | null };
+    const summary = await service.startRotation(body.schedule, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null });
     return reply.code(201).send(summary);
   });
 

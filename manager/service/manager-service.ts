@@ -11,14 +11,15 @@ import { fingerprintPem } from '../../protocol/pem.ts';
 import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
-import { SCHEDULES } from '../../protocol/steps.ts';
+import { ROLLBACK_OF, SCHEDULES } from '../../protocol/steps.ts';
 import { BrokerMonitor } from '../broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
 import type { RotationRow, StepRow } from '../fleet-db.ts';
 import type { AuditEntry, BrokerView, FleetPage, LiveEvent, RotationSummary, TrustSlot } from '../http/api-types.ts';
 import { openManager, type Manager } from '../manager.ts';
 import type { ManagementPki } from '../management-pki.ts';
-import { openRotation, type RotationPolicy } from '../orchestrator.ts';
+import { DEFAULT_POLICY, openRotation, type RotationPolicy } from '../orchestrator.ts';
+import { CatchUps } from './catch-up.ts';
 import { FleetView } from './fleet-view.ts';
 import { Presence } from './presence.ts';
 import { rotationSummary } from './rotation-view.ts';
@@ -37,6 +38,8 @@ export interface ManagerServiceOptions {
   liveIntervalMs?: number;
   /** The broker's $SYS interval (Mosquitto sys_interval; default 10 000 ms). */
   brokerSysIntervalMs?: number;
+  /** How often offline policies are applied (default 1 s). */
+  policyIntervalMs?: number;
 }
 
 /** Counters since the service started (metrics). */
@@ -60,6 +63,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   readonly presence: Presence;
   readonly fleet: FleetView;
   readonly broker: BrokerMonitor;
+  readonly catchUps: CatchUps;
+  private readonly policyTimer: NodeJS.Timeout;
   readonly counters: ServiceCounters = { resends: 0, ackErrors: new Map(), latencies: [] };
   private readonly log: Logger;
   private readonly clock: Clock;
@@ -76,7 +81,16 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     this.sdb = new ServiceDb(m.db);
     this.presence = new Presence(this.sdb, this.clock, (ids) => this.noteFleetChange(ids));
     this.fleet = new FleetView(m.db, this.presence, this.clock, () => this.rootLabels());
-    m.transport.on('state', (s: DeviceState) => this.presence.note(s));
+    m.transport.on('state', (s: DeviceState) => {
+      this.presence.note(s);
+      this.catchUps.consider(s);
+    });
+    const policy = { ...DEFAULT_POLICY, ...o.policy };
+    this.catchUps = new CatchUps({
+      m, pki: o.pki, clock: this.clock, logger: o.logger, audit: (e) => this.audit(e),
+      ackTimeoutMs: policy.ackTimeoutMs, maxAttempts: policy.maxAttempts, onChange: (id) => this.changed([id]),
+    });
+    this.policyTimer = setInterval(() => this.applyOfflinePolicy(), o.policyIntervalMs ?? 1000).unref();
     this.broker = new BrokerMonitor(m.transport, { intervalMs: o.brokerSysIntervalMs, clock: this.clock, logger: o.logger });
     this.broker.on('sample', (sample) => this.emitLive({ type: 'broker', sample, stale: false }));
     this.broker.on('stale', (stale) => { const sample = this.broker.latest(); if (sample) this.emitLive({ type: 'broker', sample, stale }); });
@@ -108,6 +122,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
         ackError: (row, code) => service.onAckError(row, code),
         status: (rot) => service.onStatus(rot),
         excluded: (_rotationId, deviceId) => service.changed([deviceId]),
+        foreignAck: (ack) => { if (!service.catchUps.onAck(ack)) service.log.debug('acknowledgement for no known rotation or catch-up ignored', { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step }); },
       },
       onAudit: (row) => service?.onAudit(row),
     });
@@ -140,13 +155,23 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
 
   // --- operator actions (each recorded with who made it) ---
 
-  /** Start a rotation with a named schedule. */
-  async startRotation(scheduleName: string, actor: string): Promise<RotationSummary> {
-    const schedule = SCHEDULES[scheduleName];
-    if (!schedule || scheduleName === 'naive') throw new ManagerError('E_BAD_REQUEST', `unknown schedule ${JSON.stringify(scheduleName)}; use six-step or batched`);
+  /**
+   * Start a rotation with a named schedule. `excludeOfflineAfterS`: a device
+   * offline (or never seen) longer than this is excluded and its peers go on
+   * (default: the rotation waits for it and names it).
+   */
+  async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null } = {}): Promise<RotationSummary> {
+    // Only forward schedules with a rollback start rotations (not naive, not a rollback or catch-up schedule).
+    const schedule = ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
+    if (!schedule) throw new ManagerError('E_BAD_REQUEST', `schedule ${JSON.stringify(scheduleName)} cannot start a rotation; use ${Object.keys(ROLLBACK_OF).join(' or ')}`);
     let id: string;
     try {
-      id = await this.m.orchestrator.start({ schedule, onCreated: (rotationId) => this.audit({ actor, action: 'operator.start', rotationId, detail: { schedule: scheduleName } }) });
+      id = await this.m.orchestrator.start({
+        schedule, onCreated: (rotationId) => {
+          this.sdb.setExcludeOfflineAfter(rotationId, opts.excludeOfflineAfterS ?? null);
+          this.audit({ actor, action: 'operator.start', rotationId, detail: { schedule: scheduleName, offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait' } });
+        },
+      });
     } catch (err) {
       this.audit({ actor, action: 'operator.start', code: (err as ManagerError).code ?? null, detail: { schedule: scheduleName, refused: (err as Error).message } });
       throw err;
@@ -182,6 +207,28 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     this.rotationDirty = true;
     this.scheduleLive();
     return steps;
+  }
+
+  /** Exclude every device of the running rotation that has been offline longer than its policy allows. */
+  private applyOfflinePolicy(): void {
+    const rot = this.m.orchestrator.current();
+    if (!rot || (rot.status !== 'running' && rot.status !== 'rolling-back')) return;
+    const limit = this.sdb.excludeOfflineAfter(rot.id);
+    if (limit === null) return;
+    const now = this.clock.now().getTime();
+    for (const line of this.fleet.all()) {
+      if (line.rotationId !== rot.id || line.excluded || line.stepStatus === 'done' || line.online === true) continue;
+      const since = Date.parse(line.since ?? rot.createdAt);
+      const away = (now - Math.max(since, Date.parse(rot.createdAt))) / 1000;
+      if (away < limit) continue;
+      try {
+        this.audit({ actor: `policy:exclude-after-${limit}s`, action: 'policy.exclude', rotationId: rot.id, deviceId: line.id, detail: { offlineSince: line.since, seconds: Math.round(away) } });
+        this.m.orchestrator.exclude(line.id);
+        this.fleet.build();
+      } catch (err) {
+        this.log.warn('offline policy could not exclude the device', { deviceId: line.id, rotationId: rot.id, reason: (err as Error).message });
+      }
+    }
   }
 
   /** A rotation by id, or E_ROTATION_UNKNOWN. */
@@ -224,6 +271,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
 
   private onStatus(rot: RotationRow): void {
     this.fleet.invalidate();
+    // Once nothing is open, every device still on an older root is brought forward.
+    if (rot.status === 'complete' || rot.status === 'rolled-back') setImmediate(() => { for (const p of this.presence.all()) if (p.online) this.catchUps.consider(p.state); });
     this.fleet.build();
     this.emitLive({ type: 'rotation', rotation: rotationSummary(this.m.db, this.m.db.rotation(rot.id) ?? rot) });
   }
@@ -269,6 +318,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     if (this.liveTimer) clearTimeout(this.liveTimer);
     this.presence.close();
     this.broker.close();
+    this.catchUps.close();
+    clearInterval(this.policyTimer);
     try {
       this.audit({ actor: 'manager', action: 'service.stop', rotationId: this.m.orchestrator.current()?.id ?? null });
     } catch (err) {

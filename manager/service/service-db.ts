@@ -13,6 +13,7 @@ import type { OperatorRole } from '../http/api-types.ts';
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS presence (
   device_id TEXT PRIMARY KEY, online INTEGER NOT NULL, since TEXT NOT NULL, last_seen TEXT NOT NULL, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rotation_options (rotation_id TEXT PRIMARY KEY, exclude_offline_after_s INTEGER);
 CREATE TABLE IF NOT EXISTS api_tokens (
   name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('read','admin')), sha256 TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
 `;
@@ -48,6 +49,17 @@ export class ServiceDb {
     this.fleet.tx(() => {
       for (const r of rows) put.run(r.deviceId, r.online ? 1 : 0, r.since, r.lastSeen, JSON.stringify(r.state));
     });
+  }
+
+  /** A rotation's offline policy: exclude a device offline longer than this many seconds (null: wait for it). */
+  excludeOfflineAfter(rotationId: string): number | null {
+    const row = this.db.prepare('SELECT exclude_offline_after_s AS s FROM rotation_options WHERE rotation_id = ?').get(rotationId) as { s: number | null } | undefined;
+    return row?.s ?? null;
+  }
+
+  /** Record a rotation's offline policy. */
+  setExcludeOfflineAfter(rotationId: string, seconds: number | null): void {
+    this.db.prepare('INSERT INTO rotation_options (rotation_id, exclude_offline_after_s) VALUES (?, ?) ON CONFLICT (rotation_id) DO UPDATE SET exclude_offline_after_s = excluded.exclude_offline_after_s').run(rotationId, seconds);
   }
 
   /** Create an API token; returns the secret once (only its SHA-256 is stored). */
