@@ -102,11 +102,12 @@ describe('dashboard: Chromium against trustroll serve and a fleet of agent proce
     await page.click('nav.tabs >> text=Rotation');
     await sentence.waitFor();
 
-    // Pause and resume; the abort dialog says what stopping means, and "Keep it" keeps it.
+    // Pause and resume; the abort dialog says what abort will do (no printer has its new certificate yet: roll back), and "Keep it" keeps it.
     await page.click('.actions-bar button:has-text("Pause")');
     await page.locator('.rot-head .badge', { hasText: 'paused' }).waitFor();
     await page.click('.actions-bar button:has-text("Abort…")');
-    assert.match(await page.locator('dialog').innerText(), /Stop sending\. Every device stays where it is — every intermediate state authenticates[\s\S]*resume it later/);
+    assert.match(await page.locator('dialog').innerText(), /Roll back\. No printer has its new certificate yet, so every device returns to exactly its\s+trust store and certificate from before the rotation/);
+    await shot(page, 'abort-rollback-dialog');
     await page.click('dialog button:has-text("Keep it")');
     await page.locator('dialog').waitFor({ state: 'detached' });
     await page.click('.actions-bar button:has-text("Resume")');

@@ -1,7 +1,8 @@
 /**
  * The two rotation actions that need a second look: Start (shows the
  * schedule that will run, step by step, and lets the operator pick one) and
- * Abort (says what stopping means: nothing is undone).
+ * Abort (says what it will do: roll every device back while no server has
+ * its new certificate yet, else stop where it is).
  */
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
@@ -23,15 +24,17 @@ export function ScheduleTable({ s }) {
     <p class="muted">Order on each device — servers: ${s.sequence.server.join(' → ') || '—'}; clients: ${s.sequence.client.join(' → ') || '—'}.</p>`;
 }
 
-/** Start confirmation: pick the schedule, read what will run, confirm. */
+/** Start confirmation: pick the schedule and the offline policy, read what will run, confirm. */
 export function StartDialog({ onClose, onStart, busy, error }) {
   const res = useApi('/api/schedules');
   const schedules = res.data?.schedules ?? [];
   const [name, setName] = useState(null);
+  const [exclude, setExclude] = useState(false);
+  const [minutes, setMinutes] = useState(60);
   const chosen = schedules.find((s) => s.name === name) ?? schedules.find((s) => s.name === 'six-step') ?? schedules[0];
   return html`<${Dialog} title="Start a root rotation" wide onClose=${onClose}
     actions=${html`<button type="button" onClick=${onClose}>Cancel</button>
-      <button type="button" class="primary" disabled=${busy || !chosen} onClick=${() => onStart(chosen.name)}>Start ${chosen ? chosen.name : ''} rotation</button>`}>
+      <button type="button" class="primary" disabled=${busy || !chosen || (exclude && !(minutes >= 1))} onClick=${() => onStart(chosen.name, exclude ? Math.round(minutes * 60) : null)}>Start ${chosen ? chosen.name : ''} rotation</button>`}>
     <p>The manager makes a new root key, certifies it with the current root, and sends each device its steps
       in the order below, each only after every step it waits for is acknowledged. You can pause or abort at any time;
       every intermediate state still authenticates.</p>
@@ -43,19 +46,32 @@ export function StartDialog({ onClose, onStart, busy, error }) {
           <b>${s.name}</b> <span class="muted">(${s.steps.length} steps)</span>
           ${HINTS[s.name] ? html`<div class="hint">${HINTS[s.name]}</div>` : null}</label>`)}
       </fieldset>
+      <fieldset class="choices"><legend>Devices that are offline</legend>
+        <label class="choice"><input type="radio" name="offline" checked=${!exclude} onChange=${() => setExclude(false)} />
+          <b>Wait</b> <div class="hint">The rotation holds and names the device it waits for.</div></label>
+        <label class="choice"><input type="radio" name="offline" checked=${exclude} onChange=${() => setExclude(true)} />
+          <b>Exclude after</b> <input type="number" min="1" step="1" value=${minutes} aria-label="minutes offline before a device is excluded"
+            onInput=${(e) => setMinutes(Number(e.currentTarget.value))} disabled=${!exclude} /> minutes offline
+          <div class="hint">Its peers stop waiting for it; it is reported, and brought forward when it comes back.</div></label>
+      </fieldset>
       ${chosen ? html`<h3>What ${chosen.name} will run</h3><${ScheduleTable} s=${chosen} />` : null}`}
     <${ErrorBox} error=${error} title="Not started" />
   <//>`;
 }
 
-/** Abort confirmation. */
+/** Abort confirmation: roll back while possible, else stop where it is; says which before the operator confirms. */
 export function AbortDialog({ rotation, onClose, onAbort, busy, error }) {
+  const back = rotation.rollback && rotation.rollback.possible && rotation.status !== 'rolling-back';
   return html`<${Dialog} title=${`Abort rotation ${rotation.id}?`} onClose=${onClose}
     actions=${html`<button type="button" onClick=${onClose}>Keep it</button>
-      <button type="button" class="danger" disabled=${busy} onClick=${onAbort}>Abort rotation</button>`}>
-    <p><b>Stop sending.</b> Every device stays where it is — every intermediate state authenticates, so no
-      connection breaks. Nothing is rolled back.</p>
-    <p>${num(rotation.acked)} of ${num(rotation.total)} device-steps are acknowledged. The rotation stays open: <b>resume it later</b> to finish from where it stopped. Until it completes, no other rotation can start.</p>
+      <button type="button" class="danger" disabled=${busy} onClick=${onAbort}>${back ? 'Roll back' : 'Stop here'}</button>`}>
+    ${back ? html`<p><b>Roll back.</b> No printer has its new certificate yet, so every device returns to exactly its
+      trust store and certificate from before the rotation, through ordered, acknowledged steps (clients drop the new
+      certificate before printers drop the new root). No connection breaks on the way.</p>
+      <p>${num(rotation.acked)} of ${num(rotation.total)} device-steps were acknowledged. Once rolled back, the rotation is closed and a new one can start.</p>`
+    : html`<p><b>Stop sending.</b> ${rotation.status === 'rolling-back' ? 'The rollback stops where it is.' : html`A rollback is no longer possible: ${rotation.rollback && rotation.rollback.reason ? rotation.rollback.reason : 'a printer may already present its new certificate'}.`}
+      Every device stays where it is — every intermediate state authenticates, so no connection breaks.</p>
+      <p>${num(rotation.acked)} of ${num(rotation.total)} device-steps are acknowledged. The rotation stays open: <b>resume it later</b> to finish from where it stopped. Until it completes, no other rotation can start.</p>`}
     <${ErrorBox} error=${error} title="Not aborted" />
   <//>`;
 }

@@ -15,7 +15,7 @@ import { AbortDialog, StartDialog } from './rotation-dialogs.js';
 import { StepBars, TimelineChart } from './rotation-parts.js';
 import { BlockerSentence, WaitSentence } from './waits.js';
 
-const OPEN = ['running', 'paused', 'failed', 'aborted'];
+const OPEN = ['running', 'paused', 'failed', 'aborted', 'rolling-back'];
 
 /** Admin buttons for the rotation's status; hidden for read-only operators. */
 function Actions({ me, rotation, onDone }) {
@@ -38,12 +38,12 @@ function Actions({ me, rotation, onDone }) {
   const act = (verb) => run(`/api/rotations/${encodeURIComponent(rotation.id)}/${verb}`, {});
   return html`<div class="actions-bar">
     ${!st || !OPEN.includes(st) ? html`<button type="button" class="primary" onClick=${() => { setError(null); setDialog('start'); }}>Start rotation…</button>` : null}
-    ${st === 'running' ? html`<button type="button" disabled=${busy} onClick=${() => act('pause')}>Pause</button>` : null}
+    ${st === 'running' || st === 'rolling-back' ? html`<button type="button" disabled=${busy} onClick=${() => act('pause')}>Pause</button>` : null}
     ${st === 'paused' || st === 'failed' || st === 'aborted' ? html`<button type="button" class="primary" disabled=${busy} onClick=${() => act('resume')}>Resume</button>` : null}
-    ${st === 'running' || st === 'paused' || st === 'failed' ? html`<button type="button" class="danger" onClick=${() => { setError(null); setDialog('abort'); }}>Abort…</button>` : null}
+    ${st === 'running' || st === 'paused' || st === 'failed' || st === 'rolling-back' ? html`<button type="button" class="danger" onClick=${() => { setError(null); setDialog('abort'); }}>Abort…</button>` : null}
     ${dialog === null ? html`<${ErrorBox} error=${error} />` : null}
     ${dialog === 'start' ? html`<${StartDialog} busy=${busy} error=${error} onClose=${() => setDialog(null)}
-        onStart=${(schedule) => run('/api/rotations', { schedule }, 'started')} />` : null}
+        onStart=${(schedule, excludeOfflineAfterS) => run('/api/rotations', { schedule, excludeOfflineAfterS }, 'started')} />` : null}
     ${dialog === 'abort' ? html`<${AbortDialog} rotation=${rotation} busy=${busy} error=${error} onClose=${() => setDialog(null)}
         onAbort=${() => act('abort')} />` : null}
   </div>`;
@@ -54,7 +54,7 @@ function Header({ r, now }) {
   return html`<div class="rot-head">
     <div class="rot-title">
       <h2><code>${r.id}</code> <${Badge} status=${r.status} /></h2>
-      <div class="muted">${r.schedule} schedule · started <span title=${full(r.createdAt)}>${time(r.createdAt, now)}</span>${' · '}${r.status === 'running' ? `running for ${duration(now - new Date(r.createdAt).getTime())}` : html`updated <span title=${full(r.updatedAt)}>${time(r.updatedAt, now)}</span>`}</div>
+      <div class="muted">${r.phaseSchedule && r.phaseSchedule !== r.schedule ? html`${r.schedule} schedule, <b>rolling back</b> (${r.phaseSchedule})` : `${r.schedule} schedule`} · started <span title=${full(r.createdAt)}>${time(r.createdAt, now)}</span>${' · '}${r.status === 'running' ? `running for ${duration(now - new Date(r.createdAt).getTime())}` : html`updated <span title=${full(r.updatedAt)}>${time(r.updatedAt, now)}</span>`}</div>
     </div>
     <div class="rot-total">
       <div class="big"><b>${num(r.acked)}</b> / ${num(r.total)}</div>
