@@ -111,7 +111,7 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
   const k1Trust: Effect[] = ['store-distribution', 'store-new-root'];
   const kinds = new Set(schedule.steps.flatMap((s) => s.effects.map(kindOf)));
   if (kinds.size > 1) {
-    throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}" mixes ${[...kinds].join(' and ')} effects; a rollback undoes a forward schedule and a catch-up stands alone, each in a schedule of its own`);
+    throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}" mixes ${[...kinds].join(' and ')} effects; a rollback undoes a forward schedule, and a catch-up and a renewal each stand alone, each in a schedule of its own`);
   }
   for (const step of schedule.steps) {
     step.effects.forEach((effect, i) => {
@@ -159,6 +159,13 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
             throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step ${step.id} combines catch-up with other effects; catch-up replaces roots and identity in one step of its own`);
           }
           break;
+        case 'renew-cert':
+          // Safe without prerequisites: the renewed leaf is signed by the root every peer already trusts, so no peer
+          // can reject it whichever device switches first; a schedule of its own, started only when nothing is open.
+          if (step.effects.length !== 1) {
+            throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step ${step.id} combines renew-cert with other effects; a renewal changes only the device certificate, in a step of its own`);
+          }
+          break;
         case 'store-distribution':
           break;
       }
@@ -167,9 +174,10 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
   return { sequence, warnings };
 }
 
-/** Which family an effect belongs to: forward rotation, rollback, or catch-up (never mixed in one schedule). */
-function kindOf(effect: Effect): 'forward' | 'rollback' | 'catch-up' {
+/** Which family an effect belongs to: forward rotation, rollback, catch-up or renewal (never mixed in one schedule). */
+function kindOf(effect: Effect): 'forward' | 'rollback' | 'catch-up' | 'renew' {
   if (effect === 'rollback-client-cert' || effect === 'rollback-roots') return 'rollback';
+  if (effect === 'renew-cert') return 'renew';
   return effect === 'catch-up' ? 'catch-up' : 'forward';
 }
 

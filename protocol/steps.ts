@@ -39,7 +39,14 @@ export type Effect =
    * certificate under it; then trust only that root and present only that
    * certificate.
    */
-  | 'catch-up';
+  | 'catch-up'
+  /**
+   * Renewal of the device's certificate under the root it trusts now (no
+   * root changes): verify the new leaf with the current root, for the
+   * device's own key and role, and living longer than the active one; then
+   * present only the new certificate.
+   */
+  | 'renew-cert';
 
 /** Who must have acknowledged `step` before a step may start. */
 export interface Prerequisite {
@@ -182,6 +189,27 @@ export const CATCH_UP: Schedule = {
   ],
 };
 
+/**
+ * Renew device certificates under the fleet's current root: one step per
+ * device, with no prerequisites. No ordering is needed because nothing any
+ * peer verifies changes: every peer already trusts the root that signs the
+ * new leaf (the same root that signed the old one), so a server that
+ * switches to its renewed certificate and a client that presents its
+ * renewed one are accepted by every peer at once, in any order. Started
+ * only when no rotation is open; a device refuses it while another rotation
+ * is open on it (E_ROTATION_IN_PROGRESS). There is no rollback: the old and
+ * the new certificate are both valid under the same root.
+ */
+export const RENEW: Schedule = {
+  name: 'renew',
+  steps: [
+    { id: 'RS', role: 'server', effects: ['renew-cert'], after: [],
+      doc: 'Server verifies its renewed certificate with the root it trusts now and replaces its certificate with it.' },
+    { id: 'RC', role: 'client', effects: ['renew-cert'], after: [],
+      doc: 'Client verifies its renewed certificate with the root it trusts now and presents only it (the old one is dropped).' },
+  ],
+};
+
 /** The schedules devices accept by default: the ones that pass the ordering rules. */
 export const SAFE_SCHEDULES: Readonly<Record<string, Schedule>> = {
   [SIX_STEP.name]: SIX_STEP,
@@ -189,6 +217,7 @@ export const SAFE_SCHEDULES: Readonly<Record<string, Schedule>> = {
   [SIX_STEP_ROLLBACK.name]: SIX_STEP_ROLLBACK,
   [BATCHED_ROLLBACK.name]: BATCHED_ROLLBACK,
   [CATCH_UP.name]: CATCH_UP,
+  [RENEW.name]: RENEW,
 };
 
 /** Every schedule by name, the unsafe contrast included (demo and tests only). */

@@ -9,6 +9,7 @@ import { installClientCert, installServerCert } from './install-cert.ts';
 import { dropOldClientCert, dropOldRoots } from './drop-old.ts';
 import { rollbackClientCert, rollbackRoots } from './rollback.ts';
 import { catchUp } from './catch-up.ts';
+import { renewCert } from './renew-cert.ts';
 
 /** One handler per effect. */
 export const EFFECT_HANDLERS: EffectHandlers = {
@@ -21,4 +22,5 @@ export const EFFECT_HANDLERS: EffectHandlers = {
   'rollback-client-cert': rollbackClientCert,
   'rollback-roots': rollbackRoots,
   'catch-up': catchUp,
+  'renew-cert': renewCert,
 };

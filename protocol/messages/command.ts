@@ -16,7 +16,7 @@ export interface StepPayload {
   distribution?: string;
   /** R1 = NewWithNew: K1 self-signed. */
   newRoot?: string;
-  /** Cn or Sn, issued by K1 for this device's key (catch-up: by the last link's root). */
+  /** Cn or Sn, issued by K1 for this device's key (catch-up: by the last link's root; renewal: by the current root). */
   certificate?: string;
   /**
    * Catch-up only: the root key updates the device missed, oldest first.
@@ -88,6 +88,7 @@ const FIELDS_FOR: Partial<Record<Effect, readonly (keyof StepPayload)[]>> = {
   'install-client-cert': ['certificate'],
   'install-server-cert': ['certificate'],
   'catch-up': ['chain', 'certificate'],
+  'renew-cert': ['certificate'],
 };
 
 const FIELD_SCHEMA: Readonly<Record<keyof StepPayload, object>> = {
