@@ -12,9 +12,10 @@ import type { Logger } from '../protocol/log.ts';
 import { assertAck, type Ack } from '../protocol/messages/ack.ts';
 import type { Command } from '../protocol/messages/command.ts';
 import { isReady, validateSchedule } from '../protocol/schedule.ts';
-import { ROLLBACK_OF, SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
+import { RENEW, ROLLBACK_OF, SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { inRollback, phaseRows, rollbackBlocker } from './phase.ts';
 import { parseWire } from '../protocol/validate.ts';
+import { parseCertificate, validity } from '../protocol/pem.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { RotationAuthority } from './authority.ts';
 import { ManagerError } from './errors.ts';
@@ -83,12 +84,7 @@ export class Orchestrator {
 
   /** Step S and start: validate the schedule, have the CA make the material, persist, dispatch. */
   async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; onCreated?: (rotationId: string) => void }): Promise<string> {
-    const open = openRotation(this.o.db);
-    if (open) {
-      const steps = this.o.db.steps(open.id);
-      const acked = steps.filter((r) => r.status === 'acked').length;
-      throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status} (${acked}/${steps.length} steps acknowledged); devices may be part-way through it, so no other rotation can start. Resume it ("trustroll rotate --resume ${open.id}" or POST /api/rotations/${open.id}/resume) and a new rotation can start once it completes`);
-    }
+    this.refuseWhileOpen();
     if (!opts.unsafe) {
       const report = validateSchedule(opts.schedule);
       for (const w of report.warnings) this.o.logger.warn('schedule warning', { warning: w });
@@ -109,6 +105,51 @@ export class Orchestrator {
     opts.onCreated?.(id);
     this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe });
     this.load(id, opts.schedule);
+    this.o.events?.status?.(this.rotation!, 'started');
+    this.pump();
+    return id;
+  }
+
+  /** E_ROTATION_ACTIVE while a rotation is open: devices may be part-way through it. */
+  private refuseWhileOpen(): void {
+    const open = openRotation(this.o.db);
+    if (!open) return;
+    const steps = this.o.db.steps(open.id);
+    const acked = steps.filter((r) => r.status === 'acked').length;
+    throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status} (${acked}/${steps.length} steps acknowledged); devices may be part-way through it, so no other rotation can start. Resume it ("trustroll rotate --resume ${open.id}" or POST /api/rotations/${open.id}/resume) and a new rotation can start once it completes`);
+  }
+
+  /**
+   * Renew the certificates of `deviceIds` under the active root (schedule
+   * `renew`: one step per device, no prerequisites, since every peer already
+   * trusts that root). The CA makes no new root: the rotation row's D and R1
+   * columns hold the active root, and finishing it records each device's
+   * new certificate without activating anything. Refused while a rotation
+   * is open, for an unknown device, and when a new certificate could not
+   * outlive the current one (the root expires first: rotate the root).
+   */
+  async startRenewal(opts: { deviceIds: readonly string[]; rotationId?: string; onCreated?: (rotationId: string) => void }): Promise<string> {
+    this.refuseWhileOpen();
+    const ids = [...new Set(opts.deviceIds)];
+    if (ids.length === 0) throw new ManagerError('E_BAD_REQUEST', 'a renewal needs at least one device id');
+    const devices = ids.map((d) => this.o.db.device(d));
+    const id = opts.rotationId ?? `renew-${this.o.clock.now().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
+    const now = this.o.clock.now();
+    const root = this.o.authority.activeRoot().cert;
+    const leaves = new Map(devices.map((d) => [d.id, this.o.authority.issueLeaf({ commonName: d.commonName, spki: d.spki, role: d.role }, now)]));
+    const short = devices.filter((d) => notAfterOf(leaves.get(d.id)!) <= notAfterOf(d.certificate));
+    if (short.length > 0) {
+      throw new ManagerError('E_RENEWAL_NOT_LONGER', `a renewed certificate for ${short.map((d) => d.id).slice(0, 10).join(', ')}${short.length > 10 ? ` and ${short.length - 10} more` : ''} would not outlive the current one: the active root expires ${new Date(notAfterOf(root)).toISOString()}. Rotate the root ("trustroll rotate"); its new certificates extend every device`);
+    }
+    const steps = devices.map((d) => ({ deviceId: d.id, step: RENEW.steps.find((s) => s.role === d.role)!.id }));
+    const row: RotationRow = {
+      id, schedule: RENEW.name, status: 'running', unsafe: false, distribution: root, newRoot: root,
+      createdAt: now.toISOString(), updatedAt: now.toISOString(), error: null,
+    };
+    this.o.db.insertRotation(row, leaves, steps);
+    opts.onCreated?.(id);
+    this.o.logger.info('renewal started', { rotationId: id, schedule: RENEW.name, devices: devices.length });
+    this.load(id, RENEW);
     this.o.events?.status?.(this.rotation!, 'started');
     this.pump();
     return id;
@@ -337,7 +378,8 @@ export class Orchestrator {
     if (rot.status !== 'running') return;
     rot.status = 'complete';
     this.disarmSweep();
-    if (!rot.unsafe) await this.o.authority.activate(rot.id);
+    // A renewal issued under the active root: there is no new root to activate.
+    if (!rot.unsafe && rot.schedule !== RENEW.name) await this.o.authority.activate(rot.id);
     const at = this.o.clock.now().toISOString();
     this.o.db.tx(() => {
       // An excluded device still presents its old certificate.
@@ -522,4 +564,9 @@ export function openRotation(db: FleetDb): RotationRow | null {
     return r;
   }
   return null;
+}
+
+/** A certificate's notAfter in epoch ms. */
+function notAfterOf(pem: string): number {
+  return validity(parseCertificate(pem, 'certificate')).notAfter.getTime();
 }
