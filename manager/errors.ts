@@ -10,6 +10,7 @@ export const MANAGER_ERRORS = {
   E_ROTATION_ACTIVE: 'A rotation is still open (running, paused, stopped or aborted part-way) and devices may be part-way through it; resume it to completion before starting another.',
   E_ROTATION_STATE: 'The rotation is not in a state that allows this action (e.g. pausing a rotation that is not running); check its status first.',
   E_ROLLBACK_IMPOSSIBLE: 'A rollback is no longer possible: a server may already present its new certificate or a device may have dropped the old root. Every intermediate state authenticates, so the rotation stops where it is; resume it to finish.',
+  E_RENEWAL_NOT_LONGER: 'A renewed certificate would not outlive the device\'s current one because the active root expires first; nothing was started. Rotate the root ("trustroll rotate"): the rotation gives every device a new certificate under the new root.',
   E_DEVICE_DONE: 'The device has already acknowledged every step of the rotation; there is nothing to exclude.',
   E_AUTH_REQUIRED: 'The request carries no valid operator certificate or API token; present an operator certificate ("trustroll mgmt operator") or an Authorization: Bearer token ("trustroll token create").',
   E_FORBIDDEN: 'The operator is read-only; this action needs an admin operator certificate or token.',

@@ -5,7 +5,7 @@
  * is still possible.
  */
 import { rollbackBlockedBy } from '../protocol/schedule.ts';
-import { ROLLBACK_OF, SCHEDULES, type Schedule } from '../protocol/steps.ts';
+import { RENEW, ROLLBACK_OF, SCHEDULES, type Schedule } from '../protocol/steps.ts';
 import { ManagerError } from './errors.ts';
 import type { RotationRow, StepRow } from './fleet-db.ts';
 
@@ -40,6 +40,7 @@ export function phaseRows(rows: readonly StepRow[], schedule: Schedule): StepRow
 export function rollbackBlocker(r: RotationRow, rows: readonly StepRow[]): string | null {
   if (r.status === 'complete' || r.status === 'rolled-back') return `rotation ${r.id} is ${r.status}`;
   if (inRollback(r)) return null;
+  if (r.schedule === RENEW.name) return 'a renewal has no rollback; every device keeps a valid certificate';
   const forward = SCHEDULES[r.schedule];
   const back = forward ? ROLLBACK_OF[forward.name] : undefined;
   if (!forward || !back) return `schedule ${r.schedule} has no rollback`;
