@@ -259,8 +259,9 @@ export function reducedMatrix(): Fault[][] {
 
 /** The full matrix for `npm run faults`: every boundary at every step of both roles, every damage kind on both slots and devices, random kills, manager and broker kills, network cuts. */
 export function fullMatrix(seed = 1): Fault[][] {
-  let x = seed;
-  const rnd = (n: number) => ((x = (x * 1103515245 + 12345) % 2 ** 31), x % n);
+  let x = Math.max(1, Math.floor(seed)) % 2147483647 || 1;
+  // Park-Miller: every bit is usable (a power-of-two LCG repeats its low bits every few draws).
+  const rnd = (n: number) => ((x = (x * 48271) % 2147483647), x % n);
   const boundaries: Fault[] = [];
   for (const boundary of ['after-receive', 'after-persist', 'after-ack'] as const) {
     for (const step of ['P1', 'P4', 'P5']) boundaries.push({ kind: 'kill-boundary', device: rnd(2) ? 'printer-1' : 'printer-2', boundary, step });
