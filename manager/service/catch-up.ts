@@ -19,6 +19,7 @@ import type { Command } from '../../protocol/messages/command.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import { fingerprintPem } from '../../protocol/pem.ts';
 import { MAX_CHAIN_LINKS } from '../../protocol/messages/command.ts';
+import { RENEW } from '../../protocol/steps.ts';
 import type { AuditInput } from '../audit-log.ts';
 import { buildCatchUpCommand } from '../commands.ts';
 import type { Manager } from '../manager.ts';
@@ -127,7 +128,8 @@ export class CatchUps {
 
   /** The missed (D, R) links from the root with fingerprint `from` to the active root, or null when `from` is not in the history. */
   private chainFrom(from: string): { distribution: string; newRoot: string }[] | null {
-    const done = this.o.m.db.rotations().filter((r) => r.status === 'complete' && !r.unsafe);
+    // A renewal changes no root (its D/R1 columns hold the active root): it is no link.
+    const done = this.o.m.db.rotations().filter((r) => r.status === 'complete' && !r.unsafe && r.schedule !== RENEW.name);
     // Each completed rotation moved the fleet from the previous one's R1 (the first: from the initial root) to its own R1.
     const start = done.findIndex((r, i) => (i === 0 ? !done.some((x) => fingerprintPem(x.newRoot) === from) : fingerprintPem(done[i - 1]!.newRoot) === from));
     if (start < 0) return null;

@@ -11,7 +11,8 @@ import { certInfo } from './rotation-view.ts';
 export function certificatesView(service: ManagerService, cas: { operatorCa: string; mgmtCa: string }): CertificatesView {
   const roots: CertificatesView['roots'] = [{ ...certInfo(service.m.ca.activeRoot().cert), name: 'fleet root (active)', kind: 'active-root' }];
   const rot = service.m.db.rotations().at(-1);
-  if (rot && rot.status !== 'complete') {
+  // A renewal has no D or R1 of its own to show.
+  if (rot && rot.status !== 'complete' && rot.schedule !== 'renew') {
     roots.push({ ...certInfo(rot.distribution), name: `distribution root D of ${rot.id} (NewWithOld)`, kind: 'distribution' });
     roots.push({ ...certInfo(rot.newRoot), name: `new root R1 of ${rot.id} (NewWithNew)`, kind: 'new-root' });
   }
