@@ -14,6 +14,8 @@
  *   POST /api/rotations {schedule, excludeOfflineAfterS?}  RotationSummary, 201 (admin)
  *   POST /api/rotations/:id/pause|resume|abort RotationSummary      (admin)
  *   GET  /api/schedules                        { schedules: ScheduleView[] }
+ *   GET  /api/schedule                         SchedulerView (scheduled rotation and renewal)
+ *   POST /api/renewals {deviceIds}             RotationSummary, 201 (admin; renew certificates under the active root)
  *   GET  /api/audit?after|before&limit&rotation&order   AuditPage (order asc with after, desc with before)
  *   GET  /api/broker                           BrokerView
  *   GET  /api/certificates                     CertificatesView
@@ -274,6 +276,38 @@ export interface CertificatesView {
     /** Device certificates expiring per month (`YYYY-MM`). */
     byMonth: { month: string; count: number }[];
   };
+}
+
+/** One decision of the scheduler (newest first in SchedulerView). */
+export interface SchedulerDecisionView {
+  at: string;
+  what: 'rotate' | 'renew';
+  /** `start`: work started; `skip`: not now (see `code`); `refused`: the start was refused (`code` is the error code). */
+  outcome: 'start' | 'skip' | 'refused';
+  code: string;
+  reason: string;
+  rotationId: string | null;
+  /** Renewal: how many devices, and the first few of them. */
+  devices: number;
+  deviceIds: string[];
+}
+
+/** GET /api/schedule: the scheduler's settings, what falls due when, and its last decisions. */
+export interface SchedulerView {
+  /** False when `trustroll serve` runs without --rotate-before and --renew-before. */
+  enabled: boolean;
+  config: {
+    checkCron: string; rotateBefore: string | null; renewBefore: string | null; windows: string[]; timeZone: 'UTC' | 'local';
+    rotateSchedule: string; excludeOfflineAfter: string | null;
+  };
+  lastCheck: string | null;
+  nextCheck: string | null;
+  window: { open: boolean; nextStart: string | null };
+  rotation: { rootNotAfter: string; dueAt: string | null };
+  renewal: { dueAt: string | null; dueNow: number };
+  open: { id: string; schedule: string; status: string } | null;
+  decisions: SchedulerDecisionView[];
+  updatedAt: string;
 }
 
 /** Server-Sent Events on /api/events: `event: <type>`, `data: <JSON>`; coalesced to a few per second. */

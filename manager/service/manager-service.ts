@@ -11,7 +11,7 @@ import { fingerprintPem } from '../../protocol/pem.ts';
 import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
-import { ROLLBACK_OF, SCHEDULES } from '../../protocol/steps.ts';
+import { RENEW, ROLLBACK_OF, SCHEDULES } from '../../protocol/steps.ts';
 import { BrokerMonitor } from '../broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
 import type { RotationRow, StepRow } from '../fleet-db.ts';
@@ -20,6 +20,7 @@ import { openManager, type Manager } from '../manager.ts';
 import type { ManagementPki } from '../management-pki.ts';
 import { DEFAULT_POLICY, openRotation, type RotationPolicy } from '../orchestrator.ts';
 import { CatchUps } from './catch-up.ts';
+import type { Scheduler } from './scheduler.ts';
 import { FleetView } from './fleet-view.ts';
 import { Presence } from './presence.ts';
 import { rotationSummary } from './rotation-view.ts';
@@ -64,6 +65,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   readonly fleet: FleetView;
   readonly broker: BrokerMonitor;
   readonly catchUps: CatchUps;
+  /** Scheduled rotation and renewal, when `trustroll serve` runs one (run-service.ts). */
+  scheduler: Scheduler | null = null;
   private readonly policyTimer: NodeJS.Timeout;
   readonly counters: ServiceCounters = { resends: 0, ackErrors: new Map(), latencies: [] };
   private readonly log: Logger;
@@ -180,6 +183,28 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     return rotationSummary(this.m.db, this.m.db.rotation(id)!);
   }
 
+  /**
+   * Renew the certificates of `deviceIds` under the active root (schedule
+   * renew: one step per device, no new root), recorded with who asked;
+   * `excludeOfflineAfterS` as for startRotation.
+   */
+  async startRenewal(deviceIds: readonly string[], actor: string, opts: { excludeOfflineAfterS?: number | null } = {}): Promise<RotationSummary> {
+    let id: string;
+    try {
+      id = await this.m.orchestrator.startRenewal({
+        deviceIds, onCreated: (rotationId) => {
+          this.sdb.setExcludeOfflineAfter(rotationId, opts.excludeOfflineAfterS ?? null);
+          this.audit({ actor, action: 'operator.renew', rotationId, detail: { devices: deviceIds.length, deviceIds: deviceIds.slice(0, 50), offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait' } });
+        },
+      });
+    } catch (err) {
+      this.audit({ actor, action: 'operator.renew', code: (err as ManagerError).code ?? null, detail: { devices: deviceIds.length, deviceIds: deviceIds.slice(0, 50), refused: (err as Error).message } });
+      throw err;
+    }
+    this.fleet.invalidate();
+    return rotationSummary(this.m.db, this.m.db.rotation(id)!);
+  }
+
   /** Pause, resume or abort the open rotation `id`. */
   act(id: string, action: 'pause' | 'resume' | 'abort', actor: string): RotationSummary {
     const rot = this.requireRotation(id);
@@ -241,7 +266,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   /** Fingerprint → R0/D/R1 label for the trust stores devices report. */
   rootLabels(): Map<string, TrustSlot['label']> {
     const labels = new Map<string, TrustSlot['label']>();
-    const rotations = this.m.db.rotations();
+    // A renewal changes no root: its D/R1 columns hold the active root.
+    const rotations = this.m.db.rotations().filter((r) => r.schedule !== RENEW.name);
     rotations.forEach((r, i) => {
       labels.set(fingerprintPem(r.distribution), 'D');
       labels.set(fingerprintPem(r.newRoot), i === rotations.length - 1 ? 'R1' : 'R0');
