@@ -5,7 +5,7 @@
  *   run        the device runtime (management link, mTLS service or handshakes)
  *   status     the field technician's local check of the trust store, the agent's link and the key (read-only)
  *   selftest   the technician's self-test: key, store, chain, broker link, live handshakes (read-only)
- * Exit codes: 0 ok, 1 a check failed (status: a certificate expired or the key is unusable), 2 bad usage or configuration.
+ * Exit codes: 0 ok, 1 a check failed (status: a certificate expired, the key is unusable, or the store rolled back: E_STORE_REGRESSED / E_HAL_ROLLBACK), 2 bad usage or configuration.
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
@@ -157,6 +157,7 @@ try {
   if (err instanceof CommanderError) process.exitCode = err.exitCode === 0 ? 0 : 2;
   else {
     process.stderr.write(`trustroll-agent: ${(err as Error).message}\n`);
-    process.exitCode = 2;
+    // A storage roll-back is a failed check of the device, not a usage or configuration mistake.
+    process.exitCode = /^(E_STORE_REGRESSED|E_HAL_ROLLBACK)\b/.test((err as Error).message) ? 1 : 2;
   }
 }
