@@ -26,7 +26,7 @@ import { buildOrchestrator, mqttTransport } from '../manager/manager.ts';
 import { AuditLog } from '../manager/audit-log.ts';
 import { verifyAudit, type AuditReport } from '../manager/audit-check.ts';
 import type { Orchestrator, RotationPolicy } from '../manager/orchestrator.ts';
-import { systemClock } from '../protocol/clock.ts';
+import { systemClock, type Clock } from '../protocol/clock.ts';
 import { commandVerifier } from '../protocol/command-signature.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import type { Role, Schedule } from '../protocol/steps.ts';
@@ -48,6 +48,12 @@ export interface MqttFleetOptions {
   brokerAutosaveS?: number;
   /** The broker's `$SYS` statistics interval (default 10 s; Mosquitto rounds up to whole seconds; 0: none). */
   brokerSysIntervalMs?: number;
+  /**
+   * The clock of the CA, the manager and the devices (default the system
+   * clock; scheduler tests simulate time). The management PKI and the
+   * broker's TLS always use the system clock.
+   */
+  clock?: Clock;
   /** Device links opened at once while starting (default 100). */
   connectConcurrency?: number;
   /**
@@ -61,7 +67,7 @@ export interface MqttFleetOptions {
 /** Log lines of MQTT test fleets (kept in memory; a failing test may print them). */
 export const mqttFleetLog: string[] = [];
 
-const clock = systemClock;
+const realClock = systemClock;
 const TEST_BACKOFF = { initialMs: 50, maxMs: 400 };
 
 /** A fleet over MQTT; `close()` stops everything and removes its folder. */
@@ -88,17 +94,21 @@ export class MqttFleet {
   ) {
     this.rearm();
     this.audit = new AuditLog(db);
+    this.clock = o.clock ?? realClock;
   }
+
+  /** The clock of the CA, the manager and the devices. */
+  readonly clock: Clock;
 
   /** Start the broker, the manager and every device (connected and subscribed). */
   static async create(o: MqttFleetOptions): Promise<MqttFleet> {
     const dir = mkdtempSync(join(tmpdir(), 'trustroll-mqtt-fleet-'));
     const logger = o.logger ?? createLogger({ level: 'debug', sink: (l) => { mqttFleetLog.push(l); if (mqttFleetLog.length > 20_000) mqttFleetLog.splice(0, 5_000); } });
-    const pki = await ManagementPki.create({ now: clock.now() });
+    const pki = await ManagementPki.create({ now: realClock.now() });
     const broker = o.broker === 'mosquitto'
       ? await Mosquitto.start(pki, { autosaveIntervalS: o.brokerAutosaveS, sysIntervalS: o.brokerSysIntervalMs === undefined ? undefined : Math.ceil(o.brokerSysIntervalMs / 1000) })
       : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger, sysIntervalMs: o.brokerSysIntervalMs });
-    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll mqtt test', now: clock.now() });
+    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll mqtt test', now: (o.clock ?? realClock).now() });
     const fleet = new MqttFleet(dir, pki, broker, ca, new FleetDb(join(dir, 'manager.db')), logger, o);
     await fleet.startManager();
     const ids: [string, Role][] = [
@@ -135,7 +145,7 @@ export class MqttFleet {
     // The orchestrator registers for acknowledgements before the session's backlog can arrive.
     this.transport = mqttTransport({ url: this.url, pki: this.pki, logger: this.logger, reconnectPeriodMs: 100 });
     this.orchestrator = buildOrchestrator({
-      db: this.db, transport: this.transport, authority: this.ca, clock, logger: this.logger, pki: this.pki, audit: this.audit,
+      db: this.db, transport: this.transport, authority: this.ca, clock: this.clock, logger: this.logger, pki: this.pki, audit: this.audit,
       policy: { ackTimeoutMs: 3_000, sweepIntervalMs: 50, backoffBaseMs: 50, backoffMaxMs: 500, ...this.o.policy },
       events: { complete: (r) => this.done.resolve(r), failed: (r) => this.done.resolve(r) },
     });
@@ -155,7 +165,7 @@ export class MqttFleet {
     const certificate = this.enroll(id, role, key.spki);
     const store: StateStore = this.o.storage === 'memory' ? new RecordStateStore(new MemoryRecordStore(), id) : new SqliteStateStore(join(this.dir, `${id}.db`));
     const agent = await Agent.provision(
-      { deviceId: id, role, store, keys, clock, logger: this.logger.child({ deviceId: id }), verifySignature: commandVerifier(this.pki.trustedCommandKeys()) },
+      { deviceId: id, role, store, keys, clock: this.clock, logger: this.logger.child({ deviceId: id }), verifySignature: commandVerifier(this.pki.trustedCommandKeys()) },
       { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },
     );
     this.agents.set(id, agent);
@@ -164,7 +174,7 @@ export class MqttFleet {
 
   /** Issue a device's leaf under the active root and enroll it in the manager's database. */
   private enroll(id: string, role: Role, spki: Buffer): string {
-    const certificate = this.ca.issueLeaf({ commonName: id, spki, role }, clock.now());
+    const certificate = this.ca.issueLeaf({ commonName: id, spki, role }, this.clock.now());
     this.db.addDevice({ id, role, commonName: id, spki, certificate });
     return certificate;
   }
@@ -190,7 +200,7 @@ export class MqttFleet {
   /** Start (or restart) a device's link and wait until it is subscribed. */
   async connect(id: string): Promise<DeviceLink> {
     const link = new DeviceLink({
-      url: this.url, agent: this.agents.get(id)!, tls: { ca: this.pki.ca, ...this.pki.device(id) }, clock, logger: this.logger,
+      url: this.url, agent: this.agents.get(id)!, tls: { ca: this.pki.ca, ...this.pki.device(id) }, clock: this.clock, logger: this.logger,
       backoff: TEST_BACKOFF, hooks: this.o.hooks?.(id),
     });
     this.links.set(id, link);
