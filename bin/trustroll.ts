@@ -30,6 +30,7 @@ import { AuditLog } from '../manager/audit-log.ts';
 import { describeAuditReport, verifyAudit } from '../manager/audit-check.ts';
 import { liveService, runService } from '../manager/service/run-service.ts';
 import { callService } from '../manager/service/service-client.ts';
+import { DEFAULT_CHECK_CRON, describeSchedulerView, schedulerConfig, storedSchedulerView } from '../manager/service/scheduler.ts';
 import type { RotationSummary } from '../manager/http/api-types.ts';
 import type { LogLevel } from '../protocol/log.ts';
 
@@ -243,13 +244,24 @@ program.command('serve')
   .option('--sys-interval <s>', 'the broker\'s $SYS interval in seconds (Mosquitto sys_interval)', int, 10)
   .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
   .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
+  .option('--rotate-before <duration>', 'scheduled root rotation: start one when the fleet root expires within this (e.g. 180d); default: never by itself', parseDuration)
+  .option('--renew-before <duration>', 'scheduled renewal: renew device certificates that expire within this (e.g. 30d), one renewal for all due devices; default: never by itself', parseDuration)
+  .option('--window <span>', 'maintenance window for scheduled work, e.g. "Sat 01:00-05:00", "Mon-Fri 22:00-02:00" or "daily 02:00-04:00" (repeatable; none: any time)', (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--window-utc', 'read --window and --check-cron in UTC instead of the manager\'s local time', false)
+  .option('--check-cron <expr>', 'when the scheduler checks (node-cron expression)', DEFAULT_CHECK_CRON)
+  .addOption(new Option('--rotate-schedule <name>', 'schedule of a scheduled root rotation').choices(['six-step', 'batched']).default('six-step'))
+  .option('--scheduled-exclude-offline-after <duration>', 'offline policy of scheduled work: exclude a device offline longer than this (default: wait for it)', parseDuration)
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
-  .action(async (o: { data: string; mgmt: string; broker: string; embeddedPort: number; listen: string; httpsName?: string[]; sysInterval: number; ackTimeout: number; maxAttempts: number; logLevel: LogLevel }) => {
+  .action(async (o: { data: string; mgmt: string; broker: string; embeddedPort: number; listen: string; httpsName?: string[]; sysInterval: number; ackTimeout: number; maxAttempts: number; logLevel: LogLevel; rotateBefore?: number; renewBefore?: number; window: string[]; windowUtc: boolean; checkCron: string; rotateSchedule: string; scheduledExcludeOfflineAfter?: number }) => {
     const logger = createLogger({ level: o.logLevel, sink: (l) => process.stdout.write(l + '\n') });
+    const schedule = schedulerConfig({
+      checkCron: o.checkCron, rotateBeforeS: o.rotateBefore, renewBeforeS: o.renewBefore, windows: o.window, utc: o.windowUtc,
+      rotateSchedule: o.rotateSchedule, excludeOfflineAfterS: o.scheduledExcludeOfflineAfter,
+    });
     const running = await runService({
       dataDir: o.data, mgmtDir: o.mgmt, pki: ManagementPki.load(o.mgmt, new Date()), broker: o.broker, embeddedPort: o.embeddedPort,
       listen: o.listen, httpsNames: o.httpsName, brokerSysIntervalMs: o.sysInterval * 1000,
-      policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
+      policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, schedule, logger,
     });
     logger.info('ready', { url: running.url, broker: running.brokerUrl });
     await new Promise<void>((resolve) => {
@@ -327,15 +339,21 @@ function withFleetDb(data: string, fn: (db: FleetDb) => void): void {
 }
 
 program.command('status')
-  .description('where a rotation stands, per device, and who each next step waits for (from the manager database)')
+  .description('where a rotation stands, per device, and who each next step waits for; and the scheduled rotation and renewal (from the manager database)')
   .option(...dataOption)
   .option('--rotation <id>', 'a rotation id (default: the most recent)')
   .option('--json', 'print JSON', false)
   .action((o: { data: string; rotation?: string; json: boolean }) => {
     const db = new FleetDb(join(o.data, 'manager.db'));
     try {
+      const schedule = storedSchedulerView(db);
+      const scheduleText = describeSchedulerView(schedule, liveService(o.data) !== null);
+      if (!o.rotation && db.rotations().length === 0 && schedule) {
+        process.stdout.write((o.json ? JSON.stringify({ rotation: null, schedule }, null, 2) : `no rotation has been started yet\n${scheduleText}`) + '\n');
+        return;
+      }
       const st = rotationStatus(db, o.rotation);
-      process.stdout.write((o.json ? JSON.stringify(st, null, 2) : describeRotationStatus(st)) + '\n');
+      process.stdout.write((o.json ? JSON.stringify({ ...st, schedule }, null, 2) : `${describeRotationStatus(st)}\n${scheduleText}`) + '\n');
     } finally {
       db.close();
     }

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { deviceSequence } from '../../protocol/schedule.ts';
 import { SCHEDULES } from '../../protocol/steps.ts';
 import { ManagerError } from '../errors.ts';
-import type { AuditPage, BrokerView, CertificatesView, DeviceDetail, FleetQuery, Me, ScheduleView, StepView } from './api-types.ts';
+import type { AuditPage, BrokerView, CertificatesView, DeviceDetail, FleetQuery, Me, ScheduleView, SchedulerView, StepView } from './api-types.ts';
 import { requireAdmin } from './auth.ts';
 import { phaseRows, phaseSchedule } from '../phase.ts';
 import type { ManagerService } from '../service/manager-service.ts';
@@ -118,6 +118,29 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
       };
     }),
   }));
+
+  app.get('/api/schedule', async (): Promise<SchedulerView> => {
+    const scheduler = service.scheduler;
+    if (!scheduler) throw new ManagerError('E_NOT_FOUND', 'this service runs no scheduler');
+    return scheduler.view();
+  });
+
+  app.post('/api/renewals', {
+    schema: {
+      body: {
+        type: 'object', required: ['deviceIds'], additionalProperties: false,
+        properties: {
+          deviceIds: { type: 'array', minItems: 1, maxItems: 10_000, uniqueItems: true, items: { ...id, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' } },
+          excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] },
+        },
+      },
+    },
+  }, async (req, reply) => {
+    requireAdmin(me(req));
+    const body = req.body as { deviceIds: string[]; excludeOfflineAfterS?: number | null };
+    const summary = await service.startRenewal(body.deviceIds, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null });
+    return reply.code(201).send(summary);
+  });
 
   app.get('/api/audit', {
     schema: {

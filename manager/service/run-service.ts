@@ -19,6 +19,8 @@ import type { ManagementPki } from '../management-pki.ts';
 import { OperatorPki } from '../operator-pki.ts';
 import type { RotationPolicy } from '../orchestrator.ts';
 import { ManagerService } from './manager-service.ts';
+import { Scheduler, schedulerConfig, schedulerEnabled, serviceHost, type SchedulerConfig } from './scheduler.ts';
+import { systemClock } from '../../protocol/clock.ts';
 
 /** Settings of `trustroll serve`. */
 export interface ServeOptions {
@@ -34,6 +36,8 @@ export interface ServeOptions {
   httpsNames?: readonly string[];
   brokerSysIntervalMs?: number;
   policy?: Partial<RotationPolicy>;
+  /** Scheduled rotation and renewal (scheduler.ts); checks run only when it names --rotate-before or --renew-before. */
+  schedule?: SchedulerConfig;
   logger: Logger;
 }
 
@@ -104,6 +108,9 @@ export async function runService(o: ServeOptions): Promise<RunningService> {
     service = await ManagerService.start({ dataDir: o.dataDir, pki: o.pki, brokerUrl, logger: o.logger, policy: o.policy, brokerSysIntervalMs: o.brokerSysIntervalMs });
     const localToken = randomBytes(24).toString('base64url');
     const svc = service;
+    const scheduler = new Scheduler(o.schedule ?? schedulerConfig({}), serviceHost(svc), { clock: systemClock, logger: o.logger });
+    svc.scheduler = scheduler;
+    if (schedulerEnabled(scheduler.config)) scheduler.start();
     http = await buildHttpServer({
       service, logger: o.logger, tls: { ...tls, operatorCa: operators.ca }, mgmtCa: o.pki.ca,
       auth: { revoked: () => revoked, token: (s) => svc.sdb.token(s), localToken },
@@ -125,6 +132,7 @@ export async function runService(o: ServeOptions): Promise<RunningService> {
         stopped = true;
         unwatchFile(revokedFile, reloadRevoked);
         rmSync(join(o.dataDir, 'service.json'), { force: true });
+        await scheduler.stop();
         await h.close();
         await svc.close();
         await embedded?.close();
@@ -132,6 +140,7 @@ export async function runService(o: ServeOptions): Promise<RunningService> {
       },
     };
   } catch (err) {
+    await service?.scheduler?.stop().catch(() => undefined);
     await http?.close().catch(() => undefined);
     await service?.close().catch(() => undefined);
     await embedded?.close().catch(() => undefined);

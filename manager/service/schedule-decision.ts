@@ -106,11 +106,12 @@ export function decide(facts: ScheduleFacts, c: SchedulerConfig, now: Date): Dec
   };
   // A new leaf ends no later than the root, so a certificate that already ends with it cannot be extended.
   const capped = due.filter((d) => d.notAfter.getTime() >= facts.rootNotAfter.getTime() - 1000);
-  const shortLived = due.filter((d) => !capped.includes(d) && d.notAfter.getTime() - d.notBefore.getTime() <= c.renewBeforeS! * 1000);
+  // A certificate that lives hardly longer than --renew-before would be due again as soon as it is renewed.
+  const shortLived = due.filter((d) => !capped.includes(d) && d.notAfter.getTime() - d.notBefore.getTime() <= c.renewBeforeS! * 1000 + DAY);
   const offline = due.filter((d) => !capped.includes(d) && !shortLived.includes(d) && d.online !== true);
   const ready = due.filter((d) => !capped.includes(d) && !shortLived.includes(d) && d.online === true);
   skip('capped', capped, `${capped.length} device certificates (${list(capped.map((d) => d.id))}) expire with the root (${facts.rootNotAfter.toISOString()}); a renewal cannot extend them, a root rotation does ("trustroll rotate", or a --rotate-before that covers it)`);
-  skip('short-lived', shortLived, `${shortLived.length} device certificates (${list(shortLived.map((d) => d.id))}) live no longer than --renew-before ${formatDuration(c.renewBeforeS)}; a renewed one would be due again at once, so they are left to a root rotation`);
+  skip('short-lived', shortLived, `${shortLived.length} device certificates (${list(shortLived.map((d) => d.id))}) live at most a day longer than --renew-before ${formatDuration(c.renewBeforeS)}; a renewed one would be due again at once, so they are left to a root rotation (shorten --renew-before)`);
   skip('offline', offline, `${offline.length} devices due for renewal are not online (${list(offline.map((d) => d.id))}); they are renewed at a later check once they are`);
   if (ready.length > 0) {
     const first = ready[0]!;

@@ -148,8 +148,8 @@ export class Scheduler {
     return view(d, now, 'skip', d.code, d.reason, null);
   }
 
-  /** Settings, due dates, the window, and the last decisions (newest first). */
-  view(now: Date): SchedulerView {
+  /** Settings, due dates, the window at `now` (default: the scheduler's clock), and the last decisions (newest first). */
+  view(now: Date = this.o.clock.now()): SchedulerView {
     const c = this.config;
     const facts = this.host.facts();
     const rotateAt = rotationDueAt(facts, c);
@@ -230,6 +230,7 @@ export function describeSchedulerView(v: SchedulerView | null, live: boolean): s
     `schedule: ${live ? 'active' : `not running (as of ${v.updatedAt})`}; checks "${c.checkCron}"${v.nextCheck && live ? `, next ${v.nextCheck}` : ''}; windows ${c.windows.length ? `${c.windows.join('; ')} (${c.timeZone})` : 'none (any time)'}`,
     `  root rotation: ${c.rotateBefore ? `due ${v.rotation.dueAt} (root expires ${v.rotation.rootNotAfter}, --rotate-before ${c.rotateBefore}, ${c.rotateSchedule})` : 'not scheduled'}`,
     `  renewal: ${c.renewBefore ? `next due ${v.renewal.dueAt ?? 'never'} (--renew-before ${c.renewBefore}; ${v.renewal.dueNow} due now)` : 'not scheduled'}`,
+    `  last check: ${v.lastCheck ?? 'none yet'}${v.lastCheck && (!last || v.lastCheck > last.at) ? ': nothing due' : ''}`,
     `  last decision: ${last ? `${last.at} ${last.what} ${last.outcome}${last.outcome === 'skip' ? ` (${last.code})` : ''}${last.rotationId ? ` ${last.rotationId}` : ''}: ${last.reason}` : 'none yet'}`,
   ].join('\n');
 }
