@@ -15,7 +15,7 @@
  *   POST /api/rotations/:id/pause|resume|abort RotationSummary      (admin)
  *   GET  /api/schedules                        { schedules: ScheduleView[] }
  *   GET  /api/schedule                         SchedulerView (scheduled rotation and renewal)
- *   POST /api/renewals {deviceIds}             RotationSummary, 201 (admin; renew certificates under the active root)
+ *   POST /api/renewals {deviceIds | expiringWithinS, excludeOfflineAfterS?}  RotationSummary, 201 (admin; renew under the active root)
  *   GET  /api/audit?after|before&limit&rotation&order   AuditPage (order asc with after, desc with before)
  *   GET  /api/broker                           BrokerView
  *   GET  /api/certificates                     CertificatesView

@@ -127,18 +127,26 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
 
   app.post('/api/renewals', {
     schema: {
+      // Either the devices by id, or every device whose certificate expires within a duration (whole fleets).
       body: {
-        type: 'object', required: ['deviceIds'], additionalProperties: false,
+        type: 'object', additionalProperties: false, oneOf: [{ required: ['deviceIds'] }, { required: ['expiringWithinS'] }],
         properties: {
-          deviceIds: { type: 'array', minItems: 1, maxItems: 10_000, uniqueItems: true, items: { ...id, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' } },
+          deviceIds: { type: 'array', minItems: 1, maxItems: 2000, uniqueItems: true, items: { ...id, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' } },
+          expiringWithinS: { type: 'integer', minimum: 1, maximum: 315_360_000 },
           excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] },
         },
       },
     },
   }, async (req, reply) => {
     requireAdmin(me(req));
-    const body = req.body as { deviceIds: string[]; excludeOfflineAfterS?: number | null };
-    const summary = await service.startRenewal(body.deviceIds, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null });
+    const body = req.body as { deviceIds?: string[]; expiringWithinS?: number; excludeOfflineAfterS?: number | null };
+    let ids = body.deviceIds;
+    if (!ids) {
+      const limit = Date.now() + body.expiringWithinS! * 1000;
+      ids = service.fleet.all().filter((d) => d.certNotAfter !== null && Date.parse(d.certNotAfter) <= limit).map((d) => d.id);
+      if (ids.length === 0) throw new ManagerError('E_BAD_REQUEST', `no device certificate expires within ${body.expiringWithinS} s; nothing to renew`);
+    }
+    const summary = await service.startRenewal(ids, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null });
     return reply.code(201).send(summary);
   });
 

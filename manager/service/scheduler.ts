@@ -77,6 +77,7 @@ export class Scheduler {
     if (this.task) return;
     this.task = cron.schedule(this.config.checkCron, () => this.check(), { name: 'trustroll-scheduler', noOverlap: true, timezone: this.config.utc ? 'UTC' : undefined });
     const view = this.view(this.o.clock.now());
+    this.host.save?.(view);
     this.host.audit({ actor: SCHEDULER_ACTOR, action: 'scheduler.started', detail: { ...view.config, nextCheck: view.nextCheck } });
     this.log.info('scheduler started', { checkCron: this.config.checkCron, nextCheck: view.nextCheck, rotateBefore: view.config.rotateBefore, renewBefore: view.config.renewBefore, windows: view.config.windows });
   }

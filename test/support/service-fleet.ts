@@ -45,6 +45,8 @@ export interface ServiceFleetOptions {
   broker?: 'mosquitto' | 'embedded';
   ackTimeoutMs?: number;
   maxAttempts?: number;
+  /** More `trustroll serve` options (e.g. the scheduler's). */
+  serveArgs?: readonly string[];
 }
 
 /** A running service fleet; `close()` stops every process and removes the folder. */
@@ -124,7 +126,8 @@ export class ServiceFleet {
   async startService(embeddedPort?: number): Promise<void> {
     const args = [MANAGER_BIN, 'serve', '--data', this.dataDir, '--mgmt', this.mgmtDir, '--listen', '127.0.0.1:0', '--sys-interval', '1',
       '--ack-timeout', String(this.o.ackTimeoutMs ?? 3000), '--max-attempts', String(this.o.maxAttempts ?? 1000), '--log-level', 'info',
-      ...(this.broker ? ['--broker', this.brokerUrl] : ['--broker', 'embedded', '--embedded-port', String(embeddedPort ?? new URL(this.brokerUrl).port)])];
+      ...(this.broker ? ['--broker', this.brokerUrl] : ['--broker', 'embedded', '--embedded-port', String(embeddedPort ?? new URL(this.brokerUrl).port)]),
+      ...(this.o.serveArgs ?? [])];
     const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.serve = proc;
     let stderr = '';
