@@ -18,9 +18,9 @@ export interface RuntimePackage {
 /** One cross-compile target. */
 export interface Target {
   /** Our name for it (`--arch`). */
-  arch: 'arm64' | 'armv7';
+  arch: 'arm64' | 'armv7' | 'x64';
   /** node-gyp's and Node's name for the CPU (`process.arch`). */
-  nodeArch: 'arm64' | 'arm';
+  nodeArch: 'arm64' | 'arm' | 'x64';
   /** Debian cross toolchain prefix (gcc-<prefix>, g++-<prefix>). */
   toolchain: string;
   /** Debian packages that provide the toolchain (the setup script installs them). */
@@ -38,7 +38,7 @@ export interface Target {
   support: string;
 }
 
-export const TARGETS: Record<Target['arch'], Target> = {
+export const TARGETS: Record<'arm64' | 'armv7', Target> = {
   arm64: {
     arch: 'arm64',
     nodeArch: 'arm64',
@@ -79,9 +79,22 @@ export const HOST_NODE24: RuntimePackage = {
   integrity: 'sha512-KHsob+Fv9YerATvYujMbiyJqnRCvLtrcr/eTNqRqiOSGp97EOiRP1yP47+knGgQ/xnc3XY8xzkW587dlZzNqRA==',
 };
 
+/** This x64 host with Node 24: the suite's Node 24 step builds the addons for it the same way (no cross toolchain needed). */
+export const HOST_X64_NODE24: Target = {
+  arch: 'x64',
+  nodeArch: 'x64',
+  toolchain: 'x86_64-linux-gnu',
+  toolchainPackages: ['gcc', 'g++'],
+  sysroot: '/',
+  qemu: '',
+  elfMachine: 'Advanced Micro Devices X86-64',
+  runtime: HOST_NODE24,
+  support: 'Node 24 LTS (test runtime)',
+};
+
 /** The target named by `--arch`, or a clear error listing the known ones. */
 export function targetOf(arch: string | undefined): Target {
-  const t = arch ? TARGETS[arch as Target['arch']] : undefined;
+  const t = arch ? TARGETS[arch as keyof typeof TARGETS] : undefined;
   if (!t) throw new BuildError('E_BUILD_ARCH', `--arch ${arch ?? '(missing)'}: give one of ${Object.keys(TARGETS).join(', ')}`);
   return t;
 }

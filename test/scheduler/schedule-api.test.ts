@@ -1,9 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium, type Browser } from 'playwright-core';
 import { verifyAudit } from '../../manager/audit-check.ts';
 import { AuditLog } from '../../manager/audit-log.ts';
 import { FleetDb } from '../../manager/fleet-db.ts';
@@ -12,18 +13,26 @@ import { ServiceFleet } from '../support/service-fleet.ts';
 
 const DAY = 86_400_000;
 const MANAGER_BIN = fileURLToPath(new URL('../../bin/trustroll.mjs', import.meta.url));
+const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 
 describe('trustroll serve with a scheduler: GET /api/schedule, POST /api/renewals, trustroll status (agent processes, embedded broker)', function () {
   this.timeout(180_000);
   let fleet: ServiceFleet;
+  let browser: Browser;
   before(async () => {
-    fleet = await ServiceFleet.create({
-      servers: 1, clients: 2, broker: 'embedded',
-      // Checks once a year (never during the test): the decisions themselves are tested with a simulated clock.
-      serveArgs: ['--rotate-before', '180d', '--renew-before', '30d', '--window', 'Sat 01:00-05:00', '--window', 'Sun 01:00-03:00', '--window-utc', '--check-cron', '0 0 1 1 *', '--rotate-schedule', 'batched'],
-    });
+    [fleet, browser] = await Promise.all([
+      ServiceFleet.create({
+        servers: 1, clients: 2, broker: 'embedded',
+        // Checks once a year (never during the test): the decisions themselves are tested with a simulated clock.
+        serveArgs: ['--rotate-before', '180d', '--renew-before', '30d', '--window', 'Sat 01:00-05:00', '--window', 'Sun 01:00-03:00', '--window-utc', '--check-cron', '0 0 1 1 *', '--rotate-schedule', 'batched'],
+      }),
+      chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] }),
+    ]);
   });
-  after(async () => { await fleet?.close(); });
+  after(async () => {
+    await browser?.close();
+    await fleet?.close();
+  });
 
   const waitFor = (id: string) => fleet.until(`renewal ${id} complete`, async () => {
     const r = (await fleet.api<RotationSummary>(`/api/rotations/${id}`)).body;
@@ -96,6 +105,29 @@ describe('trustroll serve with a scheduler: GET /api/schedule, POST /api/renewal
     } finally {
       db.close();
     }
+  });
+
+  it('the dashboard\'s Rotation view shows a read-only Schedule box (no page error, no CSP violation)', async () => {
+    const problems: string[] = [];
+    const { cert, key } = fleet.operator('viewer');
+    const context = await browser.newContext({ clientCertificates: [{ origin: fleet.url, cert: Buffer.from(cert), key: Buffer.from(key) }], ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`); });
+    await page.goto(`${fleet.url}/#/rotation`);
+    const box = page.locator('.schedule');
+    await box.locator('h3', { hasText: 'Schedule' }).waitFor();
+    await box.locator('dd', { hasText: 'Sat 01:00-05:00; Sun 01:00-03:00 (UTC)' }).waitFor();
+    const text = await box.innerText();
+    assert.match(text, /Checks\s+0 0 1 1 \* · next/);
+    assert.match(text, /Root rotation\s+in [\d,]+ d · the root expires \d{4}-\d\d-\d\d, rotated 180d before \(batched\)/);
+    assert.match(text, /Renewal\s+in [\d,]+ d · certificates renewed 30d before they expire/);
+    assert.equal(await box.locator('button, input, select').count(), 0, 'read-only');
+    assert.match(await page.locator('.material').innerText(), /New device certificates under the active root .*; no root changes/);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-schedule.png'), fullPage: true });
+    await context.close();
+    assert.deepEqual(problems, []);
   });
 
   it('serve refuses unusable scheduler settings before it starts anything (exit 2, the option named)', () => {

@@ -1,7 +1,8 @@
 /**
  * Rotation: the current (or a chosen past) rotation — header, per-step
  * progress, the acknowledgement timeline, who is holding it up — the admin
- * actions (start, pause, resume, abort) and the list of past rotations.
+ * actions (start, pause, resume, abort), the scheduler's box and the list
+ * of past rotations.
  * Live `rotation` events trigger (throttled) reloads.
  */
 import { html } from 'htm/preact';
@@ -14,6 +15,7 @@ import { Badge, ErrorBox, Loading, StackedBar } from '../ui/common.js';
 import { AbortDialog, StartDialog } from './rotation-dialogs.js';
 import { StepBars, TimelineChart } from './rotation-parts.js';
 import { BlockerSentence, WaitSentence } from './waits.js';
+import { ScheduleBox } from './schedule-box.js';
 
 const OPEN = ['running', 'paused', 'failed', 'aborted', 'rolling-back'];
 
@@ -82,7 +84,9 @@ function Holdups({ r, now }) {
   </div>`;
 }
 
-function Material({ m }) {
+function Material({ m, schedule }) {
+  // A renewal makes no new root: its D and R1 columns hold the active root.
+  if (schedule === 'renew') return html`<p class="muted material">New device certificates under the active root <code title=${fpFull(m.newRoot.sha256)}>${fp(m.newRoot.sha256)}</code> (${m.newRoot.subject}); no root changes.</p>`;
   return html`<p class="muted material">Distribution root D <code title=${fpFull(m.distribution.sha256)}>${fp(m.distribution.sha256)}</code>${' '}(${m.distribution.subject}, issued by ${m.distribution.issuer}) · new root R1 <code title=${fpFull(m.newRoot.sha256)}>${fp(m.newRoot.sha256)}</code></p>`;
 }
 
@@ -134,7 +138,8 @@ export function RotationView({ route, me }) {
       <${StepBars} steps=${shown.steps} />
       ${tl.data ? html`<${TimelineChart} timeline=${tl.data} />` : html`<${ErrorBox} error=${tl.error} title="Timeline" />`}
       <${Holdups} r=${shown} now=${now} />
-      ${shown.material ? html`<${Material} m=${shown.material} />` : null}`}
+      ${shown.material ? html`<${Material} m=${shown.material} schedule=${shown.schedule} />` : null}`}
+    <${ScheduleBox} />
     <${ErrorBox} error=${list.error} title="Rotations" />
     <${PastRotations} list=${list.data && list.data.rotations} current=${shown && shown.id} />
   </section>`;

@@ -1,0 +1,35 @@
+################################################################################
+#
+# trustroll-agent: the prebuilt overlay from 'npm run image -- --arch <arch>'
+#
+################################################################################
+
+TRUSTROLL_AGENT_VERSION = 0.1.0
+TRUSTROLL_AGENT_ARCH = $(if $(BR2_aarch64),arm64,armv7)
+TRUSTROLL_AGENT_SOURCE = trustroll-agent-$(TRUSTROLL_AGENT_VERSION)-linux-$(TRUSTROLL_AGENT_ARCH).tar.gz
+TRUSTROLL_AGENT_SITE = file://$(call qstrip,$(BR2_PACKAGE_TRUSTROLL_AGENT_TARBALL_DIR))
+TRUSTROLL_AGENT_LICENSE = Apache-2.0, MIT
+TRUSTROLL_AGENT_LICENSE_FILES = opt/trustroll/share/licenses/node.LICENSE
+# The tarball holds the tree from /, not a top-level folder.
+TRUSTROLL_AGENT_STRIP_COMPONENTS = 0
+
+define TRUSTROLL_AGENT_USERS
+	trustroll -1 trustroll -1 * /var/lib/trustroll - - trustroll device agent
+endef
+
+define TRUSTROLL_AGENT_INSTALL_TARGET_CMDS
+	cp -a $(@D)/opt $(@D)/usr $(@D)/var $(TARGET_DIR)/
+	mkdir -p $(TARGET_DIR)/etc/trustroll
+endef
+
+define TRUSTROLL_AGENT_INSTALL_INIT_SYSV
+	$(INSTALL) -D -m 0755 $(@D)/etc/init.d/trustroll-agent $(TARGET_DIR)/etc/init.d/S80trustroll-agent
+endef
+
+define TRUSTROLL_AGENT_INSTALL_INIT_SYSTEMD
+	# the unit is already under /usr/lib/systemd/system; enable it
+	mkdir -p $(TARGET_DIR)/etc/systemd/system/multi-user.target.wants
+	ln -sf ../../../../usr/lib/systemd/system/trustroll-agent.service $(TARGET_DIR)/etc/systemd/system/multi-user.target.wants/trustroll-agent.service
+endef
+
+$(eval $(generic-package))
