@@ -6,7 +6,7 @@
  * next to a host printer and console. The consoles handshake with both
  * printers the whole time; every handshake must succeed. Afterwards the
  * emulated agents' own `status` and `selftest` report the new root only.
- * Runs in CI; here while the cross-compile cache is warm.
+ * Runs in CI (arm64) and wherever the cross-compile cache is warm.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

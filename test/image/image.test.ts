@@ -4,7 +4,7 @@
  * the runtime as ELF for the right CPU, the published config schema, and
  * the agent from the unpacked tarball under qemu: --version, a config that
  * fails the schema stops it naming the field, status of an unprovisioned
- * device. Runs in CI; here while the cross-compile cache is warm.
+ * device. Runs in CI (arm64) and wherever the cross-compile cache is warm.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
