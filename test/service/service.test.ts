@@ -127,23 +127,29 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
     const started = dbRead((_db, sdb) => sdb.entries({ limit: 10_000 }).find((e) => e.action === 'operator.start' && e.actor.startsWith('cli:')));
     assert.ok(started, 'recorded as started by the local CLI user');
   });
-  it('pause holds, abort stops and stays open (a new rotation is refused), resume finishes; excluding an offline device lets its peers go on', async () => {
+  it('pause holds; abort rolls back (no other rotation meanwhile) and closes it; excluding an offline device lets its peers go on; pause and resume', async () => {
     const start = await fleet.api<RotationSummary>('/api/rotations', { body: { schedule: 'batched' } });
     assert.equal(start.status, 201, start.text);
     const id = start.body.id;
     const paused = await fleet.api<RotationSummary>(`/api/rotations/${id}/pause`, { body: {} });
     assert.equal(paused.body.status, 'paused', paused.text);
     const aborted = await fleet.api<RotationSummary>(`/api/rotations/${id}/abort`, { body: {} });
-    assert.equal(aborted.body.status, 'aborted', aborted.text);
+    assert.equal(aborted.body.status, 'rolling-back', aborted.text);
     const refused = await fleet.api<{ error: { code: string; message: string } }>('/api/rotations', { body: { schedule: 'six-step' } });
-    if (aborted.body.acked + dbRead((db) => db.steps(id).filter((s) => s.status === 'sent').length) > 0) {
+    if (dbRead((db) => db.rotation(id)!.status) === 'rolling-back') {
       assert.equal(refused.status, 409, refused.text);
       assert.equal(refused.body.error.code, 'E_ROTATION_ACTIVE');
       assert.match(refused.body.error.message, new RegExp(`${id}.*resume`));
     }
+    await fleet.until('rolled back', async () => (await fleet.api<RotationSummary>(`/api/rotations/${id}`)).body.status === 'rolled-back');
+
+    const next = await fleet.api<RotationSummary>('/api/rotations', { body: { schedule: 'batched' } });
+    assert.equal(next.status, 201, next.text);
+    const id2 = next.body.id;
+    assert.equal((await fleet.api<RotationSummary>(`/api/rotations/${id2}/pause`, { body: {} })).body.status, 'paused');
     await fleet.killDevice('console-2');
     await fleet.until('console-2 offline', async () => (await fleet.api<FleetPage>('/api/fleet?presence=offline')).body.devices.some((d) => d.id === 'console-2'));
-    const resumed = await fleet.api<RotationSummary>(`/api/rotations/${id}/resume`, { body: {} });
+    const resumed = await fleet.api<RotationSummary>(`/api/rotations/${id2}/resume`, { body: {} });
     assert.equal(resumed.body.status, 'running', resumed.text);
     const viewerExclude = await fleet.api(`/api/devices/console-2/exclude`, { as: 'viewer', body: { reason: 'switched off for the holidays' } });
     assert.equal(viewerExclude.status, 403);
@@ -151,12 +157,12 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
     assert.equal(ex.status, 200, ex.text);
     assert.equal(ex.body.excluded, true);
     const done = await fleet.until('rotation complete without console-2', async () => {
-      const r = (await fleet.api<RotationSummary>(`/api/rotations/${id}`)).body;
+      const r = (await fleet.api<RotationSummary>(`/api/rotations/${id2}`)).body;
       return r.status === 'complete' ? r : null;
     }, 120_000);
     assert.ok(done.excluded > 0);
-    const entries = dbRead((_db, sdb) => sdb.entries({ limit: 10_000, rotationId: id }).map((e) => `${e.actor} ${e.action}`));
-    for (const want of ['operator:alice operator.pause', 'operator:alice operator.abort', 'operator:alice operator.resume', 'operator:alice operator.exclude', 'manager rotation.complete']) {
+    const entries = dbRead((_db, sdb) => [...sdb.entries({ limit: 10_000, rotationId: id }), ...sdb.entries({ limit: 10_000, rotationId: id2 })].map((e) => `${e.actor} ${e.action}`));
+    for (const want of ['operator:alice operator.pause', 'operator:alice operator.abort', 'manager rotation.rollback-started', 'manager rotation.rolled-back', 'operator:alice operator.resume', 'operator:alice operator.exclude', 'manager rotation.complete']) {
       assert.ok(entries.includes(want), `audit has "${want}"`);
     }
   });
