@@ -19,6 +19,7 @@ import { systemClock } from '../protocol/clock.ts';
 import { buildCsr } from '../protocol/csr.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Role } from '../protocol/steps.ts';
+import { freePort } from './mosquitto.ts';
 
 /** Provision device `id` under `root`/devices/`id`; `ports` maps server ids to their mTLS ports. */
 export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger }): Promise<string> {
@@ -54,4 +55,19 @@ export async function provisionDevice(root: string, id: string, role: Role, c: {
   const path = join(dir, 'agent.json');
   writeFileSync(path, JSON.stringify(config, null, 2));
   return path;
+}
+
+/** Device ids and roles of a fleet: `printer-1..n` serve, `console-1..m` (or `clientName-1..m`) are their clients. */
+export function fleetShape(servers: number, clients: number, clientName = 'console'): [string, Role][] {
+  return [
+    ...Array.from({ length: servers }, (_, i) => [`printer-${i + 1}`, 'server'] as [string, Role]),
+    ...Array.from({ length: clients }, (_, i) => [`${clientName}-${i + 1}`, 'client'] as [string, Role]),
+  ];
+}
+
+/** A free loopback port for each server's mutual-TLS service. */
+export async function serverPorts(ids: readonly [string, Role][]): Promise<Map<string, number>> {
+  const ports = new Map<string, number>();
+  for (const [id, role] of ids) if (role === 'server') ports.set(id, await freePort());
+  return ports;
 }

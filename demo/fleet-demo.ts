@@ -26,8 +26,8 @@ import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
 import { startDevice, stopAll, type DeviceProc } from './device-process.ts';
-import { provisionDevice } from './device-provisioning.ts';
-import { freePort, Mosquitto } from './mosquitto.ts';
+import { fleetShape, provisionDevice, serverPorts } from './device-provisioning.ts';
+import { Mosquitto } from './mosquitto.ts';
 
 /** Demo settings. */
 export interface FleetDemoOptions {
@@ -101,12 +101,8 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
   let transport: MqttManagerTransport | null = null;
   let orchestrator: Orchestrator | null = null;
   try {
-    const ids: [string, Role][] = [
-      ...Array.from({ length: o.servers }, (_, i) => [`printer-${i + 1}`, 'server'] as [string, Role]),
-      ...Array.from({ length: o.clients }, (_, i) => [`mgmt-client-${i + 1}`, 'client'] as [string, Role]),
-    ];
-    const ports = new Map<string, number>();
-    for (const [id, role] of ids) if (role === 'server') ports.set(id, await freePort());
+    const ids = fleetShape(o.servers, o.clients, 'mgmt-client');
+    const ports = await serverPorts(ids);
     const configs = new Map<string, string>();
     for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: o.naive, logger }));
     transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 200 });

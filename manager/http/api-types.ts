@@ -236,22 +236,9 @@ export interface AuditPage {
   next: number | null;
 }
 
-/** One broker health sample ($SYS). */
-export interface BrokerSample {
-  at: string;
-  source: 'mosquitto' | 'embedded' | 'unknown';
-  version: string | null;
-  uptimeS: number | null;
-  clientsConnected: number | null;
-  messagesReceived: number | null;
-  messagesSent: number | null;
-  dropped: number | null;
-  stored: number | null;
-  bytesReceived: number | null;
-  bytesSent: number | null;
-  msgInPerS: number | null;
-  msgOutPerS: number | null;
-}
+/** One broker health sample ($SYS); defined where it is made. */
+export type { BrokerSample } from '../broker-monitor.ts';
+import type { BrokerSample } from '../broker-monitor.ts';
 
 /** GET /api/broker */
 export interface BrokerView {

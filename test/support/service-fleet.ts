@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startDevice, type DeviceProc } from '../../demo/device-process.ts';
-import { provisionDevice } from '../../demo/device-provisioning.ts';
+import { fleetShape, provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
 import { freePort, Mosquitto } from '../../demo/mosquitto.ts';
 import { CaAuthority } from '../../manager/ca-authority.ts';
 import { FleetDb } from '../../manager/fleet-db.ts';
@@ -82,12 +82,8 @@ export class ServiceFleet {
     const embeddedPort = o.broker === 'embedded' ? await freePort() : 0;
     const broker = o.broker === 'embedded' ? null : await Mosquitto.start(pki, { sysIntervalS: 1 });
     const brokerUrl = broker ? broker.url : `mqtts://127.0.0.1:${embeddedPort}`;
-    const ids: [string, Role][] = [
-      ...Array.from({ length: o.servers }, (_, i) => [`printer-${i + 1}`, 'server'] as [string, Role]),
-      ...Array.from({ length: o.clients }, (_, i) => [`console-${i + 1}`, 'client'] as [string, Role]),
-    ];
-    const ports = new Map<string, number>();
-    for (const [id, role] of ids) if (role === 'server') ports.set(id, await freePort());
+    const ids = fleetShape(o.servers, o.clients);
+    const ports = await serverPorts(ids);
     const db = new FleetDb(join(dataDir, 'manager.db'));
     const configs = new Map<string, { role: Role; config: string }>();
     try {

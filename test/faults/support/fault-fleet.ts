@@ -19,6 +19,7 @@ import type { AgentConfig } from '../../../agent/config.ts';
 import { RecordStateStore } from '../../../agent/record-state-store.ts';
 import { SqliteStateStore } from '../../../agent/sqlite-state-store.ts';
 import { freePort, Mosquitto } from '../../../demo/mosquitto.ts';
+import { fleetShape, serverPorts } from '../../../demo/device-provisioning.ts';
 import { openHal } from '../../../hal/config.ts';
 import type { EepromGeometry } from '../../../hal/eeprom/byte-device.ts';
 import { CaAuthority } from '../../../manager/ca-authority.ts';
@@ -114,12 +115,8 @@ export class FaultFleet {
     const broker = await Mosquitto.start(pki);
     const proxy = await CutProxy.start(Number(new URL(broker.url).port));
     const fleet = new FaultFleet(dir, dataDir, mgmtDir, broker, proxy, o.proxied);
-    const ids: [string, Role][] = [
-      ...Array.from({ length: o.servers }, (_, i) => [`printer-${i + 1}`, 'server'] as [string, Role]),
-      ...Array.from({ length: o.clients }, (_, i) => [`console-${i + 1}`, 'client'] as [string, Role]),
-    ];
-    const ports = new Map<string, number>();
-    for (const [id, role] of ids) if (role === 'server') ports.set(id, await freePort());
+    const ids = fleetShape(o.servers, o.clients);
+    const ports = await serverPorts(ids);
     const db = new FleetDb(join(dataDir, 'manager.db'));
     try {
       for (const [id, role] of ids) {
