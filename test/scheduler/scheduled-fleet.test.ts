@@ -102,6 +102,26 @@ describe('scheduled rotation and renewal end to end (Mosquitto, the manager serv
     assert.match(status.stdout, new RegExp(`last decision: .* renew skip \\(open\\): .*rotation ${id} \\(renew\\) is running`));
   });
 
+  it('a device excluded from a root rotation and away during a later renewal is brought forward with one link (a renewal is no link)', async () => {
+    const clock = new ManualClock(T0);
+    const fleet = await servedFleet(clock);
+    const svc = service!;
+    await fleet.disconnect('cli-3');
+    const rot = await svc.startRotation('six-step', 'operator:test');
+    svc.exclude('cli-3', 'away', 'operator:test');
+    await until(() => svc.m.db.rotation(rot.id)?.status === 'complete', 'the rotation completes without cli-3');
+    clock.advance(30 * DAY);
+    const renewal = await svc.startRenewal(['srv-1', 'srv-2', 'cli-1', 'cli-2'], 'operator:test');
+    await until(() => svc.m.db.rotation(renewal.id)?.status === 'complete', 'the renewal completes');
+    await fleet.connect('cli-3');
+    const r1 = svc.m.ca.activeRoot().cert;
+    await until(() => fleet.agents.get('cli-3')!.trustAnchors().map(fingerprintPem).join() === fingerprintPem(r1), 'cli-3 brought forward to R1');
+    const sent = auditOf('catchup.sent');
+    assert.deepEqual(sent.map((e) => [e.deviceId, (e.detail as { links: number }).links]), [['cli-3', 1]], 'one link: the rotation, not the renewal');
+    await until(() => auditOf('catchup.acked').length === 1, 'the catch-up acknowledged');
+    assert.equal(fleet.agents.get('cli-3')!.identities()[0]!.cert, svc.m.db.device('cli-3').certificate);
+  });
+
   it('root rotation, cron-driven: a root expiring in 170 days is skipped on Tuesday and rotated by the cron task on Saturday 02:00', async () => {
     const clock = new ManualClock(T0);
     const fleet = await servedFleet(clock);
