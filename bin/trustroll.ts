@@ -13,7 +13,8 @@ import { describeRotationStatus, rotationStatus } from '../manager/rotation-stat
 import { createLogger } from '../protocol/log.ts';
 import { join } from 'node:path';
 import { CaAuthority } from '../manager/ca-authority.ts';
-import type { CaKeyAlgorithm } from '../manager/ca/keys.ts';
+import { CA_KEY_ALGORITHMS, type CaKeyAlgorithm } from '../manager/ca/keys.ts';
+import { parseVerifies } from '../manager/algorithm-plan.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
 import { enrollFromCsr } from '../manager/enrollment.ts';
 import { ManagerError } from '../manager/errors.ts';
@@ -168,11 +169,14 @@ program.command('rotate')
   .addOption(new Option('--schedule <name>', 'rotation schedule').choices(['six-step', 'batched']).default('six-step'))
   .option('--resume [rotationId]', 'resume the open (or the given) rotation instead of starting one')
   .option('--exclude-offline-after <duration>', 'offline policy (needs "trustroll serve"): exclude a device offline longer than this (e.g. 90s, 30m, 12h, 3d) so its peers go on; default: wait for it', parseDuration)
+  .addOption(new Option('--algorithm <alg>', 'algorithm of the new root key; default: the active root\'s (an RSA fleet stays RSA). Moving between RSA and ECDSA is refused if a device declared it cannot verify the new one').choices([...CA_KEY_ALGORITHMS]))
+  .option('--subject <dn>', 'subject of the new root, e.g. "CN=Printer Fleet Root 2027,O=Example"; default: the active root\'s, byte for byte')
   .option('--abort [rotationId]', 'abort the open (or the given) rotation: every device returns to its old state while no server has its new certificate yet; after that it stops where it is')
   .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
   .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
   .option('--json', 'print the final status as JSON', false)
-  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; ackTimeout: number; maxAttempts: number; json: boolean }) => {
+  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; ackTimeout: number; maxAttempts: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string }) => {
+    if ((o.algorithm || o.subject) && (o.resume || o.abort)) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm and --subject choose the new root of a rotation that starts; they do not apply to --resume or --abort');
     const service = liveService(o.data);
     if (service) {
       process.exitCode = await rotateThroughService(o, service);
@@ -183,6 +187,7 @@ program.command('rotate')
     const logger = createLogger({ level: 'warn' });
     const rotation = await runRotation({
       dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: SCHEDULES[o.schedule], resume: o.resume, abort: o.abort,
+      newRoot: { algorithm: o.algorithm, subject: o.subject },
       policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
       onTick: o.json ? undefined : (db, id) => {
         const st = rotationStatus(db, id);
@@ -201,7 +206,7 @@ program.command('rotate')
   });
 
 /** `rotate` while `trustroll serve` runs on the same data folder: the service does it (one MQTT session per manager). */
-async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
+async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
   const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
   let summary: RotationSummary;
   if (o.abort) {
@@ -214,7 +219,10 @@ async function rotateThroughService(o: { data: string; mgmt: string; schedule: s
     if (!id) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open rotation to resume');
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/resume`, {});
   } else {
-    summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', { schedule: o.schedule, excludeOfflineAfterS: o.excludeOfflineAfter ?? null });
+    summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', {
+      schedule: o.schedule, excludeOfflineAfterS: o.excludeOfflineAfter ?? null, ...(o.algorithm ? { algorithm: o.algorithm } : {}), ...(o.subject ? { subject: o.subject } : {}),
+    });
+    for (const w of summary.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
   }
   process.stderr.write(`trustroll serve (pid ${info.pid}) runs rotation ${summary.id}; following it at ${info.url}\n`);
   for (;;) {
@@ -365,7 +373,7 @@ ca.command('init')
   .description('create the fleet root (once); prints its certificate')
   .option(...dataOption)
   .requiredOption('--subject <dn>', 'root subject, e.g. "CN=Printer Fleet Root,O=Example"')
-  .addOption(new Option('--algorithm <alg>', 'root key algorithm').choices(['P-256', 'RSA-2048', 'RSA-3072']).default('P-256'))
+  .addOption(new Option('--algorithm <alg>', 'root key algorithm').choices([...CA_KEY_ALGORITHMS]).default('P-256'))
   .action(async (o: { data: string; subject: string; algorithm: CaKeyAlgorithm }) => {
     const authority = await CaAuthority.openOrInit(join(o.data, 'ca'), { subject: o.subject, now: new Date(), policy: { algorithm: o.algorithm } });
     process.stdout.write(authority.activeRoot().cert);
@@ -384,11 +392,12 @@ program.command('enroll')
   .addOption(new Option('--role <role>', 'mTLS role of the device').choices(['server', 'client']).makeOptionMandatory())
   .requiredOption('--csr <file>', 'the device\'s certification request (PEM)')
   .option('--replace', 're-enrol a device that is already enrolled (new board or a key lost with its storage); provision it again afterwards', false)
-  .action(async (o: { data: string; id: string; role: Role; csr: string; replace: boolean }) => {
+  .option('--verifies <list>', 'signature algorithms the device can verify, comma-separated: RSA, ECDSA (or RSA-2048, RSA-3072, P-256, P-384); a rotation to a root it cannot verify is refused. Default: both', parseVerifies)
+  .action(async (o: { data: string; id: string; role: Role; csr: string; replace: boolean; verifies?: string[] }) => {
     const authority = await openCa(o.data);
     const db = new FleetDb(join(o.data, 'manager.db'));
     try {
-      process.stdout.write(enrollFromCsr(db, authority, { deviceId: o.id, role: o.role, csrPem: readFileSync(o.csr, 'utf8'), now: new Date(), replace: o.replace }));
+      process.stdout.write(enrollFromCsr(db, authority, { deviceId: o.id, role: o.role, csrPem: readFileSync(o.csr, 'utf8'), now: new Date(), replace: o.replace, verifies: o.verifies }));
     } finally {
       db.close();
     }

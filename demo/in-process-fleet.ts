@@ -22,6 +22,8 @@ import { buildOrchestrator } from '../manager/manager.ts';
 import { AuditLog } from '../manager/audit-log.ts';
 import { verifyAudit, type AuditReport } from '../manager/audit-check.ts';
 import { MemoryKeyStore } from './memory-key-store.ts';
+import type { KeyAlgorithm } from '../hal/key-store.ts';
+import type { NewRootChoice } from '../manager/authority.ts';
 import { seededRandom } from './random.ts';
 import type { FleetSnapshot } from './auth-matrix.ts';
 
@@ -35,6 +37,8 @@ export interface FleetOptions {
   duplicateRate?: number;
   policy?: Partial<RotationPolicy>;
   caPolicy?: Partial<CaPolicy>;
+  /** Algorithm of every device's key (default P-256). */
+  deviceAlgorithm?: KeyAlgorithm;
   clock?: Clock;
   logger?: Logger;
   dir?: string;
@@ -121,7 +125,7 @@ export class InProcessFleet {
 
   private async addDevice(id: string, role: Role, logger: Logger): Promise<void> {
     const keys = new MemoryKeyStore();
-    const key = await keys.create('device', 'P-256');
+    const key = await keys.create('device', this.o.deviceAlgorithm ?? 'P-256');
     const certificate = this.ca.issueLeaf({ commonName: id, spki: key.spki, role }, this.clock.now());
     const store: StateStore = this.o.storage === 'memory' ? new RecordStateStore(new MemoryRecordStore(), id) : new SqliteStateStore(join(this.dir, `${id}.db`));
     const agent = await Agent.provision(
@@ -160,8 +164,8 @@ export class InProcessFleet {
   }
 
   /** Start a rotation and wait until it completes or stops. */
-  async rotate(schedule: Schedule, opts: { unsafe?: boolean; timeoutMs?: number } = {}): Promise<RotationRow> {
-    await this.orchestrator.start({ schedule, unsafe: opts.unsafe });
+  async rotate(schedule: Schedule, opts: { unsafe?: boolean; timeoutMs?: number; newRoot?: NewRootChoice } = {}): Promise<RotationRow> {
+    await this.orchestrator.start({ schedule, unsafe: opts.unsafe, newRoot: opts.newRoot });
     return this.waitForEnd(opts.timeoutMs);
   }
 

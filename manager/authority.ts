@@ -5,6 +5,7 @@
  * asks for new leaves under the active root.
  */
 import type { Role } from '../protocol/steps.ts';
+import type { CaKeyAlgorithm } from './ca/keys.ts';
 
 /** A device the rotation covers, as the CA needs it to issue a new leaf. */
 export interface RotationSubject {
@@ -19,12 +20,22 @@ export interface RotationMaterial {
   distribution: string;
   newRoot: string;
   leaves: Map<string, string>;
+  /** OldWithNew (K0 certified by K1), for a holder of R1 alone who must still verify K0's leaves; absent from an external CA that makes none. */
+  oldWithNew?: string;
+}
+
+/** What the operator chose for the new root; each absent field keeps the active root's. */
+export interface NewRootChoice {
+  /** K1's algorithm; default: the active root's (an RSA fleet stays RSA). */
+  algorithm?: CaKeyAlgorithm;
+  /** R1's subject DN; default: the active root's, byte for byte. */
+  subject?: string;
 }
 
 /** The CA as the orchestrator sees it. */
 export interface RotationAuthority {
   /** Step S: make K1, D (NewWithOld) and R1 (NewWithNew), and issue the leaves with K1. */
-  prepare(req: { rotationId: string; subjects: readonly RotationSubject[]; now: Date }): Promise<RotationMaterial>;
+  prepare(req: { rotationId: string; subjects: readonly RotationSubject[]; now: Date; newRoot?: NewRootChoice }): Promise<RotationMaterial>;
   /** Every device holds R1 only: K1 becomes the current root, K0 is retired. */
   activate(rotationId: string): Promise<void>;
   /** The root devices trust now (a renewal issues under it and changes no root). */

@@ -7,17 +7,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Role } from '../protocol/steps.ts';
-import type { RotationAuthority, RotationMaterial, RotationSubject } from './authority.ts';
+import type { NewRootChoice, RotationAuthority, RotationMaterial, RotationSubject } from './authority.ts';
 import { createRoot, type RootMaterial } from './ca/root.ts';
 import { createRootUpdate } from './ca/root-update.ts';
 import { issueLeaves, LeafIssuer, type LeafRequest } from './ca/leaf-issuer.ts';
-import type { CaKeyAlgorithm } from './ca/keys.ts';
+import { algorithmOf, type CaKeyAlgorithm } from './ca/keys.ts';
 import { ManagerError } from './errors.ts';
 import { KeyVault, writeFileAtomic } from './key-vault.ts';
 import { fingerprint, parseCertificate, validity } from '../protocol/pem.ts';
 
 /** CA settings. */
 export interface CaPolicy {
+  /** Algorithm of the first root (ca init); a rotation keeps the active root's unless told otherwise. */
   algorithm: CaKeyAlgorithm;
   rootLifetimeDays: number;
   leafLifetimeDays: number;
@@ -32,7 +33,7 @@ export const DEFAULT_CA_POLICY: CaPolicy = { algorithm: 'P-256', rootLifetimeDay
 
 interface CaState {
   active: { cert: string; key: string };
-  pending: { rotationId: string; cert: string; key: string; distribution: string } | null;
+  pending: { rotationId: string; cert: string; key: string; distribution: string; oldWithNew?: string } | null;
 }
 
 const DAY = 86_400_000;
@@ -95,18 +96,30 @@ export class CaAuthority implements RotationAuthority {
     return { commonName: subject.commonName, publicKey: subject.spki, profile: subject.role, notBefore, notAfter };
   }
 
-  /** Step S: K1, D and R1 (kept pending), and the new leaves. */
-  async prepare(req: { rotationId: string; subjects: readonly RotationSubject[]; now: Date }): Promise<RotationMaterial> {
+  /** The algorithm of the active root's key (what a rotation keeps by default). */
+  activeAlgorithm(): CaKeyAlgorithm {
+    return algorithmOf(this.activeRoot().key);
+  }
+
+  /**
+   * Step S: K1, D, R1 and OldWithNew (kept pending), and the new leaves.
+   * K1 keeps the active root's algorithm and R1 its subject unless
+   * `newRoot` (or the policy's newRootSubject) says otherwise.
+   */
+  async prepare(req: { rotationId: string; subjects: readonly RotationSubject[]; now: Date; newRoot?: NewRootChoice }): Promise<RotationMaterial> {
     const old = this.activeRoot();
     const start = new Date(req.now.getTime() - this.policy.backdateMs);
-    const update = await createRootUpdate({ old, now: start, lifetimeDays: this.policy.rootLifetimeDays, subject: this.policy.newRootSubject, algorithm: this.policy.algorithm });
+    const update = await createRootUpdate({
+      old, now: start, lifetimeDays: this.policy.rootLifetimeDays,
+      subject: req.newRoot?.subject ?? this.policy.newRootSubject, algorithm: req.newRoot?.algorithm ?? algorithmOf(old.key),
+    });
     const key = keyName(update.next.cert);
     this.vault.put(key, update.next.key);
-    this.state = { ...this.state, pending: { rotationId: req.rotationId, cert: update.next.cert, key, distribution: update.distribution } };
+    this.state = { ...this.state, pending: { rotationId: req.rotationId, cert: update.next.cert, key, distribution: update.distribution, oldWithNew: update.oldWithNew } };
     this.save();
     const requests = req.subjects.map((s) => this.leafRequest({ commonName: s.commonName, spki: s.spki, role: s.role }, req.now, update.next.cert));
     const pems = await issueLeaves(update.next, requests);
-    return { distribution: update.distribution, newRoot: update.next.cert, leaves: new Map(req.subjects.map((s, i) => [s.id, pems[i]!])) };
+    return { distribution: update.distribution, newRoot: update.next.cert, oldWithNew: update.oldWithNew, leaves: new Map(req.subjects.map((s, i) => [s.id, pems[i]!])) };
   }
 
   /** The rotation finished: R1 becomes the active root. */

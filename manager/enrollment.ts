@@ -10,6 +10,7 @@ import { ManagerError } from './errors.ts';
 import type { FleetDb } from './fleet-db.ts';
 import { openRotation } from './orchestrator.ts';
 import { setBaseline } from './reconcile.ts';
+import { canVerify, rootAlgorithm } from './algorithm-plan.ts';
 
 /**
  * Enroll a device by its CSR: checks the CSR's signature and name, issues its
@@ -17,9 +18,12 @@ import { setBaseline } from './reconcile.ts';
  * is already enrolled (a replaced board, or a key lost with its storage): it
  * gets a new certificate for the new key, its earlier acknowledgements are
  * never re-sent to the new store, and it must be provisioned again. Refused
- * while a rotation is open (its leaves are already issued).
+ * while a rotation is open (its leaves are already issued). `verifies`: the
+ * signature algorithms the device declared it can verify (RSA, ECDSA or an
+ * exact algorithm; see algorithm-plan.ts); absent = both (on --replace: as
+ * declared before). A device that cannot verify the active root is refused.
  */
-export function enrollFromCsr(db: FleetDb, ca: CaAuthority, req: { deviceId: string; role: Role; csrPem: string; now: Date; replace?: boolean }): string {
+export function enrollFromCsr(db: FleetDb, ca: CaAuthority, req: { deviceId: string; role: Role; csrPem: string; now: Date; replace?: boolean; verifies?: readonly string[] }): string {
   const csr = verifyCsr(req.csrPem);
   if (csr.commonName !== req.deviceId) throw new ManagerError('E_CSR_IDENTITY', `CSR names "${csr.commonName}", enrolling "${req.deviceId}"`);
   const existing = db.devices().find((d) => d.id === req.deviceId);
@@ -30,13 +34,20 @@ export function enrollFromCsr(db: FleetDb, ca: CaAuthority, req: { deviceId: str
   if (existing && existing.role !== req.role) throw new ManagerError('E_DEVICE_EXISTS', `device ${req.deviceId} is enrolled as ${existing.role}, not ${req.role}; a device keeps its role (enrol a new id for the other role)`);
   const open = existing ? openRotation(db) : null;
   if (open) throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status}; re-enrol ${req.deviceId} after it completes ("trustroll rotate --resume ${open.id}")`);
+  if (req.verifies) {
+    const active = rootAlgorithm(ca.activeRoot().cert);
+    if (!canVerify(req.verifies, active)) {
+      throw new ManagerError('E_ALGORITHM_UNVERIFIABLE', `device ${req.deviceId} verifies ${req.verifies.join(',')}, but the fleet root is ${active}: it could not verify its peers. Nothing was enrolled; enrol it in a fleet whose root it can verify, or check --verifies`);
+    }
+  }
   const certificate = ca.issueLeaf({ commonName: req.deviceId, spki: csr.publicKey, role: req.role }, req.now);
-  if (existing) {
-    db.tx(() => {
+  db.tx(() => {
+    if (existing) {
       db.setDeviceCertificate(req.deviceId, certificate, csr.publicKey);
       setBaseline(db, req.deviceId, existing.nextSeq - 1);
-    });
-  } else db.addDevice({ id: req.deviceId, role: req.role, commonName: req.deviceId, spki: csr.publicKey, certificate });
+    } else db.addDevice({ id: req.deviceId, role: req.role, commonName: req.deviceId, spki: csr.publicKey, certificate });
+    if (req.verifies) db.setDeviceVerifies(req.deviceId, req.verifies);
+  });
   return certificate;
 }
 

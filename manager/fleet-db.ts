@@ -89,12 +89,20 @@ export class FleetDb {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
       this.db.exec(SCHEMA);
+      this.addColumnIfMissing('devices', 'verifies', 'TEXT');
+      this.addColumnIfMissing('rotations', 'old_with_new', 'TEXT');
       const v = this.stmt("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
       if (!v) this.stmt("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
       else if (v.v !== '1') throw new Error(`schema version ${v.v}`);
     } catch (err) {
       throw new ManagerError('E_MANAGER_DB', `${path}: ${(err as Error).message}`);
     }
+  }
+
+  /** Additive schema change: databases made before the column existed keep working (schema version stays 1). */
+  private addColumnIfMissing(table: string, column: string, type: string): void {
+    const cols = this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+    if (!cols.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
   }
 
   private readonly statements = new Map<string, Database.Statement>();
@@ -134,6 +142,21 @@ export class FleetDb {
     this.stmt('UPDATE devices SET certificate = ?, spki = ? WHERE id = ?').run(certificate, spki, id);
   }
 
+  /**
+   * Record the signature algorithms a device declared it can verify
+   * (e.g. ['RSA'] or ['RSA', 'ECDSA']); null = not declared (both).
+   */
+  setDeviceVerifies(id: string, verifies: readonly string[] | null): void {
+    const r = this.stmt('UPDATE devices SET verifies = ? WHERE id = ?').run(verifies ? verifies.join(',') : null, id);
+    if (r.changes === 0) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
+  }
+
+  /** Declared verification algorithms per device id; a device that declared nothing is absent (it verifies both). */
+  deviceVerifies(): Map<string, string[]> {
+    const rows = this.stmt('SELECT id, verifies FROM devices WHERE verifies IS NOT NULL').all() as { id: string; verifies: string }[];
+    return new Map(rows.map((r) => [r.id, r.verifies.split(',').filter(Boolean)]));
+  }
+
   /** Record the key the device's next certificate must carry (after a re-key). */
   setDeviceKey(id: string, spki: Buffer): void {
     const r = this.stmt('UPDATE devices SET spki = ? WHERE id = ?').run(spki, id);
@@ -166,10 +189,11 @@ export class FleetDb {
     for (const s of steps) ins.run(rotationId, s.deviceId, s.step, s.status ?? 'pending');
   }
 
-  insertRotation(r: RotationRow, leaves: ReadonlyMap<string, string>, steps: readonly { deviceId: string; step: string }[]): void {
+  /** A rotation, its leaves, its step rows and (optionally) its OldWithNew, in one transaction. */
+  insertRotation(r: RotationRow, leaves: ReadonlyMap<string, string>, steps: readonly { deviceId: string; step: string }[], extra: { oldWithNew?: string } = {}): void {
     this.tx(() => {
-      this.stmt('INSERT INTO rotations (id, schedule, status, unsafe, distribution, new_root, created_at, updated_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(r.id, r.schedule, r.status, r.unsafe ? 1 : 0, r.distribution, r.newRoot, r.createdAt, r.updatedAt, r.error);
+      this.stmt('INSERT INTO rotations (id, schedule, status, unsafe, distribution, new_root, created_at, updated_at, error, old_with_new) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(r.id, r.schedule, r.status, r.unsafe ? 1 : 0, r.distribution, r.newRoot, r.createdAt, r.updatedAt, r.error, extra.oldWithNew ?? null);
       const leaf = this.stmt('INSERT INTO leaves (rotation_id, device_id, certificate) VALUES (?, ?, ?)');
       for (const [deviceId, pem] of leaves) leaf.run(r.id, deviceId, pem);
       const step = this.stmt("INSERT INTO steps (rotation_id, device_id, step, status) VALUES (?, ?, ?, 'pending')");
@@ -180,6 +204,12 @@ export class FleetDb {
   rotation(id: string): RotationRow | null {
     const row = this.stmt('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations WHERE id = ?').get(id) as (Omit<RotationRow, 'unsafe'> & { unsafe: number }) | undefined;
     return row ? { ...row, unsafe: row.unsafe === 1 } : null;
+  }
+
+  /** The OldWithNew certificate of a rotation (K0 certified by K1), or null (renewals, older databases). */
+  rotationOldWithNew(id: string): string | null {
+    const row = this.stmt('SELECT old_with_new AS own FROM rotations WHERE id = ?').get(id) as { own: string | null } | undefined;
+    return row?.own ?? null;
   }
 
   rotations(): RotationRow[] {

@@ -17,7 +17,8 @@ import { inRollback, phaseRows, rollbackBlocker } from './phase.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { parseCertificate, validity } from '../protocol/pem.ts';
 import { ProtocolError } from '../protocol/errors.ts';
-import type { RotationAuthority } from './authority.ts';
+import type { NewRootChoice, RotationAuthority } from './authority.ts';
+import { assertVerifiable, planNewRoot } from './algorithm-plan.ts';
 import { ManagerError } from './errors.ts';
 import type { FleetDb, RotationRow, StepRow } from './fleet-db.ts';
 import { buildPeers } from './peering.ts';
@@ -82,9 +83,17 @@ export class Orchestrator {
     return this.o.schedules ?? SCHEDULES;
   }
 
-  /** Step S and start: validate the schedule, have the CA make the material, persist, dispatch. */
-  async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; onCreated?: (rotationId: string) => void }): Promise<string> {
+  /**
+   * Step S and start: validate the schedule, check that every device that
+   * declared its algorithms can verify the new root (E_ALGORITHM_UNVERIFIABLE),
+   * have the CA make the material (`newRoot`: algorithm and subject, each
+   * default the active root's), persist, dispatch.
+   */
+  async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; newRoot?: NewRootChoice; onCreated?: (rotationId: string) => void }): Promise<string> {
     this.refuseWhileOpen();
+    const plan = planNewRoot(this.o.db, this.o.authority.activeRoot().cert, opts.newRoot);
+    assertVerifiable(plan);
+    for (const w of plan.warnings) this.o.logger.warn('new root algorithm', { warning: w, from: plan.from, to: plan.to });
     if (!opts.unsafe) {
       const report = validateSchedule(opts.schedule);
       for (const w of report.warnings) this.o.logger.warn('schedule warning', { warning: w });
@@ -95,15 +104,15 @@ export class Orchestrator {
     }
     const id = opts.rotationId ?? `rot-${this.o.clock.now().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
     const now = this.o.clock.now();
-    const material = await this.o.authority.prepare({ rotationId: id, subjects: devices, now });
+    const material = await this.o.authority.prepare({ rotationId: id, subjects: devices, now, newRoot: { algorithm: plan.to, subject: opts.newRoot?.subject } });
     const steps = devices.flatMap((d) => opts.schedule.steps.filter((s) => s.role === d.role).map((s) => ({ deviceId: d.id, step: s.id })));
     const row: RotationRow = {
       id, schedule: opts.schedule.name, status: 'running', unsafe: !!opts.unsafe, distribution: material.distribution,
       newRoot: material.newRoot, createdAt: now.toISOString(), updatedAt: now.toISOString(), error: null,
     };
-    this.o.db.insertRotation(row, material.leaves, steps);
+    this.o.db.insertRotation(row, material.leaves, steps, { oldWithNew: material.oldWithNew });
     opts.onCreated?.(id);
-    this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe });
+    this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe, algorithm: plan.to });
     this.load(id, opts.schedule);
     this.o.events?.status?.(this.rotation!, 'started');
     this.pump();

@@ -14,6 +14,7 @@ import { openRotation } from './orchestrator.ts';
 import { abortRotation } from './service/manager-service.ts';
 import type { ManagementPki } from './management-pki.ts';
 import type { RotationPolicy } from './orchestrator.ts';
+import type { NewRootChoice } from './authority.ts';
 
 /** What a rotation run needs. */
 export interface RunRotationOptions {
@@ -24,6 +25,8 @@ export interface RunRotationOptions {
   schedule?: Schedule;
   resume?: boolean | string;
   abort?: boolean | string;
+  /** The new root's algorithm and subject when starting; each defaults to the active root's. */
+  newRoot?: NewRootChoice;
   policy?: Partial<RotationPolicy>;
   logger: Logger;
   /** Called about once a second while the rotation runs. */
@@ -55,7 +58,7 @@ export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
     } else {
       if (!o.schedule) throw new ManagerError('E_ROTATION_UNKNOWN', 'give a schedule to start, or resume an open rotation');
       await transport.ready(30_000);
-      id = await orchestrator.start({ schedule: o.schedule });
+      id = await orchestrator.start({ schedule: o.schedule, newRoot: o.newRoot });
     }
     const now = db.rotation(id)!;
     if (now.status === 'complete') return now;

@@ -10,7 +10,7 @@ export const CA_ERRORS = {
   E_CA_VALIDITY:
     'The requested validity breaks the root key update rules (RFC 9810 §4.4): the new root must start before the old root expires, and every period must end after it starts. Run the rotation while the old root is still valid, or provision the new root out of band.',
   E_CA_ALGORITHM:
-    'A key uses an algorithm or size trustroll does not sign with or for (CA keys: P-256, RSA-2048, RSA-3072; device keys: P-256, P-384, RSA 2048-4096). Re-key with a supported algorithm.',
+    'A key uses an algorithm or size trustroll does not sign with or for (CA keys: P-256, P-384, RSA-2048, RSA-3072; device keys: P-256, P-384, RSA 2048-4096). Re-key with a supported algorithm.',
   E_CA_SUBJECT:
     'A distinguished name could not be parsed or is outside the supported profile (single-valued RDNs of CN, O, OU, C, L, ST, serialNumber within RFC 5280 length limits). Fix the configured subject.',
   E_CA_KEY_MISMATCH:

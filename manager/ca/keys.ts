@@ -10,11 +10,24 @@ import { nullValue, oid, sequence } from '../../protocol/der.ts';
 import { children, oidToString, readTlv } from '../../protocol/der-reader.ts';
 import { CaError } from './errors.ts';
 
-/** Key algorithms a trustroll CA key may use. All sign with SHA-256. */
-export type CaKeyAlgorithm = 'P-256' | 'RSA-2048' | 'RSA-3072';
+/** Key algorithms a trustroll CA key may use. P-384 signs with SHA-384, the others with SHA-256. */
+export type CaKeyAlgorithm = 'P-256' | 'P-384' | 'RSA-2048' | 'RSA-3072';
 
 /** Every supported CA key algorithm, for validation and test matrices. */
-export const CA_KEY_ALGORITHMS: readonly CaKeyAlgorithm[] = ['P-256', 'RSA-2048', 'RSA-3072'];
+export const CA_KEY_ALGORITHMS: readonly CaKeyAlgorithm[] = ['P-256', 'P-384', 'RSA-2048', 'RSA-3072'];
+
+/** The signature family of a CA algorithm: what a device must be able to verify. */
+export type SignatureFamily = 'RSA' | 'ECDSA';
+
+/** RSA for RSA-2048/3072, ECDSA for P-256/P-384. */
+export function familyOf(algorithm: CaKeyAlgorithm): SignatureFamily {
+  return algorithm.startsWith('RSA') ? 'RSA' : 'ECDSA';
+}
+
+/** The digest a CA algorithm signs with (RFC 5758 §3.2: SHA-384 for P-384). */
+export function hashOf(algorithm: CaKeyAlgorithm): 'sha256' | 'sha384' {
+  return algorithm === 'P-384' ? 'sha384' : 'sha256';
+}
 
 /** A freshly generated key pair. */
 export interface KeyPair {
@@ -29,6 +42,7 @@ export const OID = {
   secp384r1: '1.3.132.0.34',
   rsaEncryption: '1.2.840.113549.1.1.1',
   ecdsaWithSha256: '1.2.840.10045.4.3.2',
+  ecdsaWithSha384: '1.2.840.10045.4.3.3',
   sha256WithRsa: '1.2.840.113549.1.1.11',
 } as const;
 
@@ -41,6 +55,8 @@ export async function generateKeyPair(algorithm: CaKeyAlgorithm): Promise<KeyPai
   switch (algorithm) {
     case 'P-256':
       return generate('ec', { namedCurve: 'prime256v1' });
+    case 'P-384':
+      return generate('ec', { namedCurve: 'secp384r1' });
     case 'RSA-2048':
       return generate('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
     case 'RSA-3072':
@@ -55,6 +71,7 @@ export function algorithmOf(key: KeyObject): CaKeyAlgorithm {
   const type = key.asymmetricKeyType;
   const details = key.asymmetricKeyDetails ?? {};
   if (type === 'ec' && details.namedCurve === 'prime256v1') return 'P-256';
+  if (type === 'ec' && details.namedCurve === 'secp384r1') return 'P-384';
   if (type === 'rsa' && details.modulusLength === 2048) return 'RSA-2048';
   if (type === 'rsa' && details.modulusLength === 3072) return 'RSA-3072';
   const what = type === 'rsa' ? `RSA-${details.modulusLength}` : type === 'ec' ? `EC ${details.namedCurve}` : String(type);
@@ -195,28 +212,30 @@ export function inspectSubjectKey(spki: Buffer): SubjectKey {
   throw new CaError('E_CA_ALGORITHM', `device key algorithm ${parts.algorithm} is not supported; use P-256, P-384 or RSA 2048-4096`);
 }
 
-const SIGNATURE_ALGORITHMS: Record<'ec' | 'rsa', Buffer> = {
-  ec: sequence(oid(OID.ecdsaWithSha256)),
+const SIGNATURE_ALGORITHMS: Record<'ec256' | 'ec384' | 'rsa', Buffer> = {
+  ec256: sequence(oid(OID.ecdsaWithSha256)),
+  ec384: sequence(oid(OID.ecdsaWithSha384)),
   rsa: sequence(oid(OID.sha256WithRsa), nullValue()),
 };
 
 /**
  * Signature AlgorithmIdentifier DER for a CA algorithm: ecdsa-with-SHA256
- * without parameters (RFC 5758 §3.2), sha256WithRSAEncryption with NULL
- * parameters (RFC 4055 §5). Returns a fresh copy.
+ * (P-256) or ecdsa-with-SHA384 (P-384) without parameters (RFC 5758 §3.2),
+ * sha256WithRSAEncryption with NULL parameters (RFC 4055 §5). Returns a
+ * fresh copy.
  */
 export function signatureAlgorithmDer(algorithm: CaKeyAlgorithm): Buffer {
-  return Buffer.from(SIGNATURE_ALGORITHMS[algorithm === 'P-256' ? 'ec' : 'rsa']);
+  return Buffer.from(SIGNATURE_ALGORITHMS[algorithm === 'P-256' ? 'ec256' : algorithm === 'P-384' ? 'ec384' : 'rsa']);
 }
 
 /** WebCrypto import parameters for a CA algorithm. */
 export function webCryptoImportAlgorithm(algorithm: CaKeyAlgorithm): webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams {
-  return algorithm === 'P-256' ? { name: 'ECDSA', namedCurve: 'P-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  return familyOf(algorithm) === 'ECDSA' ? { name: 'ECDSA', namedCurve: algorithm } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
 }
 
-/** WebCrypto signing parameters for a CA algorithm (SHA-256 throughout). */
+/** WebCrypto signing parameters for a CA algorithm (SHA-384 for P-384, SHA-256 otherwise). */
 export function webCryptoSigningAlgorithm(algorithm: CaKeyAlgorithm): webcrypto.EcdsaParams | webcrypto.RsaHashedImportParams {
-  return algorithm === 'P-256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  return familyOf(algorithm) === 'ECDSA' ? { name: 'ECDSA', hash: algorithm === 'P-384' ? 'SHA-384' : 'SHA-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
 }
 
 const cryptoKeys = new WeakMap<KeyObject, Promise<webcrypto.CryptoKey>>();

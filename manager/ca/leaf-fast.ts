@@ -16,7 +16,7 @@ import { boolean, explicit, integer, name, namedBits, octetString, oid, sequence
 import { assertIssuer, readCaCertificate, type CaCertInfo } from './cert-info.ts';
 import { CaError } from './errors.ts';
 import { randomSerial } from './fields.ts';
-import { algorithmOf, inspectSubjectKey, signatureAlgorithmDer } from './keys.ts';
+import { algorithmOf, hashOf, inspectSubjectKey, signatureAlgorithmDer } from './keys.ts';
 import { derToPem } from './pem.ts';
 import type { RootMaterial } from './root.ts';
 
@@ -139,6 +139,7 @@ export class LeafIssuer {
   private readonly key: KeyObject;
   private readonly head: Buffer;
   private readonly sigAlg: Buffer;
+  private readonly hash: 'sha256' | 'sha384';
   private readonly issuerName: Buffer;
   private readonly fixed: { readonly bc: Buffer; readonly kuEc: Buffer; readonly kuRsa: Buffer; readonly server: Buffer; readonly client: Buffer; readonly aki: Buffer };
 
@@ -148,6 +149,7 @@ export class LeafIssuer {
     assertIssuer(this.issuer, issuer.key);
     this.key = issuer.key;
     this.sigAlg = signatureAlgorithmDer(algorithmOf(issuer.key));
+    this.hash = hashOf(algorithmOf(issuer.key));
     this.head = explicit(0, integer(2));
     this.issuerName = this.issuer.subject;
     this.fixed = {
@@ -205,7 +207,7 @@ export class LeafIssuer {
 
   /** Sign a TBSCertificate built by `tbs` and return the certificate DER. */
   signTbs(tbs: Buffer): Buffer {
-    return sequence(tbs, this.sigAlg, bitString(cryptoSign('sha256', tbs, this.key)));
+    return sequence(tbs, this.sigAlg, bitString(cryptoSign(this.hash, tbs, this.key)));
   }
 
   /** Issue one certificate; DER. */

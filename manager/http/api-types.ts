@@ -11,7 +11,7 @@
  *   GET  /api/rotations/current                RotationDetail of the latest rotation, open or not (404 E_ROTATION_UNKNOWN when none)
  *   GET  /api/rotations/:id                    RotationDetail
  *   GET  /api/rotations/:id/timeline           Timeline
- *   POST /api/rotations {schedule, excludeOfflineAfterS?}  RotationSummary, 201 (admin)
+ *   POST /api/rotations {schedule, excludeOfflineAfterS?, algorithm?, subject?}  RotationSummary (+ algorithm, warnings), 201 (admin)
  *   POST /api/rotations/:id/pause|resume|abort RotationSummary      (admin)
  *   GET  /api/schedules                        { schedules: ScheduleView[] }
  *   GET  /api/schedule                         SchedulerView (scheduled rotation and renewal)
@@ -148,6 +148,10 @@ export interface RotationSummary {
   phaseSchedule: string;
   /** Whether an abort now returns every device to its old state (no server has been sent its new certificate yet); else why not. */
   rollback: { possible: boolean; reason: string | null };
+  /** Only in the answer to POST /api/rotations: what the operator must know about the new root (e.g. it moves from RSA to ECDSA). */
+  warnings?: string[];
+  /** Only in the answer to POST /api/rotations: the new root's key algorithm. */
+  algorithm?: string;
 }
 
 /** Per-step progress bar. */
@@ -255,7 +259,7 @@ export interface BrokerView {
 
 /** GET /api/certificates */
 export interface CertificatesView {
-  roots: (CertInfo & { name: string; kind: 'active-root' | 'distribution' | 'new-root' | 'management-ca' | 'operator-ca' })[];
+  roots: (CertInfo & { name: string; kind: 'active-root' | 'distribution' | 'new-root' | 'old-with-new' | 'management-ca' | 'operator-ca'; pem?: string })[];
   devices: {
     count: number;
     earliest: { deviceId: string; notAfter: string } | null;

@@ -14,6 +14,7 @@ import type { ManagerService } from '../service/manager-service.ts';
 import { toEntry } from '../service/manager-service.ts';
 import { certInfo, computeWaits, rotationDetail, rotationSummary, rotationTimeline } from '../service/rotation-view.ts';
 import { certificatesView } from '../service/certificates-view.ts';
+import { CA_KEY_ALGORITHMS, type CaKeyAlgorithm } from '../ca/keys.ts';
 
 const id = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const rotationParams = { type: 'object', required: ['id'], properties: { id }, additionalProperties: false } as const;
@@ -92,13 +93,16 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
     schema: {
       body: {
         type: 'object', required: ['schedule'], additionalProperties: false,
-        properties: { schedule: { enum: ['six-step', 'batched'] }, excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] } },
+        properties: {
+          schedule: { enum: ['six-step', 'batched'] }, excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] },
+          algorithm: { enum: [...CA_KEY_ALGORITHMS] }, subject: { type: 'string', minLength: 3, maxLength: 1024 },
+        },
       },
     },
   }, async (req, reply) => {
     requireAdmin(me(req));
-    const body = req.body as { schedule: string; excludeOfflineAfterS?: number | null };
-    const summary = await service.startRotation(body.schedule, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null });
+    const body = req.body as { schedule: string; excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string };
+    const summary = await service.startRotation(body.schedule, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null, algorithm: body.algorithm, subject: body.subject });
     return reply.code(201).send(summary);
   });
 

@@ -1,6 +1,6 @@
 /**
- * The certificates view: the fleet's roots (the active root, D and R1 of an
- * open rotation), the management and operator CAs, and when the devices'
+ * The certificates view: the fleet's roots (the active root, D, R1 and
+ * OldWithNew, with its PEM, of an open rotation), the management and operator CAs, and when the devices'
  * certificates expire, for one timeline.
  */
 import type { CertificatesView } from '../http/api-types.ts';
@@ -15,6 +15,13 @@ export function certificatesView(service: ManagerService, cas: { operatorCa: str
   if (rot && rot.status !== 'complete' && rot.schedule !== 'renew') {
     roots.push({ ...certInfo(rot.distribution), name: `distribution root D of ${rot.id} (NewWithOld)`, kind: 'distribution' });
     roots.push({ ...certInfo(rot.newRoot), name: `new root R1 of ${rot.id} (NewWithNew)`, kind: 'new-root' });
+  }
+  // OldWithNew (K0 certified by K1) of the latest root rotation, open or complete: it lets a peer that trusts only
+  // R1 verify a device still presenting a K0 leaf (an excluded device before its catch-up); see docs/lifecycle.md.
+  const last = service.m.db.rotations().filter((r) => r.schedule !== 'renew' && r.status !== 'rolled-back').at(-1);
+  const own = last ? service.m.db.rotationOldWithNew(last.id) : null;
+  if (last && own && new Date(certInfo(own).notAfter) > new Date()) {
+    roots.push({ ...certInfo(own), name: `old root certified by the new key, ${last.id} (OldWithNew)`, kind: 'old-with-new', pem: own });
   }
   roots.push({ ...certInfo(cas.mgmtCa), name: 'management CA (broker and device links)', kind: 'management-ca' });
   roots.push({ ...certInfo(cas.operatorCa), name: 'operator CA (dashboard and API)', kind: 'operator-ca' });

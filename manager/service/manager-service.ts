@@ -14,6 +14,8 @@ import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import { RENEW, ROLLBACK_OF, SCHEDULES } from '../../protocol/steps.ts';
 import { BrokerMonitor } from '../broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
+import { planNewRoot, type NewRootPlan } from '../algorithm-plan.ts';
+import type { CaKeyAlgorithm } from '../ca/keys.ts';
 import type { RotationRow, StepRow } from '../fleet-db.ts';
 import type { AuditEntry, BrokerView, FleetPage, LiveEvent, RotationSummary, TrustSlot } from '../http/api-types.ts';
 import { openManager, type Manager } from '../manager.ts';
@@ -161,26 +163,38 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   /**
    * Start a rotation with a named schedule. `excludeOfflineAfterS`: a device
    * offline (or never seen) longer than this is excluded and its peers go on
-   * (default: the rotation waits for it and names it).
+   * (default: the rotation waits for it and names it). `algorithm` and
+   * `subject` choose the new root (default: the active root's); a root some
+   * device declared it cannot verify is refused (E_ALGORITHM_UNVERIFIABLE),
+   * and a move between RSA and ECDSA comes back in `warnings` and the audit.
    */
-  async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null } = {}): Promise<RotationSummary> {
+  async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string } = {}): Promise<RotationSummary> {
     // Only forward schedules with a rollback start rotations (not naive, not a rollback or catch-up schedule).
     const schedule = ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
     if (!schedule) throw new ManagerError('E_BAD_REQUEST', `schedule ${JSON.stringify(scheduleName)} cannot start a rotation; use ${Object.keys(ROLLBACK_OF).join(' or ')}`);
+    const newRoot = { algorithm: opts.algorithm, subject: opts.subject };
     let id: string;
+    let plan: NewRootPlan | undefined;
     try {
+      plan = planNewRoot(this.m.db, this.m.ca.activeRoot().cert, newRoot);
       id = await this.m.orchestrator.start({
-        schedule, onCreated: (rotationId) => {
+        schedule, newRoot, onCreated: (rotationId) => {
           this.sdb.setExcludeOfflineAfter(rotationId, opts.excludeOfflineAfterS ?? null);
-          this.audit({ actor, action: 'operator.start', rotationId, detail: { schedule: scheduleName, offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait' } });
+          this.audit({
+            actor, action: 'operator.start', rotationId, detail: {
+              schedule: scheduleName, offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait',
+              algorithm: plan!.to, ...(plan!.from !== plan!.to ? { algorithmFrom: plan!.from } : {}), ...(opts.subject ? { subject: opts.subject } : {}),
+              ...(plan!.warnings.length ? { warnings: plan!.warnings } : {}),
+            },
+          });
         },
       });
     } catch (err) {
-      this.audit({ actor, action: 'operator.start', code: (err as ManagerError).code ?? null, detail: { schedule: scheduleName, refused: (err as Error).message } });
+      this.audit({ actor, action: 'operator.start', code: (err as ManagerError).code ?? null, detail: { schedule: scheduleName, ...(opts.algorithm ? { algorithm: opts.algorithm } : {}), refused: (err as Error).message } });
       throw err;
     }
     this.fleet.invalidate();
-    return rotationSummary(this.m.db, this.m.db.rotation(id)!);
+    return { ...rotationSummary(this.m.db, this.m.db.rotation(id)!), algorithm: plan.to, warnings: [...plan.warnings] };
   }
 
   /**

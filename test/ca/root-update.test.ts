@@ -35,6 +35,9 @@ const CASES: readonly Case[] = [
   { title: 'same DN, P-256 → P-256', oldAlgorithm: 'P-256' },
   { title: 'new DN, P-256 → RSA-2048', oldAlgorithm: 'P-256', newAlgorithm: 'RSA-2048', newSubject: 'CN=Fleet Root 2027,O=Example' },
   { title: 'same DN, RSA-2048 → RSA-3072', oldAlgorithm: 'RSA-2048', newAlgorithm: 'RSA-3072' },
+  { title: 'new DN, RSA-2048 → RSA-2048 (default: K1 keeps K0\'s algorithm)', oldAlgorithm: 'RSA-2048', newSubject: 'CN=Fleet Root 2027,O=Example' },
+  { title: 'same DN, P-384 → P-384', oldAlgorithm: 'P-384' },
+  { title: 'new DN, RSA-2048 → P-384', oldAlgorithm: 'RSA-2048', newAlgorithm: 'P-384', newSubject: 'CN=Fleet Root 2027,O=Example' },
 ];
 
 describe('manager/ca/root-update.ts', function () {

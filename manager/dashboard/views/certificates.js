@@ -11,6 +11,7 @@ import { ErrorBox, Loading } from '../ui/common.js';
 
 const KIND = {
   'active-root': ['active root', '#1f6fb2'], distribution: ['distribution root D', '#d9822b'], 'new-root': ['new root R1', '#2e9e5b'],
+  'old-with-new': ['OldWithNew', '#6b8e23'],
   'management-ca': ['management CA', '#7a4fb8'], 'operator-ca': ['operator CA', '#8c6d1f'],
 };
 const W = 1000;
