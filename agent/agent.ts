@@ -180,7 +180,7 @@ export class Agent {
         const info = await this.opts.keys.get(label);
         if (!info) return ack;
         const value = (await this.opts.keys.sign(label, ackSignedBytes(ack))).toString('base64');
-        return { ...ack, sig: { alg: info.algorithm === 'RSA-2048' ? 'RS256' : 'ES256', value } };
+        return { ...ack, sig: { alg: info.algorithm.startsWith('RSA') ? 'RS256' : 'ES256', value } };
       },
       persist: async (next, cmd, storeHash) => {
         const entry: HistoryEntry = { seq: cmd.seq, rotationId: cmd.rotationId, step: cmd.step, storeHash, at: now.toISOString() };

@@ -9,7 +9,8 @@
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { KEY_ALGORITHMS, type KeyAlgorithm } from '../hal/key-store.ts';
 import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
 import { agentRunState, deviceStatus, describeStatus, halHealth, withHealth, type DeviceStatus } from '../agent/status.ts';
 import { AgentError } from '../agent/errors.ts';
@@ -45,7 +46,8 @@ program.command('init')
   .description('create the device key in the HAL if it does not exist, and print a CSR for enrollment')
   .requiredOption('--config <file>', 'agent configuration (JSON)')
   .option('--replace-lost-key', 'after a storage roll-back lost the key an earlier init made: make a new one (enrol its CSR again)', false)
-  .action(async (o: { config: string; replaceLostKey: boolean }) => {
+  .addOption(new Option('--algorithm <alg>', 'algorithm of a new device key (RSA for fleets whose peers verify only RSA); an existing key is kept and must match').choices([...KEY_ALGORITHMS]))
+  .action(async (o: { config: string; replaceLostKey: boolean; algorithm?: KeyAlgorithm }) => {
     const rt = await openAgentRuntime(loadAgentConfig(o.config), { clock: systemClock, logger });
     try {
       let info = await rt.keys.get(KEY);
@@ -54,7 +56,10 @@ program.command('init')
         // Never make a new key silently over a lost one: a CSR for the lost key may already be enrolled.
         throw new HalError('E_HAL_ROLLBACK', `${integrity.detail}; the device key "${KEY}" made by an earlier init is gone. If its CSR was never enrolled, run "trustroll-agent init --config ${o.config} --replace-lost-key" and enrol the new CSR; if it was enrolled, do the same and have the manager replace the enrolment ("trustroll enroll --replace")`);
       }
-      info ??= await rt.keys.create(KEY, 'P-256');
+      if (info && o.algorithm && info.algorithm !== o.algorithm) {
+        throw new HalError('E_HAL_KEY_EXISTS', `the device key "${KEY}" in the ${rt.keys.backend} backend already exists as ${info.algorithm}, not ${o.algorithm}; init never replaces a key. Run init without --algorithm to print its CSR again`);
+      }
+      info ??= await rt.keys.create(KEY, o.algorithm ?? 'P-256');
       const csr = await buildCsr({ commonName: rt.config.deviceId, spki: info.spki, algorithm: info.algorithm, sign: (d) => rt.keys.sign(KEY, d) });
       process.stdout.write(csr);
     } finally {

@@ -15,7 +15,7 @@ export class MemoryKeyStore implements KeyStore {
     if (this.keys.has(label)) throw new Error(`key ${label} exists`);
     const pair = algorithm === 'P-256'
       ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-      : generateKeyPairSync('rsa', { modulusLength: 2048 });
+      : generateKeyPairSync('rsa', { modulusLength: algorithm === 'RSA-3072' ? 3072 : 2048 });
     const info: KeyInfo = { label, algorithm, spki: pair.publicKey.export({ type: 'spki', format: 'der' }) };
     this.keys.set(label, { info, key: pair.privateKey });
     return info;

@@ -4,8 +4,16 @@
  * agent only ever sees public keys and signatures, never private bytes.
  */
 
-/** Key algorithms a backend may offer. P-256 is the default everywhere. */
-export type KeyAlgorithm = 'P-256' | 'RSA-2048';
+/** Key algorithms a backend may offer. P-256 is the default everywhere; RSA for legacy peers that verify only RSA. */
+export type KeyAlgorithm = 'P-256' | 'RSA-2048' | 'RSA-3072';
+
+/** Every key algorithm of the contract, for option parsing and checks. */
+export const KEY_ALGORITHMS: readonly KeyAlgorithm[] = ['P-256', 'RSA-2048', 'RSA-3072'];
+
+/** Modulus length of an RSA key algorithm; undefined for EC. */
+export function rsaBits(algorithm: KeyAlgorithm): number | undefined {
+  return algorithm === 'RSA-2048' ? 2048 : algorithm === 'RSA-3072' ? 3072 : undefined;
+}
 
 /** What a backend reports about one stored key. Never contains secret material. */
 export interface KeyInfo {

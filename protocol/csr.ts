@@ -21,7 +21,7 @@ import { bitString, integer, name, nullValue, oid, sequence, tlv } from './der.t
 import { ProtocolError } from './errors.ts';
 
 /** Key algorithms a device may re-key to. */
-export type CsrKeyAlgorithm = 'P-256' | 'RSA-2048';
+export type CsrKeyAlgorithm = 'P-256' | 'RSA-2048' | 'RSA-3072';
 
 /** DER prefix of the DigestInfo for SHA-256 (RFC 8017 §9.2 note 1). */
 export const SHA256_DIGEST_INFO_PREFIX = Buffer.from('3031300d060960864801650304020105000420', 'hex');
@@ -47,6 +47,7 @@ export class CsrBuildError extends ProtocolError {
 const SIGNATURE_ALGORITHM: Record<CsrKeyAlgorithm, Buffer> = {
   'P-256': sequence(oid('1.2.840.10045.4.3.2')),
   'RSA-2048': sequence(oid('1.2.840.113549.1.1.11'), nullValue()),
+  'RSA-3072': sequence(oid('1.2.840.113549.1.1.11'), nullValue()),
 };
 
 function publicKeyFor(spki: Buffer, algorithm: CsrKeyAlgorithm): KeyObject {
@@ -59,7 +60,7 @@ function publicKeyFor(spki: Buffer, algorithm: CsrKeyAlgorithm): KeyObject {
   const d = key.asymmetricKeyDetails ?? {};
   const ok = algorithm === 'P-256'
     ? key.asymmetricKeyType === 'ec' && d.namedCurve === 'prime256v1'
-    : key.asymmetricKeyType === 'rsa' && d.modulusLength === 2048;
+    : key.asymmetricKeyType === 'rsa' && d.modulusLength === (algorithm === 'RSA-3072' ? 3072 : 2048);
   if (!ok) throw new CsrBuildError(`spki holds a ${key.asymmetricKeyType} key that is not ${algorithm}`);
   return key;
 }

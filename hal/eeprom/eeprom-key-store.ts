@@ -5,7 +5,7 @@
  * has the key) or `sealed` with a KEK held elsewhere (see soft/seal.ts).
  * Signing happens in software in the agent's process.
  */
-import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore, TlsKeyRef } from '../key-store.ts';
+import { KEY_ALGORITHMS, type HealthReport, type KeyAlgorithm, type KeyInfo, type KeyStore, type TlsKeyRef } from '../key-store.ts';
 import { HalError } from '../errors.ts';
 import { assertName, assertSignInput } from '../names.ts';
 import { decodeSoftKey, generateSoftKey, signSoft, softKeyPem, type SoftKey } from '../soft/soft-key.ts';
@@ -58,7 +58,7 @@ export class EepromKeyStore implements KeyStore {
 
   async create(label: string, algorithm: KeyAlgorithm): Promise<KeyInfo> {
     if (this.load(label) !== null) throw new HalError('E_HAL_KEY_EXISTS', `a key labelled ${label} already exists`);
-    if (algorithm !== 'P-256' && algorithm !== 'RSA-2048') throw new HalError('E_HAL_ALGORITHM', String(algorithm));
+    if (!KEY_ALGORITHMS.includes(algorithm)) throw new HalError('E_HAL_ALGORITHM', `the eeprom backend makes ${KEY_ALGORITHMS.join(', ')} keys, not ${String(algorithm)}`);
     const { key, pkcs8 } = generateSoftKey(algorithm);
     try {
       const entry =

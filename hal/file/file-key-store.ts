@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore, TlsKeyRef } from '../key-store.ts';
+import { KEY_ALGORITHMS, type HealthReport, type KeyAlgorithm, type KeyInfo, type KeyStore, type TlsKeyRef } from '../key-store.ts';
 import { HalError, asHalError } from '../errors.ts';
 import { assertName, assertSignInput } from '../names.ts';
 import { atomicCreateFile, durableRemove, ensurePrivateDir } from './atomic-write.ts';
@@ -58,7 +58,7 @@ export class FileKeyStore implements KeyStore {
 
   async create(label: string, algorithm: KeyAlgorithm): Promise<KeyInfo> {
     const f = this.file(label);
-    if (algorithm !== 'P-256' && algorithm !== 'RSA-2048') throw new HalError('E_HAL_ALGORITHM', String(algorithm));
+    if (!KEY_ALGORITHMS.includes(algorithm)) throw new HalError('E_HAL_ALGORITHM', `the file backend makes ${KEY_ALGORITHMS.join(', ')} keys, not ${String(algorithm)}`);
     const { key, pkcs8 } = generateSoftKey(algorithm);
     let created: boolean;
     try {

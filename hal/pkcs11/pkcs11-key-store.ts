@@ -7,7 +7,7 @@
  */
 import crypto from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import type { HealthReport, KeyAlgorithm, KeyInfo, KeyStore, TlsKeyRef } from '../key-store.ts';
+import { KEY_ALGORITHMS, rsaBits, type HealthReport, type KeyAlgorithm, type KeyInfo, type KeyStore, type TlsKeyRef } from '../key-store.ts';
 import { HalError, asHalError } from '../errors.ts';
 import { assertName, assertSignInput } from '../names.ts';
 import { acquireModule, releaseModule, type InitFailure } from './module.ts';
@@ -97,13 +97,18 @@ export class Pkcs11KeyStore implements KeyStore {
     // CK_ULONG: 8 bytes little-endian on the 64-bit targets the HAL runs on.
     const [kt] = this.p11.C_GetAttributeValue(this.session, priv, [{ type: pkcs11js.CKA_KEY_TYPE }]);
     const keyType = Number((kt!.value as Buffer).readBigUInt64LE(0));
-    const algorithm: KeyAlgorithm = keyType === pkcs11js.CKK_RSA ? 'RSA-2048' : 'P-256';
+    let algorithm: KeyAlgorithm = 'P-256';
+    if (keyType === pkcs11js.CKK_RSA) {
+      const [n] = this.p11.C_GetAttributeValue(this.session, priv, [{ type: pkcs11js.CKA_MODULUS }]);
+      const bytes = (n!.value as Buffer).length - ((n!.value as Buffer)[0] === 0 ? 1 : 0);
+      algorithm = bytes > 256 ? 'RSA-3072' : 'RSA-2048';
+    }
     return { priv, pub: this.findOne(pkcs11js.CKO_PUBLIC_KEY, label), algorithm };
   }
 
   private spki(found: Found): Buffer {
     const obj = found.pub ?? found.priv;
-    if (found.algorithm === 'RSA-2048') {
+    if (rsaBits(found.algorithm) !== undefined) {
       const [n, e] = this.p11.C_GetAttributeValue(this.session, obj, [{ type: pkcs11js.CKA_MODULUS }, { type: pkcs11js.CKA_PUBLIC_EXPONENT }]);
       return rsaSpki(n!.value as Buffer, e!.value as Buffer);
     }
@@ -134,15 +139,15 @@ export class Pkcs11KeyStore implements KeyStore {
       if (algorithm === 'P-256') {
         mech = pkcs11js.CKM_EC_KEY_PAIR_GEN;
         pub = [...common, { type: pkcs11js.CKA_VERIFY, value: true }, { type: pkcs11js.CKA_EC_PARAMS, value: P256_EC_PARAMS }];
-      } else if (algorithm === 'RSA-2048') {
+      } else if (rsaBits(algorithm) !== undefined) {
         mech = pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN;
         pub = [
           ...common,
           { type: pkcs11js.CKA_VERIFY, value: true },
-          { type: pkcs11js.CKA_MODULUS_BITS, value: 2048 },
+          { type: pkcs11js.CKA_MODULUS_BITS, value: rsaBits(algorithm)! },
           { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
         ];
-      } else throw new HalError('E_HAL_ALGORITHM', String(algorithm));
+      } else throw new HalError('E_HAL_ALGORITHM', `the ${this.backend} backend makes ${KEY_ALGORITHMS.join(', ')} keys, not ${String(algorithm)}`);
       const pair = await this.p11.C_GenerateKeyPairAsync(this.session, { mechanism: mech }, pub, priv);
       return { label, algorithm, spki: this.spki({ priv: pair.privateKey, pub: pair.publicKey, algorithm }) };
     });
@@ -183,7 +188,7 @@ export class Pkcs11KeyStore implements KeyStore {
     return this.serial(`signing with key ${label}`, async () => {
       const found = this.find(label);
       if (found === null) throw new HalError('E_HAL_KEY_NOT_FOUND', `no key labelled ${label} on token ${this.opts.tokenLabel}`);
-      const rsa = found.algorithm === 'RSA-2048';
+      const rsa = rsaBits(found.algorithm) !== undefined;
       this.p11.C_SignInit(this.session, { mechanism: rsa ? pkcs11js.CKM_RSA_PKCS : pkcs11js.CKM_ECDSA }, found.priv);
       const input = rsa ? Buffer.concat([SHA256_DIGEST_INFO_PREFIX, sha256Digest]) : sha256Digest;
       const sig = await this.p11.C_SignAsync(this.session, input, Buffer.alloc(512));
