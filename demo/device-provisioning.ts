@@ -11,6 +11,7 @@ import { Agent } from '../agent/agent.ts';
 import type { AgentConfig } from '../agent/config.ts';
 import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
 import { openHal } from '../hal/config.ts';
+import type { KeyAlgorithm } from '../hal/key-store.ts';
 import type { CaAuthority } from '../manager/ca-authority.ts';
 import { enrollFromCsr } from '../manager/enrollment.ts';
 import type { FleetDb } from '../manager/fleet-db.ts';
@@ -21,8 +22,12 @@ import type { Logger } from '../protocol/log.ts';
 import type { Role } from '../protocol/steps.ts';
 import { freePort } from './mosquitto.ts';
 
-/** Provision device `id` under `root`/devices/`id`; `ports` maps server ids to their mTLS ports. */
-export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger }): Promise<string> {
+/**
+ * Provision device `id` under `root`/devices/`id`; `ports` maps server ids to
+ * their mTLS ports. `keyAlgorithm`: the device key (default P-256);
+ * `verifies`: what the device declares it can verify at enrolment.
+ */
+export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger; keyAlgorithm?: KeyAlgorithm; verifies?: readonly string[] }): Promise<string> {
   const dir = join(root, 'devices', id);
   mkdirSync(join(dir, 'link'), { recursive: true, mode: 0o700 });
   const mgmt = c.pki.device(id);
@@ -43,9 +48,9 @@ export async function provisionDevice(root: string, id: string, role: Role, c: {
   const hal = await openHal(config.hal);
   const store = new SqliteStateStore(config.store.kind === 'sqlite' ? config.store.path : '');
   try {
-    const key = await hal.keys.create('device', 'P-256');
+    const key = await hal.keys.create('device', c.keyAlgorithm ?? 'P-256');
     const csr = await buildCsr({ commonName: id, spki: key.spki, algorithm: key.algorithm, sign: (d) => hal.keys.sign('device', d) });
-    const certificate = enrollFromCsr(c.db, c.ca, { deviceId: id, role, csrPem: csr, now: systemClock.now() });
+    const certificate = enrollFromCsr(c.db, c.ca, { deviceId: id, role, csrPem: csr, now: systemClock.now(), verifies: c.verifies });
     await Agent.provision({ deviceId: id, role, store, keys: hal.keys, clock: systemClock, logger: c.logger }, { root: c.ca.activeRoot().cert, certificate, keyLabel: 'device' });
   } finally {
     await store.close();

@@ -18,6 +18,8 @@ import { startDevice, type DeviceProc } from '../../demo/device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
 import { freePort, Mosquitto } from '../../demo/mosquitto.ts';
 import { CaAuthority } from '../../manager/ca-authority.ts';
+import type { CaKeyAlgorithm } from '../../manager/ca/keys.ts';
+import type { KeyAlgorithm } from '../../hal/key-store.ts';
 import { FleetDb } from '../../manager/fleet-db.ts';
 import { ManagementPki } from '../../manager/management-pki.ts';
 import { OperatorPki } from '../../manager/operator-pki.ts';
@@ -47,6 +49,12 @@ export interface ServiceFleetOptions {
   maxAttempts?: number;
   /** More `trustroll serve` options (e.g. the scheduler's). */
   serveArgs?: readonly string[];
+  /** The fleet root's algorithm (default P-256). */
+  caAlgorithm?: CaKeyAlgorithm;
+  /** Every device key's algorithm (default P-256). */
+  deviceAlgorithm?: KeyAlgorithm;
+  /** What devices declare they can verify at enrolment, by id (default: nothing declared). */
+  verifies?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** A running service fleet; `close()` stops every process and removes the folder. */
@@ -78,7 +86,7 @@ export class ServiceFleet {
     const pki = await ManagementPki.create({ now: systemClock.now() });
     pki.save(mgmtDir);
     const logger = createLogger({ level: 'warn', sink: () => undefined });
-    const ca = await CaAuthority.openOrInit(join(dataDir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll service test', now: systemClock.now() });
+    const ca = await CaAuthority.openOrInit(join(dataDir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll service test', now: systemClock.now(), policy: o.caAlgorithm ? { algorithm: o.caAlgorithm } : {} });
     const embeddedPort = o.broker === 'embedded' ? await freePort() : 0;
     const broker = o.broker === 'embedded' ? null : await Mosquitto.start(pki, { sysIntervalS: 1 });
     const brokerUrl = broker ? broker.url : `mqtts://127.0.0.1:${embeddedPort}`;
@@ -87,7 +95,7 @@ export class ServiceFleet {
     const db = new FleetDb(join(dataDir, 'manager.db'));
     const configs = new Map<string, { role: Role; config: string }>();
     try {
-      for (const [id, role] of ids) configs.set(id, { role, config: await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl, ports, naive: false, logger }) });
+      for (const [id, role] of ids) configs.set(id, { role, config: await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl, ports, naive: false, logger, keyAlgorithm: o.deviceAlgorithm, verifies: o.verifies?.[id] }) });
     } finally {
       db.close();
     }
