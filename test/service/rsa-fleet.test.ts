@@ -9,6 +9,9 @@ import { FleetDb } from '../../manager/fleet-db.ts';
 import { rootAlgorithm } from '../../manager/algorithm-plan.ts';
 import type { CertificatesView, FleetPage, RotationSummary } from '../../manager/http/api-types.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
+import { fileURLToPath } from 'node:url';
+
+const MANAGER_BIN = fileURLToPath(new URL('../../bin/trustroll.mjs', import.meta.url));
 
 /** OpenSSL `verify`, strict, with only `caFile` as trust anchors. */
 function opensslVerify(caFile: string, certFile: string, ...extra: string[]): { ok: boolean; out: string } {
@@ -76,6 +79,12 @@ describe('an RSA-2048 fleet rotated through trustroll serve over Mosquitto with 
     assert.deepEqual((await fleet.api<{ rotations: unknown[] }>('/api/rotations')).body.rotations, []);
     const audited = dbRead((_db, log) => log.entries({ limit: 1000 }).find((e) => e.action === 'operator.start'));
     assert.equal(audited?.code, 'E_ALGORITHM_UNVERIFIABLE');
+    // The same through the CLI, which hands the start to the running service.
+    const cli = spawnSync(process.execPath, [MANAGER_BIN, 'rotate', '--data', fleet.dataDir, '--mgmt', fleet.mgmtDir, '--algorithm', 'P-256', '--subject', 'CN=Fleet Root EC,O=x'], { encoding: 'utf8' });
+    assert.notEqual(cli.status, 0);
+    assert.match(cli.stderr, /printer-1 \(verifies RSA\).*\(E_ALGORITHM_UNVERIFIABLE\)/);
+    const mixed = spawnSync(process.execPath, [MANAGER_BIN, 'rotate', '--data', fleet.dataDir, '--mgmt', fleet.mgmtDir, '--algorithm', 'P-256', '--resume'], { encoding: 'utf8' });
+    assert.match(mixed.stderr, /--algorithm and --subject choose the new root of a rotation that starts/);
     for (const body of [{ schedule: 'six-step', algorithm: 'RSA-1024' }, { schedule: 'six-step', subject: 'XX=nope' }]) {
       const bad = await fleet.api<{ error: { code: string } }>('/api/rotations', { body });
       assert.equal(bad.status, 400, bad.text);
