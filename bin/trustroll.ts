@@ -63,11 +63,14 @@ program.command('demo')
   .option('--mgmt <dir>', 'management PKI the external broker trusts (made by "trustroll mgmt init")')
   .option('--pace <ms>', 'hold each acknowledgement this long so traffic flows through every intermediate state', int, 250)
   .option('--min-handshakes <n>', 'keep the devices handshaking until this many connections were made', int, 1000)
+  .addOption(new Option('--algorithm <alg>', 'the fleet root\'s algorithm (RSA fleets get RSA-2048 device keys); the rotation keeps it').choices([...CA_KEY_ALGORITHMS]))
+  .option('--new-subject <dn>', 'subject of the new root (default: the old root\'s)')
   .option('--in-process', 'the quick in-process variant: no broker, no processes, path validation instead of handshakes', false)
   .option('--seed <n>', 'seed of the simulated network delays (--in-process)', int, 1)
   .option('--keep', 'keep the demo folder (configs, stores, logs)', false)
   .option('--json', 'print one JSON object instead of the summary', false)
-  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; broker: string; mgmt?: string; pace: number; minHandshakes: number; inProcess: boolean; seed: number; keep: boolean; json: boolean }) => {
+  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; broker: string; mgmt?: string; pace: number; minHandshakes: number; inProcess: boolean; seed: number; keep: boolean; json: boolean; algorithm?: CaKeyAlgorithm; newSubject?: string }) => {
+    if (o.inProcess && (o.algorithm || o.newSubject)) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm and --new-subject apply to the process demo, not --in-process');
     if (o.inProcess) {
       const result = await runInProcessDemo(o);
       process.stdout.write((o.json ? JSON.stringify(result, null, 2) : describeDemo(result)) + '\n');

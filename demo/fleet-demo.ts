@@ -14,6 +14,9 @@ import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
 import { anchorsOf, identitiesOf } from '../agent/device-record.ts';
 import { FileKeyStore } from '../hal/file/file-key-store.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
+import type { CaKeyAlgorithm } from '../manager/ca/keys.ts';
+import { rootAlgorithm } from '../manager/algorithm-plan.ts';
+import { X509Certificate } from 'node:crypto';
 import { EmbeddedBroker } from '../manager/embedded-broker.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
@@ -46,6 +49,10 @@ export interface FleetDemoOptions {
   paceMs: number;
   /** Keep the devices handshaking after the rotation until this many connections were made in all. */
   minHandshakes: number;
+  /** The fleet root's algorithm (default P-256); RSA fleets get RSA-2048 device keys, the legacy printers' case. The rotation keeps it. */
+  algorithm?: CaKeyAlgorithm;
+  /** The new root's subject (default: the old root's, byte for byte). */
+  newSubject?: string;
   /** Keep the folder (device configs, stores, logs) for inspection. */
   keep?: boolean;
   logger?: Logger;
@@ -53,7 +60,7 @@ export interface FleetDemoOptions {
 
 /** The demo's JSON result. */
 export interface FleetDemoResult {
-  rotation: { id: string; status: string; schedule: string; devices: number; durationMs: number; error: string | null; steps: { step: string; role: Role; acked: number; of: number; lastAckMs: number | null }[] };
+  rotation: { id: string; status: string; schedule: string; devices: number; durationMs: number; error: string | null; roots: { from: { algorithm: string; subject: string }; to: { algorithm: string; subject: string } }; steps: { step: string; role: Role; acked: number; of: number; lastAckMs: number | null }[] };
   handshakes: { attempted: number; failed: number; fallbacks: number; failures: string[] };
   crossStack: { boundaries: number; openssl: { attempted: number; failed: number }; gnutls: { attempted: number; failed: number }; failures: string[] };
   broker: string;
@@ -95,7 +102,8 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
   const broker = external
     ? { url: o.broker, close: async () => {} }
     : o.broker === 'mosquitto' ? await Mosquitto.start(pki) : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger });
-  const ca = await CaAuthority.openOrInit(join(dir, 'manager', 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll demo', now });
+  const ca = await CaAuthority.openOrInit(join(dir, 'manager', 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll demo', now, policy: o.algorithm ? { algorithm: o.algorithm } : {} });
+  const keyAlgorithm = o.algorithm?.startsWith('RSA') ? 'RSA-2048' : 'P-256';
   const db = new FleetDb(join(dir, 'manager', 'manager.db'));
   const procs: DeviceProc[] = [];
   let transport: MqttManagerTransport | null = null;
@@ -104,7 +112,7 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     const ids = fleetShape(o.servers, o.clients, 'mgmt-client');
     const ports = await serverPorts(ids);
     const configs = new Map<string, string>();
-    for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: o.naive, logger }));
+    for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: o.naive, logger, keyAlgorithm }));
     transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 200 });
     let resolveEnd!: () => void;
     const ended = new Promise<void>((r) => (resolveEnd = r));
@@ -151,8 +159,9 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     await new Promise((r) => setTimeout(r, Math.max(300, o.paceMs)));
     const schedule = o.naive ? NAIVE : SCHEDULES[o.schedule];
     if (!schedule) throw new Error(`unknown schedule "${o.schedule}"`);
+    const oldRoot = ca.activeRoot().cert;
     const start = performance.now();
-    const rotationId = await orchestrator.start({ schedule, unsafe: o.naive });
+    const rotationId = await orchestrator.start({ schedule, unsafe: o.naive, newRoot: { subject: o.newSubject } });
     await Promise.race([ended, new Promise((_, rej) => setTimeout(() => rej(new Error('rotation did not end within 10 minutes')), 600_000).unref())]);
     const durationMs = Math.round(performance.now() - start);
     const enough = Date.now() + 60_000;
@@ -167,6 +176,7 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     return {
       rotation: {
         id: rotation.id, status: rotation.status, schedule: schedule.name, devices: ids.length, durationMs, error: rotation.error,
+        roots: { from: rootFacts(oldRoot), to: rootFacts(rotation.newRoot) },
         steps: schedule.steps.map((s) => {
           const mine = rows.filter((r) => r.step === s.id);
           const acked = mine.filter((r) => r.status === 'acked').map((r) => Date.parse(r.ackedAt!));
@@ -194,7 +204,11 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
   }
 }
 
-/** Factory provisioning of one device: key in its HAL, CSR, enrollment, trust store, agent config. */
+/** A root's key algorithm and subject, for the result. */
+function rootFacts(pem: string): { algorithm: string; subject: string } {
+  return { algorithm: rootAlgorithm(pem), subject: new X509Certificate(pem).subject.split('\n').join(',') };
+}
+
 /** The devices' roots and identities as stored on disk right now (read-only, integrity-checked). */
 function captureFromDisk(root: string, ids: [string, Role][]): Promise<CrossStackDevice[]> {
   // Each load runs synchronously up to its return, so every device is read at this instant.
@@ -225,6 +239,7 @@ async function keyPemOf(deviceDir: string, label: string): Promise<string> {
 export function describeFleetDemo(r: FleetDemoResult): string {
   const lines = [
     `trustroll demo: rotation ${r.rotation.id} ${r.rotation.status.toUpperCase()} in ${r.rotation.durationMs} ms (${r.rotation.schedule}, ${r.rotation.devices} device processes, broker ${r.broker})`,
+    `  root: ${r.rotation.roots.from.algorithm} "${r.rotation.roots.from.subject}" -> ${r.rotation.roots.to.algorithm} "${r.rotation.roots.to.subject}"`,
     ...r.rotation.steps.map((s) => `  ${s.step} (${s.role}): ${s.acked}/${s.of} acknowledged${s.lastAckMs === null ? '' : `, last at +${s.lastAckMs} ms`}`),
     `  mutual-TLS connections during the run: ${r.handshakes.attempted} attempted, ${r.handshakes.failed} failed, ${r.handshakes.fallbacks} needed the old client certificate`,
     `  cross-stack at ${r.crossStack.boundaries} step boundaries: openssl ${r.crossStack.openssl.attempted} handshakes, ${r.crossStack.openssl.failed} failed; gnutls ${r.crossStack.gnutls.attempted}, ${r.crossStack.gnutls.failed} failed`,
