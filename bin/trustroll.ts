@@ -388,6 +388,20 @@ ca.command('root')
     process.stdout.write((await openCa(o.data)).activeRoot().cert);
   });
 
+ca.command('old-with-new')
+  .description('print the newest root rotation\'s OldWithNew (old root key certified by the new one): append it to the chain of a device still presenting an old-root certificate so peers that trust only the new root accept it (docs/lifecycle.md)')
+  .option(...dataOption)
+  .action((o: { data: string }) => {
+    const db = new FleetDb(join(o.data, 'manager.db'));
+    try {
+      const own = db.latestOldWithNew();
+      if (!own) throw new ManagerError('E_ROTATION_UNKNOWN', `no root rotation in ${o.data} has an OldWithNew yet (it is made at the start of a root rotation)`);
+      process.stdout.write(own.pem);
+    } finally {
+      db.close();
+    }
+  });
+
 program.command('enroll')
   .description('enroll a device from its CSR (trustroll-agent init); prints its certificate')
   .option(...dataOption)

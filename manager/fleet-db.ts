@@ -212,6 +212,16 @@ export class FleetDb {
     return row?.own ?? null;
   }
 
+  /**
+   * OldWithNew of the newest root rotation that was not rolled back (open or
+   * complete; renewals make none), or null: what a peer trusting only that
+   * rotation's R1 needs to verify a device still presenting a K0 leaf.
+   */
+  latestOldWithNew(): { rotationId: string; pem: string } | null {
+    const row = this.stmt("SELECT id, old_with_new AS pem FROM rotations WHERE schedule != 'renew' AND status != 'rolled-back' ORDER BY created_at DESC LIMIT 1").get() as { id: string; pem: string | null } | undefined;
+    return row?.pem ? { rotationId: row.id, pem: row.pem } : null;
+  }
+
   rotations(): RotationRow[] {
     return (this.stmt('SELECT id, schedule, status, unsafe, distribution, new_root AS newRoot, created_at AS createdAt, updated_at AS updatedAt, error FROM rotations ORDER BY created_at').all() as (Omit<RotationRow, 'unsafe'> & { unsafe: number })[])
       .map((r) => ({ ...r, unsafe: r.unsafe === 1 }));

@@ -18,10 +18,9 @@ export function certificatesView(service: ManagerService, cas: { operatorCa: str
   }
   // OldWithNew (K0 certified by K1) of the latest root rotation, open or complete: it lets a peer that trusts only
   // R1 verify a device still presenting a K0 leaf (an excluded device before its catch-up); see docs/lifecycle.md.
-  const last = service.m.db.rotations().filter((r) => r.schedule !== 'renew' && r.status !== 'rolled-back').at(-1);
-  const own = last ? service.m.db.rotationOldWithNew(last.id) : null;
-  if (last && own && new Date(certInfo(own).notAfter) > new Date()) {
-    roots.push({ ...certInfo(own), name: `old root certified by the new key, ${last.id} (OldWithNew)`, kind: 'old-with-new', pem: own });
+  const own = service.m.db.latestOldWithNew();
+  if (own && new Date(certInfo(own.pem).notAfter) > new Date()) {
+    roots.push({ ...certInfo(own.pem), name: `old root certified by the new key, ${own.rotationId} (OldWithNew)`, kind: 'old-with-new', pem: own.pem });
   }
   roots.push({ ...certInfo(cas.mgmtCa), name: 'management CA (broker and device links)', kind: 'management-ca' });
   roots.push({ ...certInfo(cas.operatorCa), name: 'operator CA (dashboard and API)', kind: 'operator-ca' });

@@ -79,6 +79,9 @@ describe('an RSA-2048 fleet rotated through trustroll serve over Mosquitto with 
     assert.deepEqual((await fleet.api<{ rotations: unknown[] }>('/api/rotations')).body.rotations, []);
     const audited = dbRead((_db, log) => log.entries({ limit: 1000 }).find((e) => e.action === 'operator.start'));
     assert.equal(audited?.code, 'E_ALGORITHM_UNVERIFIABLE');
+    const none = spawnSync(process.execPath, [MANAGER_BIN, 'ca', 'old-with-new', '--data', fleet.dataDir], { encoding: 'utf8' });
+    assert.notEqual(none.status, 0);
+    assert.match(none.stderr, /no root rotation .* has an OldWithNew yet/);
     // The same through the CLI, which hands the start to the running service.
     const cli = spawnSync(process.execPath, [MANAGER_BIN, 'rotate', '--data', fleet.dataDir, '--mgmt', fleet.mgmtDir, '--algorithm', 'P-256', '--subject', 'CN=Fleet Root EC,O=x'], { encoding: 'utf8' });
     assert.notEqual(cli.status, 0);
@@ -104,6 +107,9 @@ describe('an RSA-2048 fleet rotated through trustroll serve over Mosquitto with 
     assert.notEqual(active.sha256, root0.sha256);
     const own = view.roots.find((x) => x.kind === 'old-with-new');
     assert.ok(own?.pem, 'OldWithNew is published with its PEM');
+    const printed = spawnSync(process.execPath, [MANAGER_BIN, 'ca', 'old-with-new', '--data', fleet.dataDir], { encoding: 'utf8' });
+    assert.equal(printed.status, 0, printed.stderr);
+    assert.equal(printed.stdout, own.pem, 'trustroll ca old-with-new prints the same certificate');
     const r1 = dbRead((db) => db.rotations().at(-1)!.newRoot);
     assert.equal(rootAlgorithm(r1), 'RSA-2048');
     const r1File = file('r1.pem', r1);
