@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { InProcessFleet } from '../../demo/in-process-fleet.ts';
+import { fleetLog, InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { checkWithNode, checkWithOpenssl, type FleetSnapshot } from '../../demo/auth-matrix.ts';
 import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
 import { enrollFromCsr } from '../../manager/enrollment.ts';
@@ -92,6 +92,20 @@ describe('manager: the new root\'s algorithm and subject (legacy RSA fleets)', f
     fleet.db.setDeviceVerifies('old-printer-7', ['RSA', 'P-384']);
     assert.deepEqual(planNewRoot(fleet.db, fleet.ca.activeRoot().cert, { algorithm: 'P-384' }).unable, []);
     assert.equal(planNewRoot(fleet.db, fleet.ca.activeRoot().cert, { algorithm: 'P-256' }).unable.length, 1);
+  });
+
+  it('an RSA fleet moved to P-256 on purpose (nobody declared RSA only): completes, every state authenticates, the move is logged as a warning', async () => {
+    fleet = await InProcessFleet.create({ servers: 2, clients: 2, caPolicy: { algorithm: 'RSA-2048' }, deviceAlgorithm: 'RSA-2048' });
+    const snaps: FleetSnapshot[] = [];
+    fleet.onChange((label) => snaps.push(fleet.snapshot(label)));
+    const logged = fleetLog.length;
+    const r = await fleet.rotate(SIX_STEP, { newRoot: { algorithm: 'P-256' } });
+    assert.equal(r.status, 'complete');
+    assert.equal(rootAlgorithm(fleet.ca.activeRoot().cert), 'P-256');
+    for (const s of snaps) assert.deepEqual(checkWithNode(s, new Date()).broken, [], s.label);
+    const warning = fleetLog.slice(logged).map((l) => JSON.parse(l) as { level: string; msg: string; from?: string; to?: string }).find((l) => l.msg === 'new root algorithm');
+    assert.equal(warning?.level, 'warn');
+    assert.deepEqual([warning?.from, warning?.to], ['RSA-2048', 'P-256']);
   });
 
   it('rotates a P-256 fleet to P-384 (SHA-384 signatures) end to end', async () => {
