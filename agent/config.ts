@@ -121,7 +121,8 @@ export const agentConfigSchema = {
   },
 } as const;
 
-const validate = new Ajv({ allErrors: false, strict: false, discriminator: true }).compile(agentConfigSchema);
+// No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
+const validate = new Ajv({ allErrors: false, strict: false, discriminator: true, validateSchema: false, code: { optimize: false } }).compile(agentConfigSchema);
 
 /** Validate a parsed configuration; E_AGENT_CONFIG names the setting to fix. */
 export function checkAgentConfig(value: unknown): AgentConfig {

@@ -62,7 +62,8 @@ export const HEALTH_SCHEMA = {
   },
 } as const;
 
-const validate = new Ajv({ strict: false }).compile<AgentHealth>(HEALTH_SCHEMA);
+// No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
+const validate = new Ajv({ strict: false, validateSchema: false, code: { optimize: false } }).compile<AgentHealth>(HEALTH_SCHEMA);
 
 /**
  * Where the agent of `config` keeps its health file: `healthFile` if set,

@@ -108,6 +108,8 @@ export class DeviceLink {
       ...this.stores,
       clientId: id, clean: false, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0, resubscribe: false,
       keepalive: o.keepaliveSec ?? 30, connectTimeout: 10_000,
+      // MQTT.js would otherwise pre-build 65,536 two-byte Buffers (about 6 MB of heap) on its first packet.
+      writeCache: false,
       will: { topic: this.topics.state, payload: Buffer.from(JSON.stringify(offlineState(id))), qos: LINK_QOS, retain: true },
     } as const;
     // A management key inside a token: the HAL's TLS terminator does the mTLS, MQTT runs over its local socket.

@@ -28,7 +28,8 @@ export interface Hal {
   readonly records: RecordStore;
 }
 
-const ajv = new Ajv({ discriminator: true, allErrors: false, strict: true, strictRequired: false });
+// No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
+const ajv = new Ajv({ discriminator: true, allErrors: false, strict: true, strictRequired: false, validateSchema: false, code: { optimize: false } });
 const validate = ajv.compile<HalConfig>(halConfigSchema);
 
 function settingOf(e: ErrorObject): string {

@@ -6,7 +6,8 @@ import { Ajv, type ValidateFunction } from 'ajv';
 import { ProtocolError } from './errors.ts';
 import { MAX_MESSAGE_BYTES } from './limits.ts';
 
-const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: false, coerceTypes: false });
+// No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
+const ajv = new Ajv({ allErrors: false, strict: true, useDefaults: false, coerceTypes: false, validateSchema: false, code: { optimize: false } });
 const compiled = new Map<string, ValidateFunction>();
 
 /** A JSON Schema with a unique $id, so it is compiled once. */

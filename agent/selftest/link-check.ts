@@ -62,6 +62,8 @@ async function probeBroker(config: AgentConfig & { link: LinkConfig }, keys: Key
   const session: IClientOptions = {
     clientId: config.deviceId, clean: false, protocolVersion: MQTT_PROTOCOL_VERSION, reconnectPeriod: 0, resubscribe: false,
     keepalive: 30, connectTimeout: timeoutMs,
+    // No 6 MB table of pre-built two-byte Buffers for one short check (see mqtt-link.ts).
+    writeCache: false,
   };
   const stream = linkTls.stream;
   const client = stream ? new MqttClient(() => stream(), { ...session, protocol: 'mqtt' }) : connect(link.url, { ...linkTls.tls, rejectUnauthorized: true, ...session });
