@@ -14,7 +14,7 @@ import { createLogger } from '../protocol/log.ts';
 import { join } from 'node:path';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import { CA_KEY_ALGORITHMS, type CaKeyAlgorithm } from '../manager/ca/keys.ts';
-import { parseVerifies } from '../manager/algorithm-plan.ts';
+import { canVerify, parseVerifies, rootAlgorithm } from '../manager/algorithm-plan.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
 import { enrollFromCsr } from '../manager/enrollment.ts';
 import { ManagerError } from '../manager/errors.ts';
@@ -415,6 +415,28 @@ program.command('enroll')
     const db = new FleetDb(join(o.data, 'manager.db'));
     try {
       process.stdout.write(enrollFromCsr(db, authority, { deviceId: o.id, role: o.role, csrPem: readFileSync(o.csr, 'utf8'), now: new Date(), replace: o.replace, verifies: o.verifies }));
+    } finally {
+      db.close();
+    }
+  });
+
+program.command('verifies')
+  .description('show, or declare after enrolment, which signature algorithms an enrolled device can verify (a rotation to a root it cannot verify is refused)')
+  .option(...dataOption)
+  .requiredOption('--id <deviceId>', 'the enrolled device')
+  .option('--set <list>', 'declare: comma-separated RSA, ECDSA (or RSA-2048, RSA-3072, P-256, P-384)', parseVerifies)
+  .option('--undeclare', 'forget the declaration: the device is taken to verify RSA and ECDSA', false)
+  .action(async (o: { data: string; id: string; set?: string[]; undeclare: boolean }) => {
+    if (o.set && o.undeclare) throw new ManagerError('E_SERVICE_CONFIG', 'give --set or --undeclare, not both');
+    const authority = await openCa(o.data);
+    const db = new FleetDb(join(o.data, 'manager.db'));
+    try {
+      if (o.set || o.undeclare) db.setDeviceVerifies(o.id, o.set ?? null);
+      else db.device(o.id);
+      const declared = db.deviceVerifies().get(o.id);
+      process.stdout.write(`${o.id} verifies ${declared ? declared.join(',') : 'RSA,ECDSA (not declared)'}\n`);
+      const active = rootAlgorithm(authority.activeRoot().cert);
+      if (declared && !canVerify(declared, active)) process.stderr.write(`warning: ${o.id} cannot verify the fleet root (${active}); it cannot authenticate its peers until the fleet root is one it verifies\n`);
     } finally {
       db.close();
     }

@@ -76,7 +76,7 @@ export function planNewRoot(db: FleetDb, activeRootPem: string, choice: NewRootC
   if (familyOf(from) !== familyOf(to)) {
     const undeclared = db.devices().filter((d) => !declared.has(d.id)).map((d) => d.id);
     warnings.push(`the fleet root moves from ${from} to ${to} (${familyOf(from)} to ${familyOf(to)}): every device must verify ${familyOf(to)} signatures after its last step. `
-      + (undeclared.length ? `${undeclared.length} device(s) declared no algorithms and are assumed to verify both (${list(undeclared)}); devices that verify only RSA should say so at enrolment ("trustroll enroll ... --verifies RSA") so such a rotation is refused for them` : 'every device declared it can verify it'));
+      + (undeclared.length ? `${undeclared.length} device(s) declared no algorithms and are assumed to verify both (${list(undeclared)}); declare devices that verify only RSA ("trustroll verifies --id <id> --set RSA", or "trustroll enroll ... --verifies RSA") so such a rotation is refused for them` : 'every device declared it can verify it'));
   }
   return { from, to, unable, warnings };
 }

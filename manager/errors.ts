@@ -26,7 +26,7 @@ export const MANAGER_ERRORS = {
   E_BROKER_START: 'The embedded broker could not start (port in use, or unusable management certificates); free the port or choose another, or re-create the management PKI.',
   E_ACK_SIGNATURE: 'An acknowledgement was not signed by the device\'s key and was ignored; if it repeats, the broker or the network path is injecting messages.',
   E_NO_ROOT: 'The manager has no active root CA; initialise it first.',
-  E_ALGORITHM_UNVERIFIABLE: 'The new root\'s algorithm is one some devices declared they cannot verify (at enrolment, "trustroll enroll --verifies"); nothing was started. Keep the fleet\'s algorithm (rotate without --algorithm), replace or update those devices first, or re-declare them once their firmware verifies it.',
+  E_ALGORITHM_UNVERIFIABLE: 'The new root\'s algorithm is one some devices declared they cannot verify (at enrolment, "trustroll enroll --verifies", or later, "trustroll verifies --set"); nothing was started. Keep the fleet\'s algorithm (rotate without --algorithm), replace or update those devices first, or re-declare them once their firmware verifies it.',
   E_FLEET_EMPTY: 'The fleet has no devices of one role; a rotation needs servers and clients.',
   E_MANAGER_DB: 'The manager database is unreadable or from an incompatible version; restore it from backup.',
   E_KEY_VAULT: 'A CA key file is missing, unreadable or has unsafe permissions; restore it (0600, owned by the manager user).',

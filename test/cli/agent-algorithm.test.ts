@@ -101,6 +101,16 @@ describe('CLI: trustroll-agent init --algorithm RSA-2048 in every HAL backend, e
         const leaf = new X509Certificate(cert.stdout);
         assert.equal(leaf.publicKey.asymmetricKeyType, 'rsa');
         assert.ok(leaf.verify(new X509Certificate(root.stdout).publicKey));
+        const shown = run(MANAGER, 'verifies', '--data', data, '--id', 'printer-rsa');
+        assert.equal(shown.stdout, 'printer-rsa verifies RSA\n', shown.stderr);
+        const ecOnly = run(MANAGER, 'verifies', '--data', data, '--id', 'printer-rsa', '--set', 'ecdsa');
+        assert.equal(ecOnly.stdout, 'printer-rsa verifies ECDSA\n', ecOnly.stderr);
+        assert.match(ecOnly.stderr, /cannot verify the fleet root \(RSA-2048\)/);
+        const reset = run(MANAGER, 'verifies', '--data', data, '--id', 'printer-rsa', '--undeclare');
+        assert.equal(reset.stdout, 'printer-rsa verifies RSA,ECDSA (not declared)\n', reset.stderr);
+        assert.equal(run(MANAGER, 'verifies', '--data', data, '--id', 'printer-rsa', '--set', 'RSA').status, 0);
+        const unknown = run(MANAGER, 'verifies', '--data', data, '--id', 'nobody');
+        assert.match(unknown.stderr, /E_DEVICE_UNKNOWN/);
         const prov = run(AGENT, 'provision', '--config', cfg, '--root', join(dir, 'root.pem'), '--cert', join(dir, 'device.pem'));
         assert.equal(prov.status, 0, prov.stderr);
         const status = run(AGENT, 'status', '--config', cfg, '--json');
