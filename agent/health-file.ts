@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Ajv } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import { atomicWriteFile } from '../hal/file/atomic-write.ts';
 import { TLS_COUNTERS_SCHEMA, type TlsCounters } from '../protocol/messages/device-state.ts';
 import type { AgentConfig } from './config.ts';
@@ -62,8 +62,13 @@ export const HEALTH_SCHEMA = {
   },
 } as const;
 
-// No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
-const validate = new Ajv({ strict: false, validateSchema: false, code: { optimize: false } }).compile<AgentHealth>(HEALTH_SCHEMA);
+let validator: ValidateFunction<AgentHealth> | null = null;
+/** The health file's validator, compiled on first use: only its readers (status, selftest) need it, not the running agent. */
+function healthValidator(): ValidateFunction<AgentHealth> {
+  // No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
+  validator ??= new Ajv({ strict: false, validateSchema: false, code: { optimize: false } }).compile<AgentHealth>(HEALTH_SCHEMA);
+  return validator;
+}
 
 /**
  * Where the agent of `config` keeps its health file: `healthFile` if set,
@@ -118,6 +123,7 @@ export function readHealth(path: string, now: Date): HealthView {
   } catch {
     return { state: 'absent', reason: `${path} is not valid JSON` };
   }
+  const validate = healthValidator();
   if (!validate(health)) return { state: 'absent', reason: `${path} is not a trustroll health file (${validate.errors?.[0]?.instancePath || '/'} ${validate.errors?.[0]?.message ?? ''})` };
   const ageMs = Math.max(0, now.getTime() - Date.parse(health.updatedAt));
   if (health.stoppedAt !== null || !processAlive(health.pid)) return { state: 'stopped', health, ageMs };

@@ -6,7 +6,8 @@
  * runtime, bundle and addons). Targets: bundle < 1 MB without runtime and
  * addons; idle RSS <= 1.3x bare Node.
  *   node --import tsx bench/footprint.ts [arm64,armv7 | none]
- * FOOTPRINT_NODE_FLAGS="--max-semi-space-size=1 …" tries Node flags on the x86 agent.
+ * The agent runs with the launcher's Node flags (AGENT_NODE_FLAGS, as in the
+ * image); FOOTPRINT_NODE_FLAGS="--max-semi-space-size=1 …" tries more on the x86 agent.
  * "Idle" is a server-role agent linked to a local Mosquitto over mTLS with
  * its TLS service listening, 5 s after it reported ready. Under qemu the RSS
  * is the emulator process's (it includes qemu and its translation cache).
@@ -17,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { AGENT_ADDONS } from '../cross-compile/addons.ts';
-import { ADDON_DIR, BUNDLE_FILE, bundleAgent } from '../cross-compile/bundle.ts';
+import { ADDON_DIR, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from '../cross-compile/bundle.ts';
 import { OUT_DIR, REPO_ROOT } from '../cross-compile/paths.ts';
 import { targetOf } from '../cross-compile/targets.ts';
 import { buildImage, type ImageBuild } from '../image/build.ts';
@@ -82,7 +83,8 @@ try {
   const bundle = await bundleAgent(join(OUT_DIR, 'x64-bundle'));
   mkdirSync(join(OUT_DIR, 'x64-bundle', ADDON_DIR), { recursive: true });
   for (const a of AGENT_ADDONS) copyFileSync(join(REPO_ROOT, 'node_modules', a.pkg, 'build', 'Release', a.file), join(OUT_DIR, 'x64-bundle', ADDON_DIR, a.file));
-  const flags = (process.env.FOOTPRINT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  // The launcher's flags (AGENT_NODE_FLAGS), then any tried on top.
+  const flags = [...AGENT_NODE_FLAGS, ...(process.env.FOOTPRINT_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
   const x64Bundle = (args: string[]): CommandLine => ({ command: process.execPath, args: [...flags, bundle.file, ...args] });
   const x64Tsx = (args: string[]): CommandLine => ({ command: process.execPath, args: [join(REPO_ROOT, 'bin', 'trustroll-agent.mjs'), ...args] });
 
@@ -105,6 +107,7 @@ try {
 
   const x64 = {
     node: process.version,
+    nodeFlags: flags,
     ...(await measure(x64Bundle, { command: process.execPath, args: [] })),
     tsxDevelopment: { versionMs: timeRuns(x64Tsx(['--version'])), ...(await idleRss(x64Tsx(['run', '--config', config]), isReady)) },
   };
