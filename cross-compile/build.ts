@@ -20,7 +20,7 @@ import { buildAddons, type BuiltAddon } from './addons.ts';
 import { ADDON_DIR, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from './bundle.ts';
 import { agentConfigJsonSchema } from './config-schema.ts';
 import { BuildError } from './errors.ts';
-import { OUT_DIR, REPO_ROOT } from './paths.ts';
+import { addonCache, OUT_DIR, REPO_ROOT } from './paths.ts';
 import { fetchRuntime } from './runtime.ts';
 import { targetOf, type Target } from './targets.ts';
 
@@ -60,7 +60,7 @@ export async function crossCompile(target: Target, log: (line: string) => void =
   const started = Date.now();
   const out = join(OUT_DIR, target.arch);
   const runtime = fetchRuntime(target.runtime);
-  const addons = buildAddons(target, runtime, join(out, 'build'), log);
+  const addons = buildAddons(target, runtime, addonCache(target.arch), log);
   const bundle = await bundleAgent(join(out, 'bundle'));
 
   const root = join(out, 'trustroll');

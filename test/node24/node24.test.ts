@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_ADDONS, buildAddons } from '../../cross-compile/addons.ts';
-import { OUT_DIR, REPO_ROOT } from '../../cross-compile/paths.ts';
+import { addonCache, OUT_DIR, REPO_ROOT } from '../../cross-compile/paths.ts';
 import { fetchRuntime } from '../../cross-compile/runtime.ts';
 import { HOST_X64_NODE24 } from '../../cross-compile/targets.ts';
 
@@ -29,7 +29,7 @@ const SUITES = ['test/agent/', 'test/protocol/'];
 /** Why this step is skipped here, or null when it runs. */
 function skipReason(): string | null {
   if (process.env.CI === 'true' || process.env.TRUSTROLL_NODE24_TESTS === '1') return null;
-  const warm = AGENT_ADDONS.every((a) => existsSync(join(WORK, 'build', a.pkg, '.build-key')));
+  const warm = AGENT_ADDONS.every((a) => existsSync(join(addonCache('node24-x64'), a.pkg, '.build-key')));
   return warm ? null : 'the Node 24 addon builds are not cached (about 2 minutes): set CI=true or TRUSTROLL_NODE24_TESTS=1 once';
 }
 
@@ -79,7 +79,7 @@ describe('Node 24: the agent\'s and the protocol\'s tests', function () {
 
   it(`pass under Node ${HOST_X64_NODE24.runtime.version} (${SUITES.join(', ')})`, async () => {
     const runtime = fetchRuntime(HOST_X64_NODE24.runtime);
-    const addons = buildAddons(HOST_X64_NODE24, runtime, join(WORK, 'build'), (l) => process.stderr.write(`      ${l}\n`));
+    const addons = buildAddons(HOST_X64_NODE24, runtime, addonCache('node24-x64'), (l) => process.stderr.write(`      ${l}\n`));
     prepareTree(addons);
     const started = Date.now();
     const child = spawn(runtime.node, ['--import', 'tsx', 'test/run.ts', ...SUITES], { cwd: TREE, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: process.env.CI ?? '' } });
