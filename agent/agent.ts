@@ -14,6 +14,7 @@ import { SAFE_SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { isSelfSigned, issuedBy } from '../protocol/chain.ts';
 import { parseCertificate, spkiOf, toPem } from '../protocol/pem.ts';
 import { AgentError } from './errors.ts';
+import type { RegressionFlag } from '../protocol/messages/device-state.ts';
 import { anchorsOf, identitiesOf, summarize, type DeviceRecord, type Identity } from './device-record.ts';
 import { dispatch } from './dispatcher.ts';
 import type { OwnKey } from './effects/context.ts';
@@ -39,23 +40,8 @@ export interface AgentOptions {
  */
 export type ChangeListener = (record: DeviceRecord) => void | Promise<void>;
 
-/**
- * A roll-back of the device's store that the storage itself detected: the
- * newest copy was lost and an older one loaded (EEPROM), so steps the
- * device acknowledged are missing here. Reported in `status()` and the
- * state message until the lost writes are made again (the manager re-sends
- * the acknowledged steps); it never changes what the device trusts.
- */
-export interface RegressionReport {
-  code: 'E_STORE_REGRESSED';
-  /** Writes lost when the store was opened, and how many are still missing. */
-  lostWrites: number;
-  missingWrites: number;
-  /** Highest command sequence number in the loaded record. */
-  loadedSeq: number;
-  detectedAt: string;
-  message: string;
-}
+/** A roll-back the agent detected at load, as its state message reports it (protocol/messages/device-state.ts). */
+export type RegressionReport = RegressionFlag;
 
 /** The device agent. */
 export class Agent {

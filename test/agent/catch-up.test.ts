@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deviceFixture, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
+import { deviceFixture, refused, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
 import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
 import { subjectOf } from '../support/forge.ts';
 import { createRoot } from '../../manager/ca/root.ts';
@@ -42,18 +42,7 @@ for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: catch-up of a devi
   const catchUp = (dev: TestDevice, seq: number, payload: StepPayload, rotationId = 'catchup-1') =>
     f.command(dev, seq, dev.role === 'server' ? 'C1' : 'C2', payload, { schedule: 'catch-up', rotationId });
 
-  /** Send `raw`; assert the error code and that no byte of the store and nothing in memory changed. */
-  async function rejects(dev: TestDevice, raw: object, code: string, message?: RegExp): Promise<Ack> {
-    const bytes = await f.bytes(dev);
-    const before = dev.agent.snapshot();
-    const ack = await dev.agent.handle(raw);
-    assert.equal(ack.ok, false, `expected ${code}, got success`);
-    assert.equal(ack.error?.code, code, ack.error?.message);
-    if (message) assert.match(ack.error!.message, message);
-    assert.equal(await f.bytes(dev), bytes, 'store bytes unchanged');
-    assert.deepEqual(dev.agent.snapshot(), before, 'record unchanged');
-    return ack;
-  }
+  const rejects = (dev: TestDevice, raw: object, code: string, message?: RegExp): Promise<Ack> => refused(f, dev, raw, code, message);
 
   /** The device trusts exactly `root` and presents exactly `cert`; OpenSSL agrees the certificate verifies under the stored root. */
   function assertCaughtUp(dev: TestDevice, root: string, cert: string, step: string, rotationId = 'catchup-1'): void {

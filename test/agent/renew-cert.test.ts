@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deviceFixture, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
+import { deviceFixture, refused, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
 import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
 import { subjectOf } from '../support/forge.ts';
 import { createRoot, type RootMaterial } from '../../manager/ca/root.ts';
@@ -33,18 +33,7 @@ for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: renewal of the dev
   const renew = (dev: TestDevice, seq: number, payload: StepPayload, rotationId = 'renew-1') =>
     f.command(dev, seq, dev.role === 'server' ? 'RS' : 'RC', payload, { schedule: 'renew', rotationId });
 
-  /** Send `raw`; assert the error code and that no byte of the store and nothing in memory changed. */
-  async function rejects(dev: TestDevice, raw: object, code: string, message?: RegExp): Promise<Ack> {
-    const bytes = await f.bytes(dev);
-    const before = dev.agent.snapshot();
-    const ack = await dev.agent.handle(raw);
-    assert.equal(ack.ok, false, `expected ${code}, got success`);
-    assert.equal(ack.error?.code, code, ack.error?.message);
-    if (message) assert.match(ack.error!.message, message);
-    assert.equal(await f.bytes(dev), bytes, 'store bytes unchanged');
-    assert.deepEqual(dev.agent.snapshot(), before, 'record unchanged');
-    return ack;
-  }
+  const rejects = (dev: TestDevice, raw: object, code: string, message?: RegExp): Promise<Ack> => refused(f, dev, raw, code, message);
 
   /** The device trusts exactly `root` and presents exactly `cert`; OpenSSL agrees that it verifies under the stored root for the role. */
   function assertRenewed(dev: TestDevice, root: string, cert: string, rotationId = 'renew-1'): void {

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { deviceFixture, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
+import { deviceFixture, refused, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
 import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
@@ -42,18 +42,7 @@ for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: rollback before an
   const rollback = (dev: TestDevice, seq: number, step: string, extra: Record<string, unknown> = {}) =>
     f.command(dev, seq, step, {}, { schedule: step.startsWith('X') ? 'six-step-rollback' : 'batched-rollback', ...extra });
 
-  /** Send `raw`; assert the error code and that no byte of the store and nothing in memory changed. */
-  async function rejects(dev: TestDevice, raw: object, code: string, message?: RegExp): Promise<Ack> {
-    const bytes = await f.bytes(dev);
-    const before = dev.agent.snapshot();
-    const ack = await dev.agent.handle(raw);
-    assert.equal(ack.ok, false, `expected ${code}, got success`);
-    assert.equal(ack.error?.code, code, ack.error?.message);
-    if (message) assert.match(ack.error!.message, message);
-    assert.equal(await f.bytes(dev), bytes, 'store bytes unchanged');
-    assert.deepEqual(dev.agent.snapshot(), before, 'record unchanged');
-    return ack;
-  }
+  const rejects = (dev: TestDevice, raw: object, code: string, message?: RegExp): Promise<Ack> => refused(f, dev, raw, code, message);
 
   const cases: { schedule: string; role: 'client' | 'server'; prefix: string[]; step: string }[] = [
     { schedule: 'six-step', role: 'client', prefix: [], step: 'X1' },

@@ -1,3 +1,4 @@
+import { closeVerified } from '../support/audit.ts';
 import { strict as assert } from 'node:assert';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { checkWithNode } from '../../demo/auth-matrix.ts';
@@ -19,15 +20,8 @@ const completed = (fleet: InProcessFleet, id: string) => fleet.agents.get(id)!.s
 describe('orchestrator: ordering, failures, restarts', function () {
   this.timeout(60_000);
   let fleet: InProcessFleet;
-  afterEach(async () => {
-    // Every rotation of these tests must also prove its order from the audit log alone.
-    const report = fleet?.verifyAudit();
-    await fleet?.close();
-    if (report) {
-      assert.equal(report.chain, null, 'audit hash chain intact');
-      assert.deepEqual(report.violations, [], 'no step sent before its prerequisites');
-    }
-  });
+  // Every rotation of these tests must also prove its order from the audit log alone.
+  afterEach(() => closeVerified(fleet));
 
   it('a client offline during P2 gets its commands on reconnect; the servers\' P4 waits for it', async () => {
     fleet = await InProcessFleet.create({ servers: 3, clients: 4, maxLatencyMs: 2 });

@@ -1,3 +1,4 @@
+import { closeVerified } from '../support/audit.ts';
 import { strict as assert } from 'node:assert';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { checkWithNode } from '../../demo/auth-matrix.ts';
@@ -28,15 +29,8 @@ describe('orchestrator: certificate renewal under the active root (startRenewal)
   let fleet: InProcessFleet;
   let clock: ManualClock;
   beforeEach(() => { clock = new ManualClock(T0); });
-  afterEach(async () => {
-    // Every renewal must prove its order from the audit log alone, like any rotation.
-    const report = fleet?.verifyAudit();
-    await fleet?.close();
-    if (report) {
-      assert.equal(report.chain, null, 'audit hash chain intact');
-      assert.deepEqual(report.violations, [], 'no step sent before its prerequisites');
-    }
-  });
+  // Every renewal must prove its order from the audit log alone, like any rotation.
+  afterEach(() => closeVerified(fleet));
 
   it('renews the chosen devices under the same root: one step each, no new root, new certificates recorded, peers keep authenticating', async () => {
     fleet = await InProcessFleet.create({ servers: 2, clients: 3, clock });

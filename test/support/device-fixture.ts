@@ -4,6 +4,7 @@
  * a command builder. For agent-level tests that drive steps by hand.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { strict as assert } from 'node:assert';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../agent/agent.ts';
@@ -11,6 +12,7 @@ import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
 import { ManualClock } from '../../protocol/clock.ts';
 import { createLogger } from '../../protocol/log.ts';
 import type { Command, StepPayload } from '../../protocol/messages/command.ts';
+import type { Ack } from '../../protocol/messages/ack.ts';
 import type { Role } from '../../protocol/steps.ts';
 import { createRoot, type RootMaterial } from '../../manager/ca/root.ts';
 import { createRootUpdate, type RootUpdate } from '../../manager/ca/root-update.ts';
@@ -105,4 +107,17 @@ export async function deviceFixture(opts: { sameDn?: boolean; backend?: OpenBack
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Send `raw` to `dev`; assert the error code and that no byte of its store and nothing in its memory changed. */
+export async function refused(f: DeviceFixture, dev: TestDevice, raw: object, code: string, message?: RegExp): Promise<Ack> {
+  const bytes = await f.bytes(dev);
+  const before = dev.agent.snapshot();
+  const ack = await dev.agent.handle(raw);
+  assert.equal(ack.ok, false, `expected ${code}, got success`);
+  assert.equal(ack.error?.code, code, ack.error?.message);
+  if (message) assert.match(ack.error!.message, message);
+  assert.equal(await f.bytes(dev), bytes, 'store bytes unchanged');
+  assert.deepEqual(dev.agent.snapshot(), before, 'record unchanged');
+  return ack;
 }
