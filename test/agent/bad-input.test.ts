@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { deviceFixture, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
-import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
+import { fixturePerTest, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
+import { AGENT_BACKENDS } from '../support/agent-backends.ts';
 import { forge, KU, subjectOf, datesOf } from '../support/forge.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
@@ -13,12 +13,8 @@ const DAY = 86_400_000;
 
 for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: bad input changes nothing and gets a typed error`, function () {
   this.timeout(60_000);
-  let backend: OpenBackend;
-  let f: DeviceFixture;
-  before(async () => { backend = await b.open(); });
-  after(async () => { await backend?.close(); });
-  beforeEach(async () => { f = await deviceFixture({ backend }); });
-  afterEach(async () => { await f?.close(); });
+  let f!: DeviceFixture;
+  fixturePerTest(b, (x) => { f = x; });
 
   /** Send `raw` to `dev`; assert the error code and that the stored bytes and state are unchanged. */
   async function rejects(dev: TestDevice, raw: unknown, code: string, message?: RegExp): Promise<Ack> {

@@ -3,8 +3,8 @@ import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deviceFixture, refused, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
-import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
+import { fixturePerTest, refused, T0, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
+import { AGENT_BACKENDS } from '../support/agent-backends.ts';
 import { subjectOf } from '../support/forge.ts';
 import { createRoot, type RootMaterial } from '../../manager/ca/root.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
@@ -17,12 +17,8 @@ const DAY = 86_400_000;
 
 for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: renewal of the device certificate under the current root (renew-cert)`, function () {
   this.timeout(60_000);
-  let backend: OpenBackend;
-  let f: DeviceFixture;
-  before(async () => { backend = await b.open(); });
-  after(async () => { await backend?.close(); });
-  beforeEach(async () => { f = await deviceFixture({ backend }); });
-  afterEach(async () => { await f?.close(); });
+  let f!: DeviceFixture;
+  fixturePerTest(b, (x) => { f = x; });
 
   const spkiOf = async (dev: TestDevice, label = dev.keyLabel) => (await dev.keys.get(label))!.spki;
   /** A leaf for the device's own key (or `spki`) under `root`, valid from `from` for `days` (the fixture's leaves end at T0 + 700 days). */

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { deviceFixture, refused, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
-import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
+import { deviceFixture, fixturePerTest, refused, type DeviceFixture, type TestDevice } from '../support/device-fixture.ts';
+import { AGENT_BACKENDS } from '../support/agent-backends.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
 import { canonicalJson } from '../../protocol/canonical-json.ts';
@@ -17,12 +17,8 @@ const authState = (r: DeviceRecord) => canonicalJson({ trust: r.trust, identity:
 
 for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: rollback before any server replaced its certificate`, function () {
   this.timeout(60_000);
-  let backend: OpenBackend;
-  let f: DeviceFixture;
-  before(async () => { backend = await b.open(); });
-  after(async () => { await backend?.close(); });
-  beforeEach(async () => { f = await deviceFixture({ backend }); });
-  afterEach(async () => { await f?.close(); });
+  let f!: DeviceFixture;
+  fixturePerTest(b, (x) => { f = x; });
 
   const payloads = (): Record<string, StepPayload> => ({
     P1: { distribution: f.update.distribution }, P2: { distribution: f.update.distribution }, P3: { certificate: f.cn },

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { X509Certificate } from 'node:crypto';
-import { deviceFixture, type DeviceFixture } from '../support/device-fixture.ts';
-import { AGENT_BACKENDS, type OpenBackend } from '../support/agent-backends.ts';
+import { fixturePerTest, type DeviceFixture } from '../support/device-fixture.ts';
+import { AGENT_BACKENDS } from '../support/agent-backends.ts';
 import { verifyCsr } from '../../manager/ca/csr.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
 import { fingerprint } from '../../protocol/pem.ts';
@@ -10,12 +10,8 @@ const fp = (pem: string) => fingerprint(new X509Certificate(pem));
 
 for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: steps, persistence, idempotency, re-key`, function () {
   this.timeout(60_000);
-  let backend: OpenBackend;
-  let f: DeviceFixture;
-  before(async () => { backend = await b.open(); });
-  after(async () => { await backend?.close(); });
-  beforeEach(async () => { f = await deviceFixture({ backend }); });
-  afterEach(async () => { await f?.close(); });
+  let f!: DeviceFixture;
+  const fixtures = fixturePerTest(b, (x) => { f = x; });
 
   it('applies P1..P6 in order, keeping the old root until R1 replaces it', async () => {
     const { server, client, update } = f;
@@ -59,8 +55,7 @@ for (const b of AGENT_BACKENDS) describe(`agent on ${b.name}: steps, persistence
   });
 
   it('works when the new root has a new DN', async () => {
-    await f.close();
-    f = await deviceFixture({ sameDn: false, backend });
+    await fixtures.replace({ sameDn: false });
     const { server, update } = f;
     assert.equal((await server.agent.handle(f.command(server, 1, 'P1', { distribution: update.distribution }))).ok, true);
     const p4 = await server.agent.handle(f.command(server, 2, 'P4', { certificate: f.sn }));

@@ -19,7 +19,7 @@ import { createRootUpdate, type RootUpdate } from '../../manager/ca/root-update.
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
 import type { KeyStore } from '../../hal/key-store.ts';
 import type { StateStore } from '../../agent/state-store.ts';
-import { AGENT_BACKENDS, type OpenBackend } from './agent-backends.ts';
+import { AGENT_BACKENDS, type AgentBackend, type OpenBackend } from './agent-backends.ts';
 
 const DAY = 86_400_000;
 let fixtures = 0;
@@ -120,4 +120,30 @@ export async function refused(f: DeviceFixture, dev: TestDevice, raw: object, co
   assert.equal(await f.bytes(dev), bytes, 'store bytes unchanged');
   assert.deepEqual(dev.agent.snapshot(), before, 'record unchanged');
   return ack;
+}
+
+/**
+ * Mocha hooks of a per-backend agent suite: `b` is opened once for the
+ * describe, and every test gets a fresh fixture on it (handed to `use`,
+ * closed after the test). `replace` swaps the test's fixture for one made
+ * with other options (the old one is closed first: they share the backend).
+ */
+export function fixturePerTest(b: AgentBackend, use: (f: DeviceFixture) => void): { replace(opts: { sameDn?: boolean }): Promise<void> } {
+  let backend: OpenBackend | undefined;
+  let current: DeviceFixture | undefined;
+  const make = async (opts: { sameDn?: boolean }) => {
+    current = await deviceFixture({ ...opts, backend });
+    use(current);
+  };
+  before(async () => { backend = await b.open(); });
+  after(async () => { await backend?.close(); });
+  beforeEach(() => make({}));
+  afterEach(async () => { await current?.close(); });
+  return {
+    async replace(opts) {
+      await current?.close();
+      current = undefined;
+      await make(opts);
+    },
+  };
 }
