@@ -13,7 +13,7 @@ import { assertAck, type Ack } from '../protocol/messages/ack.ts';
 import type { Command } from '../protocol/messages/command.ts';
 import { isReady, validateSchedule } from '../protocol/schedule.ts';
 import { RENEW, ROLLBACK_OF, SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
-import { inRollback, phaseRows, rollbackBlocker } from './phase.ts';
+import { changesRoot, phaseRows, phaseSchedule, rollbackBlocker } from './phase.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { parseCertificate, validity } from '../protocol/pem.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -173,9 +173,10 @@ export class Orchestrator {
     const row = rotationId ? this.o.db.rotation(rotationId) : openRotation(this.o.db);
     if (!row) throw new ManagerError('E_ROTATION_UNKNOWN', rotationId ? `no rotation ${rotationId} in this manager database` : 'no open rotation to resume; start one ("trustroll rotate")');
     if (row.status === 'complete' || row.status === 'rolled-back') return;
-    const sched = schedule ?? this.phaseOf(row);
+    const phase = this.phaseOf(row);
+    const sched = schedule ?? phase;
     const now = this.o.clock.now();
-    this.o.db.setRotationStatus(row.id, this.rollingBack(row) ? 'rolling-back' : 'running', now.toISOString());
+    this.o.db.setRotationStatus(row.id, phase.name === row.schedule ? 'running' : 'rolling-back', now.toISOString());
     this.load(row.id, sched);
     this.o.db.tx(() => {
       for (const r of this.state!.inFlight()) {
@@ -249,15 +250,7 @@ export class Orchestrator {
 
   /** The schedule driving `row` now: its rollback once rollback rows exist, else its forward schedule. */
   private phaseOf(row: RotationRow): Schedule {
-    const forward = this.schedules[row.schedule];
-    if (!forward) throw new ManagerError('E_ROTATION_UNKNOWN', `rotation ${row.id} uses unknown schedule ${row.schedule}`);
-    return this.rollingBack(row) ? ROLLBACK_OF[forward.name]! : forward;
-  }
-
-  private rollingBack(row: RotationRow): boolean {
-    if (inRollback(row)) return true;
-    const back = ROLLBACK_OF[row.schedule];
-    return !!back && phaseRows(this.o.db.steps(row.id), back).length > 0;
+    return phaseSchedule(row, this.o.db.steps(row.id), this.schedules);
   }
 
   /** True while steps may be sent (running forward, or rolling back). */
@@ -388,7 +381,7 @@ export class Orchestrator {
     rot.status = 'complete';
     this.disarmSweep();
     // A renewal issued under the active root: there is no new root to activate.
-    if (!rot.unsafe && rot.schedule !== RENEW.name) await this.o.authority.activate(rot.id);
+    if (!rot.unsafe && changesRoot(rot)) await this.o.authority.activate(rot.id);
     const at = this.o.clock.now().toISOString();
     this.o.db.tx(() => {
       // An excluded device still presents its old certificate.

@@ -9,6 +9,11 @@ import { RENEW, ROLLBACK_OF, SCHEDULES, type Schedule } from '../protocol/steps.
 import { ManagerError } from './errors.ts';
 import type { RotationRow, StepRow } from './fleet-db.ts';
 
+/** True for a root rotation; false for a renewal, which issues new certificates under the active root and makes no D or R1. */
+export function changesRoot(r: Pick<RotationRow, 'schedule'>): boolean {
+  return r.schedule !== RENEW.name;
+}
+
 /** True while (or after) the rotation is rolled back. */
 export function inRollback(r: Pick<RotationRow, 'status'>): boolean {
   return r.status === 'rolling-back' || r.status === 'rolled-back';
@@ -40,7 +45,7 @@ export function phaseRows(rows: readonly StepRow[], schedule: Schedule): StepRow
 export function rollbackBlocker(r: RotationRow, rows: readonly StepRow[]): string | null {
   if (r.status === 'complete' || r.status === 'rolled-back') return `rotation ${r.id} is ${r.status}`;
   if (inRollback(r)) return null;
-  if (r.schedule === RENEW.name) return 'a renewal has no rollback; every device keeps a valid certificate';
+  if (!changesRoot(r)) return 'a renewal has no rollback; every device keeps a valid certificate';
   const forward = SCHEDULES[r.schedule];
   const back = forward ? ROLLBACK_OF[forward.name] : undefined;
   if (!forward || !back) return `schedule ${r.schedule} has no rollback`;

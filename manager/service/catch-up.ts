@@ -10,6 +10,7 @@
  * device whose root is not in the chain (keys lost, another fleet) is
  * reported for re-enrolment instead.
  */
+import { changesRoot } from '../phase.ts';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../../protocol/clock.ts';
 import { commandSigner } from '../../protocol/command-signature.ts';
@@ -19,7 +20,6 @@ import type { Command } from '../../protocol/messages/command.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import { fingerprintPem } from '../../protocol/pem.ts';
 import { MAX_CHAIN_LINKS } from '../../protocol/messages/command.ts';
-import { RENEW } from '../../protocol/steps.ts';
 import type { AuditInput } from '../audit-log.ts';
 import { buildCatchUpCommand } from '../commands.ts';
 import type { Manager } from '../manager.ts';
@@ -93,10 +93,8 @@ export class CatchUps {
     }
     const active = fingerprintPem(this.o.m.ca.activeRoot().cert);
     if (current === active || openRotation(db)) return;
-    const pending = db.db.prepare("SELECT id FROM catch_ups WHERE device_id = ? AND from_root = ? AND status IN ('sent', 'acked')").get(device.id, current);
-    if (pending) return;
-    const failedBefore = db.db.prepare("SELECT id FROM catch_ups WHERE device_id = ? AND from_root = ? AND status = 'failed'").get(device.id, current);
-    if (failedBefore) return;
+    // Once per root the device reports: in flight, done, or failed (reported; not retried on every state message).
+    if (db.db.prepare('SELECT id FROM catch_ups WHERE device_id = ? AND from_root = ?').get(device.id, current)) return;
     const chain = this.chainFrom(current);
     if (!chain) {
       this.o.audit({ actor: 'manager', action: 'catchup.impossible', deviceId: device.id, detail: { fromRoot: current, reason: 'the device trusts a root that is not in this manager\'s history; re-enrol it (trustroll enroll) or re-provision it' } });
@@ -129,7 +127,7 @@ export class CatchUps {
   /** The missed (D, R) links from the root with fingerprint `from` to the active root, or null when `from` is not in the history. */
   private chainFrom(from: string): { distribution: string; newRoot: string }[] | null {
     // A renewal changes no root (its D/R1 columns hold the active root): it is no link.
-    const done = this.o.m.db.rotations().filter((r) => r.status === 'complete' && !r.unsafe && r.schedule !== RENEW.name);
+    const done = this.o.m.db.rotations().filter((r) => r.status === 'complete' && !r.unsafe && changesRoot(r));
     // Each completed rotation moved the fleet from the previous one's R1 (the first: from the initial root) to its own R1.
     const start = done.findIndex((r, i) => (i === 0 ? !done.some((x) => fingerprintPem(x.newRoot) === from) : fingerprintPem(done[i - 1]!.newRoot) === from));
     if (start < 0) return null;

@@ -3,6 +3,7 @@
  * OldWithNew, with its PEM, of an open rotation), the management and operator CAs, and when the devices'
  * certificates expire, for one timeline.
  */
+import { changesRoot } from '../phase.ts';
 import type { CertificatesView } from '../http/api-types.ts';
 import type { ManagerService } from './manager-service.ts';
 import { certInfo } from './rotation-view.ts';
@@ -12,7 +13,7 @@ export function certificatesView(service: ManagerService, cas: { operatorCa: str
   const roots: CertificatesView['roots'] = [{ ...certInfo(service.m.ca.activeRoot().cert), name: 'fleet root (active)', kind: 'active-root' }];
   const rot = service.m.db.rotations().at(-1);
   // A renewal has no D or R1 of its own to show.
-  if (rot && rot.status !== 'complete' && rot.schedule !== 'renew') {
+  if (rot && rot.status !== 'complete' && changesRoot(rot)) {
     roots.push({ ...certInfo(rot.distribution), name: `distribution root D of ${rot.id} (NewWithOld)`, kind: 'distribution' });
     roots.push({ ...certInfo(rot.newRoot), name: `new root R1 of ${rot.id} (NewWithNew)`, kind: 'new-root' });
   }
