@@ -6,12 +6,13 @@
  * the hash-chained audit log, and the views the HTTP API and the dashboard
  * read. Live changes are emitted as coalesced `live` events.
  */
+import { changesRoot } from '../phase.ts';
 import { EventEmitter } from 'node:events';
 import { fingerprintPem } from '../../protocol/pem.ts';
 import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
-import { RENEW, ROLLBACK_OF, SCHEDULES } from '../../protocol/steps.ts';
+import { ROLLBACK_OF, SCHEDULES } from '../../protocol/steps.ts';
 import { BrokerMonitor } from '../broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
 import { planNewRoot, type NewRootPlan } from '../algorithm-plan.ts';
@@ -45,14 +46,6 @@ export interface ManagerServiceOptions {
   policyIntervalMs?: number;
 }
 
-/** Counters since the service started (metrics). */
-export interface ServiceCounters {
-  resends: number;
-  ackErrors: Map<string, number>;
-  /** Seconds from send to acknowledgement of every step acknowledged while the service ran. */
-  latencies: number[];
-}
-
 /** Events the service emits. */
 export interface ServiceEvents {
   live: [LiveEvent];
@@ -70,7 +63,6 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   /** Scheduled rotation and renewal, when `trustroll serve` runs one (run-service.ts). */
   scheduler: Scheduler | null = null;
   private readonly policyTimer: NodeJS.Timeout;
-  readonly counters: ServiceCounters = { resends: 0, ackErrors: new Map(), latencies: [] };
   private readonly log: Logger;
   private readonly clock: Clock;
   private changedDevices = new Set<string>();
@@ -123,8 +115,9 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
       events: {
         acked: (row) => service.onAcked(row),
         sent: (cmds) => service.changed(cmds.map((c) => c.deviceId)),
-        resent: (row) => service.onResent(row),
-        ackError: (row, code) => service.onAckError(row, code),
+        // Resends and error acks are counted from the audit log (metrics); here they only refresh the views.
+        resent: (row) => service.changed([row.deviceId]),
+        ackError: (row) => service.changed([row.deviceId]),
         status: (rot) => service.onStatus(rot),
         excluded: (_rotationId, deviceId) => service.changed([deviceId]),
         foreignAck: (ack) => { if (!service.catchUps.onAck(ack)) service.log.debug('acknowledgement for no known rotation or catch-up ignored', { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step }); },
@@ -281,7 +274,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   rootLabels(): Map<string, TrustSlot['label']> {
     const labels = new Map<string, TrustSlot['label']>();
     // A renewal changes no root: its D/R1 columns hold the active root.
-    const rotations = this.m.db.rotations().filter((r) => r.schedule !== RENEW.name);
+    const rotations = this.m.db.rotations().filter(changesRoot);
     rotations.forEach((r, i) => {
       labels.set(fingerprintPem(r.distribution), 'D');
       labels.set(fingerprintPem(r.newRoot), i === rotations.length - 1 ? 'R1' : 'R0');
@@ -296,16 +289,6 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   private onAcked(row: StepRow): void {
     const latency = row.sentAt && row.ackedAt ? Math.max(0, (Date.parse(row.ackedAt) - Date.parse(row.sentAt)) / 1000) : 0;
     this.emit('acked', row, latency);
-    this.changed([row.deviceId]);
-  }
-
-  private onResent(row: StepRow): void {
-    this.counters.resends++;
-    this.changed([row.deviceId]);
-  }
-
-  private onAckError(row: StepRow, code: string): void {
-    this.counters.ackErrors.set(code, (this.counters.ackErrors.get(code) ?? 0) + 1);
     this.changed([row.deviceId]);
   }
 
