@@ -212,14 +212,19 @@ program.command('rotate')
 async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
   const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
   let summary: RotationSummary;
+  /** The given rotation, or the newest one the service has open (not complete, not rolled back). */
+  const target = async (given: string | true, verb: string): Promise<string> => {
+    if (typeof given === 'string') return given;
+    const open = (await callService<{ rotations: RotationSummary[] }>(info, operatorCa, 'GET', '/api/rotations')).rotations.find((r) => r.status !== 'complete' && r.status !== 'rolled-back');
+    if (!open) throw new ManagerError('E_ROTATION_UNKNOWN', `no open rotation to ${verb}`);
+    return open.id;
+  };
   if (o.abort) {
-    const id = typeof o.abort === 'string' ? o.abort : (await callService<{ rotations: RotationSummary[] }>(info, operatorCa, 'GET', '/api/rotations')).rotations.find((r) => !['complete', 'rolled-back'].includes(r.status))?.id;
-    if (!id) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open rotation to abort');
+    const id = await target(o.abort, 'abort');
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/abort`, {});
     if (summary.status === 'aborted') process.stderr.write(`rotation ${id} stopped where it is: ${summary.rollback.reason ?? 'stopped sending'}\n`);
   } else if (o.resume) {
-    const id = typeof o.resume === 'string' ? o.resume : (await callService<{ rotations: RotationSummary[] }>(info, operatorCa, 'GET', '/api/rotations')).rotations.find((r) => r.status !== 'complete')?.id;
-    if (!id) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open rotation to resume');
+    const id = await target(o.resume, 'resume');
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/resume`, {});
   } else {
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', {
