@@ -60,7 +60,7 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
       error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
     }));
     const waitingFor = rot && phase && rot.status !== 'complete' && rot.status !== 'rolled-back'
-      ? computeWaits(db, phase, all, service.presence, { honourPreferred: service.m.orchestrator.policy.honourPreferred }).waits.find((w) => w.deviceId === deviceId)?.waitingFor ?? []
+      ? computeWaits(db, phase, all, service.presence, { honourPreferred: service.m.orchestrator.policy.honourPreferred, deviceId }).waits[0]?.waitingFor ?? []
       : [];
     return { device, certificate: certInfo(row.certificate), steps, waitingFor };
   });

@@ -72,8 +72,12 @@ export function rotationDetail(db: FleetDb, r: RotationRow, presence: Presence, 
   };
 }
 
-/** Pending device-steps, who they wait for, and the device-steps that hold up the most. */
-export function computeWaits(db: FleetDb, schedule: Schedule, rows: readonly StepRow[], presence: Presence, opts: { honourPreferred?: boolean } = {}): { waits: Wait[]; waitsTotal: number; blockers: (Blocker & { blocks: number })[] } {
+/**
+ * Pending device-steps, who they wait for, and the device-steps that hold up
+ * the most. With `deviceId`, only that device's wait is listed (a device
+ * beyond the first MAX_WAITS of a large fleet still gets its answer).
+ */
+export function computeWaits(db: FleetDb, schedule: Schedule, rows: readonly StepRow[], presence: Presence, opts: { honourPreferred?: boolean; deviceId?: string } = {}): { waits: Wait[]; waitsTotal: number; blockers: (Blocker & { blocks: number })[] } {
   const roles = new Map<string, Role>();
   const devices = new Map(db.devices().map((d) => [d.id, d.role]));
   const byKey = new Map<string, StepRow>();
@@ -109,6 +113,7 @@ export function computeWaits(db: FleetDb, schedule: Schedule, rows: readonly Ste
   let waitsTotal = 0;
   const sequences: Record<Role, string[]> = { server: deviceSequence(schedule, 'server'), client: deviceSequence(schedule, 'client') };
   for (const [deviceId, role] of roles) {
+    if (opts.deviceId !== undefined && deviceId !== opts.deviceId) continue;
     const next = sequences[role].map((s) => byKey.get(`${deviceId}\u0000${s}`)).find((r) => r && r.status !== 'acked' && r.status !== 'excluded');
     if (!next || next.status !== 'pending') continue;
     const found: [string, string][] = [];
