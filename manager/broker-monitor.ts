@@ -246,15 +246,16 @@ export class BrokerMonitor extends EventEmitter<BrokerMonitorEvents> {
   }
 
   /** Report `stale` once when 3 intervals pass without a statistic. */
-  private armStale(): void {
+  private armStale(delayMs = STALE_INTERVALS * this.intervalMs + 1): void {
     if (this.staleTimer !== null) this.timers.clearTimeout(this.staleTimer);
     this.staleTimer = this.timers.setTimeout(() => {
       this.staleTimer = null;
-      if (this.stale && !this.reportedStale) {
-        this.reportedStale = true;
-        this.log?.warn('broker statistics are stale', { reason: this.staleReason });
-        this.emit('stale', true);
-      }
-    }, STALE_INTERVALS * this.intervalMs + 1);
+      if (this.reportedStale) return;
+      // A timer may fire a millisecond before the clock says the time is up: look again then, or the event never comes.
+      if (!this.stale) return this.armStale(Math.max(1, STALE_INTERVALS * this.intervalMs + 1 - (this.clock.now().getTime() - (this.lastSysAt ?? this.startedAt))));
+      this.reportedStale = true;
+      this.log?.warn('broker statistics are stale', { reason: this.staleReason });
+      this.emit('stale', true);
+    }, delayMs);
   }
 }
