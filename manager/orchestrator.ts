@@ -73,6 +73,7 @@ export class Orchestrator {
   private rotation: RotationRow | null = null;
   private sweepTimer: unknown = null;
   private readonly inbox: (Buffer | string | object)[] = [];
+  private closed = false;
 
   constructor(private readonly o: OrchestratorOptions) {
     this.policy = { ...DEFAULT_POLICY, ...o.policy };
@@ -412,11 +413,13 @@ export class Orchestrator {
    * fleet of 10,000 acks in bursts).
    */
   private onAck(raw: Buffer | string | object): void {
+    if (this.closed) return;
     this.inbox.push(raw);
     if (this.inbox.length === 1) setImmediate(() => this.flushAcks());
   }
 
   private flushAcks(): void {
+    if (this.closed) return;
     const batch = this.inbox.splice(0);
     // One transaction (one fsync) records the batch and the steps it unlocks.
     const commands = this.o.db.tx(() => {
@@ -554,6 +557,10 @@ export class Orchestrator {
 
   /** Stop timers; state stays in SQLite for `resume`. */
   close(): void {
+    // Acknowledgements still queued are dropped, not written to a database the owner is about to close:
+    // the next resume resends those steps and the devices answer from their stored results.
+    this.closed = true;
+    this.inbox.length = 0;
     this.disarmSweep();
   }
 }
