@@ -59,6 +59,34 @@ export interface AgentConfig {
   allowUnsafeSchedules?: boolean;
   /** Where the running agent keeps its health file (default: next to the store; see health-file.ts). */
   healthFile?: string;
+  /** This device relays for peers that cannot reach the broker (relay topologies; see relay/). */
+  relay?: RelayConfig;
+  /** This device has no broker session: its commands come through the relay it names (instead of `link`). */
+  via?: ViaConfig;
+}
+
+/**
+ * A relay's settings: the devices it serves. A server-role relay is polled
+ * by its clients; a client-role relay pushes to its servers at the
+ * addresses its `probe.targets` give.
+ */
+export interface RelayConfig {
+  for: string[];
+  /** Client-role relay: push at least this often (ms); default 2 000. */
+  intervalMs?: number;
+}
+
+/** A relayed device's settings. */
+export interface ViaConfig {
+  /** Device id of the relay (its mTLS certificate's CN). */
+  relay: string;
+  /** Client role: where the relay's mTLS service listens. */
+  host?: string;
+  port?: number;
+  /** Client role: poll this often (ms); default 2 000. Server role: report the channel down after 5× this without a push. */
+  pollMs?: number;
+  /** Manager command-signing public keys (PEM files) by key id. */
+  commandKeys: Record<string, string>;
 }
 
 /** JSON Schema of AgentConfig. */
@@ -95,6 +123,27 @@ export const agentConfigSchema = {
         serverName: { type: 'string', minLength: 1 },
         commandKeys: { type: 'object', minProperties: 1, additionalProperties: { type: 'string', minLength: 1 } },
         stateIntervalMs: { type: 'integer', minimum: 100, maximum: 86_400_000 },
+      },
+    },
+    relay: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['for'],
+      properties: {
+        for: { type: 'array', minItems: 1, maxItems: 256, uniqueItems: true, items: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' } },
+        intervalMs: { type: 'integer', minimum: 50, maximum: 3_600_000 },
+      },
+    },
+    via: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['relay', 'commandKeys'],
+      properties: {
+        relay: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' },
+        host: { type: 'string', minLength: 1 },
+        port: { type: 'integer', minimum: 1, maximum: 65535 },
+        pollMs: { type: 'integer', minimum: 50, maximum: 3_600_000 },
+        commandKeys: { type: 'object', minProperties: 1, additionalProperties: { type: 'string', minLength: 1 } },
       },
     },
     tls: {
@@ -141,7 +190,30 @@ export function checkAgentConfig(value: unknown): AgentConfig {
     const detail = e?.keyword === 'additionalProperties' ? `unknown setting "${(e.params as { additionalProperty: string }).additionalProperty}"` : e?.message ?? 'invalid';
     throw new AgentError('E_AGENT_CONFIG', `setting "${setting}": ${detail}`);
   }
-  return value as unknown as AgentConfig;
+  const config = value as unknown as AgentConfig;
+  checkTopology(config);
+  return config;
+}
+
+/** The relay settings that the schema cannot express; E_AGENT_CONFIG naming the setting. */
+function checkTopology(c: AgentConfig): void {
+  const fail = (setting: string, why: string) => { throw new AgentError('E_AGENT_CONFIG', `setting "${setting}": ${why}`); };
+  if (c.via) {
+    if (c.link) fail('via', 'a device takes its commands either from the broker ("link") or through a relay ("via"), not both; remove one');
+    if (c.relay) fail('relay', 'a relayed device cannot relay for others (one hop only); remove "relay" or give this device a "link"');
+    if (c.via.relay === c.deviceId) fail('via.relay', 'a device cannot be its own relay');
+    if (c.role === 'client' && (c.via.host === undefined || c.via.port === undefined)) fail('via', 'a client-role device polls its relay: give "host" and "port" of the relay\'s mutual-TLS service');
+    if (c.role === 'server' && !c.tls) fail('tls', 'a relayed server takes its commands on its mutual-TLS service; give "tls"');
+  }
+  if (c.relay) {
+    if (c.relay.for.includes(c.deviceId)) fail('relay.for', `device ${c.deviceId} cannot relay for itself`);
+    if (c.role === 'server' && !c.tls) fail('tls', 'a server-role relay is polled on its mutual-TLS service; give "tls"');
+    if (c.role === 'client') {
+      const known = new Set((c.probe?.targets ?? []).map((t) => t.serverId));
+      const missing = c.relay.for.filter((id) => !known.has(id));
+      if (missing.length > 0) fail('relay.for', `a client-role relay pushes to its servers at the addresses in "probe.targets"; none is given for ${missing.join(', ')}`);
+    }
+  }
 }
 
 /** Read and validate a JSON configuration file. */

@@ -10,6 +10,7 @@ export const AGENT_ERRORS = {
   E_AGENT_CONFIG: 'The agent configuration is invalid; fix the setting named in the message.',
   E_AGENT_LINK: 'The device cannot reach the broker, or the broker refused its subscriptions; check the broker URL, the device\'s management certificate (CN = device id) and the broker ACL. The link keeps retrying with back-off.',
   E_AGENT_PROVISION: 'The provisioning material is inconsistent (certificate does not chain to the root, or is for another key); re-issue it.',
+  E_AGENT_RELAY: 'A relayed device could not exchange commands with its relay over mutual TLS (relay not running, not configured to serve this device, or unreachable). Check the relay\'s "relay.for" list and this device\'s "via"; the device keeps trying and the manager resends what was not acknowledged.',
   E_AGENT_TLS_SERVICE: 'The server-role device\'s mutual-TLS port serves nothing, or presents another certificate than the one in its trust store (the agent is not running, did not reload, or another program holds the port); start or restart the agent and check tls.port.',
 } as const;
 

@@ -10,7 +10,7 @@ import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { TlsCounters } from '../protocol/messages/device-state.ts';
 import { WRITE_EVERY_MS, writeHealth, type AgentHealth } from './health-file.ts';
-import type { DeviceLink } from './mqtt-link.ts';
+import type { Uplink } from './uplink.ts';
 
 /** What the reporter samples. */
 export interface HealthSources {
@@ -18,7 +18,8 @@ export interface HealthSources {
   deviceId: string;
   role: 'server' | 'client';
   url: string;
-  link: DeviceLink;
+  /** The command channel: the MQTT link, or a relayed device's relay connection. */
+  link: Uplink;
   keys: KeyStore;
   tls: () => TlsCounters | null;
   tlsPort: number | null;

@@ -92,18 +92,24 @@ export function checkLinkFiles(link: LinkConfig): CheckedLink {
       throw bad('link.key', link.key, `does not match the certificate in "link.cert" (${link.cert})`, 'give the key and certificate of the same device');
     }
   }
+  const commandKeys = readCommandKeys(link.commandKeys, 'link.commandKeys');
+  return { ca, cert, ...(key !== undefined ? { key } : {}), certSpki, commandKeys };
+}
+
+/** Read the manager's command-signing public keys a setting (`link.commandKeys`, `via.commandKeys`) names. */
+export function readCommandKeys(files: Record<string, string>, setting: string): Map<string, KeyObject> {
   const commandKeys = new Map<string, KeyObject>();
-  for (const [id, file] of Object.entries(link.commandKeys)) {
-    const pem = readPem(file, `link.commandKeys.${id}`);
+  for (const [id, file] of Object.entries(files)) {
+    const pem = readPem(file, `${setting}.${id}`);
     try {
       const k = createPublicKey(pem);
       if (k.asymmetricKeyType !== 'ec') throw new Error('not EC');
       commandKeys.set(id, k);
     } catch {
-      throw bad(`link.commandKeys.${id}`, file, 'holds no EC public key (PEM)', 'give the manager\'s command key file from "trustroll mgmt device" (command-key.pem)');
+      throw bad(`${setting}.${id}`, file, 'holds no EC public key (PEM)', 'give the manager\'s command key file from "trustroll mgmt device" (command-key.pem)');
     }
   }
-  return { ca, cert, ...(key !== undefined ? { key } : {}), certSpki, commandKeys };
+  return commandKeys;
 }
 
 /** Prepare the link's TLS; starts a terminator for a token key (close it with `close`). */

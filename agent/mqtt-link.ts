@@ -35,6 +35,7 @@ import { deviceTopic, LINK_QOS, MQTT_PROTOCOL_VERSION, refusedTopics } from '../
 import { parseWire } from '../protocol/validate.ts';
 import type { Agent } from './agent.ts';
 import { AgentError } from './errors.ts';
+import { deviceStateMessage } from './state-message.ts';
 
 /** Test and integration hooks. */
 export interface DeviceLinkHooks {
@@ -62,6 +63,8 @@ export interface DeviceLinkOptions {
   tlsCounters?: () => TlsCounters | null;
   /** Republish the state when the counters changed, at most this often (ms); default 30 000. */
   stateIntervalMs?: number;
+  /** More subscriptions on the same session (a relay's `via/+/...` topics) and where their messages go. */
+  extra?: { filters: readonly string[]; onMessage: (topic: string, payload: Buffer, retained: boolean) => void };
 }
 
 /** Counters for the technician's status and tests. */
@@ -166,7 +169,7 @@ export class DeviceLink {
     this.attempt = 0;
     this.stats.connects++;
     this.log.info('connected to broker', { connects: this.stats.connects });
-    const filters = [this.topics.cmd, this.topics.desired];
+    const filters = [this.topics.cmd, this.topics.desired, ...(this.o.extra?.filters ?? [])];
     this.client.subscribe(filters, { qos: LINK_QOS }, (err) => {
       if (err) {
         this.stats.lastError = `${err.message}; refused: ${refusedTopics(err, filters).join(', ')}`;
@@ -211,6 +214,7 @@ export class DeviceLink {
     try {
       if (packet.topic === this.topics.cmd) await this.onCommand(packet);
       else if (packet.topic === this.topics.desired) this.onDesired(packet);
+      else this.o.extra?.onMessage(packet.topic, packet.payload as Buffer, packet.retain);
       puback();
     } catch (err) {
       // Not acknowledged: drop the connection so the broker redelivers after the back-off.
@@ -256,17 +260,7 @@ export class DeviceLink {
 
   /** This device's state message: online (birth), or behind the retained desired state. */
   stateMessage(status: 'online' | 'behind'): DeviceState {
-    const s = this.o.agent.status();
-    const msg: DeviceState = {
-      v: 1, kind: 'state', deviceId: s.deviceId, status, role: s.role, lastSeq: s.lastSeq,
-      state: { storeHash: s.storeHash, rotationId: s.rotationId, completed: s.completed, trust: s.trust, identity: s.identity },
-      at: this.o.clock.now().toISOString(),
-    };
-    if (status === 'behind' && this.desired) msg.desired = { rotationId: this.desired.rotationId, step: this.desired.step, seq: this.desired.seq };
-    const tls = this.o.tlsCounters?.();
-    if (tls) msg.tls = tls;
-    if (s.regression) msg.regression = { ...s.regression, message: s.regression.message.slice(0, 1024) };
-    return msg;
+    return deviceStateMessage(this.o.agent, status, { desired: this.desired, tls: this.o.tlsCounters?.() ?? null, clock: this.o.clock });
   }
 
   private publishState(status: 'online' | 'behind'): void {
@@ -281,6 +275,12 @@ export class DeviceLink {
   private refreshState(): void {
     if (!this.connected || JSON.stringify(this.o.tlsCounters?.() ?? null) === this.lastTls) return;
     this.publishState(this.lastStatus);
+  }
+
+  /** Publish on this session (QoS 1) and resolve once the broker has it (PUBACK); E_AGENT_LINK while not connected. */
+  async publishConfirmed(topic: string, payload: string, retain: boolean): Promise<void> {
+    if (!this.connected) throw new AgentError('E_AGENT_LINK', `${this.o.url}: not connected; ${topic} not published`);
+    await this.client.publishAsync(topic, payload, { qos: LINK_QOS, retain });
   }
 
   /** Simulate a power cut or a network loss: the socket goes without DISCONNECT (the broker publishes the last will); reconnects with back-off. */

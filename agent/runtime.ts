@@ -15,12 +15,18 @@ import { openAgentRuntime, type AgentConfig, type AgentRuntime } from './config.
 import { AgentError } from './errors.ts';
 import { healthFilePath } from './health-file.ts';
 import { HealthReporter } from './health-reporter.ts';
-import { checkLinkFiles, openLinkTls, type LinkTls } from './link-tls.ts';
+import { checkLinkFiles, openLinkTls, readCommandKeys, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
+import { RelayHub } from './relay/relay-hub.ts';
+import { RelayInbound } from './relay/relay-inbound.ts';
+import { RelayPusher } from './relay/relay-pusher.ts';
+import { relayServerHandler } from './relay/relay-server.ts';
+import { RelayUplink } from './relay/relay-uplink.ts';
 import { lostRecordError } from './state-store.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
 import { DeviceTlsServer } from './tls/device-tls-server.ts';
 import { DeviceTokenTlsServer } from './tls/device-token-tls-server.ts';
+import type { Uplink } from './uplink.ts';
 
 /** Handshake counters of a client-role device's probe loop. */
 export interface ProbeTally {
@@ -33,7 +39,7 @@ export interface ProbeTally {
 /** A running device. */
 export interface RunningDevice {
   readonly deviceId: string;
-  /** Resolves true once connected and subscribed to the broker (false after 30 s; it keeps retrying). */
+  /** Resolves true once connected and subscribed to the broker, or a relayed device's first exchange with its relay (false after 30 s; it keeps retrying). */
   readonly linked: Promise<boolean>;
   /** The port of the device's mTLS service (server role), else null. */
   readonly tlsPort: number | null;
@@ -45,16 +51,17 @@ export interface RunningDevice {
   stop(): Promise<void>;
 }
 
-/** Start the device described by `config`; it must be provisioned and have a `link`. */
+/** Start the device described by `config`; it must be provisioned and have a `link` (or, relayed, a `via`). */
 export async function runDevice(config: AgentConfig, deps: { clock: Clock; logger: Logger }): Promise<RunningDevice> {
-  const link = config.link;
-  if (!link) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent');
+  const { link, via, relay } = config;
+  if (!link && !via) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent (or "via" for a device whose commands come through a relay)');
   // Every file the link names is parsed and matched before anything is opened, listens or connects.
-  const checked = checkLinkFiles(link);
-  const rt: AgentRuntime = await openAgentRuntime(config, { ...deps, verifySignature: commandVerifier(checked.commandKeys) });
-  let linkTls: LinkTls;
+  const checked = link ? checkLinkFiles(link) : null;
+  const commandKeys = checked ? checked.commandKeys : readCommandKeys(via!.commandKeys, 'via.commandKeys');
+  const rt: AgentRuntime = await openAgentRuntime(config, { ...deps, verifySignature: commandVerifier(commandKeys) });
+  let linkTls: LinkTls | null = null;
   try {
-    linkTls = await openLinkTls(link, rt.keys, checked);
+    if (link) linkTls = await openLinkTls(link, rt.keys, checked!);
   } catch (err) {
     await rt.close();
     throw err;
@@ -63,7 +70,7 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   const agent = rt.agent;
   if (!agent) {
     const integrity = rt.store.integrity?.();
-    await linkTls.close();
+    await linkTls?.close();
     await rt.close();
     if (integrity?.rolledBack) throw lostRecordError(integrity, config.deviceId);
     throw new AgentError('E_AGENT_NOT_PROVISIONED', `device ${config.deviceId} is not provisioned; run "trustroll-agent provision" first`);
@@ -71,17 +78,8 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   const since = deps.clock.now().toISOString();
   let server: DeviceTlsServer | DeviceTokenTlsServer | null = null;
   let connector: DeviceTlsConnector | null = null;
-  let probing = false;
-  let probeLoop: Promise<void> = Promise.resolve();
-  const tally: ProbeTally = { attempted: 0, failed: 0, fallbacks: 0, failures: [] };
-  if (config.role === 'server' && config.tls) {
-    // A key inside a token (PKCS#11, TPM) is served through the HAL's TLS terminator; in-memory keys by Node itself.
-    const ref = await rt.keys.tlsKey?.(agent.identities()[0]!.keyLabel);
-    const opts = { agent, keys: rt.keys, logger, host: config.tls.host, port: config.tls.port };
-    server = ref?.kind === 'pkcs11' ? await DeviceTokenTlsServer.start(opts) : await DeviceTlsServer.start(opts);
-    logger.info('mTLS service listening', { host: config.tls.host, port: server.port });
-  }
-  // Server role: incoming handshakes (the token terminator reports accepted ones only); client role: the probes' connector.
+  let mqtt: DeviceLink | null = null;
+  // Server role: incoming handshakes (the token terminator reports accepted ones only); client role: the connector's.
   const tlsCounters = (): TlsCounters | null => {
     if (server instanceof DeviceTlsServer) {
       const s = server.stats();
@@ -97,17 +95,65 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     }
     return null;
   };
-  const mqtt = new DeviceLink({
-    url: link.url, agent, tls: linkTls.tls, clock: deps.clock, logger, stream: linkTls.stream,
-    tlsCounters, stateIntervalMs: link.stateIntervalMs,
-  });
-  // A device that cannot reach the broker keeps retrying; it is not a start-up failure.
-  const linked = mqtt.ready(30_000).then(() => true, (err: Error) => {
-    logger.warn('broker not reachable yet; retrying', { reason: err.message });
+  // A relay publishes for the devices behind it on its own session (bound once the link exists).
+  const hub = relay && link ? new RelayHub({
+    relayId: config.deviceId, downstream: relay.for, clock: deps.clock, logger,
+    offlineAfterMs: 5 * Math.max(relay.intervalMs ?? 2_000, 2_000),
+    publish: (topic, payload, retain) => mqtt!.publishConfirmed(topic, payload, retain),
+  }) : null;
+  const inbound = via && config.role === 'server'
+    ? new RelayInbound({ agent, relayId: via.relay, clock: deps.clock, logger, tlsCounters, staleAfterMs: 5 * (via.pollMs ?? 2_000) })
+    : null;
+  if (config.role === 'server' && config.tls) {
+    // A key inside a token (PKCS#11, TPM) is served through the HAL's TLS terminator; in-memory keys by Node itself.
+    const ref = await rt.keys.tlsKey?.(agent.identities()[0]!.keyLabel);
+    const relayHandler = inbound?.handler ?? (hub ? relayServerHandler(hub, logger) : undefined);
+    const opts = { agent, keys: rt.keys, logger, host: config.tls.host, port: config.tls.port, relay: relayHandler };
+    if (ref?.kind === 'pkcs11' && relayHandler) {
+      await linkTls?.close();
+      await rt.close();
+      throw new AgentError('E_AGENT_CONFIG', 'setting "relay"/"via": relaying runs on the device\'s own mutual-TLS service, which needs its key in memory (file or EEPROM backend); a token key is served by the HAL\'s terminator, which carries no relay requests');
+    }
+    server = ref?.kind === 'pkcs11' ? await DeviceTokenTlsServer.start(opts) : await DeviceTlsServer.start(opts);
+    logger.info('mTLS service listening', { host: config.tls.host, port: server.port });
+  }
+  if (config.role === 'client' && ((config.probe?.targets.length ?? 0) > 0 || via || relay)) {
+    connector = await DeviceTlsConnector.create({ agent, keys: rt.keys, logger });
+  }
+  let uplink: Uplink;
+  let uplinkUrl: string;
+  let pusher: RelayPusher | null = null;
+  let poller: RelayUplink | null = null;
+  if (link) {
+    mqtt = new DeviceLink({
+      url: link.url, agent, tls: linkTls!.tls, clock: deps.clock, logger, stream: linkTls!.stream,
+      tlsCounters, stateIntervalMs: link.stateIntervalMs,
+      ...(hub ? { extra: { filters: hub.filters(), onMessage: (topic: string, payload: Buffer, retained: boolean) => hub.fromBroker(topic, payload, retained) } } : {}),
+    });
+    uplink = mqtt;
+    uplinkUrl = link.url;
+    if (hub && config.role === 'client') {
+      const targets = (config.probe?.targets ?? []).filter((t) => relay!.for.includes(t.serverId));
+      pusher = new RelayPusher({ hub, connector: connector!, targets, intervalMs: relay!.intervalMs ?? 2_000, logger });
+    }
+  } else if (config.role === 'client') {
+    poller = new RelayUplink({ agent, connector: connector!, relay: { host: via!.host!, port: via!.port!, serverId: via!.relay }, pollMs: via!.pollMs ?? 2_000, clock: deps.clock, logger, tlsCounters });
+    poller.start();
+    uplink = poller;
+    uplinkUrl = `mtls://${via!.host}:${via!.port} (relay ${via!.relay})`;
+  } else {
+    uplink = inbound!;
+    uplinkUrl = `relay ${via!.relay} (pushes to this device)`;
+  }
+  // A device that cannot reach the broker (or its relay) keeps retrying; it is not a start-up failure.
+  const linked = (mqtt ? mqtt.ready(30_000) : firstUp(uplink, 30_000, uplinkUrl)).then(() => true, (err: Error) => {
+    logger.warn(mqtt ? 'broker not reachable yet; retrying' : 'relay not reachable yet; retrying', { reason: err.message });
     return false;
   });
+  let probing = false;
+  let probeLoop: Promise<void> = Promise.resolve();
+  const tally: ProbeTally = { attempted: 0, failed: 0, fallbacks: 0, failures: [] };
   if (config.role === 'client' && config.probe && config.probe.targets.length > 0) {
-    connector = await DeviceTlsConnector.create({ agent, keys: rt.keys, logger });
     probing = true;
     const probe = config.probe;
     probeLoop = (async () => {
@@ -130,7 +176,7 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   report.unref();
   const healthFile = healthFilePath(config);
   const health = await HealthReporter.start({
-    path: healthFile, deviceId: config.deviceId, role: config.role, url: link.url, link: mqtt, keys: rt.keys,
+    path: healthFile, deviceId: config.deviceId, role: config.role, url: uplinkUrl, link: uplink, keys: rt.keys,
     tls: tlsCounters, tlsPort: server?.port ?? null, clock: deps.clock, logger,
   });
   return {
@@ -144,13 +190,31 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
       probing = false;
       clearInterval(report);
       await probeLoop;
+      await pusher?.close();
+      await poller?.close();
+      inbound?.close();
+      await hub?.close();
       connector?.close();
-      await mqtt.close();
+      await mqtt?.close();
       await health.stop();
-      await linkTls.close();
+      await linkTls?.close();
       await server?.close();
       await rt.close();
       logger.info('stopped', { probe: tally });
     },
   };
+}
+
+/** Resolves once `uplink` is up; rejects with E_AGENT_RELAY after `timeoutMs`. */
+function firstUp(uplink: Uplink, timeoutMs: number, where: string): Promise<void> {
+  if (uplink.connected) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { off(); reject(new AgentError('E_AGENT_RELAY', `${where}: no exchange with the relay within ${timeoutMs} ms (${uplink.stats.lastError ?? 'no answer'})`)); }, timeoutMs);
+    const off = uplink.onLinkChange((up) => {
+      if (!up) return;
+      clearTimeout(timer);
+      off();
+      resolve();
+    });
+  });
 }

@@ -22,6 +22,7 @@ import { ManagementPki } from '../manager/management-pki.ts';
 import { Command, Option } from 'commander';
 import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
 import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
+import { DEMO_TOPOLOGIES, type DemoTopology } from '../demo/topology-plan.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
 import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -65,12 +66,13 @@ program.command('demo')
   .option('--min-handshakes <n>', 'keep the devices handshaking until this many connections were made', int, 1000)
   .addOption(new Option('--algorithm <alg>', 'the fleet root\'s algorithm (RSA fleets get RSA-2048 device keys); the rotation keeps it').choices([...CA_KEY_ALGORITHMS]))
   .option('--new-subject <dn>', 'subject of the new root (default: the old root\'s)')
+  .addOption(new Option('--topology <name>', 'who reaches whom: direct (every device has a broker session), server-relay (clients reach only their printer, which relays), client-relay (printers reached only through a client), mixed').choices([...DEMO_TOPOLOGIES]).default('direct'))
   .option('--in-process', 'the quick in-process variant: no broker, no processes, path validation instead of handshakes', false)
   .option('--seed <n>', 'seed of the simulated network delays (--in-process)', int, 1)
   .option('--keep', 'keep the demo folder (configs, stores, logs)', false)
   .option('--json', 'print one JSON object instead of the summary', false)
-  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; broker: string; mgmt?: string; pace: number; minHandshakes: number; inProcess: boolean; seed: number; keep: boolean; json: boolean; algorithm?: CaKeyAlgorithm; newSubject?: string }) => {
-    if (o.inProcess && (o.algorithm || o.newSubject)) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm and --new-subject apply to the process demo, not --in-process');
+  .action(async (o: { servers: number; clients: number; schedule: string; naive: boolean; broker: string; mgmt?: string; pace: number; minHandshakes: number; inProcess: boolean; seed: number; keep: boolean; json: boolean; algorithm?: CaKeyAlgorithm; newSubject?: string; topology: DemoTopology }) => {
+    if (o.inProcess && (o.algorithm || o.newSubject || o.topology !== 'direct')) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm, --new-subject and --topology apply to the process demo, not --in-process');
     if (o.inProcess) {
       const result = await runInProcessDemo(o);
       process.stdout.write((o.json ? JSON.stringify(result, null, 2) : describeDemo(result)) + '\n');

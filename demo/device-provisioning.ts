@@ -25,21 +25,26 @@ import { freePort } from './mosquitto.ts';
 /**
  * Provision device `id` under `root`/devices/`id`; `ports` maps server ids to
  * their mTLS ports. `keyAlgorithm`: the device key (default P-256);
- * `verifies`: what the device declares it can verify at enrolment.
+ * `verifies`: what the device declares it can verify at enrolment; `via`:
+ * its relay (route it on the manager with topology.ts setRoute once both
+ * are enrolled); `relayFor`: the devices it relays for.
  */
-export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger; keyAlgorithm?: KeyAlgorithm; verifies?: readonly string[] }): Promise<string> {
+export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger; keyAlgorithm?: KeyAlgorithm; verifies?: readonly string[]; via?: string; relayFor?: readonly string[]; relayIntervalMs?: number }): Promise<string> {
   const dir = join(root, 'devices', id);
   mkdirSync(join(dir, 'link'), { recursive: true, mode: 0o700 });
   const mgmt = c.pki.device(id);
   const file = (name: string, data: string, mode = 0o644) => { const p = join(dir, 'link', name); writeFileSync(p, data); chmodSync(p, mode); return p; };
+  const commandKeys = { [c.pki.commandKey.keyId]: file('command-key.pem', c.pki.trustedCommandKeys().get(c.pki.commandKey.keyId)!.export({ type: 'spki', format: 'pem' }) as string) };
+  const interval = c.relayIntervalMs ?? 200;
   const config: AgentConfig = {
     deviceId: id, role,
     hal: { keys: { backend: 'file', dir: join(dir, 'keys') }, records: { backend: 'file', dir: join(dir, 'records') } },
     store: { kind: 'sqlite', path: join(dir, 'trust-store.db') },
-    link: {
-      url: c.brokerUrl, ca: file('ca.pem', c.pki.ca), cert: file('device.pem', mgmt.cert), key: file('device.key', mgmt.key, 0o600),
-      commandKeys: { [c.pki.commandKey.keyId]: file('command-key.pem', c.pki.trustedCommandKeys().get(c.pki.commandKey.keyId)!.export({ type: 'spki', format: 'pem' }) as string) },
-    },
+    // A relayed device has no broker session (and no management certificate): its relay carries its commands.
+    ...(c.via
+      ? { via: { relay: c.via, ...(role === 'client' ? { host: '127.0.0.1', port: c.ports.get(c.via)! } : {}), pollMs: interval, commandKeys } }
+      : { link: { url: c.brokerUrl, ca: file('ca.pem', c.pki.ca), cert: file('device.pem', mgmt.cert), key: file('device.key', mgmt.key, 0o600), commandKeys } }),
+    ...(c.relayFor && c.relayFor.length > 0 ? { relay: { for: [...c.relayFor], intervalMs: interval } } : {}),
     ...(role === 'server'
       ? { tls: { host: '127.0.0.1', port: c.ports.get(id)! } }
       : { probe: { targets: [...c.ports].map(([serverId, port]) => ({ host: '127.0.0.1', port, serverId })), intervalMs: 25 } }),

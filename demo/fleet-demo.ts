@@ -31,6 +31,9 @@ import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
 import { startDevice, stopAll, type DeviceProc } from './device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from './device-provisioning.ts';
 import { Mosquitto } from './mosquitto.ts';
+import { setRoute } from '../manager/topology.ts';
+import { planRoutes, relaysOf, type DemoTopology } from './topology-plan.ts';
+import { connect as tcpConnect } from 'node:net';
 
 /** Demo settings. */
 export interface FleetDemoOptions {
@@ -53,6 +56,8 @@ export interface FleetDemoOptions {
   algorithm?: CaKeyAlgorithm;
   /** The new root's subject (default: the old root's, byte for byte). */
   newSubject?: string;
+  /** Who reaches whom: every device the broker (default), or some through a relay (demo/topology-plan.ts). */
+  topology?: DemoTopology;
   /** Keep the folder (device configs, stores, logs) for inspection. */
   keep?: boolean;
   logger?: Logger;
@@ -60,6 +65,7 @@ export interface FleetDemoOptions {
 
 /** The demo's JSON result. */
 export interface FleetDemoResult {
+  topology: { name: DemoTopology; relayed: Record<string, string> };
   rotation: { id: string; status: string; schedule: string; devices: number; durationMs: number; error: string | null; roots: { from: { algorithm: string; subject: string }; to: { algorithm: string; subject: string } }; steps: { step: string; role: Role; acked: number; of: number; lastAckMs: number | null }[] };
   handshakes: { attempted: number; failed: number; fallbacks: number; failures: string[] };
   crossStack: { boundaries: number; openssl: { attempted: number; failed: number }; gnutls: { attempted: number; failed: number }; failures: string[] };
@@ -112,8 +118,12 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     const ids = fleetShape(o.servers, o.clients, 'mgmt-client');
     const ports = await serverPorts(ids);
     const configs = new Map<string, string>();
-    for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: o.naive, logger, keyAlgorithm }));
-    transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 200 });
+    const topology = o.topology ?? 'direct';
+    const routes = planRoutes(ids, topology);
+    const relays = relaysOf(routes);
+    for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: o.naive, logger, keyAlgorithm, via: routes.get(id), relayFor: relays.get(id) }));
+    for (const [id, relay] of routes) setRoute(db, id, relay);
+    transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 200, db });
     let resolveEnd!: () => void;
     const ended = new Promise<void>((r) => (resolveEnd = r));
     const ackedBy = new Map<string, number>();
@@ -132,12 +142,18 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
       },
     });
     await transport.ready(15_000);
-    // Servers first: a client's first handshake must find its servers listening.
-    for (const wanted of ['server', 'client'] as const) {
-      const group = ids.filter(([, role]) => role === wanted).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
+    // Servers first: a client's first handshake must find its servers listening. A relayed server is
+    // ready only once its relay (a client) pushed to it, so it is awaited after the clients.
+    const launch = (wanted: Role, relayed: boolean) => {
+      const group = ids.filter(([id, role]) => role === wanted && routes.has(id) === relayed).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
       procs.push(...group);
-      await Promise.all(group.map((p) => p.ready));
-    }
+      return group;
+    };
+    await Promise.all(launch('server', false).map((p) => p.ready));
+    const relayedServers = launch('server', true);
+    await Promise.all(relayedServers.map((p) => waitForPort(ports.get(p.id)!, 30_000)));
+    await Promise.all([...launch('client', false), ...launch('client', true)].map((p) => p.ready));
+    await Promise.all(relayedServers.map((p) => p.ready));
 
     const cross = new CrossStack({ keyPem: async (id, label) => keyPemOf(join(dir, 'devices', id), label), logger });
     const xs = { boundaries: 0, openssl: { attempted: 0, failed: 0 }, gnutls: { attempted: 0, failed: 0 }, failures: [] as string[] };
@@ -174,6 +190,7 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     const rows = db.steps(rotationId);
     const t0 = Date.parse(rotation.createdAt);
     return {
+      topology: { name: topology, relayed: Object.fromEntries(routes) },
       rotation: {
         id: rotation.id, status: rotation.status, schedule: schedule.name, devices: ids.length, durationMs, error: rotation.error,
         roots: { from: rootFacts(oldRoot), to: rootFacts(rotation.newRoot) },
@@ -201,6 +218,20 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     db.close();
     writeFileSync(logFile, lines.join('\n') + '\n');
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Resolves once something accepts TCP connections on the loopback `port`; rejects after `timeoutMs`. */
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = tcpConnect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -239,6 +270,7 @@ async function keyPemOf(deviceDir: string, label: string): Promise<string> {
 export function describeFleetDemo(r: FleetDemoResult): string {
   const lines = [
     `trustroll demo: rotation ${r.rotation.id} ${r.rotation.status.toUpperCase()} in ${r.rotation.durationMs} ms (${r.rotation.schedule}, ${r.rotation.devices} device processes, broker ${r.broker})`,
+    `  topology: ${r.topology.name}${Object.keys(r.topology.relayed).length ? ` (${Object.entries(r.topology.relayed).map(([id, relay]) => `${id} via ${relay}`).join(', ')})` : ''}`,
     `  root: ${r.rotation.roots.from.algorithm} "${r.rotation.roots.from.subject}" -> ${r.rotation.roots.to.algorithm} "${r.rotation.roots.to.subject}"`,
     ...r.rotation.steps.map((s) => `  ${s.step} (${s.role}): ${s.acked}/${s.of} acknowledged${s.lastAckMs === null ? '' : `, last at +${s.lastAckMs} ms`}`),
     `  mutual-TLS connections during the run: ${r.handshakes.attempted} attempted, ${r.handshakes.failed} failed, ${r.handshakes.fallbacks} needed the old client certificate`,

@@ -143,7 +143,7 @@ export class MqttFleet {
    */
   async startManager(opts: { resume?: string } = {}): Promise<void> {
     // The orchestrator registers for acknowledgements before the session's backlog can arrive.
-    this.transport = mqttTransport({ url: this.url, pki: this.pki, logger: this.logger, reconnectPeriodMs: 100 });
+    this.transport = mqttTransport({ url: this.url, pki: this.pki, logger: this.logger, reconnectPeriodMs: 100, db: this.db });
     this.orchestrator = buildOrchestrator({
       db: this.db, transport: this.transport, authority: this.ca, clock: this.clock, logger: this.logger, pki: this.pki, audit: this.audit,
       policy: { ackTimeoutMs: 3_000, sweepIntervalMs: 50, backoffBaseMs: 50, backoffMaxMs: 500, ...this.o.policy },

@@ -5,6 +5,7 @@
 
 /** Manager error codes with the action to take. */
 export const MANAGER_ERRORS = {
+  E_ROUTE_INVALID: 'A device can be routed only through an enrolled peer it has mutual TLS with (a printer for its clients, a client for its printers) that itself reaches the broker (one hop); fix --via, or route the device --direct.',
   E_DEVICE_UNKNOWN: 'No device with that id is enrolled; enroll it first or check the id.',
   E_DEVICE_EXISTS: 'A device with that id is already enrolled; pick another id, or re-enrol it with its new key ("trustroll enroll --replace"; refused while a rotation is open).',
   E_ROTATION_ACTIVE: 'A rotation is still open (running, paused, stopped or aborted part-way) and devices may be part-way through it; resume it to completion before starting another.',
@@ -27,6 +28,7 @@ export const MANAGER_ERRORS = {
   E_ACK_SIGNATURE: 'An acknowledgement was not signed by the device\'s key and was ignored; if it repeats, the broker or the network path is injecting messages.',
   E_NO_ROOT: 'The manager has no active root CA; initialise it first.',
   E_ALGORITHM_UNVERIFIABLE: 'The new root\'s algorithm is one some devices declared they cannot verify (at enrolment, "trustroll enroll --verifies", or later, "trustroll verifies --set"); nothing was started. Keep the fleet\'s algorithm (rotate without --algorithm), replace or update those devices first, or re-declare them once their firmware verifies it.',
+  E_ROOT_SIDE: 'The rotation names a root the fleet does not keep apart, or names none in a fleet that does: a fleet made with separate client and server roots ("trustroll ca init --client-subject") rotates one of them at a time ("trustroll rotate --root client" or "--root server"); a single-root fleet rotates without --root. Nothing was started.',
   E_FLEET_EMPTY: 'The fleet has no devices of one role; a rotation needs servers and clients.',
   E_MANAGER_DB: 'The manager database is unreadable or from an incompatible version; restore it from backup.',
   E_KEY_VAULT: 'A CA key file is missing, unreadable or has unsafe permissions; restore it (0600, owned by the manager user).',

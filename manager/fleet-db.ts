@@ -91,6 +91,7 @@ export class FleetDb {
       this.db.exec(SCHEMA);
       this.addColumnIfMissing('devices', 'verifies', 'TEXT');
       this.addColumnIfMissing('rotations', 'old_with_new', 'TEXT');
+      this.addColumnIfMissing('devices', 'via', 'TEXT');
       const v = this.stmt("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
       if (!v) this.stmt("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
       else if (v.v !== '1') throw new Error(`schema version ${v.v}`);
@@ -161,6 +162,24 @@ export class FleetDb {
   setDeviceKey(id: string, spki: Buffer): void {
     const r = this.stmt('UPDATE devices SET spki = ? WHERE id = ?').run(spki, id);
     if (r.changes === 0) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
+  }
+
+  /** Route a device's commands through relay `via` (a peer with a broker session), or directly (null). See topology.ts. */
+  setDeviceVia(id: string, via: string | null): void {
+    const r = this.stmt('UPDATE devices SET via = ? WHERE id = ?').run(via, id);
+    if (r.changes === 0) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
+  }
+
+  /** The relay of every relayed device (direct devices are absent). */
+  routes(): Map<string, string> {
+    const rows = this.stmt('SELECT id, via FROM devices WHERE via IS NOT NULL').all() as { id: string; via: string }[];
+    return new Map(rows.map((r) => [r.id, r.via]));
+  }
+
+  /** The relay of one device, or null when the manager reaches it directly (or it is unknown). */
+  deviceVia(id: string): string | null {
+    const row = this.stmt('SELECT via FROM devices WHERE id = ?').get(id) as { via: string | null } | undefined;
+    return row?.via ?? null;
   }
 
   /** Replace the peering graph; an empty list means every client talks to every server. */

@@ -55,8 +55,12 @@ export function buildOrchestrator(w: OrchestratorWiring): Orchestrator {
 }
 
 /** The manager's MQTT session to `url` with its management certificate. */
-export function mqttTransport(o: { url: string; pki: Pick<ManagementPki, 'ca' | 'manager'>; logger: Logger; clock?: Clock; reconnectPeriodMs?: number }): MqttManagerTransport {
-  return new MqttManagerTransport({ url: o.url, tls: { ca: o.pki.ca, ...o.pki.manager }, logger: o.logger, clock: o.clock, reconnectPeriodMs: o.reconnectPeriodMs });
+export function mqttTransport(o: { url: string; pki: Pick<ManagementPki, 'ca' | 'manager'>; logger: Logger; clock?: Clock; reconnectPeriodMs?: number; db?: FleetDb }): MqttManagerTransport {
+  const db = o.db;
+  return new MqttManagerTransport({
+    url: o.url, tls: { ca: o.pki.ca, ...o.pki.manager }, logger: o.logger, clock: o.clock, reconnectPeriodMs: o.reconnectPeriodMs,
+    ...(db ? { routeOf: (id: string) => db.deviceVia(id) } : {}),
+  });
 }
 
 /** A manager opened on its data folder. */
@@ -101,7 +105,7 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
   if (!existsSync(join(o.dataDir, 'ca', 'ca.json'))) throw new ManagerError('E_NO_ROOT', `no CA in ${o.dataDir}; run "trustroll ca init --data ${o.dataDir} --subject ..." first`);
   const ca = await CaAuthority.openOrInit(join(o.dataDir, 'ca'), { subject: 'unused', now: clock.now() });
   const db = new FleetDb(join(o.dataDir, 'manager.db'));
-  const transport = mqttTransport({ url: o.brokerUrl, pki: o.pki, logger: o.logger, clock, reconnectPeriodMs: o.reconnectPeriodMs });
+  const transport = mqttTransport({ url: o.brokerUrl, pki: o.pki, logger: o.logger, clock, reconnectPeriodMs: o.reconnectPeriodMs, db });
   const audit = new AuditLog(db);
   const sender = o.wrapTransport ? o.wrapTransport(transport) : transport;
   const orchestrator = buildOrchestrator({

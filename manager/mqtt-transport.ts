@@ -13,6 +13,11 @@
  * e.g. it lost its session), the last command sent to it is published
  * again at once instead of waiting for the orchestrator's time-out.
  *
+ * Relayed devices (topology.ts): commands and desired state go to
+ * `{relay}/via/{device}/...`; an acknowledgement or state arriving that way
+ * counts only when the device is routed through that relay (`misrouted`
+ * otherwise), and acknowledgements still need the device's own signature.
+ *
  * Broker statistics ride on the same connection (Mosquitto ties the
  * session to the certificate's name, so the manager has exactly one): the
  * transport also subscribes to `$SYS/#` at QoS 0, in a subscription of its
@@ -34,7 +39,7 @@ import { systemClock, type Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Command } from '../protocol/messages/command.ts';
 import { assertDeviceState, desiredFor, type DeviceState } from '../protocol/messages/device-state.ts';
-import { ACK_FILTER, deviceTopic, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, STATE_FILTER, SYS_FILTER } from '../protocol/topics.ts';
+import { ACK_FILTER, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, RELAY_ACK_FILTER, RELAY_STATE_FILTER, routedTopic, STATE_FILTER, SYS_FILTER } from '../protocol/topics.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { ManagerError } from './errors.ts';
 import type { AckHandler, ManagerTransport } from './transport.ts';
@@ -55,6 +60,8 @@ export interface MqttTransportOptions {
   reconnectPeriodMs?: number;
   connectTimeoutMs?: number;
   keepaliveSec?: number;
+  /** The relay a device is reached through, or null for a direct device (topology.ts; default: all direct). */
+  routeOf?: (deviceId: string) => string | null;
 }
 
 /** Counters and connection state for a dashboard. */
@@ -68,6 +75,8 @@ export interface TransportStats {
   acksReceived: number;
   acksDropped: number;
   statesReceived: number;
+  /** Relayed messages dropped because they came through a relay the device is not routed through. */
+  misrouted: number;
   /** `$SYS` messages handed to `sys` listeners. */
   sysMessages: number;
   /** The `$SYS/#` subscription: not answered yet, granted, or refused by the broker. */
@@ -92,7 +101,7 @@ export interface TransportEvents {
 export class MqttManagerTransport extends EventEmitter<TransportEvents> implements ManagerTransport {
   readonly stats: TransportStats = {
     connected: false, connects: 0, disconnects: 0, commandsPublished: 0, desiredPublished: 0, republished: 0,
-    acksReceived: 0, acksDropped: 0, statesReceived: 0, sysMessages: 0, sysSubscription: 'pending', lastError: null,
+    acksReceived: 0, acksDropped: 0, statesReceived: 0, misrouted: 0, sysMessages: 0, sysSubscription: 'pending', lastError: null,
   };
   private readonly client: MqttClient;
   private readonly log: Logger;
@@ -176,7 +185,7 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     this.stats.connects++;
     this.stats.connected = true;
     this.log.info('connected to broker', { sessionPresent, connects: this.stats.connects });
-    const filters = [ACK_FILTER, STATE_FILTER];
+    const filters = [ACK_FILTER, STATE_FILTER, RELAY_ACK_FILTER, RELAY_STATE_FILTER];
     this.client.subscribe(filters, { qos: LINK_QOS }, (err) => {
       if (err) {
         const reason = `${err.message}; refused: ${refusedTopics(err, filters).join(', ')}`;
@@ -240,6 +249,13 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       this.log.warn('unreadable message dropped', { deviceId: t.deviceId, topic, code: (err as { code?: string }).code });
       return;
     }
+    if (t.via !== undefined && this.routeOf(t.deviceId) !== t.via) {
+      // The broker vouches only for the relay; a relay may speak only for the devices routed through it.
+      this.stats.misrouted++;
+      this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
+      this.log.warn('relayed message from a relay the device is not routed through; dropped', { deviceId: t.deviceId, topic, relay: t.via, route: this.routeOf(t.deviceId) });
+      return;
+    }
     const named = (msg as { deviceId?: unknown } | null)?.deviceId;
     if (named !== t.deviceId) {
       this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
@@ -290,8 +306,17 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     }
   }
 
+  /** A device's relay (null: direct); a failing lookup counts as direct. */
+  private routeOf(deviceId: string): string | null {
+    try {
+      return this.o.routeOf?.(deviceId) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
   private publishCommand(cmd: Command): void {
-    this.client.publish(deviceTopic(cmd.deviceId, 'cmd'), JSON.stringify(cmd), { qos: LINK_QOS });
+    this.client.publish(routedTopic(cmd.deviceId, this.routeOf(cmd.deviceId), 'cmd'), JSON.stringify(cmd), { qos: LINK_QOS });
     this.stats.commandsPublished++;
   }
 
@@ -311,7 +336,7 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     if (cmd.seq >= (this.pending.get(cmd.deviceId)?.seq ?? 0)) this.pending.set(cmd.deviceId, cmd);
     if (cmd.seq >= (this.desiredSeq.get(cmd.deviceId) ?? 0)) {
       this.desiredSeq.set(cmd.deviceId, cmd.seq);
-      this.client.publish(deviceTopic(cmd.deviceId, 'desired'), JSON.stringify(desiredFor(cmd, this.clock.now())), { qos: LINK_QOS, retain: true });
+      this.client.publish(routedTopic(cmd.deviceId, this.routeOf(cmd.deviceId), 'desired'), JSON.stringify(desiredFor(cmd, this.clock.now())), { qos: LINK_QOS, retain: true });
       this.stats.desiredPublished++;
     }
     this.log.debug('command published', log);
@@ -326,7 +351,7 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
   /** Remove a device's retained desired state (after a rotation, or when the device is retired). */
   clearDesired(deviceId: string): void {
     this.desiredSeq.delete(deviceId);
-    this.client.publish(deviceTopic(deviceId, 'desired'), '', { qos: LINK_QOS, retain: true });
+    this.client.publish(routedTopic(deviceId, this.routeOf(deviceId), 'desired'), '', { qos: LINK_QOS, retain: true });
   }
 
   /** Register the acknowledgement handler; acknowledgements received before it are handed over now. */

@@ -9,6 +9,18 @@
  *   trustroll/v1/dev/{id}/desired  manager, retained: the step and seq the device should be at
  *   $SYS/#                         broker statistics (Mosquitto's tree), read by the manager only
  *
+ * Relay topologies (PROTOCOL.md "Who can reach whom"): a device that cannot
+ * reach the broker is served through a peer it has mutual TLS with (its
+ * relay). The same four kinds then live under the relay's own id:
+ *
+ *   trustroll/v1/dev/{relay}/via/{id}/{kind}
+ *
+ * so the relay's certificate CN decides what it may read and write (only
+ * under its own id), with no per-fleet ACL. The relay forwards the signed
+ * command and the signed acknowledgement unchanged; the end device checks
+ * the manager's signature and sequence, the manager the device's signature
+ * and that the acknowledgement came through the device's configured relay.
+ *
  * Order and exactly-once effect never depend on the broker: they come from
  * the per-device sequence number inside the command envelope. Nothing here
  * needs MQTT 5; every client speaks 3.1.1 (protocolVersion 4).
@@ -58,11 +70,34 @@ export function deviceTopic(deviceId: string, kind: TopicKind): string {
   return `${TOPIC_PREFIX}/${deviceId}/${kind}`;
 }
 
+/** The topic of one kind for device `deviceId` reached through `relayId`. */
+export function relayTopic(relayId: string, deviceId: string, kind: TopicKind): string {
+  assertDeviceId(relayId);
+  assertDeviceId(deviceId);
+  if (relayId === deviceId) throw new ProtocolError('E_SCHEMA', `device ${deviceId} cannot be its own relay`);
+  return `${TOPIC_PREFIX}/${relayId}/via/${deviceId}/${kind}`;
+}
+
+/** The topic of one kind for a device, direct (`via` null) or through its relay. */
+export function routedTopic(deviceId: string, via: string | null, kind: TopicKind): string {
+  return via ? relayTopic(via, deviceId, kind) : deviceTopic(deviceId, kind);
+}
+
 /** Filter the manager subscribes to for every device's acknowledgements. */
 export const ACK_FILTER = `${TOPIC_PREFIX}/+/ack`;
 
 /** Filter the manager subscribes to for every device's state (birth / last will). */
 export const STATE_FILTER = `${TOPIC_PREFIX}/+/state`;
+
+/** Filters the manager subscribes to for acknowledgements and state relayed by a device. */
+export const RELAY_ACK_FILTER = `${TOPIC_PREFIX}/+/via/+/ack`;
+export const RELAY_STATE_FILTER = `${TOPIC_PREFIX}/+/via/+/state`;
+
+/** The filters a relay subscribes to for the devices behind it (its own id only). */
+export function relayFilters(relayId: string): string[] {
+  assertDeviceId(relayId);
+  return [`${TOPIC_PREFIX}/${relayId}/via/+/cmd`, `${TOPIC_PREFIX}/${relayId}/via/+/desired`];
+}
 
 /** The broker's statistics tree (Mosquitto `$SYS/broker/...`); the manager subscribes with QoS 0. */
 export const SYS_FILTER = '$SYS/#';
@@ -72,13 +107,26 @@ export function isSysTopic(topic: string): boolean {
   return topic === '$SYS' || topic.startsWith('$SYS/');
 }
 
-/** Split a concrete device topic; null if it is not one of ours. */
-export function parseDeviceTopic(topic: string): { deviceId: string; kind: TopicKind } | null {
+/** A parsed device topic; `via` names the relay for a relayed one. */
+export interface DeviceTopic {
+  deviceId: string;
+  kind: TopicKind;
+  via?: string;
+}
+
+/** Split a concrete device topic (direct or relayed); null if it is not one of ours. */
+export function parseDeviceTopic(topic: string): DeviceTopic | null {
   const levels = topic.split('/');
-  if (levels.length !== 5 || levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return null;
-  const [, , , deviceId, kind] = levels as [string, string, string, string, string];
-  if (!isDeviceId(deviceId) || !KINDS.includes(kind as TopicKind)) return null;
-  return { deviceId, kind: kind as TopicKind };
+  if (levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return null;
+  if (levels.length === 5) {
+    const [, , , deviceId, kind] = levels as [string, string, string, string, string];
+    if (!isDeviceId(deviceId) || !KINDS.includes(kind as TopicKind)) return null;
+    return { deviceId, kind: kind as TopicKind };
+  }
+  if (levels.length !== 7 || levels[4] !== 'via') return null;
+  const [, , , via, , deviceId, kind] = levels as [string, string, string, string, string, string, string];
+  if (!isDeviceId(via) || !isDeviceId(deviceId) || via === deviceId || !KINDS.includes(kind as TopicKind)) return null;
+  return { deviceId, kind: kind as TopicKind, via };
 }
 
 /**
@@ -97,12 +145,17 @@ const DEVICE_PUBLISHES: readonly TopicKind[] = ['ack', 'state'];
 const MANAGER_READS: readonly TopicKind[] = ['ack', 'state'];
 const DEVICE_READS: readonly TopicKind[] = ['cmd', 'desired'];
 
-/** May the client with certificate CN `identity` publish to `topic`? */
+/** The device whose certificate governs a topic: the relay for a relayed one. */
+function ownerOf(t: DeviceTopic): string {
+  return t.via ?? t.deviceId;
+}
+
+/** May the client with certificate CN `identity` publish to `topic`? A relay publishes only under its own id. */
 export function mayPublish(identity: string, topic: string): boolean {
   const t = parseDeviceTopic(topic);
   if (!t) return false;
   if (identity === MANAGER_IDENTITY) return MANAGER_PUBLISHES.includes(t.kind);
-  return isDeviceId(identity) && t.deviceId === identity && DEVICE_PUBLISHES.includes(t.kind);
+  return isDeviceId(identity) && ownerOf(t) === identity && DEVICE_PUBLISHES.includes(t.kind);
 }
 
 /** May `identity` receive a message published on `topic` (checked again at delivery)? */
@@ -111,22 +164,27 @@ export function mayReceive(identity: string, topic: string): boolean {
   const t = parseDeviceTopic(topic);
   if (!t) return false;
   if (identity === MANAGER_IDENTITY) return MANAGER_READS.includes(t.kind);
-  return isDeviceId(identity) && t.deviceId === identity && DEVICE_READS.includes(t.kind);
+  return isDeviceId(identity) && ownerOf(t) === identity && DEVICE_READS.includes(t.kind);
 }
 
 /**
  * May `identity` subscribe to `filter`? The manager may use `+` for the
- * device level of ack/state and any filter inside `$SYS` (broker
+ * device and relay levels of ack/state and any filter inside `$SYS` (broker
  * statistics); a device may subscribe only to its own cmd and desired
- * topics, without wildcards, and never to `$SYS`.
+ * topics, and as a relay to `via/+/cmd|desired` under its own id (the only
+ * wildcard it gets), and never to `$SYS`.
  */
 export function maySubscribe(identity: string, filter: string): boolean {
+  const levels = filter.split('/');
   if (identity === MANAGER_IDENTITY) {
     if (isSysTopic(filter)) return true;
-    const levels = filter.split('/');
-    if (levels.length !== 5 || levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return false;
-    const [, , , id, kind] = levels as [string, string, string, string, string];
-    return (id === '+' || isDeviceId(id)) && MANAGER_READS.includes(kind as TopicKind);
+    if (levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return false;
+    const idOk = (id: string) => id === '+' || isDeviceId(id);
+    if (levels.length === 5) return idOk(levels[3]!) && MANAGER_READS.includes(levels[4] as TopicKind);
+    return levels.length === 7 && levels[4] === 'via' && idOk(levels[3]!) && idOk(levels[5]!) && MANAGER_READS.includes(levels[6] as TopicKind);
+  }
+  if (levels.length === 7 && levels[5] === '+') {
+    return levels.slice(0, 3).join('/') === TOPIC_PREFIX && levels[3] === identity && isDeviceId(identity) && levels[4] === 'via' && DEVICE_READS.includes(levels[6] as TopicKind);
   }
   return mayReceive(identity, filter);
 }
@@ -144,11 +202,16 @@ export function mosquittoAcl(): string {
     `user ${MANAGER_IDENTITY}`,
     ...MANAGER_PUBLISHES.map((k) => `topic write ${TOPIC_PREFIX}/+/${k}`),
     ...MANAGER_READS.map((k) => `topic read ${TOPIC_PREFIX}/+/${k}`),
+    ...MANAGER_PUBLISHES.map((k) => `topic write ${TOPIC_PREFIX}/+/via/+/${k}`),
+    ...MANAGER_READS.map((k) => `topic read ${TOPIC_PREFIX}/+/via/+/${k}`),
     '# Broker statistics for the manager\'s dashboard (needs sys_interval > 0); devices get no $SYS line.',
     `topic read ${SYS_FILTER}`,
     '',
     ...DEVICE_READS.map((k) => `pattern read ${TOPIC_PREFIX}/%u/${k}`),
     ...DEVICE_PUBLISHES.map((k) => `pattern write ${TOPIC_PREFIX}/%u/${k}`),
+    '# A relay serves the devices behind it under its own id only.',
+    ...DEVICE_READS.map((k) => `pattern read ${TOPIC_PREFIX}/%u/via/+/${k}`),
+    ...DEVICE_PUBLISHES.map((k) => `pattern write ${TOPIC_PREFIX}/%u/via/+/${k}`),
     '',
   ].join('\n');
 }

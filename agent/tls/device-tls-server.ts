@@ -29,6 +29,8 @@ import type { Logger } from '../../protocol/log.ts';
 import type { Agent } from '../agent.ts';
 import { TlsError } from './errors.ts';
 import { greetingLine, LineSplitter, shortFingerprint, tlsStateHash, TlsKeyCache } from './material.ts';
+import type { RelayHandler } from '../relay/relay-server.ts';
+import { MAX_RELAY_LINE, parseRelayRequest, RELAY_PREFIX, relayLine } from '../relay/wire.ts';
 
 /** How a device TLS service is wired. */
 export interface DeviceTlsServerOptions {
@@ -45,6 +47,8 @@ export interface DeviceTlsServerOptions {
   handshakeTimeoutMs?: number;
   /** Refuse TCP connections beyond this many open ones (a printer's budget); default unlimited. */
   maxConnections?: number;
+  /** Answers `relay ...` lines (relay/wire.ts) from authenticated peers: a relay for its clients, or a relayed server. */
+  relay?: RelayHandler;
 }
 
 /** Counters of a running service. */
@@ -174,11 +178,21 @@ export class DeviceTlsServer {
     sock.on('error', (err) => this.log.debug('tls connection error', { code: (err as { code?: string }).code }));
     const cn = String(sock.getPeerCertificate().subject?.CN ?? '-');
     sock.write(greetingLine(this.deviceId, cn));
-    const lines = new LineSplitter();
+    const relay = this.o.relay;
+    const lines = new LineSplitter(relay ? MAX_RELAY_LINE : undefined);
+    // Answers leave in request order: a relay request may wait for the broker or the agent.
+    let answered: Promise<void> = Promise.resolve();
     sock.on('data', (chunk: Buffer) => {
       const got = lines.push(chunk);
       if (got === null) return void sock.destroy();
-      for (const line of got) sock.write(`echo ${line}\n`);
+      for (const line of got) {
+        answered = answered.then(async () => {
+          if (!relay || !line.startsWith(RELAY_PREFIX)) return void sock.write(`echo ${line}\n`);
+          const req = parseRelayRequest(line.slice(RELAY_PREFIX.length));
+          const reply = req ? await relay(cn, req) : { t: 'error' as const, code: 'E_AGENT_RELAY', message: 'not a well-formed relay request' };
+          if (!sock.destroyed) sock.write(relayLine(reply));
+        });
+      }
     });
   }
 

@@ -88,16 +88,18 @@ export class TlsKeyCache {
   }
 }
 
-/** Splits a byte stream into lines, refusing lines longer than MAX_LINE. */
+/** Splits a byte stream into lines, refusing lines longer than `max` (default MAX_LINE). */
 export class LineSplitter {
   private buf = '';
+
+  constructor(private readonly max = MAX_LINE) {}
 
   /** Feed a chunk; returns complete lines, or null when a line is too long. */
   push(chunk: Buffer | string): string[] | null {
     this.buf += chunk.toString();
     const lines = this.buf.split('\n');
     this.buf = lines.pop() ?? '';
-    if (this.buf.length > MAX_LINE || lines.some((l) => l.length > MAX_LINE)) return null;
+    if (this.buf.length > this.max || lines.some((l) => l.length > this.max)) return null;
     return lines;
   }
 
