@@ -93,20 +93,26 @@ export class Agent {
   /**
    * Factory provisioning: store the root and the device certificate after
    * checking that the certificate chains to the root and is for the HAL key.
+   * Separate-roots fleets also give `issuerRoot`, the root that signs this
+   * device's certificate (kept to verify its next one); `root` is then the
+   * other side's root, the one peers are verified with.
    */
-  static async provision(opts: AgentOptions, material: { root: string; certificate: string; keyLabel: string }): Promise<Agent> {
+  static async provision(opts: AgentOptions, material: { root: string; certificate: string; keyLabel: string; issuerRoot?: string }): Promise<Agent> {
     const root = parseCertificate(material.root, 'root');
+    const issuer = material.issuerRoot === undefined ? root : parseCertificate(material.issuerRoot, 'issuer root');
     const cert = parseCertificate(material.certificate, 'device certificate');
     const key = await opts.keys.get(material.keyLabel);
     if (!key) throw new AgentError('E_AGENT_PROVISION', `HAL has no key "${material.keyLabel}"`);
     if (!isSelfSigned(root)) throw new AgentError('E_AGENT_PROVISION', 'the root certificate is not self-signed');
-    if (!issuedBy(cert, root)) throw new AgentError('E_AGENT_PROVISION', 'the device certificate is not issued by the root');
+    if (!isSelfSigned(issuer)) throw new AgentError('E_AGENT_PROVISION', 'the issuer root certificate is not self-signed');
+    if (!issuedBy(cert, issuer)) throw new AgentError('E_AGENT_PROVISION', material.issuerRoot === undefined ? 'the device certificate is not issued by the root' : 'the device certificate is not issued by the issuer root');
     if (!spkiOf(cert).equals(key.spki)) throw new AgentError('E_AGENT_PROVISION', `the device certificate is not for HAL key "${material.keyLabel}"`);
     const record: DeviceRecord = {
       version: 1,
       deviceId: opts.deviceId,
       role: opts.role,
       trust: { current: toPem(root), distribution: null, next: null },
+      ...(material.issuerRoot === undefined ? {} : { issuer: { current: toPem(issuer), distribution: null, next: null } }),
       identity: { active: { cert: toPem(cert), keyLabel: material.keyLabel }, fallback: null },
       rotation: null,
       lastSeq: 0,

@@ -40,6 +40,16 @@ export interface DeviceRecord {
   deviceId: string;
   role: Role;
   trust: TrustSlots;
+  /**
+   * Separate-roots fleets only [0144-0145]: the slots of the root that
+   * issues this device's own certificate (the client root on a client, the
+   * server root on a server), laid out like `trust`. The device verifies its
+   * own new certificate with them (device rule 2) and never verifies a peer
+   * with them; `trust` then holds the other side's root. Absent (every
+   * single-root record, and every record written before separate roots
+   * existed): one root signs both sides, and `trust` serves both purposes.
+   */
+  issuer?: TrustSlots;
   /** Server: `fallback` is always null. Client: `active` is presented first, `fallback` on rejection. */
   identity: { active: Identity; fallback: Identity | null };
   rotation: { id: string; schedule: string; completed: string[] } | null;
@@ -52,10 +62,22 @@ export interface DeviceRecord {
 // Stored certificates were parsed and verified before they were stored; the summary only hashes their DER.
 const fp = (pem: string | null | undefined): string | null => (pem ? fingerprintPem(pem) : null);
 
-/** Hash of the parts that decide authentication (roots and identities). */
+/** Hash of the parts that decide authentication (roots and identities); a single-root record hashes as before separate roots existed. */
 export function trustHash(record: DeviceRecord): string {
-  return canonicalHash({ trust: record.trust, identity: record.identity });
+  return canonicalHash(record.issuer ? { trust: record.trust, issuer: record.issuer, identity: record.identity } : { trust: record.trust, identity: record.identity });
 }
+
+/** True when the device keeps its issuer's root apart from the root it verifies peers with (a separate-roots fleet). */
+export function hasSeparateRoots(record: DeviceRecord): boolean {
+  return record.issuer !== undefined && record.issuer !== null;
+}
+
+/** The slots a device verifies its own new certificates with: its issuer's root, or the one fleet root. */
+export function ownRootSlots(record: DeviceRecord): TrustSlots {
+  return record.issuer ?? record.trust;
+}
+
+const slotPrints = (t: TrustSlots) => ({ current: fp(t.current)!, distribution: fp(t.distribution), next: fp(t.next) });
 
 /** The acknowledgement's view of the record: fingerprints only, no keys. */
 export function summarize(record: DeviceRecord): DeviceStateSummary {
@@ -63,16 +85,13 @@ export function summarize(record: DeviceRecord): DeviceStateSummary {
     storeHash: trustHash(record),
     rotationId: record.rotation?.id ?? null,
     completed: [...(record.rotation?.completed ?? [])],
-    trust: {
-      current: fp(record.trust.current)!,
-      distribution: fp(record.trust.distribution),
-      next: fp(record.trust.next),
-    },
+    trust: slotPrints(record.trust),
+    ...(record.issuer ? { issuer: slotPrints(record.issuer) } : {}),
     identity: { active: fp(record.identity.active.cert)!, fallback: fp(record.identity.fallback?.cert) },
   };
 }
 
-/** The trust store's certificates in the order a TLS stack should load them. */
+/** The trust store's certificates in the order a TLS stack should load them (the peers' root only; never the issuer slots). */
 export function anchorsOf(record: DeviceRecord): string[] {
   return [record.trust.current, record.trust.distribution, record.trust.next].filter((p): p is string => p !== null);
 }

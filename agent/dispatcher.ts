@@ -17,7 +17,7 @@ import { checkLocalOrder, deviceSequence, rollbackBlockedBy, stepOf } from '../p
 import { CATCH_UP, FORWARD_OF, SCHEDULES, type Schedule } from '../protocol/steps.ts';
 import { parseWire } from '../protocol/validate.ts';
 import type { DeviceRecord } from './device-record.ts';
-import { summarize } from './device-record.ts';
+import { hasSeparateRoots, summarize } from './device-record.ts';
 import type { OwnKey } from './effects/context.ts';
 import { EFFECT_HANDLERS } from './effects/index.ts';
 
@@ -108,6 +108,22 @@ function standing(record: DeviceRecord, cmd: Command, schedule: Schedule, schedu
   return { completed: [], apply: true };
 }
 
+/**
+ * A device with separate client and server roots takes only schedules that
+ * rotate one named root, and a single-root device only the others
+ * (E_ROOT_LAYOUT): applied to the other layout, a step would verify against
+ * or change the wrong root.
+ */
+function checkRootLayout(record: DeviceRecord, schedule: Schedule): void {
+  const separate = hasSeparateRoots(record);
+  if (separate && !schedule.root) {
+    throw new ProtocolError('E_ROOT_LAYOUT', `schedule ${schedule.name} rotates a single fleet root, but this device keeps separate client and server roots; rotate one of them (schedule client-root or server-root)`);
+  }
+  if (!separate && schedule.root) {
+    throw new ProtocolError('E_ROOT_LAYOUT', `schedule ${schedule.name} rotates the ${schedule.root} root of a separate-roots fleet, but this device holds one fleet root`);
+  }
+}
+
 /** Handle one raw command; never throws for bad input (the error goes into the ack). */
 export async function dispatch(raw: Buffer | string | object, ctx: DispatchContext): Promise<DispatchResult> {
   const { record, now } = ctx;
@@ -130,6 +146,7 @@ export async function dispatch(raw: Buffer | string | object, ctx: DispatchConte
       throw new ProtocolError('E_REPLAY', `sequence ${cmd.seq} is not newer than ${record.lastSeq} and does not repeat a known command (rotation ${cmd.rotationId}, step ${cmd.step})`);
     }
     const schedule = ctx.schedules[cmd.schedule]!;
+    checkRootLayout(record, schedule);
     const { completed, apply } = standing(record, cmd, schedule, ctx.schedules);
     checkLocalOrder(schedule, record.role, cmd.step, completed);
 

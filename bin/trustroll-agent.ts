@@ -70,15 +70,16 @@ program.command('init')
 program.command('provision')
   .description('store the fleet root and this device\'s certificate (checked against the root and the HAL key)')
   .requiredOption('--config <file>', 'agent configuration (JSON)')
-  .requiredOption('--root <pem>', 'the fleet root certificate (R0)')
+  .requiredOption('--root <pem>', 'the fleet root certificate (R0); with separate roots, the other side\'s root this device verifies its peers with ("trustroll ca root --root client" for a server)')
   .requiredOption('--cert <pem>', 'this device\'s certificate, issued for its HAL key')
-  .action(async (o: { config: string; root: string; cert: string }) => {
+  .option('--issuer-root <pem>', 'separate-roots fleets: the root that issued --cert ("trustroll ca root --root server" for a server), kept to verify the device\'s next certificate')
+  .action(async (o: { config: string; root: string; cert: string; issuerRoot?: string }) => {
     const config = loadAgentConfig(o.config);
     const rt = await openAgentRuntime(config, { clock: systemClock, logger });
     try {
       if (rt.agent) throw new AgentError('E_AGENT_CONFIG', `device ${config.deviceId} is already provisioned; its trust store changes only through rotations`);
       await Agent.provision({ deviceId: config.deviceId, role: config.role, store: rt.store, keys: rt.keys, clock: systemClock, logger },
-        { root: readFileSync(o.root, 'utf8'), certificate: readFileSync(o.cert, 'utf8'), keyLabel: KEY });
+        { root: readFileSync(o.root, 'utf8'), certificate: readFileSync(o.cert, 'utf8'), keyLabel: KEY, ...(o.issuerRoot ? { issuerRoot: readFileSync(o.issuerRoot, 'utf8') } : {}) });
       process.stdout.write(`provisioned ${config.deviceId} (${config.role})\n`);
     } finally {
       await rt.close();

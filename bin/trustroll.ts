@@ -24,7 +24,7 @@ import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
 import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
 import { DEMO_TOPOLOGIES, type DemoTopology } from '../demo/topology-plan.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
-import { SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
+import { SCHEDULES, SIDE_SCHEDULES, type Role, type RootSide, type Schedule } from '../protocol/steps.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import { OperatorPki, newP12Password } from '../manager/operator-pki.ts';
 import { ServiceDb } from '../manager/service/service-db.ts';
@@ -176,12 +176,13 @@ program.command('rotate')
   .option('--exclude-offline-after <duration>', 'offline policy (needs "trustroll serve"): exclude a device offline longer than this (e.g. 90s, 30m, 12h, 3d) so its peers go on; default: wait for it', parseDuration)
   .addOption(new Option('--algorithm <alg>', 'algorithm of the new root key; default: the active root\'s (an RSA fleet stays RSA). Moving between RSA and ECDSA is refused if a device declared it cannot verify the new one').choices([...CA_KEY_ALGORITHMS]))
   .option('--subject <dn>', 'subject of the new root, e.g. "CN=Printer Fleet Root 2027,O=Example"; default: the active root\'s, byte for byte')
+  .addOption(new Option('--root <side>', 'separate-roots fleets (ca init --client-subject): which root to rotate, with its own schedule (client-root or server-root; --schedule does not apply); default: the single fleet root').choices(['client', 'server']))
   .option('--abort [rotationId]', 'abort the open (or the given) rotation: every device returns to its old state while no server has its new certificate yet; after that it stops where it is')
   .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
   .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
   .option('--json', 'print the final status as JSON', false)
-  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; ackTimeout: number; maxAttempts: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string }) => {
-    if ((o.algorithm || o.subject) && (o.resume || o.abort)) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm and --subject choose the new root of a rotation that starts; they do not apply to --resume or --abort');
+  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; ackTimeout: number; maxAttempts: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide }) => {
+    if ((o.algorithm || o.subject || o.root) && (o.resume || o.abort)) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm, --subject and --root choose the new root of a rotation that starts; they do not apply to --resume or --abort');
     const service = liveService(o.data);
     if (service) {
       process.exitCode = await rotateThroughService(o, service);
@@ -191,7 +192,7 @@ program.command('rotate')
     if (!o.broker) throw new ManagerError('E_SERVICE_CONFIG', 'give --broker mqtts://host:port (or start "trustroll serve" on this data folder and rotate through it)');
     const logger = createLogger({ level: 'warn' });
     const rotation = await runRotation({
-      dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: SCHEDULES[o.schedule], resume: o.resume, abort: o.abort,
+      dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: o.root ? SIDE_SCHEDULES[o.root] : SCHEDULES[o.schedule], resume: o.resume, abort: o.abort,
       newRoot: { algorithm: o.algorithm, subject: o.subject },
       policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
       onTick: o.json ? undefined : (db, id) => {
@@ -211,7 +212,7 @@ program.command('rotate')
   });
 
 /** `rotate` while `trustroll serve` runs on the same data folder: the service does it (one MQTT session per manager). */
-async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
+async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
   const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
   let summary: RotationSummary;
   /** The given rotation, or the newest one the service has open (not complete, not rolled back). */
@@ -230,7 +231,7 @@ async function rotateThroughService(o: { data: string; mgmt: string; schedule: s
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', `/api/rotations/${encodeURIComponent(id)}/resume`, {});
   } else {
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', {
-      schedule: o.schedule, excludeOfflineAfterS: o.excludeOfflineAfter ?? null, ...(o.algorithm ? { algorithm: o.algorithm } : {}), ...(o.subject ? { subject: o.subject } : {}),
+      schedule: o.schedule, excludeOfflineAfterS: o.excludeOfflineAfter ?? null, ...(o.algorithm ? { algorithm: o.algorithm } : {}), ...(o.subject ? { subject: o.subject } : {}), ...(o.root ? { root: o.root } : {}),
     });
     for (const w of summary.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
   }
@@ -382,17 +383,22 @@ const ca = program.command('ca').description('the manager\'s certificate authori
 ca.command('init')
   .description('create the fleet root (once); prints its certificate')
   .option(...dataOption)
-  .requiredOption('--subject <dn>', 'root subject, e.g. "CN=Printer Fleet Root,O=Example"')
+  .requiredOption('--subject <dn>', 'root subject, e.g. "CN=Printer Fleet Root,O=Example" (with --client-subject: the server root\'s)')
+  .option('--client-subject <dn>', 'keep separate roots: a client root with this subject signs client certificates (servers trust it), the --subject root signs server certificates (clients trust it); each is rotated on its own (rotate --root)')
   .addOption(new Option('--algorithm <alg>', 'root key algorithm').choices([...CA_KEY_ALGORITHMS]).default('P-256'))
-  .action(async (o: { data: string; subject: string; algorithm: CaKeyAlgorithm }) => {
-    const authority = await CaAuthority.openOrInit(join(o.data, 'ca'), { subject: o.subject, now: new Date(), policy: { algorithm: o.algorithm } });
-    process.stdout.write(authority.activeRoot().cert);
+  .action(async (o: { data: string; subject: string; clientSubject?: string; algorithm: CaKeyAlgorithm }) => {
+    const authority = await CaAuthority.openOrInit(join(o.data, 'ca'), { subject: o.subject, clientSubject: o.clientSubject, now: new Date(), policy: { algorithm: o.algorithm } });
+    process.stdout.write(authority.activeRoot().cert + (authority.separateRoots() ? authority.activeRoot('client').cert : ''));
   });
 ca.command('root')
-  .description('print the root certificate devices are provisioned with')
+  .description('print the root certificate devices are provisioned with (separate roots: --root client or server)')
   .option(...dataOption)
-  .action(async (o: { data: string }) => {
-    process.stdout.write((await openCa(o.data)).activeRoot().cert);
+  .addOption(new Option('--root <side>', 'separate-roots fleets: the client root (a server verifies clients with it) or the server root (a client verifies servers with it)').choices(['client', 'server']))
+  .action(async (o: { data: string; root?: RootSide }) => {
+    const authority = await openCa(o.data);
+    if (authority.separateRoots() && !o.root) throw new ManagerError('E_ROOT_SIDE', 'this fleet keeps separate client and server roots; name one with --root client or --root server');
+    if (!authority.separateRoots() && o.root) throw new ManagerError('E_ROOT_SIDE', `this fleet has one root for both sides; there is no separate ${o.root} root (omit --root)`);
+    process.stdout.write(authority.activeRoot(o.root).cert);
   });
 
 ca.command('old-with-new')

@@ -4,7 +4,7 @@
  * the CA when the new root has become the fleet's root; for a renewal it
  * asks for new leaves under the active root.
  */
-import type { Role } from '../protocol/steps.ts';
+import type { Role, RootSide } from '../protocol/steps.ts';
 import type { CaKeyAlgorithm } from './ca/keys.ts';
 
 /** A device the rotation covers, as the CA needs it to issue a new leaf. */
@@ -34,12 +34,22 @@ export interface NewRootChoice {
 
 /** The CA as the orchestrator sees it. */
 export interface RotationAuthority {
-  /** Step S: make K1, D (NewWithOld) and R1 (NewWithNew), and issue the leaves with K1. */
-  prepare(req: { rotationId: string; subjects: readonly RotationSubject[]; now: Date; newRoot?: NewRootChoice }): Promise<RotationMaterial>;
+  /**
+   * Step S: make K1, D (NewWithOld) and R1 (NewWithNew), and issue the leaves
+   * with K1. `side`: which root of a separate-roots fleet (absent: the one
+   * fleet root); `subjects` are then only the devices that root signs.
+   */
+  prepare(req: { rotationId: string; subjects: readonly RotationSubject[]; now: Date; newRoot?: NewRootChoice; side?: RootSide }): Promise<RotationMaterial>;
   /** Every device holds R1 only: K1 becomes the current root, K0 is retired. */
   activate(rotationId: string): Promise<void>;
-  /** The root devices trust now (a renewal issues under it and changes no root). */
-  activeRoot(): { cert: string };
+  /**
+   * The root devices trust now (a renewal issues under it and changes no
+   * root); `side` picks one root of a separate-roots fleet (absent there:
+   * the server root).
+   */
+  activeRoot(side?: RootSide): { cert: string };
+  /** True when client and server certificates are signed by separate roots, each rotated on its own. */
+  separateRoots?(): boolean;
   /** Issue a leaf for a device's existing key under the active root (enrolment, renewal, catch-up). */
   issueLeaf(subject: { commonName: string; spki: Buffer; role: Role }, now: Date): string;
 }

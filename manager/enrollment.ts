@@ -35,7 +35,8 @@ export function enrollFromCsr(db: FleetDb, ca: CaAuthority, req: { deviceId: str
   const open = existing ? openRotation(db) : null;
   if (open) throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status}; re-enrol ${req.deviceId} after it completes ("trustroll rotate --resume ${open.id}")`);
   if (req.verifies) {
-    const active = rootAlgorithm(ca.activeRoot().cert);
+    // The root its peers' certificates chain to and, with separate roots, the one its own certificate chains to.
+    const active = [ca.peerRoot(req.role), ca.issuingRoot(req.role)].map((r) => rootAlgorithm(r.cert)).find((a) => !canVerify(req.verifies!, a)) ?? rootAlgorithm(ca.peerRoot(req.role).cert);
     if (!canVerify(req.verifies, active)) {
       throw new ManagerError('E_ALGORITHM_UNVERIFIABLE', `device ${req.deviceId} verifies ${req.verifies.join(',')}, but the fleet root is ${active}: it could not verify its peers. Nothing was enrolled; enrol it in a fleet whose root it can verify, or check --verifies`);
     }

@@ -92,7 +92,9 @@ export class Orchestrator {
    */
   async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; newRoot?: NewRootChoice; onCreated?: (rotationId: string) => void }): Promise<string> {
     this.refuseWhileOpen();
-    const plan = planNewRoot(this.o.db, this.o.authority.activeRoot().cert, opts.newRoot);
+    const side = opts.schedule.root;
+    assertRootSide(this.o.authority, opts.schedule);
+    const plan = planNewRoot(this.o.db, this.o.authority.activeRoot(side).cert, opts.newRoot);
     assertVerifiable(plan);
     for (const w of plan.warnings) this.o.logger.warn('new root algorithm', { warning: w, from: plan.from, to: plan.to });
     if (!opts.unsafe) {
@@ -105,7 +107,9 @@ export class Orchestrator {
     }
     const id = opts.rotationId ?? `rot-${this.o.clock.now().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
     const now = this.o.clock.now();
-    const material = await this.o.authority.prepare({ rotationId: id, subjects: devices, now, newRoot: { algorithm: plan.to, subject: opts.newRoot?.subject } });
+    // One side's root rotated: only the devices it signs get new certificates; the other side's never change.
+    const subjects = side ? devices.filter((d) => d.role === side) : devices;
+    const material = await this.o.authority.prepare({ rotationId: id, subjects, now, newRoot: { algorithm: plan.to, subject: opts.newRoot?.subject }, ...(side ? { side } : {}) });
     const steps = devices.flatMap((d) => opts.schedule.steps.filter((s) => s.role === d.role).map((s) => ({ deviceId: d.id, step: s.id })));
     const row: RotationRow = {
       id, schedule: opts.schedule.name, status: 'running', unsafe: !!opts.unsafe, distribution: material.distribution,
@@ -113,7 +117,7 @@ export class Orchestrator {
     };
     this.o.db.insertRotation(row, material.leaves, steps, { oldWithNew: material.oldWithNew });
     opts.onCreated?.(id);
-    this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe, algorithm: plan.to });
+    this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe, algorithm: plan.to, root: side ?? 'fleet' });
     this.load(id, opts.schedule);
     this.o.events?.status?.(this.rotation!, 'started');
     this.pump();
@@ -140,6 +144,9 @@ export class Orchestrator {
    */
   async startRenewal(opts: { deviceIds: readonly string[]; rotationId?: string; onCreated?: (rotationId: string) => void }): Promise<string> {
     this.refuseWhileOpen();
+    if (this.o.authority.separateRoots?.()) {
+      throw new ManagerError('E_ROOT_SIDE', 'renewal is not available yet for a fleet with separate client and server roots; rotate the root that signs the devices\' certificates ("trustroll rotate --root client" or "--root server"), which gives each of them a new certificate');
+    }
     const ids = [...new Set(opts.deviceIds)];
     if (ids.length === 0) throw new ManagerError('E_BAD_REQUEST', 'a renewal needs at least one device id');
     const devices = ids.map((d) => this.o.db.device(d));
@@ -562,6 +569,21 @@ export class Orchestrator {
     this.closed = true;
     this.inbox.length = 0;
     this.disarmSweep();
+  }
+}
+
+/**
+ * E_ROOT_SIDE unless `schedule` fits the CA's root layout: a schedule that
+ * rotates one side's root (client-root, server-root) only for a fleet with
+ * separate roots, and every other schedule only for a single-root fleet.
+ */
+export function assertRootSide(authority: Pick<RotationAuthority, 'separateRoots'>, schedule: Schedule): void {
+  const separate = authority.separateRoots?.() ?? false;
+  if (separate && !schedule.root) {
+    throw new ManagerError('E_ROOT_SIDE', `this fleet keeps separate client and server roots, and schedule ${schedule.name} rotates a single fleet root; rotate one of them ("trustroll rotate --root client" or "--root server")`);
+  }
+  if (!separate && schedule.root) {
+    throw new ManagerError('E_ROOT_SIDE', `schedule ${schedule.name} rotates the ${schedule.root} root of a separate-roots fleet, but this fleet has one root for both sides (rotate without --root)`);
   }
 }
 

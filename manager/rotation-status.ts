@@ -4,7 +4,7 @@
  * for the next step who it waits for.
  */
 import { blockers, deviceSequence } from '../protocol/schedule.ts';
-import type { Role } from '../protocol/steps.ts';
+import { SCHEDULES, type Role } from '../protocol/steps.ts';
 import { phaseRows, phaseSchedule } from './phase.ts';
 import { buildPeers } from './peering.ts';
 import { ManagerError } from './errors.ts';
@@ -51,11 +51,17 @@ export function rotationStatus(db: FleetDb, rotationId?: string, opts: { honourP
   return { rotation, devices, acked: rows.filter((r) => r.status === 'acked').length, total: rows.length };
 }
 
+/** Which root a schedule changes, for the status line (nothing for the single fleet root). */
+function rootNote(schedule: string): string {
+  const side = SCHEDULES[schedule]?.root;
+  return side ? `, changes the ${side} root only: ${side === 'client' ? 'servers\' trust stores and client certificates; no server certificate changes' : 'clients\' trust stores and server certificates; no client certificate changes'}` : '';
+}
+
 /** Human rendering: one line per device. */
 export function describeRotationStatus(s: RotationStatus): string {
   const r = s.rotation;
   return [
-    `rotation ${r.id} (${r.schedule}): ${r.status}, ${s.acked}/${s.total} steps acknowledged${r.error ? `\n  stopped: ${r.error}` : ''}`,
+    `rotation ${r.id} (${r.schedule}${rootNote(r.schedule)}): ${r.status}, ${s.acked}/${s.total} steps acknowledged${r.error ? `\n  stopped: ${r.error}` : ''}`,
     ...s.devices.map((d) => `  ${d.deviceId} (${d.role}): ${d.steps.map((x) => `${x.step}=${x.status}${x.attempts > 1 ? `x${x.attempts}` : ''}`).join(' ')}${d.waitingFor.length ? `  waiting for ${d.waitingFor.slice(0, 5).join(', ')}${d.waitingFor.length > 5 ? ` and ${d.waitingFor.length - 5} more` : ''}` : ''}${d.steps.find((x) => x.error) ? `  last error ${d.steps.find((x) => x.error)!.error}` : ''}`),
   ].join('\n');
 }

@@ -31,6 +31,7 @@ export const PROTOCOL_ERRORS = {
   E_INTERNAL: 'The device hit an unexpected error and changed nothing; collect the agent log (JSON lines) and report it.',
   E_SIGNATURE: 'The command signature does not verify against the manager key this device trusts; it was ignored.',
   E_ROLLBACK_TOO_LATE: 'The rollback arrived after this device already replaced its server certificate or dropped its old root, so its old state cannot be restored safely; nothing was changed. Leave the rotation where it is (every intermediate state authenticates) or resume it.',
+  E_ROOT_LAYOUT: 'The step belongs to a schedule for another root layout than this device holds (one fleet root, or separate client and server roots); nothing was changed. Rotate a separate-roots fleet with "trustroll rotate --root client|server" and a single-root fleet without --root.',
   E_ROTATION_ROLLED_BACK: 'The command belongs to a rotation that was rolled back on this device; it was ignored. Start a new rotation instead of resuming the rolled-back one.',
 } as const;
 

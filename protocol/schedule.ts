@@ -108,11 +108,15 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
   const fail = (step: StepDef, rule: string) => {
     throw new ProtocolError('E_SCHEDULE_ORDER', `schedule "${schedule.name}": step ${step.id} (${step.role}) ${rule}`, { step: step.id });
   };
+  // K1 as a trust anchor for verifying peers; and K1 as the anchor a device verifies its own new leaf with, which in a
+  // separate-roots schedule lives in the issuer slots (the root that signs the device's own certificate).
   const k1Trust: Effect[] = ['store-distribution', 'store-new-root'];
+  const k1Own: Effect[] = schedule.root ? ['store-issuer-distribution', 'store-issuer-new-root'] : k1Trust;
   const kinds = new Set(schedule.steps.flatMap((s) => s.effects.map(kindOf)));
   if (kinds.size > 1) {
     throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}" mixes ${[...kinds].join(' and ')} effects; a rollback undoes a forward schedule, and a catch-up and a renewal each stand alone, each in a schedule of its own`);
   }
+  checkRootSides(schedule);
   for (const step of schedule.steps) {
     step.effects.forEach((effect, i) => {
       switch (effect) {
@@ -120,11 +124,14 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
           if (!guaranteed(schedule, step, i, 'store-distribution', 0, REQUIRED)) fail(step, 'stores R1 before D: R1 can only be verified with the key of a stored D');
           break;
         case 'install-server-cert':
-          if (!guaranteed(schedule, step, i, k1Trust, 0, REQUIRED)) fail(step, 'installs Sn before the server trusts K1 (P4 not before P1)');
+          if (!guaranteed(schedule, step, i, k1Own, 0, REQUIRED)) fail(step, 'installs Sn before the server trusts K1 (P4 not before P1)');
           if (!guaranteed(schedule, step, i, k1Trust, 1, REQUIRED)) fail(step, 'installs Sn before every client trusts K1 (P4 only after P2 is complete on every client)');
           break;
         case 'install-client-cert':
-          if (!guaranteed(schedule, step, i, k1Trust, 0, REQUIRED)) fail(step, 'installs Cn before the client trusts K1 (P3 not before P2)');
+          if (!guaranteed(schedule, step, i, k1Own, 0, REQUIRED)) fail(step, 'installs Cn before the client trusts K1 (P3 not before P2)');
+          if (schedule.root && !guaranteed(schedule, step, i, k1Trust, 1, REQUIRED)) {
+            fail(step, 'installs Cn before every server trusts the new client root key (separate roots: the verifying side first [0144-0145])');
+          }
           if (!guaranteed(schedule, step, i, k1Trust, 1, ALL)) {
             warnings.push(`step ${step.id}: clients present Cn before servers trust K1; every connection pays one fallback handshake until they do [0094]`);
           }
@@ -133,6 +140,15 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
           if (!guaranteed(schedule, step, i, 'store-new-root', 0, REQUIRED)) fail(step, 'deletes R0 before storing R1');
           const peerCert: Effect = step.role === 'server' ? 'install-client-cert' : 'install-server-cert';
           if (!guaranteed(schedule, step, i, peerCert, 1, REQUIRED)) fail(step, `deletes R0 while a ${otherRole(step.role)} may still present a certificate signed by K0 (needs every peer's ${peerCert})`);
+          break;
+        }
+        case 'store-issuer-new-root':
+          if (!guaranteed(schedule, step, i, 'store-issuer-distribution', 0, REQUIRED)) fail(step, 'stores its issuer R1 before the issuer D: R1 can only be verified with the key of a stored D');
+          break;
+        case 'drop-old-issuer-roots': {
+          if (!guaranteed(schedule, step, i, 'store-issuer-new-root', 0, REQUIRED)) fail(step, 'deletes its old issuer root before storing the new one');
+          const ownCert: Effect = step.role === 'server' ? 'install-server-cert' : 'install-client-cert';
+          if (!guaranteed(schedule, step, i, ownCert, 0, REQUIRED)) fail(step, `deletes its old issuer root while it still presents a certificate issued by it (needs its own ${ownCert} first)`);
           break;
         }
         case 'drop-old-client-cert':
@@ -167,11 +183,43 @@ export function validateSchedule(schedule: Schedule): ScheduleReport {
           }
           break;
         case 'store-distribution':
+        case 'store-issuer-distribution':
           break;
       }
     });
   }
   return { sequence, warnings };
+}
+
+const ISSUER_EFFECTS: readonly Effect[] = ['store-issuer-distribution', 'store-issuer-new-root', 'drop-old-issuer-roots'];
+const PEER_TRUST_EFFECTS: readonly Effect[] = ['store-distribution', 'store-new-root', 'drop-old-roots'];
+
+/**
+ * Separate roots ([0144-0145]): in a schedule that rotates one side's root,
+ * only the presenting side (the role that root signs) touches its issuer
+ * anchors and its certificate, and only the verifying side touches its peer
+ * trust store; the other side's certificates never change. A single-root
+ * schedule has no issuer effects (its one root is both).
+ */
+function checkRootSides(schedule: Schedule): void {
+  const bad = (step: StepDef, why: string) => {
+    throw new ProtocolError('E_SCHEDULE_INVALID', `schedule "${schedule.name}": step ${step.id} (${step.role}) ${why}`);
+  };
+  for (const step of schedule.steps) {
+    for (const e of step.effects) {
+      if (!schedule.root) {
+        if (ISSUER_EFFECTS.includes(e)) bad(step, `has ${e}, but the schedule names no root side ("root": "client" or "server"); a single-root fleet has no separate issuer root`);
+        continue;
+      }
+      const presenting = schedule.root;
+      if (kindOf(e) !== 'forward') bad(step, `has ${e}; a ${presenting}-root schedule is a forward rotation of one root only`);
+      if (ISSUER_EFFECTS.includes(e) && step.role !== presenting) bad(step, `has ${e}, but only ${presenting}s hold the ${presenting} root as their issuer`);
+      if (PEER_TRUST_EFFECTS.includes(e) && step.role === presenting) bad(step, `has ${e}, but ${presenting}s do not verify peers with the ${presenting} root (they trust the other root)`);
+      if ((e === 'install-client-cert' || e === 'drop-old-client-cert') && presenting !== 'client') bad(step, `has ${e}, but a ${presenting}-root rotation changes no client certificate`);
+      if (e === 'install-server-cert' && presenting !== 'server') bad(step, `has ${e}, but a ${presenting}-root rotation changes no server certificate`);
+      if ((e === 'install-client-cert' || e === 'install-server-cert') && step.role !== presenting) bad(step, `has ${e}, but in a ${presenting}-root rotation only ${presenting}s get a new certificate`);
+    }
+  }
 }
 
 /** Which family an effect belongs to: forward rotation, rollback, catch-up or renewal (never mixed in one schedule). */

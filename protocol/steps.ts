@@ -9,6 +9,13 @@
 export type Role = 'server' | 'client';
 
 /**
+ * Which root of a separate-roots fleet a schedule rotates ([0144-0145]):
+ * the client root signs client certificates and servers trust it; the
+ * server root signs server certificates and clients trust it.
+ */
+export type RootSide = 'client' | 'server';
+
+/**
  * One change to a device's trust store or identity. The effects of a step are
  * applied in the listed order, all or nothing.
  */
@@ -23,6 +30,16 @@ export type Effect =
   | 'install-server-cert'
   /** Delete R0 and D; R1 becomes the current root. Needs R1 stored. */
   | 'drop-old-roots'
+  /**
+   * Separate roots, presenting side: verify D of the root that issues this
+   * device's own certificate with that root's current certificate, and keep
+   * it next to it (the issuer anchors, never used to verify peers).
+   */
+  | 'store-issuer-distribution'
+  /** Separate roots, presenting side: verify that root's R1 with the stored issuer D and keep it. */
+  | 'store-issuer-new-root'
+  /** Separate roots, presenting side: the issuer R1 becomes the issuer root; its R0 and D are deleted. */
+  | 'drop-old-issuer-roots'
   /** Delete the old client certificate kept as fallback. */
   | 'drop-old-client-cert'
   /**
@@ -71,6 +88,11 @@ export interface StepDef {
 export interface Schedule {
   readonly name: string;
   readonly steps: readonly StepDef[];
+  /**
+   * Separate-roots fleets only: the root this schedule rotates. Absent: the
+   * fleet's single root, which signs both sides' certificates.
+   */
+  readonly root?: RootSide;
 }
 
 const req = (step: string, scope: 'self' | 'peers'): Prerequisite => ({ step, scope, strength: 'required' });
@@ -210,6 +232,52 @@ export const RENEW: Schedule = {
   ],
 };
 
+/**
+ * Separate roots, client root only ([0144-0145]): the verifying side
+ * (servers) learns the new client root key before any client presents a
+ * certificate under it, and forgets the old one only after every client
+ * presents its new certificate. No server certificate changes.
+ */
+export const CLIENT_ROOT: Schedule = {
+  name: 'client-root',
+  root: 'client',
+  steps: [
+    { id: 'CR1', role: 'server', effects: ['store-distribution'], after: [],
+      doc: 'Server stores Dc after verifying it with the old client root; trusts the new client root key next to it.' },
+    { id: 'CR2', role: 'client', effects: ['store-issuer-distribution'], after: [],
+      doc: 'Client stores Dc next to the old client root it was issued by (verified with it), to verify its Cn with.' },
+    { id: 'CR3', role: 'client', effects: ['install-client-cert'], after: [req('CR2', 'self'), req('CR1', 'peers')],
+      doc: 'Client stores Cn (verified with the new client root key), presents it first and keeps the old one as fallback, once every server trusts that key.' },
+    { id: 'CR4', role: 'server', effects: ['store-new-root', 'drop-old-roots'], after: [req('CR1', 'self'), req('CR3', 'peers')],
+      doc: 'Server stores the new client root (verified with Dc) and deletes the old one and Dc once every client presents Cn.' },
+    { id: 'CR5', role: 'client', effects: ['store-issuer-new-root', 'drop-old-issuer-roots', 'drop-old-client-cert'], after: [req('CR3', 'self'), req('CR1', 'peers')],
+      doc: 'Client stores the new client root as its issuer anchor, deletes the old one, Dc and its old certificate.' },
+  ],
+};
+
+/**
+ * Separate roots, server root only: the mirror of `client-root`. Clients
+ * learn the new server root key first; a server switches to Sn only once
+ * every client trusts that key; clients forget the old server root only
+ * after every server presents Sn. No client certificate changes.
+ */
+export const SERVER_ROOT: Schedule = {
+  name: 'server-root',
+  root: 'server',
+  steps: [
+    { id: 'SR1', role: 'client', effects: ['store-distribution'], after: [],
+      doc: 'Client stores Ds after verifying it with the old server root; trusts the new server root key next to it.' },
+    { id: 'SR2', role: 'server', effects: ['store-issuer-distribution'], after: [],
+      doc: 'Server stores Ds next to the old server root it was issued by (verified with it), to verify its Sn with.' },
+    { id: 'SR3', role: 'server', effects: ['install-server-cert'], after: [req('SR2', 'self'), req('SR1', 'peers')],
+      doc: 'Server replaces its certificate with Sn (verified with the new server root key) only once every client trusts that key [0093].' },
+    { id: 'SR4', role: 'client', effects: ['store-new-root', 'drop-old-roots'], after: [req('SR1', 'self'), req('SR3', 'peers')],
+      doc: 'Client stores the new server root (verified with Ds) and deletes the old one and Ds once every server presents Sn.' },
+    { id: 'SR5', role: 'server', effects: ['store-issuer-new-root', 'drop-old-issuer-roots'], after: [req('SR3', 'self')],
+      doc: 'Server stores the new server root as its issuer anchor and deletes the old one and Ds.' },
+  ],
+};
+
 /** The schedules devices accept by default: the ones that pass the ordering rules. */
 export const SAFE_SCHEDULES: Readonly<Record<string, Schedule>> = {
   [SIX_STEP.name]: SIX_STEP,
@@ -218,6 +286,14 @@ export const SAFE_SCHEDULES: Readonly<Record<string, Schedule>> = {
   [BATCHED_ROLLBACK.name]: BATCHED_ROLLBACK,
   [CATCH_UP.name]: CATCH_UP,
   [RENEW.name]: RENEW,
+  [CLIENT_ROOT.name]: CLIENT_ROOT,
+  [SERVER_ROOT.name]: SERVER_ROOT,
+};
+
+/** The schedule that rotates one root of a separate-roots fleet, by side. */
+export const SIDE_SCHEDULES: Readonly<Record<RootSide, Schedule>> = {
+  client: CLIENT_ROOT,
+  server: SERVER_ROOT,
 };
 
 /** Every schedule by name, the unsafe contrast included (demo and tests only). */

@@ -10,6 +10,7 @@ import { dropOldClientCert, dropOldRoots } from './drop-old.ts';
 import { rollbackClientCert, rollbackRoots } from './rollback.ts';
 import { catchUp } from './catch-up.ts';
 import { renewCert } from './renew-cert.ts';
+import { dropOldIssuerRoots, storeIssuerDistribution, storeIssuerNewRoot } from './issuer-roots.ts';
 
 /** One handler per effect. */
 export const EFFECT_HANDLERS: EffectHandlers = {
@@ -19,6 +20,9 @@ export const EFFECT_HANDLERS: EffectHandlers = {
   'install-server-cert': installServerCert,
   'drop-old-roots': dropOldRoots,
   'drop-old-client-cert': dropOldClientCert,
+  'store-issuer-distribution': storeIssuerDistribution,
+  'store-issuer-new-root': storeIssuerNewRoot,
+  'drop-old-issuer-roots': dropOldIssuerRoots,
   'rollback-client-cert': rollbackClientCert,
   'rollback-roots': rollbackRoots,
   'catch-up': catchUp,

@@ -1,6 +1,7 @@
 /**
  * Effects `install-client-cert` (P3) and `install-server-cert` (P4): verify
- * the new leaf with K1 (from D or R1) and against the device's own key. A
+ * the new leaf with K1 (from D or R1; in a separate-roots fleet, of the
+ * device's issuer slots) and against the device's own key. A
  * client keeps its old certificate as fallback and presents the new one
  * first [0072-0076]; a server holds exactly one certificate and replaces it
  * [0077-0081].
@@ -10,10 +11,13 @@ import { checkLeaf } from '../../protocol/cert-checks.ts';
 import { ProtocolError } from '../../protocol/errors.ts';
 import { parseCertificate, spkiOf, toPem } from '../../protocol/pem.ts';
 import type { EffectContext } from './context.ts';
+import { ownRootSlots } from '../device-record.ts';
 
 function verifyNewLeaf(ctx: EffectContext, role: 'server' | 'client'): { leaf: X509Certificate; keyLabel: string } {
   const { draft, payload, ownKeys, now } = ctx;
-  const k1Pem = draft.trust.next ?? draft.trust.distribution;
+  // The root that issues this device's certificate: its own issuer slots in a separate-roots fleet, else the one root.
+  const own = ownRootSlots(draft);
+  const k1Pem = own.next ?? own.distribution;
   if (k1Pem === null) {
     throw new ProtocolError('E_OUT_OF_ORDER', 'a new device certificate arrived before the device trusts the new root key (needs D first)');
   }

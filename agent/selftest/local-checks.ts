@@ -110,12 +110,14 @@ export function storeCheck(dev: ReadOnlyDevice): Check {
   };
 }
 
-/** Slot names of the roots a record holds, in the order a TLS stack loads them. */
-function rootSlots(record: DeviceRecord): { slot: string; pem: string }[] {
+/** Slot names of the roots a record holds, in the order a TLS stack loads them (`issuer`: its own issuer's slots, separate roots). */
+function rootSlots(record: DeviceRecord, which: 'trust' | 'issuer' = 'trust'): { slot: string; pem: string }[] {
+  const t = which === 'issuer' && record.issuer ? record.issuer : record.trust;
+  const pre = which === 'issuer' && record.issuer ? 'issuer ' : '';
   return [
-    { slot: 'current root', pem: record.trust.current },
-    ...(record.trust.distribution ? [{ slot: 'distribution root D (NewWithOld)', pem: record.trust.distribution }] : []),
-    ...(record.trust.next ? [{ slot: 'new root R1 (NewWithNew)', pem: record.trust.next }] : []),
+    { slot: `${pre}current root`, pem: t.current },
+    ...(t.distribution ? [{ slot: `${pre}distribution root D (NewWithOld)`, pem: t.distribution }] : []),
+    ...(t.next ? [{ slot: `${pre}new root R1 (NewWithNew)`, pem: t.next }] : []),
   ];
 }
 
@@ -137,7 +139,8 @@ export function trustSummary(record: DeviceRecord): { trusts: CertSummary[]; pre
 export function chainCheck(dev: ReadOnlyDevice, now: Date): Check {
   if (!dev.record) return { name: 'chain', status: 'skipped', message: 'no readable trust store (see the store check)' };
   const record = dev.record;
-  const roots = rootSlots(record).map((r) => ({ ...r, cert: new X509Certificate(r.pem) }));
+  // A separate-roots device's certificate chains to its issuer's root, not to the root it verifies peers with.
+  const roots = rootSlots(record, 'issuer').map((r) => ({ ...r, cert: new X509Certificate(r.pem) }));
   const slotOf = (c: X509Certificate) => roots.find((r) => r.cert.raw.equals(c.raw))?.slot ?? dn(c.subject);
   const anchors = roots.map((r) => r.cert);
   const trusted = `the device trusts ${roots.map((r) => `${r.slot} "${dn(r.cert.subject)}"`).join(', ')}`;

@@ -84,6 +84,8 @@ export class CatchUps {
   consider(state: DeviceState): void {
     const current = state.state?.trust.current;
     if (state.status === 'offline' || !current) return;
+    // Catch-up walks one root's history; a separate-roots fleet has two (not supported yet: re-provision such a device).
+    if (this.o.m.ca.separateRoots()) return;
     const db = this.o.m.db;
     let device;
     try {

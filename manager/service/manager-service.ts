@@ -12,7 +12,7 @@ import { fingerprintPem } from '../../protocol/pem.ts';
 import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
-import { ROLLBACK_OF, SCHEDULES } from '../../protocol/steps.ts';
+import { ROLLBACK_OF, SCHEDULES, SIDE_SCHEDULES, type RootSide } from '../../protocol/steps.ts';
 import { BrokerMonitor } from '../broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
 import { planNewRoot, type NewRootPlan } from '../algorithm-plan.ts';
@@ -161,21 +161,22 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
    * device declared it cannot verify is refused (E_ALGORITHM_UNVERIFIABLE),
    * and a move between RSA and ECDSA comes back in `warnings` and the audit.
    */
-  async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string } = {}): Promise<RotationSummary> {
-    // Only forward schedules with a rollback start rotations (not naive, not a rollback or catch-up schedule).
-    const schedule = ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
+  async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide } = {}): Promise<RotationSummary> {
+    // Only forward schedules with a rollback start rotations (not naive, not a rollback or catch-up schedule);
+    // `root` (a separate-roots fleet) picks that root's own schedule instead.
+    const schedule = opts.root ? SIDE_SCHEDULES[opts.root] : ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
     if (!schedule) throw new ManagerError('E_BAD_REQUEST', `schedule ${JSON.stringify(scheduleName)} cannot start a rotation; use ${Object.keys(ROLLBACK_OF).join(' or ')}`);
     const newRoot = { algorithm: opts.algorithm, subject: opts.subject };
     let id: string;
     let plan: NewRootPlan | undefined;
     try {
-      plan = planNewRoot(this.m.db, this.m.ca.activeRoot().cert, newRoot);
+      plan = planNewRoot(this.m.db, this.m.ca.activeRoot(opts.root).cert, newRoot);
       id = await this.m.orchestrator.start({
         schedule, newRoot, onCreated: (rotationId) => {
           this.sdb.setExcludeOfflineAfter(rotationId, opts.excludeOfflineAfterS ?? null);
           this.audit({
             actor, action: 'operator.start', rotationId, detail: {
-              schedule: scheduleName, offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait',
+              schedule: schedule.name, ...(opts.root ? { root: opts.root } : {}), offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait',
               algorithm: plan!.to, ...(plan!.from !== plan!.to ? { algorithmFrom: plan!.from } : {}), ...(opts.subject ? { subject: opts.subject } : {}),
               ...(plan!.warnings.length ? { warnings: plan!.warnings } : {}),
             },
@@ -183,7 +184,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
         },
       });
     } catch (err) {
-      this.audit({ actor, action: 'operator.start', code: (err as ManagerError).code ?? null, detail: { schedule: scheduleName, ...(opts.algorithm ? { algorithm: opts.algorithm } : {}), refused: (err as Error).message } });
+      this.audit({ actor, action: 'operator.start', code: (err as ManagerError).code ?? null, detail: { schedule: schedule.name, ...(opts.root ? { root: opts.root } : {}), ...(opts.algorithm ? { algorithm: opts.algorithm } : {}), refused: (err as Error).message } });
       throw err;
     }
     this.fleet.invalidate();
@@ -279,8 +280,10 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
       labels.set(fingerprintPem(r.distribution), 'D');
       labels.set(fingerprintPem(r.newRoot), i === rotations.length - 1 ? 'R1' : 'R0');
     });
-    const active = fingerprintPem(this.m.ca.activeRoot().cert);
-    if (!labels.has(active)) labels.set(active, 'R0');
+    for (const side of this.m.ca.separateRoots() ? ['server', 'client'] as const : [undefined]) {
+      const active = fingerprintPem(this.m.ca.activeRoot(side).cert);
+      if (!labels.has(active)) labels.set(active, 'R0');
+    }
     return labels;
   }
 

@@ -13,6 +13,8 @@ export interface DeviceStateSummary {
   rotationId: string | null;
   completed: string[];
   trust: { current: string; distribution: string | null; next: string | null };
+  /** Separate-roots fleets only: the slots of the root that issues the device's own certificate. */
+  issuer?: { current: string; distribution: string | null; next: string | null };
   identity: { active: string; fallback: string | null };
 }
 
@@ -60,6 +62,10 @@ export const ACK_SCHEMA = {
         rotationId: { anyOf: [{ type: 'string', maxLength: 128 }, { type: 'null' }] },
         completed: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 16 } },
         trust: {
+          type: 'object', additionalProperties: false, required: ['current', 'distribution', 'next'],
+          properties: { current: fp, distribution: fpOrNull, next: fpOrNull },
+        },
+        issuer: {
           type: 'object', additionalProperties: false, required: ['current', 'distribution', 'next'],
           properties: { current: fp, distribution: fpOrNull, next: fpOrNull },
         },

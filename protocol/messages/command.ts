@@ -85,6 +85,8 @@ export const COMMAND_SCHEMA = {
 const FIELDS_FOR: Partial<Record<Effect, readonly (keyof StepPayload)[]>> = {
   'store-distribution': ['distribution'],
   'store-new-root': ['newRoot'],
+  'store-issuer-distribution': ['distribution'],
+  'store-issuer-new-root': ['newRoot'],
   'install-client-cert': ['certificate'],
   'install-server-cert': ['certificate'],
   'catch-up': ['chain', 'certificate'],
