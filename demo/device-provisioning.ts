@@ -56,7 +56,10 @@ export async function provisionDevice(root: string, id: string, role: Role, c: {
     const key = await hal.keys.create('device', c.keyAlgorithm ?? 'P-256');
     const csr = await buildCsr({ commonName: id, spki: key.spki, algorithm: key.algorithm, sign: (d) => hal.keys.sign('device', d) });
     const certificate = enrollFromCsr(c.db, c.ca, { deviceId: id, role, csrPem: csr, now: systemClock.now(), verifies: c.verifies });
-    await Agent.provision({ deviceId: id, role, store, keys: hal.keys, clock: systemClock, logger: c.logger }, { root: c.ca.activeRoot().cert, certificate, keyLabel: 'device' });
+    await Agent.provision({ deviceId: id, role, store, keys: hal.keys, clock: systemClock, logger: c.logger }, {
+      // Separate roots: the device verifies peers with the other side's root and keeps its issuer's root for its next certificate.
+      root: c.ca.peerRoot(role).cert, certificate, keyLabel: 'device', ...(c.ca.separateRoots() ? { issuerRoot: c.ca.issuingRoot(role).cert } : {}),
+    });
   } finally {
     await store.close();
     await hal.keys.close();
