@@ -31,7 +31,7 @@ describe('protocol: rollback and catch-up schedules', () => {
     assert.equal(ROLLBACK_OF.batched, BATCHED_ROLLBACK);
     assert.equal(FORWARD_OF['six-step-rollback'], SIX_STEP);
     assert.equal(FORWARD_OF['batched-rollback'], BATCHED);
-    assert.deepEqual(Object.keys(SAFE_SCHEDULES).sort(), ['batched', 'batched-rollback', 'catch-up', 'renew', 'six-step', 'six-step-rollback']);
+    assert.deepEqual(Object.keys(SAFE_SCHEDULES).sort(), ['batched', 'batched-rollback', 'catch-up', 'client-root', 'renew', 'server-root', 'six-step', 'six-step-rollback']);
     assert.deepEqual(Object.keys(SCHEDULES).sort(), [...Object.keys(SAFE_SCHEDULES), NAIVE.name].sort());
     for (const s of Object.values(SAFE_SCHEDULES)) validateSchedule(s);
   });
