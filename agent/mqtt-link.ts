@@ -35,6 +35,7 @@ import { deviceTopic, LINK_QOS, MQTT_PROTOCOL_VERSION, refusedTopics } from '../
 import { parseWire } from '../protocol/validate.ts';
 import type { Agent } from './agent.ts';
 import { AgentError } from './errors.ts';
+import type { LinkRotationHook } from './link-rotation/link-rotator.ts';
 import { deviceStateMessage } from './state-message.ts';
 
 /** Test and integration hooks. */
@@ -63,6 +64,8 @@ export interface DeviceLinkOptions {
   tlsCounters?: () => TlsCounters | null;
   /** Republish the state when the counters changed, at most this often (ms); default 30 000. */
   stateIntervalMs?: number;
+  /** Management-root rotation (agent/link-rotation): takes the link's own commands; after an applied one the link reconnects. */
+  linkRotation?: LinkRotationHook;
   /** More subscriptions on the same session (a relay's `via/+/...` topics) and where their messages go. */
   extra?: { filters: readonly string[]; onMessage: (topic: string, payload: Buffer, retained: boolean) => void };
 }
@@ -88,6 +91,7 @@ export class DeviceLink {
   private readonly log: Logger;
   private readonly topics: { cmd: string; desired: string; ack: string; state: string };
   private readonly stores = { incomingStore: new Store(), outgoingStore: new Store() };
+  private renewAfterPuback = false;
   private generation = 0;
   private attempt = 0;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -216,6 +220,7 @@ export class DeviceLink {
       else if (packet.topic === this.topics.desired) this.onDesired(packet);
       else this.o.extra?.onMessage(packet.topic, packet.payload as Buffer, packet.retain);
       puback();
+      if (this.renewAfterPuback) this.renewLinkMaterial();
     } catch (err) {
       // Not acknowledged: drop the connection so the broker redelivers after the back-off.
       this.stats.lastError = (err as Error).message;
@@ -227,7 +232,10 @@ export class DeviceLink {
   private async onCommand(packet: IPublishPacket): Promise<void> {
     this.stats.commands++;
     if (packet.dup) this.stats.redelivered++;
-    const ack = await this.o.agent.handle(packet.payload as Buffer);
+    const rotation = this.o.linkRotation?.accepts(packet.payload as Buffer) ? this.o.linkRotation : null;
+    const result = rotation ? await rotation.handle(packet.payload as Buffer) : { ack: await this.o.agent.handle(packet.payload as Buffer), changed: false };
+    const ack = result.ack;
+    if (result.changed) this.renewAfterPuback = true;
     if (!ack.ok) this.stats.rejected++;
     this.client.publish(this.topics.ack, JSON.stringify(ack), { qos: LINK_QOS });
     this.stats.acksPublished++;
@@ -250,7 +258,7 @@ export class DeviceLink {
     }
     if (desired.deviceId !== this.o.agent.deviceId) return;
     this.desired = desired;
-    const lastSeq = this.o.agent.status().lastSeq;
+    const lastSeq = this.o.linkRotation?.lastSeq() ?? this.o.agent.status().lastSeq;
     if (packet.retain && lastSeq < desired.seq) {
       this.stats.behindReports++;
       this.log.warn('behind the desired state after being away; asking the manager to resend', { rotationId: desired.rotationId, step: desired.step, seq: desired.seq, lastSeq });
@@ -281,6 +289,25 @@ export class DeviceLink {
   async publishConfirmed(topic: string, payload: string, retain: boolean): Promise<void> {
     if (!this.connected) throw new AgentError('E_AGENT_LINK', `${this.o.url}: not connected; ${topic} not published`);
     await this.client.publishAsync(topic, payload, { qos: LINK_QOS, retain });
+  }
+
+  /**
+   * A link step changed the link material: once the acknowledgement has
+   * left (the broker confirmed it, or after 5 s), drop the connection; the
+   * reconnect presents the new material, and the persistent session keeps
+   * everything queued for the device meanwhile.
+   */
+  private renewLinkMaterial(): void {
+    this.renewAfterPuback = false;
+    const until = Date.now() + 5_000;
+    const go = () => {
+      const inflight = Object.keys((this.client as unknown as { outgoing?: object }).outgoing ?? {}).length;
+      if (inflight > 0 && this.client.connected && Date.now() < until) return void setTimeout(go, 10);
+      if (this.closing) return;
+      this.log.info('reconnecting with the new link material');
+      this.client.stream?.destroy();
+    };
+    setTimeout(go, 0);
   }
 
   /** Simulate a power cut or a network loss: the socket goes without DISCONNECT (the broker publishes the last will); reconnects with back-off. */

@@ -17,6 +17,7 @@ import { healthFilePath } from './health-file.ts';
 import { HealthReporter } from './health-reporter.ts';
 import { checkLinkFiles, openLinkTls, readCommandKeys, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
+import { withLinkRotation } from './link-rotation/link-setup.ts';
 import { RelayHub } from './relay/relay-hub.ts';
 import { RelayInbound } from './relay/relay-inbound.ts';
 import { RelayPusher } from './relay/relay-pusher.ts';
@@ -125,11 +126,12 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   let pusher: RelayPusher | null = null;
   let poller: RelayUplink | null = null;
   if (link) {
-    mqtt = new DeviceLink({
+    // The management root rotates too (agent/link-rotation): link commands, and the link material each connection presents.
+    mqtt = new DeviceLink(withLinkRotation({
       url: link.url, agent, tls: linkTls!.tls, clock: deps.clock, logger, stream: linkTls!.stream,
       tlsCounters, stateIntervalMs: link.stateIntervalMs,
       ...(hub ? { extra: { filters: hub.filters(), onMessage: (topic: string, payload: Buffer, retained: boolean) => hub.fromBroker(topic, payload, retained) } } : {}),
-    });
+    }, { link, checked: checked!, linkTls: linkTls!, keys: rt.keys }));
     uplink = mqtt;
     uplinkUrl = link.url;
     if (hub && config.role === 'client') {
