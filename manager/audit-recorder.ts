@@ -61,6 +61,11 @@ export function auditedEvents(log: AuditLog, db: FleetDb, clock: Clock, inner: O
       put({ actor: `device:${row.deviceId}`, action: 'step.error', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, code, detail: { message, seq: row.seq, attempts: row.attempts } });
       inner.ackError?.(row, code, message);
     },
+    forgedAck(ack) {
+      // The claimed device did not sign it: recorded against the manager's view, never as the device's act.
+      put({ actor: 'manager', action: 'ack.forged', rotationId: ack.rotationId, deviceId: ack.deviceId, step: ack.step, code: 'E_ACK_SIGNATURE', detail: { seq: ack.seq, ok: ack.ok } });
+      inner.forgedAck?.(ack);
+    },
     excluded(rotationId, deviceId, steps) {
       put({ actor: 'manager', action: 'device.excluded', rotationId, deviceId, detail: { steps } });
       inner.excluded?.(rotationId, deviceId, steps);

@@ -47,6 +47,8 @@ export interface OrchestratorEvents {
   excluded?: (rotationId: string, deviceId: string, steps: readonly string[]) => void;
   /** A signed acknowledgement for a rotation id this orchestrator does not run (a catch-up's). */
   foreignAck?: (ack: Ack) => void;
+  /** An acknowledgement whose device signature does not verify (forged or altered, e.g. by a relay); dropped. */
+  forgedAck?: (ack: Ack) => void;
 }
 
 /** How an orchestrator is wired. */
@@ -452,6 +454,7 @@ export class Orchestrator {
     const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
     if (this.o.verifyAck && !this.o.verifyAck(ack)) {
       this.o.logger.warn('acknowledgement without a valid device signature dropped', { ...log, code: 'E_ACK_SIGNATURE' });
+      this.o.events?.forgedAck?.(ack);
       return;
     }
     if (this.rotation?.id !== ack.rotationId && this.o.events?.foreignAck) {
