@@ -1,8 +1,11 @@
 /**
  * One TLS connection to the broker per attempt, presenting the link
  * material in the rotator's order: the new link certificate first and, when
- * the broker rejects it during the handshake, the old one on the next
- * attempt [0075-0076]. A broker that is down (connection refused,
+ * the broker rejects it, the old one on the next attempt [0075-0076]. A
+ * rejection is a TLS error (TLS 1.2: during the handshake), or a connection
+ * that completed its handshake and closed before the broker sent a single
+ * byte (TLS 1.3 checks the client certificate after the client's handshake
+ * is done; the broker's answer to MQTT CONNECT is the first byte it sends). A broker that is down (connection refused,
  * unreachable) is not a rejection: the next attempt starts again with the
  * new certificate. The MQTT link (agent/mqtt-link.ts) uses `open` as its
  * stream factory, so its back-off, session and acknowledgements are those
@@ -44,13 +47,17 @@ export class LinkConnector {
     const m = all[chosen]!;
     this.stats.attempts++;
     let secured = false;
+    let received = 0;
     let refused: Error | null = null;
     const socket = tlsConnect({ host, port: Number(u.port || 8883), ...(isIP(host) ? {} : { servername: host }), ca: m.ca, cert: m.cert, key: m.key, rejectUnauthorized: true });
     socket.once('secureConnect', () => { secured = true; });
+    // Counting only: the MQTT client pipes this socket synchronously after `open` returns, before any byte can arrive.
+    socket.on('data', (chunk: Buffer) => { received += chunk.length; });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (!UNREACHABLE.has(err.code ?? '') && refused === null) refused = err;
     });
     socket.once('close', () => {
+      if (refused === null && secured && received === 0) refused = new Error('the broker closed the connection after the handshake without a word (client certificate refused)');
       if (refused !== null && all.length > 1) {
         this.stats.refused++;
         this.triedInRound++;
