@@ -133,7 +133,7 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
       ...(hub ? { extra: { filters: hub.filters(), onMessage: (topic: string, payload: Buffer, retained: boolean) => hub.fromBroker(topic, payload, retained) } } : {}),
     }, { link, checked: checked!, linkTls: linkTls!, keys: rt.keys }));
     uplink = mqtt;
-    uplinkUrl = link.url;
+    uplinkUrl = relay ? `${link.url} (relay for ${relay.for.join(', ')})` : link.url;
     if (hub && config.role === 'client') {
       const targets = (config.probe?.targets ?? []).filter((t) => relay!.for.includes(t.serverId));
       pusher = new RelayPusher({ hub, connector: connector!, targets, intervalMs: relay!.intervalMs ?? 2_000, logger });

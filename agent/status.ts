@@ -88,7 +88,7 @@ export function agentRunState(config: AgentConfig, now: Date): AgentRunState {
 export function withHealth(s: DeviceStatus, agent: AgentRunState, hal: HalHealth): DeviceStatus {
   const warnings = [...s.warnings];
   if (!hal.ok) warnings.push(`the device key is not usable (${hal.code ?? 'key backend'}): ${hal.action ?? hal.message}`);
-  if (agent.state === 'running' && agent.link && !agent.link.connected) warnings.push(`the agent is not connected to the broker ${agent.link.url}${agent.link.lastError ? ` (${agent.link.lastError})` : ''}`);
+  if (agent.state === 'running' && agent.link && !agent.link.connected) warnings.push(`the agent is not connected to ${agent.link.url.startsWith('mqtt') ? 'the broker ' : ''}${agent.link.url}${agent.link.lastError ? ` (${agent.link.lastError})` : ''}`);
   if (agent.state === 'stale') warnings.push(`the agent ${agent.reason}; restart it if it hangs`);
   return { ...s, warnings, agent, hal };
 }

@@ -69,3 +69,11 @@ export function topology(db: FleetDb): Topology {
   else if (relayRoles.has('client')) name = 'client-relay';
   return { name, devices };
 }
+
+/** The topology for a terminal: its label and each relay with the devices behind it. */
+export function describeTopology(t: Topology): string {
+  const relays = t.devices.filter((d) => d.relaysFor.length > 0);
+  if (relays.length === 0) return `topology: ${t.name} (the broker reaches all ${t.devices.length} devices)`;
+  const direct = t.devices.filter((d) => d.via === null).length;
+  return [`topology: ${t.name} (${direct} of ${t.devices.length} devices reach the broker)`, ...relays.map((r) => `  ${r.id} (${r.role}) relays for ${r.relaysFor.join(', ')}`)].join('\n');
+}

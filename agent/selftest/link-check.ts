@@ -91,6 +91,7 @@ async function probeBroker(config: AgentConfig & { link: LinkConfig }, keys: Key
 
 /** The link check: the running agent's link from its health file, else a non-disturbing probe of the broker. */
 export async function linkCheck(config: AgentConfig, keys: KeyStore | null, now: Date, timeoutMs: number): Promise<Check> {
+  if (config.via) return relayCheck(config, now);
   if (!config.link) return { name: 'link', status: 'skipped', message: 'no "link" in the configuration: this device is not managed over MQTT' };
   const path = healthFilePath(config);
   const view = readHealth(path, now);
@@ -121,5 +122,24 @@ export async function linkCheck(config: AgentConfig, keys: KeyStore | null, now:
     name: 'link', status: 'warn', code: 'E_AGENT_LINK',
     message: `${why}; the broker at ${config.link.url} accepted the device's management certificate${r.protocol ? ` (${r.protocol})` : ''} and its MQTT session (probed with clean=false and no will; nothing subscribed, published or acknowledged)`,
     action: 'start the agent (trustroll-agent run) so the device receives its rotation steps',
+  };
+}
+
+/** A relayed device's channel (config `via`): what the running agent reports about its exchanges with the relay. */
+function relayCheck(config: AgentConfig, now: Date): Check {
+  const via = config.via!;
+  const path = healthFilePath(config);
+  const view = readHealth(path, now);
+  const how = config.role === 'client' ? `polls relay ${via.relay} at ${via.host}:${via.port}` : `takes pushes from relay ${via.relay} on its mutual-TLS service`;
+  if (view.state !== 'running') {
+    return { name: 'link', status: 'warn', code: 'E_AGENT_RELAY', message: `this device ${how}, and the agent is not running (${view.state === 'absent' ? view.reason : view.state})`, action: 'start the agent (trustroll-agent run) so the device receives its rotation steps through its relay' };
+  }
+  const l = view.health.link;
+  if (l.connected) return { name: 'link', status: 'ok', message: `the running agent (pid ${view.health.pid}) ${how}; last good exchange since ${l.since} (${l.connects} up, ${l.disconnects} lost)`, details: { source: 'health file', path } };
+  return {
+    name: 'link', status: 'fail', code: 'E_AGENT_RELAY',
+    message: `the running agent (pid ${view.health.pid}) ${how}, but the exchange fails${l.lastError ? `: ${l.lastError}` : ''}; it keeps trying`,
+    action: `check that ${via.relay} runs with this device in its "relay.for", that the manager routes this device via ${via.relay} ("trustroll route"), and the mutual TLS between the two (the tls check)`,
+    details: { source: 'health file', path },
   };
 }

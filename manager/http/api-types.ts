@@ -76,6 +76,10 @@ export interface FleetDevice {
   excluded: boolean;
   /** Handshake counters the agent reports in its state message. */
   tls: { attempts: number; ok: number; failed: number; fallbacks: number } | null;
+  /** The relay that carries its commands (a peer over mutual TLS), or null when it reaches the broker itself. */
+  via: string | null;
+  /** The devices it relays for. */
+  relaysFor: string[];
 }
 
 /** One page of the fleet, with totals over the whole fleet. */

@@ -7,6 +7,7 @@ import { isProtocolError } from '../../protocol/errors.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import {
   ACK_FILTER, assertDeviceId, deviceTopic, MANAGER_IDENTITY, mayPublish, mayReceive, maySubscribe, mosquittoAcl, parseDeviceTopic, STATE_FILTER,
+  RELAY_ACK_FILTER, RELAY_STATE_FILTER, relayTopic,
 } from '../../protocol/topics.ts';
 
 const cmd = (): Command => ({
@@ -49,6 +50,25 @@ describe('mqtt topics and access rules', () => {
     assert.match(acl, /^pattern write trustroll\/v1\/dev\/%u\/ack$/m);
     assert.doesNotMatch(acl, /%c/, 'never keyed on the client id');
     assert.doesNotMatch(acl, /pattern write .*\/cmd/, 'devices never publish commands');
+    assert.match(acl, /^pattern read trustroll\/v1\/dev\/%u\/via\/\+\/cmd$/m);
+    assert.match(acl, /^pattern write trustroll\/v1\/dev\/%u\/via\/\+\/ack$/m);
+    assert.match(acl, /^topic write trustroll\/v1\/dev\/\+\/via\/\+\/cmd$/m);
+  });
+
+  it('relay topics: a relay reads and writes under its own id only, for the devices behind it', () => {
+    assert.equal(relayTopic('prn-1', 'cli-1', 'cmd'), 'trustroll/v1/dev/prn-1/via/cli-1/cmd');
+    assert.deepEqual(parseDeviceTopic('trustroll/v1/dev/prn-1/via/cli-1/ack'), { deviceId: 'cli-1', kind: 'ack', via: 'prn-1' });
+    for (const bad of ['trustroll/v1/dev/prn-1/via/prn-1/ack', 'trustroll/v1/dev/prn-1/by/cli-1/ack', 'trustroll/v1/dev/prn-1/via/cli-1/other', 'trustroll/v1/dev/prn-1/via/+/ack']) assert.equal(parseDeviceTopic(bad), null, bad);
+    assert.throws(() => relayTopic('cli-1', 'cli-1', 'cmd'), /own relay/);
+    assert.ok(mayPublish('prn-1', 'trustroll/v1/dev/prn-1/via/cli-1/ack') && mayPublish('prn-1', 'trustroll/v1/dev/prn-1/via/cli-1/state'));
+    assert.ok(!mayPublish('prn-1', 'trustroll/v1/dev/prn-1/via/cli-1/cmd'), 'a relay never publishes commands');
+    assert.ok(!mayPublish('prn-2', 'trustroll/v1/dev/prn-1/via/cli-1/ack'), 'nor speaks under another relay\'s id');
+    assert.ok(!mayPublish('cli-1', 'trustroll/v1/dev/prn-1/via/cli-1/ack'), 'nor does the relayed device itself over the broker');
+    assert.ok(maySubscribe('prn-1', 'trustroll/v1/dev/prn-1/via/+/cmd') && maySubscribe('prn-1', 'trustroll/v1/dev/prn-1/via/+/desired'));
+    for (const f of ['trustroll/v1/dev/prn-2/via/+/cmd', 'trustroll/v1/dev/prn-1/via/+/ack', 'trustroll/v1/dev/+/via/+/cmd', 'trustroll/v1/dev/prn-1/via/#']) assert.ok(!maySubscribe('prn-1', f), f);
+    assert.ok(maySubscribe(MANAGER_IDENTITY, RELAY_ACK_FILTER) && maySubscribe(MANAGER_IDENTITY, RELAY_STATE_FILTER));
+    assert.ok(mayPublish(MANAGER_IDENTITY, 'trustroll/v1/dev/prn-1/via/cli-1/cmd') && !mayPublish(MANAGER_IDENTITY, 'trustroll/v1/dev/prn-1/via/cli-1/ack'));
+    assert.ok(mayReceive('prn-1', 'trustroll/v1/dev/prn-1/via/cli-1/cmd') && !mayReceive('cli-1', 'trustroll/v1/dev/prn-1/via/cli-1/cmd'));
   });
 });
 

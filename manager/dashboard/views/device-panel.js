@@ -70,6 +70,7 @@ export function DevicePanel({ id, me, onClose, onChanged }) {
     ${!detail ? (res.error ? null : html`<${Loading} what=${id} />`) : html`
       <${Facts} rows=${[
         ['Role', d.role === 'server' ? 'server (printer, serves mTLS)' : 'client (connects to printers)'],
+        ['Reached', d.via ? `through relay ${d.via} (over their mutual TLS)` : d.relaysFor?.length ? `directly; relays for ${d.relaysFor.join(', ')}` : 'directly (its own broker session)'],
         ['Presence', html`<${Presence} online=${d.online} since=${d.since} now=${now} />`],
         ['Last state', html`<span title=${full(d.lastSeen)}>${time(d.lastSeen, now)}</span>`],
         ['Trusts', html`<${Trusts} trusts=${d.trusts} />`],
