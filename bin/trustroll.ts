@@ -22,6 +22,8 @@ import { ManagementPki } from '../manager/management-pki.ts';
 import { Command, Option } from 'commander';
 import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
 import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
+import { addLinkCommands } from './link-commands.ts';
+import { recordLinkCertificate } from '../manager/link-rotation/link-material.ts';
 import { DEMO_TOPOLOGIES, type DemoTopology } from '../demo/topology-plan.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
 import { SCHEDULES, SIDE_SCHEDULES, type Role, type RootSide, type Schedule } from '../protocol/steps.ts';
@@ -123,6 +125,8 @@ mgmt.command('device')
   .action((o: { dir: string; id: string; out: string; broker: string }) => {
     const pki = ManagementPki.load(o.dir, new Date());
     const identity = pki.device(o.id);
+    // Recorded so that a management-root rotation ("trustroll link rotate") can certify the same key under the new root.
+    recordLinkCertificate(o.dir, o.id, identity.cert);
     mkdirSync(o.out, { recursive: true, mode: 0o700 });
     const put = (name: string, data: string, mode = 0o644) => { writeFileAtomic(join(o.out, name), data, mode); return join(o.out, name); };
     const link = {
@@ -461,6 +465,7 @@ async function openCa(data: string): Promise<CaAuthority> {
 }
 
 try {
+  addLinkCommands(program, dataOption);
   await program.parseAsync();
 } catch (err) {
   const code = err instanceof ProtocolError ? err.code : (err as { code?: string }).code;
