@@ -19,7 +19,7 @@ import type { Ack } from '../../protocol/messages/ack.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { validateSchedule } from '../../protocol/schedule.ts';
 import { fingerprintPem } from '../../protocol/pem.ts';
-import { startDevice, stopAll, type DeviceProc } from '../../demo/device-process.ts';
+import { startDevice, stopAll, type DeviceProc, type Tally } from '../../demo/device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
 import { Mosquitto } from '../../demo/mosquitto.ts';
 
@@ -36,6 +36,8 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
   let mosquitto: Mosquitto;
   let db: FleetDb;
   let procs: DeviceProc[] = [];
+  const configs = new Map<string, string>();
+  const earlierTallies: Tally[] = [];
   const ids = fleetShape(2, 2);
   const linkDir = (id: string) => join(dir, 'devices', id, 'link');
   const linkState = (id: string) => join(linkDir(id), 'link-state.json');
@@ -74,7 +76,6 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
     const ca = await CaAuthority.openOrInit(join(dir, 'manager', 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll test', now: new Date() });
     db = new FleetDb(join(dir, 'manager', 'manager.db'));
     const ports = await serverPorts(ids);
-    const configs = new Map<string, string>();
     for (const [id, role] of ids) {
       configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: mosquitto.url, ports, naive: false, logger }));
       recordLinkCertificate(mgmt, id, pki.device(id).cert);
@@ -129,22 +130,39 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
   let result: LinkRotationResult;
   it('rotates the management root through three broker restarts (one more mid-step): every device ends under the new root only', async () => {
     const oldRoot = pki.ca;
+    const broker = { install: scriptedBroker({ dir: mosquitto.dir, restartCommand: 'true', url: mosquitto.url }).install, restart: () => mosquitto.restart() };
+    // A console that is away when LC1 is sent: the rotation stops where it is (the broker trusts both roots, nobody lost the link).
+    const away = procs.find((p) => p.id === 'console-2')!;
+    procs = procs.filter((p) => p !== away);
+    earlierTallies.push(...await stopAll([away]));
+    await assert.rejects(rotateManagementRoot({ mgmtDir: mgmt, db, brokerUrl: mosquitto.url, logger, broker, ackTimeoutMs: 1_500, maxAttempts: 2 }), /E_ACK_TIMEOUT.*console-2/);
+    const stopped = loadLinkJournal(mgmt)!;
+    assert.deepEqual(stopped.done, ['LB1']);
+    assert.deepEqual(Object.entries(stopped.acked).filter(([, s]) => s.includes('LC1')).map(([id]) => id).sort(), ['console-1', 'printer-1', 'printer-2']);
+    await assert.rejects(rotateManagementRoot({ mgmtDir: mgmt, db, brokerUrl: mosquitto.url, logger, broker }), /E_ROTATION_ACTIVE/);
+    // It comes back with its old link material (the broker still trusts R0), and the rotation resumes from its journal.
+    const back = startDevice('console-2', 'client', join(dir, 'devices', 'console-2'), configs.get('console-2')!);
+    procs.push(back);
+    await back.ready;
     let extraRestart = false;
     result = await rotateManagementRoot({
-      mgmtDir: mgmt, db, brokerUrl: mosquitto.url, logger, ackTimeoutMs: 8_000, maxAttempts: 3,
-      broker: { install: scriptedBroker({ dir: mosquitto.dir, restartCommand: 'true', url: mosquitto.url }).install, restart: () => mosquitto.restart() },
+      mgmtDir: mgmt, db, brokerUrl: mosquitto.url, logger, ackTimeoutMs: 8_000, maxAttempts: 3, broker, resume: true,
       // Commands and acknowledgements in flight while the broker restarts must survive in the persistent sessions.
       afterSend: async (step) => { if (step === 'LC1') { await mosquitto.restart(); extraRestart = true; } },
     });
     assert.ok(extraRestart);
+    assert.equal(result.id, stopped.id, 'the same rotation resumed');
     const m = stagedLinkMaterial(mgmt)!;
     const newRoot = m.newRoot;
     assert.notEqual(fingerprintPem(newRoot), fingerprintPem(oldRoot));
     assert.equal(result.devices, ids.length);
     assert.equal(result.restarts, 3);
-    assert.equal(result.commands, 2 * ids.length, 'one command per device and step');
+    // The LC1 sent while console-2 was away waited in its persistent session: it applied it on return, and its
+    // acknowledgement waited in the manager's session, so the resumed run may find it answered before sending again.
+    assert.ok([ids.length, ids.length + 1].includes(result.commands), `after resuming: LC2 to every device (and LC1 to console-2 unless already answered): ${result.commands}`);
     assert.equal(result.resent, 0, 'nothing had to be sent again: no command or acknowledgement was lost');
-    assert.equal(result.acks, 2 * ids.length);
+    assert.equal(result.acks, 1 + ids.length);
+    assert.equal(loadLinkJournal(mgmt)!.commands['console-2']!.LC1!.seq, stopped.commands['console-2']!.LC1!.seq, 'the resumed LC1 is the command first sent');
     const journal = loadLinkJournal(mgmt)!;
     assert.deepEqual(journal.done, ['LB1', 'LC1', 'LB2', 'LC2', 'LB3']);
     assert.ok(journal.finishedAt);
@@ -187,13 +205,13 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
   });
 
   it('device-PKI mutual TLS kept working throughout: 0 failed handshakes', async () => {
-    const tallies = await stopAll(procs);
+    const tallies = [...earlierTallies, ...await stopAll(procs)];
     procs = [];
-    assert.equal(tallies.length, 2);
+    assert.equal(tallies.length, 3, 'both consoles, one of them in two runs');
     for (const t of tallies) {
       assert.ok(t.attempted > 10, `probes ran (${t.attempted})`);
       assert.equal(t.failed, 0, t.failures.join('\n'));
     }
-    console.log(`      link rotation: ${result.seconds.toFixed(1)} s, ${result.restarts} scripted restarts (+1 mid-step), ${result.commands} commands, ${result.acks} acks, ${result.resent} resent; handshakes ${tallies.map((t) => t.attempted).join('+')}, failed 0`);
+    console.log(`      link rotation (resumed run): ${result.seconds.toFixed(1)} s, ${result.restarts} scripted restarts (+1 mid-step), ${result.commands} commands, ${result.acks} acks, ${result.resent} resent; handshakes ${tallies.map((t) => t.attempted).join('+')}, failed 0`);
   });
 });
