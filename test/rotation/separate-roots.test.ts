@@ -45,6 +45,9 @@ describe('separate client and server roots: device processes over Mosquitto, con
   it('rotating the client root: 0 failed handshakes, servers end trusting only the new client root, no server certificate changes', async () => {
     const oldClientRoot = fp(fleet.ca.activeRoot('client').cert);
     const serverRoot = fp(fleet.ca.activeRoot('server').cert);
+    // One client is slow (frozen for 2.5 s): no server may drop the old client root before it presents Cn.
+    fleet.freeze('mgmt-client-3', true);
+    setTimeout(() => fleet.freeze('mgmt-client-3', false), 2500);
     const r = runs.client = await fleet.rotate('client', 300);
     checkClean(r, 5);
     const newClientRoot = fp(fleet.ca.activeRoot('client').cert);
@@ -69,6 +72,9 @@ describe('separate client and server roots: device processes over Mosquitto, con
     const clientCerts = new Map(clients.map((c) => [c, fp(fleet.db.device(c).certificate)]));
     const oldServerRoot = fp(fleet.ca.activeRoot('server').cert);
     const clientRoot = fp(fleet.ca.activeRoot('client').cert);
+    // One client is slow (frozen for 2.5 s): no server may switch to Sn before it trusts the new server key.
+    fleet.freeze('mgmt-client-3', true);
+    setTimeout(() => fleet.freeze('mgmt-client-3', false), 2500);
     const r = runs.server = await fleet.rotate('server', 300);
     checkClean(r, 5);
     const newServerRoot = fp(fleet.ca.activeRoot('server').cert);

@@ -27,7 +27,7 @@ import type { ManagerTransport } from '../../manager/transport.ts';
 import { systemClock } from '../../protocol/clock.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { fingerprint } from '../../protocol/pem.ts';
-import { SIDE_SCHEDULES, type Role, type RootSide } from '../../protocol/steps.ts';
+import { SIDE_SCHEDULES, type Role, type RootSide, type Schedule } from '../../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from '../../demo/cross-stack.ts';
 import { startDevice, stopAll, type DeviceProc, type Tally } from '../../demo/device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
@@ -109,6 +109,11 @@ export class SeparateRootsFleet {
     return fleet;
   }
 
+  /** Freeze (SIGSTOP) or thaw (SIGCONT) a device process: a device that is slow to take its steps. */
+  freeze(id: string, frozen: boolean): void {
+    this.procs.find((p) => p.id === id)!.proc.kill(frozen ? 'SIGSTOP' : 'SIGCONT');
+  }
+
   /** Keep each client's latest handshake tally (the agent prints one every 500 ms). */
   private followTally(p: DeviceProc): void {
     createInterface({ input: p.proc.stdout! }).on('line', (line) => {
@@ -139,9 +144,13 @@ export class SeparateRootsFleet {
     }));
   }
 
-  /** Rotate one root with its own schedule while the traffic runs; check every step boundary with OpenSSL and GnuTLS. */
-  async rotate(side: RootSide, minHandshakes: number): Promise<SideRun> {
-    const schedule = SIDE_SCHEDULES[side];
+  /**
+   * Rotate one root with its own schedule (or `schedule`, a variant for a
+   * negative control, with `unsafe`) while the traffic runs; check every
+   * step boundary with OpenSSL and GnuTLS.
+   */
+  async rotate(side: RootSide, minHandshakes: number, opts: { schedule?: Schedule; unsafe?: boolean } = {}): Promise<SideRun> {
+    const schedule = opts.schedule ?? SIDE_SCHEDULES[side];
     const count = (role: Role) => this.ids.filter(([, r]) => r === role).length;
     const acked = new Map<string, number>();
     const run: SideRun = {
@@ -177,7 +186,7 @@ export class SeparateRootsFleet {
     boundary('before');
     const before = this.tallySum();
     const t0 = performance.now();
-    await this.orchestrator!.start({ schedule });
+    await this.orchestrator!.start({ schedule, unsafe: opts.unsafe });
     const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`${schedule.name} did not end within 120 s`)), 120_000).unref());
     run.rotation = await Promise.race([ended, timeout]);
     run.ms = Math.round(performance.now() - t0);
