@@ -11,10 +11,11 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { ManagerError } from '../manager/errors.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
-import { scriptedBroker } from '../manager/link-rotation/broker-control.ts';
+import { EmbeddedBroker } from '../manager/embedded-broker.ts';
+import { embeddedBrokerControl, scriptedBroker } from '../manager/link-rotation/broker-control.ts';
 import { loadLinkJournal, LINK_PHASES } from '../manager/link-rotation/link-journal.ts';
 import { recordLinkCertificate, recordedLinkCertificates } from '../manager/link-rotation/link-material.ts';
-import { rotateManagementRoot } from '../manager/link-rotation/link-rotation.ts';
+import { brokerFilesNow, rotateManagementRoot } from '../manager/link-rotation/link-rotation.ts';
 import { liveService } from '../manager/service/run-service.ts';
 import { createLogger } from '../protocol/log.ts';
 import { fingerprintPem } from '../protocol/pem.ts';
@@ -33,28 +34,35 @@ export function addLinkCommands(program: Command, dataOption: readonly [string, 
     .description('rotate the management root: broker trusts both roots (restart), devices get the new root and link certificates, broker switches its certificate (restart), devices and then the broker drop the old root (restart)')
     .option(...dataOption)
     .requiredOption('--mgmt <dir>', 'the management PKI (trustroll mgmt init)')
-    .requiredOption('--broker <url>', 'mqtts://host:port of the broker')
-    .requiredOption('--restart-command <cmd>', 'shell command that restarts the broker, e.g. "systemctl restart mosquitto" (Mosquitto reads its cafile only at start)')
+    .option('--broker <url>', 'mqtts://host:port of the broker (with --restart-command)')
+    .option('--restart-command <cmd>', 'shell command that restarts the broker, e.g. "systemctl restart mosquitto" (Mosquitto reads its cafile only at start)')
+    .option('--embedded-port <port>', 'instead of --broker: run the embedded broker (what "trustroll serve" runs by default) on this port for the rotation; its broker steps swap its TLS material, no restart', positive)
     .option('--broker-files <dir>', 'folder of the broker\'s mgmt-ca.pem, broker.pem and broker-key.pem (its cafile, certfile, keyfile); default: the --mgmt folder')
     .option('--subject <dn>', 'subject of the new management root; default: the old one\'s')
     .option('--resume', 'continue the open management-root rotation from its journal')
     .option('--ack-timeout <ms>', 'time a device has to acknowledge a link step before it is resent', positive, 30_000)
     .option('--max-attempts <n>', 'attempts per link step before the rotation stops where it is', positive, 5)
     .option('--json', 'print the result as JSON', false)
-    .action(async (o: { data: string; mgmt: string; broker: string; restartCommand: string; brokerFiles?: string; subject?: string; resume?: boolean; ackTimeout: number; maxAttempts: number; json: boolean }) => {
+    .action(async (o: { data: string; mgmt: string; broker?: string; restartCommand?: string; embeddedPort?: number; brokerFiles?: string; subject?: string; resume?: boolean; ackTimeout: number; maxAttempts: number; json: boolean }) => {
       const service = liveService(o.data);
       if (service) throw new ManagerError('E_SERVICE_CONFIG', `"trustroll serve" (pid ${service.pid}) holds the manager's MQTT session on ${o.data}; stop it for the management-root rotation, then start it again (it loads the new management material)`);
+      if (o.embeddedPort === undefined && (!o.broker || !o.restartCommand)) throw new ManagerError('E_SERVICE_CONFIG', 'give --broker <url> with --restart-command <cmd> (an operator-run broker), or --embedded-port <port> (the embedded broker)');
+      if (o.embeddedPort !== undefined && (o.broker || o.restartCommand)) throw new ManagerError('E_SERVICE_CONFIG', '--embedded-port runs the broker here; it does not go with --broker or --restart-command');
+      const logger = createLogger({ level: 'warn' });
+      const embedded = o.embeddedPort !== undefined ? await EmbeddedBroker.start({ ...brokerFilesNow(o.mgmt), port: o.embeddedPort, logger }) : null;
+      const brokerUrl = embedded ? embedded.url : o.broker!;
       const db = new FleetDb(join(o.data, 'manager.db'));
       try {
         const result = await rotateManagementRoot({
-          mgmtDir: o.mgmt, db, brokerUrl: o.broker, logger: createLogger({ level: 'warn' }),
-          broker: scriptedBroker({ dir: o.brokerFiles ?? o.mgmt, restartCommand: o.restartCommand, url: o.broker }),
+          mgmtDir: o.mgmt, db, brokerUrl, logger,
+          broker: embedded ? embeddedBrokerControl(embedded) : scriptedBroker({ dir: o.brokerFiles ?? o.mgmt, restartCommand: o.restartCommand!, url: brokerUrl }),
           subject: o.subject, resume: o.resume, ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts,
         });
         process.stdout.write(o.json ? JSON.stringify(result, null, 2) + '\n'
           : `management-root rotation ${result.id} complete: ${result.devices} devices, ${result.restarts} broker restarts, ${result.commands} commands (${result.resent} resent), ${result.seconds.toFixed(1)} s\n`);
       } finally {
         db.close();
+        await embedded?.close();
       }
     });
 

@@ -174,6 +174,18 @@ export class EmbeddedBroker {
     return `mqtts://127.0.0.1:${this.port}`;
   }
 
+  /**
+   * Serve new TLS material (a management-root rotation's broker step, the
+   * embedded equivalent of a Mosquitto restart): new connections get it at
+   * once, and every open connection is closed so its client reconnects
+   * under it. Sessions and queued messages stay (they live in aedes).
+   */
+  reloadTls(tls: { ca: string; cert: string; key: string }): void {
+    this.server.setSecureContext({ ca: tls.ca, cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' });
+    this.log.info('TLS material reloaded; clients reconnect under it', { clients: this.sockets.size });
+    for (const s of this.sockets) s.destroy();
+  }
+
   /** Stop accepting, close every client (their last wills are published first) and the broker. */
   async close(): Promise<void> {
     this.sys?.stop();

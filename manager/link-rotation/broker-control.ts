@@ -9,6 +9,8 @@
  * `scriptedBroker` writes the files the listener snippet of `trustroll mgmt
  * init` names (mgmt-ca.pem, broker.pem, broker-key.pem in one folder) and
  * runs the operator's restart command, e.g. `systemctl restart mosquitto`.
+ * `embeddedBrokerControl` does the same for the embedded broker without a
+ * restart: it swaps the TLS material and closes the open connections.
  */
 import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
@@ -48,6 +50,17 @@ export async function waitForListener(url: string, timeoutMs: number): Promise<v
     if (Date.now() > end) throw new ManagerError('E_BROKER_CONNECT', `${url}: the broker does not accept connections ${timeoutMs} ms after its restart; check the restart command and the broker log`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The embedded broker (aedes in this process): a broker step swaps its TLS material and closes open connections. */
+export function embeddedBrokerControl(broker: { reloadTls(tls: BrokerTlsFiles): void }): BrokerControl {
+  let files: BrokerTlsFiles | null = null;
+  return {
+    install: async (f) => { files = f; },
+    restart: async () => {
+      if (files) broker.reloadTls(files);
+    },
+  };
 }
 
 /** A broker whose files live in `dir` and which `restartCommand` (a shell command) restarts. */
