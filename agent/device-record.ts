@@ -23,6 +23,13 @@ export interface TrustSlots {
   current: string;
   distribution: string | null;
   next: string | null;
+  /**
+   * OldWithNew (K0 certified by K1), kept after R0 was dropped when the
+   * rotation distributed it: not a root, an intermediate that lets peers
+   * still presenting K0-signed leaves chain to R1. Absent otherwise (and on
+   * every record written before it existed, which hash as before).
+   */
+  oldWithNew?: string;
 }
 
 /** A command result kept to answer redeliveries identically. */
@@ -77,7 +84,7 @@ export function ownRootSlots(record: DeviceRecord): TrustSlots {
   return record.issuer ?? record.trust;
 }
 
-const slotPrints = (t: TrustSlots) => ({ current: fp(t.current)!, distribution: fp(t.distribution), next: fp(t.next) });
+const slotPrints = (t: TrustSlots) => ({ current: fp(t.current)!, distribution: fp(t.distribution), next: fp(t.next), ...(t.oldWithNew ? { oldWithNew: fp(t.oldWithNew)! } : {}) });
 
 /** The acknowledgement's view of the record: fingerprints only, no keys. */
 export function summarize(record: DeviceRecord): DeviceStateSummary {
@@ -93,7 +100,8 @@ export function summarize(record: DeviceRecord): DeviceStateSummary {
 
 /** The trust store's certificates in the order a TLS stack should load them (the peers' root only; never the issuer slots). */
 export function anchorsOf(record: DeviceRecord): string[] {
-  return [record.trust.current, record.trust.distribution, record.trust.next].filter((p): p is string => p !== null);
+  // OldWithNew last: it is not self-signed, so TLS stacks use it only to chain a K0-signed leaf up to R1.
+  return [record.trust.current, record.trust.distribution, record.trust.next, record.trust.oldWithNew ?? null].filter((p): p is string => p !== null);
 }
 
 /** Identities in presentation order: the new one first, then the fallback. */

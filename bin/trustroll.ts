@@ -25,6 +25,7 @@ import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
 import { addLinkCommands } from './link-commands.ts';
 import { recordLinkCertificate } from '../manager/link-rotation/link-material.ts';
 import { DEMO_TOPOLOGIES, type DemoTopology } from '../demo/topology-plan.ts';
+import { describeTopology, setRoute, topology } from '../manager/topology.ts';
 import { validateSchedule } from '../protocol/schedule.ts';
 import { SCHEDULES, SIDE_SCHEDULES, type Role, type RootSide, type Schedule } from '../protocol/steps.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -181,12 +182,13 @@ program.command('rotate')
   .addOption(new Option('--algorithm <alg>', 'algorithm of the new root key; default: the active root\'s (an RSA fleet stays RSA). Moving between RSA and ECDSA is refused if a device declared it cannot verify the new one').choices([...CA_KEY_ALGORITHMS]))
   .option('--subject <dn>', 'subject of the new root, e.g. "CN=Printer Fleet Root 2027,O=Example"; default: the active root\'s, byte for byte')
   .addOption(new Option('--root <side>', 'separate-roots fleets (ca init --client-subject): which root to rotate, with its own schedule (client-root or server-root; --schedule does not apply); default: the single fleet root').choices(['client', 'server']))
+  .option('--old-with-new', 'devices keep OldWithNew (the old root key certified by the new one) when they drop the old root, so peers left behind (excluded, offline, re-imaged) still authenticate until they catch up; leave it off if the old key may be compromised (docs/lifecycle.md)', false)
   .option('--abort [rotationId]', 'abort the open (or the given) rotation: every device returns to its old state while no server has its new certificate yet; after that it stops where it is')
   .option('--ack-timeout <ms>', 'time a device has to acknowledge a step before it is resent', int, 30_000)
   .option('--max-attempts <n>', 'attempts per step before the rotation stops where it is', int, 5)
   .option('--json', 'print the final status as JSON', false)
-  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; ackTimeout: number; maxAttempts: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide }) => {
-    if ((o.algorithm || o.subject || o.root) && (o.resume || o.abort)) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm, --subject and --root choose the new root of a rotation that starts; they do not apply to --resume or --abort');
+  .action(async (o: { data: string; mgmt: string; broker?: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; ackTimeout: number; maxAttempts: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide; oldWithNew: boolean }) => {
+    if ((o.algorithm || o.subject || o.root || o.oldWithNew) && (o.resume || o.abort)) throw new ManagerError('E_SERVICE_CONFIG', '--algorithm, --subject, --root and --old-with-new choose how a rotation that starts goes; they do not apply to --resume or --abort');
     const service = liveService(o.data);
     if (service) {
       process.exitCode = await rotateThroughService(o, service);
@@ -197,7 +199,7 @@ program.command('rotate')
     const logger = createLogger({ level: 'warn' });
     const rotation = await runRotation({
       dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: o.root ? SIDE_SCHEDULES[o.root] : SCHEDULES[o.schedule], resume: o.resume, abort: o.abort,
-      newRoot: { algorithm: o.algorithm, subject: o.subject },
+      newRoot: { algorithm: o.algorithm, subject: o.subject }, distributeOldWithNew: o.oldWithNew,
       policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
       onTick: o.json ? undefined : (db, id) => {
         const st = rotationStatus(db, id);
@@ -216,7 +218,7 @@ program.command('rotate')
   });
 
 /** `rotate` while `trustroll serve` runs on the same data folder: the service does it (one MQTT session per manager). */
-async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
+async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide; oldWithNew?: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
   const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
   let summary: RotationSummary;
   /** The given rotation, or the newest one the service has open (not complete, not rolled back). */
@@ -236,6 +238,7 @@ async function rotateThroughService(o: { data: string; mgmt: string; schedule: s
   } else {
     summary = await callService<RotationSummary>(info, operatorCa, 'POST', '/api/rotations', {
       schedule: o.schedule, excludeOfflineAfterS: o.excludeOfflineAfter ?? null, ...(o.algorithm ? { algorithm: o.algorithm } : {}), ...(o.subject ? { subject: o.subject } : {}), ...(o.root ? { root: o.root } : {}),
+      ...(o.oldWithNew ? { distributeOldWithNew: true } : {}),
     });
     for (const w of summary.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
   }
@@ -376,7 +379,8 @@ program.command('status')
         return;
       }
       const st = rotationStatus(db, o.rotation);
-      process.stdout.write((o.json ? JSON.stringify({ ...st, schedule }, null, 2) : `${describeRotationStatus(st)}\n${scheduleText}`) + '\n');
+      const topo = topology(db);
+      process.stdout.write((o.json ? JSON.stringify({ ...st, schedule, topology: topo }, null, 2) : `${describeRotationStatus(st)}\n${describeTopology(topo)}\n${scheduleText}`) + '\n');
     } finally {
       db.close();
     }
@@ -427,11 +431,34 @@ program.command('enroll')
   .requiredOption('--csr <file>', 'the device\'s certification request (PEM)')
   .option('--replace', 're-enrol a device that is already enrolled (new board or a key lost with its storage); provision it again afterwards', false)
   .option('--verifies <list>', 'signature algorithms the device can verify, comma-separated: RSA, ECDSA (or RSA-2048, RSA-3072, P-256, P-384); a rotation to a root it cannot verify is refused. Default: both', parseVerifies)
-  .action(async (o: { data: string; id: string; role: Role; csr: string; replace: boolean; verifies?: string[] }) => {
+  .option('--via <relay>', 'the device reaches the manager only through this enrolled peer (see "trustroll route")')
+  .action(async (o: { data: string; id: string; role: Role; csr: string; replace: boolean; verifies?: string[]; via?: string }) => {
     const authority = await openCa(o.data);
     const db = new FleetDb(join(o.data, 'manager.db'));
     try {
       process.stdout.write(enrollFromCsr(db, authority, { deviceId: o.id, role: o.role, csrPem: readFileSync(o.csr, 'utf8'), now: new Date(), replace: o.replace, verifies: o.verifies }));
+      if (o.via) setRoute(db, o.id, o.via);
+    } finally {
+      db.close();
+    }
+  });
+
+program.command('route')
+  .description('who reaches whom: show every device\'s route, or route one device through a relay (a peer over mutual TLS that reaches the broker) or directly')
+  .option(...dataOption)
+  .option('--id <deviceId>', 'the device to route')
+  .option('--via <relay>', 'its relay: a printer for a client behind a firewall, a client for a printer the manager cannot reach; the relay\'s agent lists the device in "relay.for", the device\'s agent names the relay in "via"')
+  .option('--direct', 'the device reaches the broker itself', false)
+  .option('--json', 'print JSON', false)
+  .action((o: { data: string; id?: string; via?: string; direct: boolean; json: boolean }) => {
+    if ((o.via || o.direct) && !o.id) throw new ManagerError('E_SERVICE_CONFIG', 'give --id with --via or --direct');
+    if (o.via && o.direct) throw new ManagerError('E_SERVICE_CONFIG', 'give --via or --direct, not both');
+    if (o.id && !o.via && !o.direct) throw new ManagerError('E_SERVICE_CONFIG', 'give --via <relay> or --direct for --id');
+    const db = new FleetDb(join(o.data, 'manager.db'));
+    try {
+      if (o.id) setRoute(db, o.id, o.direct ? null : o.via!);
+      const topo = topology(db);
+      process.stdout.write((o.json ? JSON.stringify(topo, null, 2) : describeTopology(topo)) + '\n');
     } finally {
       db.close();
     }

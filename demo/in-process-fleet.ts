@@ -164,8 +164,8 @@ export class InProcessFleet {
   }
 
   /** Start a rotation and wait until it completes or stops. */
-  async rotate(schedule: Schedule, opts: { unsafe?: boolean; timeoutMs?: number; newRoot?: NewRootChoice } = {}): Promise<RotationRow> {
-    await this.orchestrator.start({ schedule, unsafe: opts.unsafe, newRoot: opts.newRoot });
+  async rotate(schedule: Schedule, opts: { unsafe?: boolean; timeoutMs?: number; newRoot?: NewRootChoice; distributeOldWithNew?: boolean } = {}): Promise<RotationRow> {
+    await this.orchestrator.start({ schedule, unsafe: opts.unsafe, newRoot: opts.newRoot, distributeOldWithNew: opts.distributeOldWithNew });
     return this.waitForEnd(opts.timeoutMs);
   }
 

@@ -3,15 +3,17 @@
  * material. Deterministic for a given sequence number, so a resend after a
  * crash carries the same content.
  */
-import { MAX_CHAIN_LINKS, payloadFields, type ChainLink, type Command, type StepPayload } from '../protocol/messages/command.ts';
+import { MAX_CHAIN_LINKS, optionalPayloadFields, payloadFields, type ChainLink, type Command, type StepPayload } from '../protocol/messages/command.ts';
 import { CATCH_UP, type Role, type Schedule } from '../protocol/steps.ts';
 import { allowsPurpose } from '../protocol/cert-profile.ts';
 import { parseCertificate } from '../protocol/pem.ts';
 import type { RotationRow, StepRow } from './fleet-db.ts';
 
 /** The command for `row`, carrying exactly the certificates its step needs (a rollback step: none, `payload: {}`). */
-export function buildCommand(schedule: Schedule, rotation: RotationRow, row: StepRow, seq: number, leaf: string | undefined, now: Date): Command {
+export function buildCommand(schedule: Schedule, rotation: RotationRow, row: StepRow, seq: number, leaf: string | undefined, now: Date, oldWithNew?: string): Command {
   const payload: StepPayload = {};
+  // OldWithNew rides with the old-root clean-up when the rotation distributes it (orchestrator start option).
+  if (oldWithNew !== undefined && optionalPayloadFields(schedule, row.step).includes('oldWithNew')) payload.oldWithNew = oldWithNew;
   for (const field of payloadFields(schedule, row.step)) {
     if (field === 'distribution') payload.distribution = rotation.distribution;
     else if (field === 'newRoot') payload.newRoot = rotation.newRoot;

@@ -92,6 +92,7 @@ export class FleetDb {
       this.addColumnIfMissing('devices', 'verifies', 'TEXT');
       this.addColumnIfMissing('rotations', 'old_with_new', 'TEXT');
       this.addColumnIfMissing('devices', 'via', 'TEXT');
+      this.addColumnIfMissing('rotations', 'push_old_with_new', 'INTEGER');
       const v = this.stmt("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
       if (!v) this.stmt("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
       else if (v.v !== '1') throw new Error(`schema version ${v.v}`);
@@ -209,10 +210,10 @@ export class FleetDb {
   }
 
   /** A rotation, its leaves, its step rows and (optionally) its OldWithNew, in one transaction. */
-  insertRotation(r: RotationRow, leaves: ReadonlyMap<string, string>, steps: readonly { deviceId: string; step: string }[], extra: { oldWithNew?: string } = {}): void {
+  insertRotation(r: RotationRow, leaves: ReadonlyMap<string, string>, steps: readonly { deviceId: string; step: string }[], extra: { oldWithNew?: string; pushOldWithNew?: boolean } = {}): void {
     this.tx(() => {
-      this.stmt('INSERT INTO rotations (id, schedule, status, unsafe, distribution, new_root, created_at, updated_at, error, old_with_new) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(r.id, r.schedule, r.status, r.unsafe ? 1 : 0, r.distribution, r.newRoot, r.createdAt, r.updatedAt, r.error, extra.oldWithNew ?? null);
+      this.stmt('INSERT INTO rotations (id, schedule, status, unsafe, distribution, new_root, created_at, updated_at, error, old_with_new, push_old_with_new) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(r.id, r.schedule, r.status, r.unsafe ? 1 : 0, r.distribution, r.newRoot, r.createdAt, r.updatedAt, r.error, extra.oldWithNew ?? null, extra.pushOldWithNew ? 1 : 0);
       const leaf = this.stmt('INSERT INTO leaves (rotation_id, device_id, certificate) VALUES (?, ?, ?)');
       for (const [deviceId, pem] of leaves) leaf.run(r.id, deviceId, pem);
       const step = this.stmt("INSERT INTO steps (rotation_id, device_id, step, status) VALUES (?, ?, ?, 'pending')");
@@ -226,6 +227,12 @@ export class FleetDb {
   }
 
   /** The OldWithNew certificate of a rotation (K0 certified by K1), or null (renewals, older databases). */
+  /** The OldWithNew a rotation hands its devices with the old-root clean-up, or null when it was not started to distribute one. */
+  rotationPushedOldWithNew(id: string): string | null {
+    const row = this.stmt('SELECT old_with_new AS own, push_old_with_new AS push FROM rotations WHERE id = ?').get(id) as { own: string | null; push: number | null } | undefined;
+    return row?.push ? row.own : null;
+  }
+
   rotationOldWithNew(id: string): string | null {
     const row = this.stmt('SELECT old_with_new AS own FROM rotations WHERE id = ?').get(id) as { own: string | null } | undefined;
     return row?.own ?? null;

@@ -73,6 +73,8 @@ export class Orchestrator {
   readonly policy: RotationPolicy;
   private state: RotationState | null = null;
   private rotation: RotationRow | null = null;
+  /** OldWithNew this rotation hands its devices with the old-root clean-up (start option), if any. */
+  private pushedOldWithNew: string | undefined = undefined;
   private sweepTimer: unknown = null;
   private readonly inbox: (Buffer | string | object)[] = [];
   private closed = false;
@@ -92,7 +94,7 @@ export class Orchestrator {
    * have the CA make the material (`newRoot`: algorithm and subject, each
    * default the active root's), persist, dispatch.
    */
-  async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; newRoot?: NewRootChoice; onCreated?: (rotationId: string) => void }): Promise<string> {
+  async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; newRoot?: NewRootChoice; distributeOldWithNew?: boolean; onCreated?: (rotationId: string) => void }): Promise<string> {
     this.refuseWhileOpen();
     const side = opts.schedule.root;
     assertRootSide(this.o.authority, opts.schedule);
@@ -117,7 +119,10 @@ export class Orchestrator {
       id, schedule: opts.schedule.name, status: 'running', unsafe: !!opts.unsafe, distribution: material.distribution,
       newRoot: material.newRoot, createdAt: now.toISOString(), updatedAt: now.toISOString(), error: null,
     };
-    this.o.db.insertRotation(row, material.leaves, steps, { oldWithNew: material.oldWithNew });
+    if (opts.distributeOldWithNew && !material.oldWithNew) {
+      throw new ManagerError('E_SERVICE_CONFIG', 'the CA made no OldWithNew for this rotation (an external CA), so none can be distributed; start it without distributing OldWithNew');
+    }
+    this.o.db.insertRotation(row, material.leaves, steps, { oldWithNew: material.oldWithNew, pushOldWithNew: !!opts.distributeOldWithNew });
     opts.onCreated?.(id);
     this.o.logger.info('rotation started', { rotationId: id, schedule: row.schedule, devices: devices.length, unsafe: row.unsafe, algorithm: plan.to, root: side ?? 'fleet' });
     this.load(id, opts.schedule);
@@ -331,6 +336,7 @@ export class Orchestrator {
     const covered = new Set(rows.map((r) => r.deviceId));
     for (const d of [...roles.keys()]) if (!covered.has(d)) roles.delete(d);
     this.rotation = this.o.db.rotation(id);
+    this.pushedOldWithNew = this.o.db.rotationPushedOldWithNew(id) ?? undefined;
     const edges = this.o.db.peering();
     this.state = new RotationState(schedule, rows, roles, buildPeers(roles, edges), edges.length === 0);
     this.armSweep();
@@ -359,7 +365,7 @@ export class Orchestrator {
       if (!row || row.status !== 'pending') continue;
       const ok = isReady(st.schedule, row.step, (step) => st.isAcked(deviceId, step), (step) => st.allPeersAcked(deviceId, step), { honourPreferred: this.policy.honourPreferred });
       if (!ok) continue;
-      let cmd = buildCommand(st.schedule, rot, row, this.o.db.allocateSeq(row.deviceId), this.o.db.leaf(rot.id, row.deviceId), now);
+      let cmd = buildCommand(st.schedule, rot, row, this.o.db.allocateSeq(row.deviceId), this.o.db.leaf(rot.id, row.deviceId), now, this.pushedOldWithNew);
       if (this.o.sign) cmd = this.o.sign(cmd);
       Object.assign(row, { status: 'sent', seq: cmd.seq, attempts: 1, command: JSON.stringify(cmd), sentAt: now.toISOString(), dueAt: now.getTime() + this.policy.ackTimeoutMs });
       this.o.db.updateStep(row);

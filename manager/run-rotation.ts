@@ -27,6 +27,8 @@ export interface RunRotationOptions {
   abort?: boolean | string;
   /** The new root's algorithm and subject when starting; each defaults to the active root's. */
   newRoot?: NewRootChoice;
+  /** Devices keep OldWithNew when they drop R0 (orchestrator start option). */
+  distributeOldWithNew?: boolean;
   policy?: Partial<RotationPolicy>;
   logger: Logger;
   /** Called about once a second while the rotation runs. */
@@ -58,7 +60,7 @@ export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
     } else {
       if (!o.schedule) throw new ManagerError('E_ROTATION_UNKNOWN', 'give a schedule to start, or resume an open rotation');
       await transport.ready(30_000);
-      id = await orchestrator.start({ schedule: o.schedule, newRoot: o.newRoot });
+      id = await orchestrator.start({ schedule: o.schedule, newRoot: o.newRoot, distributeOldWithNew: o.distributeOldWithNew });
     }
     const now = db.rotation(id)!;
     if (now.status === 'complete') return now;

@@ -66,6 +66,30 @@ export function checkNewRoot(r1: X509Certificate, d: X509Certificate, now: Date)
 }
 
 /**
+ * Check OldWithNew (RFC 9810 §4.4: K0 certified by K1) against the stored
+ * R0 and R1: signed by K1 and issued in R1's name, certifying exactly R0's
+ * key and subject, a CA, valid now and not outliving R0. Kept after R0 is
+ * dropped, it lets a device that trusts only R1 verify a peer still
+ * presenting a leaf signed by K0.
+ */
+export function checkOldWithNew(own: X509Certificate, r0: X509Certificate, r1: X509Certificate, now: Date): void {
+  if (!issuedBy(own, r1)) {
+    throw new ProtocolError('E_VERIFY_OLD_WITH_NEW', `OldWithNew (issuer "${dn(own.issuer)}") is not signed by the new root "${dn(r1.subject)}"`);
+  }
+  if (!spkiOf(own).equals(spkiOf(r0))) {
+    throw new ProtocolError('E_VERIFY_OLD_WITH_NEW', 'OldWithNew certifies another key than the old root this device holds');
+  }
+  if (own.subject !== r0.subject) {
+    throw new ProtocolError('E_VERIFY_OLD_WITH_NEW', `OldWithNew subject "${dn(own.subject)}" differs from the old root's "${dn(r0.subject)}"`);
+  }
+  requireCa(own, 'OldWithNew');
+  requireCurrent(own, now, 'OldWithNew');
+  if (validity(own).notAfter > validity(r0).notAfter) {
+    throw new ProtocolError('E_VALIDITY', `OldWithNew expires ${validity(own).notAfter.toISOString()}, after the old root (${validity(r0).notAfter.toISOString()}); RFC 9810 forbids it`);
+  }
+}
+
+/**
  * Check a new device certificate (Cn or Sn): issued and signed by K1
  * (`k1` is D or R1), an end-entity for the device's role, valid now, and
  * for exactly the device's own public key.

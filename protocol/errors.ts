@@ -11,6 +11,7 @@ export const PROTOCOL_ERRORS = {
   E_PAYLOAD_TOO_LARGE: 'The message exceeds the size limit; a certificate bundle this large is not produced by trustroll, so its origin is suspect.',
   E_PEM: 'A certificate could not be parsed as PEM/DER X.509; the payload was damaged or forged.',
   E_VERIFY_D: 'The distribution root (NewWithOld) does not verify against the old root this device trusts; do not force it: the manager may be talking to a different fleet, or the message was forged.',
+  E_VERIFY_OLD_WITH_NEW: 'The OldWithNew certificate sent with the old-root clean-up does not certify the old root\'s key under the new root (key, subject, signature or validity); nothing was dropped. The manager must resend the rotation\'s own OldWithNew, or start the clean-up without it.',
   E_VERIFY_R1: 'The new root (NewWithNew) does not match the distribution root already stored (key, subject or signature); the manager must resend the rotation\'s own R1.',
   E_VERIFY_LEAF: 'The new device certificate does not chain to the new root key, is expired, or has the wrong profile; reissue it from the rotation\'s CA.',
   E_LEAF_KEY_MISMATCH: 'The new device certificate carries a public key that is not this device\'s own key; it was issued for another device.',

@@ -29,11 +29,11 @@ export function rollbackClientCert({ draft }: EffectContext): void {
   if (active.keyLabel !== fallback.keyLabel) draft.pendingKey = active.keyLabel;
 }
 
-/** Forget D and R1; R0 stays the current root. */
+/** Forget D and R1; R0 stays the current root (with the OldWithNew an earlier rotation left, if any). */
 export function rollbackRoots({ draft }: EffectContext): void {
   if (draft.trust.distribution === null && draft.trust.next === null) return;
   if (presentsK1(draft)) {
     throw new ProtocolError('E_ROLLBACK_TOO_LATE', 'this device presents a certificate signed by the new root key; forgetting that key now would leave it with an identity it cannot chain');
   }
-  draft.trust = { current: draft.trust.current, distribution: null, next: null };
+  draft.trust = { current: draft.trust.current, distribution: null, next: null, ...(draft.trust.oldWithNew ? { oldWithNew: draft.trust.oldWithNew } : {}) };
 }

@@ -96,14 +96,14 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
         properties: {
           schedule: { enum: ['six-step', 'batched'] }, excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] },
           algorithm: { enum: [...CA_KEY_ALGORITHMS] }, subject: { type: 'string', minLength: 3, maxLength: 1024 },
-          root: { enum: ['client', 'server'] },
+          root: { enum: ['client', 'server'] }, distributeOldWithNew: { type: 'boolean' },
         },
       },
     },
   }, async (req, reply) => {
     requireAdmin(me(req));
-    const body = req.body as { schedule: string; excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string; root?: 'client' | 'server' };
-    const summary = await service.startRotation(body.schedule, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null, algorithm: body.algorithm, subject: body.subject, root: body.root });
+    const body = req.body as { schedule: string; excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string; root?: 'client' | 'server'; distributeOldWithNew?: boolean };
+    const summary = await service.startRotation(body.schedule, me(req).name, { excludeOfflineAfterS: body.excludeOfflineAfterS ?? null, algorithm: body.algorithm, subject: body.subject, root: body.root, distributeOldWithNew: body.distributeOldWithNew });
     return reply.code(201).send(summary);
   });
 

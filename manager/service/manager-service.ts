@@ -160,8 +160,10 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
    * `subject` choose the new root (default: the active root's); a root some
    * device declared it cannot verify is refused (E_ALGORITHM_UNVERIFIABLE),
    * and a move between RSA and ECDSA comes back in `warnings` and the audit.
+   * `distributeOldWithNew`: devices keep OldWithNew when they drop R0 (see
+   * docs/lifecycle.md, "OldWithNew").
    */
-  async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide } = {}): Promise<RotationSummary> {
+  async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide; distributeOldWithNew?: boolean } = {}): Promise<RotationSummary> {
     // Only forward schedules with a rollback start rotations (not naive, not a rollback or catch-up schedule);
     // `root` (a separate-roots fleet) picks that root's own schedule instead.
     const schedule = opts.root ? SIDE_SCHEDULES[opts.root] : ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
@@ -172,13 +174,13 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     try {
       plan = planNewRoot(this.m.db, this.m.ca.activeRoot(opts.root).cert, newRoot);
       id = await this.m.orchestrator.start({
-        schedule, newRoot, onCreated: (rotationId) => {
+        schedule, newRoot, distributeOldWithNew: opts.distributeOldWithNew, onCreated: (rotationId) => {
           this.sdb.setExcludeOfflineAfter(rotationId, opts.excludeOfflineAfterS ?? null);
           this.audit({
             actor, action: 'operator.start', rotationId, detail: {
               schedule: schedule.name, ...(opts.root ? { root: opts.root } : {}), offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait',
               algorithm: plan!.to, ...(plan!.from !== plan!.to ? { algorithmFrom: plan!.from } : {}), ...(opts.subject ? { subject: opts.subject } : {}),
-              ...(plan!.warnings.length ? { warnings: plan!.warnings } : {}),
+              ...(plan!.warnings.length ? { warnings: plan!.warnings } : {}), ...(opts.distributeOldWithNew ? { distributeOldWithNew: true } : {}),
             },
           });
         },

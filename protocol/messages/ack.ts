@@ -12,7 +12,7 @@ export interface DeviceStateSummary {
   storeHash: string;
   rotationId: string | null;
   completed: string[];
-  trust: { current: string; distribution: string | null; next: string | null };
+  trust: { current: string; distribution: string | null; next: string | null; oldWithNew?: string };
   /** Separate-roots fleets only: the slots of the root that issues the device's own certificate. */
   issuer?: { current: string; distribution: string | null; next: string | null };
   identity: { active: string; fallback: string | null };
@@ -63,7 +63,7 @@ export const ACK_SCHEMA = {
         completed: { type: 'array', maxItems: 16, items: { type: 'string', maxLength: 16 } },
         trust: {
           type: 'object', additionalProperties: false, required: ['current', 'distribution', 'next'],
-          properties: { current: fp, distribution: fpOrNull, next: fpOrNull },
+          properties: { current: fp, distribution: fpOrNull, next: fpOrNull, oldWithNew: fp },
         },
         issuer: {
           type: 'object', additionalProperties: false, required: ['current', 'distribution', 'next'],

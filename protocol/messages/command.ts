@@ -24,6 +24,13 @@ export interface StepPayload {
    * and each later D by the previous link's R.
    */
   chain?: ChainLink[];
+  /**
+   * Optional with the old-root clean-up (P5, P6, B2, B3): OldWithNew (K0
+   * certified by K1), kept after R0 is dropped so peers that have not
+   * switched yet still verify. The manager sends it only when the rotation
+   * was started to distribute it.
+   */
+  oldWithNew?: string;
 }
 
 /** One missed root key update: D (NewWithOld) and R (NewWithNew) of one rotation. */
@@ -93,7 +100,13 @@ const FIELDS_FOR: Partial<Record<Effect, readonly (keyof StepPayload)[]>> = {
   'renew-cert': ['certificate'],
 };
 
+/** Fields a step may carry besides the ones its effects require. */
+const OPTIONAL_FOR: Partial<Record<Effect, readonly (keyof StepPayload)[]>> = {
+  'drop-old-roots': ['oldWithNew'],
+};
+
 const FIELD_SCHEMA: Readonly<Record<keyof StepPayload, object>> = {
+  oldWithNew: pem,
   distribution: pem,
   newRoot: pem,
   certificate: pem,
@@ -112,15 +125,25 @@ export function payloadFields(schedule: Schedule, stepId: string): (keyof StepPa
   return [...fields];
 }
 
-/** The JSON Schema of one step's payload: exactly the certificates it needs. */
+/** The payload fields a step may carry without requiring them. */
+export function optionalPayloadFields(schedule: Schedule, stepId: string): (keyof StepPayload)[] {
+  const fields = new Set<keyof StepPayload>();
+  for (const effect of stepOf(schedule, stepId).effects) {
+    for (const f of OPTIONAL_FOR[effect] ?? []) fields.add(f);
+  }
+  return [...fields];
+}
+
+/** The JSON Schema of one step's payload: exactly the certificates it needs, and the optional ones it may carry. */
 export function payloadSchema(schedule: Schedule, stepId: string): IdentifiedSchema {
   const fields = payloadFields(schedule, stepId);
+  const all = [...fields, ...optionalPayloadFields(schedule, stepId)];
   return {
     $id: `trustroll/payload/${schedule.name}/${stepId}`,
     type: 'object',
     additionalProperties: false,
     required: fields,
-    properties: Object.fromEntries(fields.map((f) => [f, FIELD_SCHEMA[f]])),
+    properties: Object.fromEntries(all.map((f) => [f, FIELD_SCHEMA[f]])),
   };
 }
 
