@@ -33,6 +33,7 @@ import { ackVerifier } from '../ack-verifier.ts';
 import { ManagerError } from '../errors.ts';
 import type { FleetDb } from '../fleet-db.ts';
 import { mqttTransport } from '../manager.ts';
+import { openRotation } from '../orchestrator.ts';
 import type { BrokerControl, BrokerTlsFiles } from './broker-control.ts';
 import { LINK_PHASES, loadLinkJournal, saveLinkJournal, type LinkDeviceStep, type LinkPhase } from './link-journal.ts';
 import { promoteLinkMaterial, recordedLinkCertificates, stagedLinkMaterial, stageLinkMaterial, type LinkMaterial } from './link-material.ts';
@@ -115,6 +116,9 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
   const open = journal !== null && journal.finishedAt === null;
   if (open && !o.resume) throw new ManagerError('E_ROTATION_ACTIVE', `management-root rotation ${journal!.id} is open (done: ${journal!.done.join(', ') || 'none'}); resume it ("trustroll link rotate --resume")`);
   if (!open && o.resume) throw new ManagerError('E_ROTATION_UNKNOWN', 'no open management-root rotation to resume');
+  // One rotation at a time per device: the link and the fleet PKI share each device's sequence numbers.
+  const fleet = openRotation(o.db);
+  if (fleet) throw new ManagerError('E_ROTATION_ACTIVE', `fleet rotation ${fleet.id} is ${fleet.status}; finish it ("trustroll rotate --resume ${fleet.id}") before rotating the management root`);
   if (!open || !material) {
     const devices = o.devices ?? recordedLinkCertificates(o.mgmtDir);
     if (devices.size === 0) throw new ManagerError('E_FLEET_EMPTY', `no device link certificates recorded in ${join(o.mgmtDir, 'links')}; issue them with "trustroll mgmt device" (or record them) first`);
