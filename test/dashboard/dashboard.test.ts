@@ -73,9 +73,16 @@ describe('dashboard: Chromium against trustroll serve and a fleet of agent proce
     await dialog.locator('input[value=batched]').check();
     assert.deepEqual(await dialog.locator('table tbody tr td:first-child').allInnerTexts(), ['B1', 'B2', 'B3']);
     await dialog.locator('input[value="six-step"]').check();
+    // A new subject for the new root, and OldWithNew for the devices left behind.
+    await dialog.locator('input[name=subject]').fill('CN=Dashboard Fleet Root 2027,O=trustroll test');
+    await dialog.locator('input[name=oldWithNew]').check();
+    assert.deepEqual(await dialog.locator('select[name=algorithm] option').allInnerTexts(), ["keep the current root's", 'RSA-2048', 'RSA-3072', 'P-256', 'P-384']);
     await shot(page, 'start-dialog');
     await dialog.locator('button.primary').click();
     await dialog.waitFor({ state: 'detached' });
+    const started = (await fleet.api<{ rotations: { id: string }[] }>('/api/rotations')).body.rotations[0]!;
+    const detail = (await fleet.api<{ material: { newRoot: { subject: string } } }>(`/api/rotations/${started.id}`)).body;
+    assert.match(detail.material.newRoot.subject, /Dashboard Fleet Root 2027/, 'the new root carries the subject typed in the dialog');
 
     const sentence = page.locator('li.wait', { hasText: /P4 of printer-\d .*waits for P2 of console-2, offline since \d\d:\d\d/ }).first();
     await sentence.waitFor({ timeout: 60_000 });

@@ -31,10 +31,14 @@ export function StartDialog({ onClose, onStart, busy, error }) {
   const [name, setName] = useState(null);
   const [exclude, setExclude] = useState(false);
   const [minutes, setMinutes] = useState(60);
+  const [algorithm, setAlgorithm] = useState('');
+  const [subject, setSubject] = useState('');
+  const [oldWithNew, setOldWithNew] = useState(false);
+  const newRoot = { ...(algorithm ? { algorithm } : {}), ...(subject.trim() ? { subject: subject.trim() } : {}), ...(oldWithNew ? { distributeOldWithNew: true } : {}) };
   const chosen = schedules.find((s) => s.name === name) ?? schedules.find((s) => s.name === 'six-step') ?? schedules[0];
   return html`<${Dialog} title="Start a root rotation" wide onClose=${onClose}
     actions=${html`<button type="button" onClick=${onClose}>Cancel</button>
-      <button type="button" class="primary" disabled=${busy || !chosen || (exclude && !(minutes >= 1))} onClick=${() => onStart(chosen.name, exclude ? Math.round(minutes * 60) : null)}>Start ${chosen ? chosen.name : ''} rotation</button>`}>
+      <button type="button" class="primary" disabled=${busy || !chosen || (exclude && !(minutes >= 1))} onClick=${() => onStart(chosen.name, exclude ? Math.round(minutes * 60) : null, newRoot)}>Start ${chosen ? chosen.name : ''} rotation</button>`}>
     <p>The manager makes a new root key, certifies it with the current root, and sends each device its steps
       in the order below, each only after every step it waits for is acknowledged. You can pause or abort at any time;
       every intermediate state still authenticates.</p>
@@ -53,6 +57,19 @@ export function StartDialog({ onClose, onStart, busy, error }) {
           <b>Exclude after</b> <input type="number" min="1" step="1" value=${minutes} aria-label="minutes offline before a device is excluded"
             onInput=${(e) => setMinutes(Number(e.currentTarget.value))} disabled=${!exclude} /> minutes offline
           <div class="hint">Its peers stop waiting for it; it is reported, and brought forward when it comes back.</div></label>
+      </fieldset>
+      <fieldset class="choices"><legend>New root</legend>
+        <label class="choice"><b>Algorithm</b> <select name="algorithm" aria-label="algorithm of the new root" value=${algorithm} onChange=${(e) => setAlgorithm(e.currentTarget.value)}>
+            <option value="">keep the current root's</option>
+            ${['RSA-2048', 'RSA-3072', 'P-256', 'P-384'].map((a) => html`<option value=${a}>${a}</option>`)}
+          </select>
+          <div class="hint">An RSA fleet stays RSA unless you choose otherwise; a root some device declared it cannot verify is refused, naming the device.</div></label>
+        <label class="choice"><b>Subject</b> <input type="text" name="subject" aria-label="subject of the new root" placeholder="same as the current root" value=${subject}
+            onInput=${(e) => setSubject(e.currentTarget.value)} size="40" />
+          <div class="hint">A distinguished name such as CN=Printer Fleet Root 2027,O=Example; empty keeps the current one, byte for byte.</div></label>
+        <label class="choice"><input type="checkbox" name="oldWithNew" checked=${oldWithNew} onChange=${(e) => setOldWithNew(e.currentTarget.checked)} />
+          <b>Distribute OldWithNew</b>
+          <div class="hint">Devices keep the old key certified by the new one when they drop the old root, so a device left behind (excluded, offline) still authenticates until it catches up. Leave off if the old key may be compromised.</div></label>
       </fieldset>
       ${chosen ? html`<h3>What ${chosen.name} will run</h3><${ScheduleTable} s=${chosen} />` : null}`}
     <${ErrorBox} error=${error} title="Not started" />

@@ -45,7 +45,7 @@ function Actions({ me, rotation, onDone }) {
     ${st === 'running' || st === 'paused' || st === 'failed' || st === 'rolling-back' ? html`<button type="button" class="danger" onClick=${() => { setError(null); setDialog('abort'); }}>Abort…</button>` : null}
     ${dialog === null ? html`<${ErrorBox} error=${error} />` : null}
     ${dialog === 'start' ? html`<${StartDialog} busy=${busy} error=${error} onClose=${() => setDialog(null)}
-        onStart=${(schedule, excludeOfflineAfterS) => run('/api/rotations', { schedule, excludeOfflineAfterS }, 'started')} />` : null}
+        onStart=${(schedule, excludeOfflineAfterS, newRoot) => run('/api/rotations', { schedule, excludeOfflineAfterS, ...newRoot }, 'started')} />` : null}
     ${dialog === 'abort' ? html`<${AbortDialog} rotation=${rotation} busy=${busy} error=${error} onClose=${() => setDialog(null)}
         onAbort=${() => act('abort')} />` : null}
   </div>`;
