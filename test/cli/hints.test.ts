@@ -45,18 +45,30 @@ function sources(dir: string, exts: RegExp, acc: string[] = []): string[] {
   return acc;
 }
 
-const helpCache = new Map<string, { ok: boolean; text: string }>();
+const HELP_DUMP = fileURLToPath(new URL('./help-dump.ts', import.meta.url));
+const helpTrees = new Map<keyof typeof BINS, Record<string, string>>();
+/**
+ * What `<bin> <path...> --help` prints, and whether `path` is a real command
+ * (its own usage line). One run of each real CLI with test/cli/help-dump.ts
+ * preloaded answers for its whole command tree; the first test checks that
+ * answer against real `--help` runs.
+ */
 function help(bin: keyof typeof BINS, path: string[]): { ok: boolean; text: string } {
-  const key = `${bin} ${path.join(' ')}`;
-  let h = helpCache.get(key);
-  if (!h) {
-    const r = spawnSync(process.execPath, [BINS[bin], ...path, '--help'], { encoding: 'utf8', timeout: 30_000 });
-    const text = r.stdout + r.stderr;
-    // Commander answers an unknown subcommand with the parent's help or an error; a real one prints its own usage line.
-    h = { ok: r.status === 0 && text.includes(`Usage: ${[bin, ...path].join(' ')}`), text };
-    helpCache.set(key, h);
+  let tree = helpTrees.get(bin);
+  if (!tree) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--import', HELP_DUMP, BINS[bin]], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, `${bin} with help-dump.ts: ${r.stderr}`);
+    tree = JSON.parse(r.stdout) as Record<string, string>;
+    helpTrees.set(bin, tree);
   }
-  return h;
+  const text = tree[path.join(' ')];
+  return text === undefined ? { ok: false, text: '' } : { ok: text.includes(`Usage: ${[bin, ...path].join(' ')}`), text };
+}
+
+/** `<bin> <path...> --help` run for real: its exit status and output. */
+function realHelp(bin: keyof typeof BINS, path: string[]): { status: number | null; text: string } {
+  const r = spawnSync(process.execPath, [BINS[bin], ...path, '--help'], { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status, text: r.stdout + r.stderr };
 }
 
 /** The longest prefix of `words` that is a real command path. */
@@ -73,6 +85,17 @@ describe('cli: every hint names a command and options that exist', function () {
     assert.deepEqual(m.map((x) => [x.bin, x.words[0], x.options]), [['trustroll', 'rotate', ['--resume']], ['trustroll-agent', 'init', ['--config', '--replace-lost-key']]]);
     assert.equal(help('trustroll', ['no-such-command']).ok, false);
     assert.equal(help('trustroll', ['enroll']).ok, true);
+    assert.equal(help('trustroll', ['rotate', 'resume']).ok, false);
+  });
+
+  it('answers as the real CLIs\' --help do (a nested command, an agent command, an unknown one)', () => {
+    for (const [bin, path] of [['trustroll', ['ca', 'init']], ['trustroll-agent', ['selftest']]] as [keyof typeof BINS, string[]][]) {
+      const real = realHelp(bin, path);
+      assert.equal(real.status, 0, real.text);
+      assert.equal(help(bin, path).text, real.text, `${bin} ${path.join(' ')} --help`);
+    }
+    const unknown = realHelp('trustroll', ['no-such-command']);
+    assert.ok(unknown.status !== 0 || !unknown.text.includes('Usage: trustroll no-such-command'), 'commander rejects an unknown command');
   });
 
   it('error registries, error messages in the sources, README and docs', () => {
