@@ -120,7 +120,8 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
   const fleet = openRotation(o.db);
   if (fleet) throw new ManagerError('E_ROTATION_ACTIVE', `fleet rotation ${fleet.id} is ${fleet.status}; finish it ("trustroll rotate --resume ${fleet.id}") before rotating the management root`);
   if (!open || !material) {
-    const devices = o.devices ?? recordedLinkCertificates(o.mgmtDir);
+    // A device behind a relay has no management link of its own (its relay's link carries its commands): nothing to rotate.
+    const devices = new Map([...(o.devices ?? recordedLinkCertificates(o.mgmtDir))].filter(([id]) => o.db.deviceVia(id) === null));
     if (devices.size === 0) throw new ManagerError('E_FLEET_EMPTY', `no device link certificates recorded in ${join(o.mgmtDir, 'links')}; issue them with "trustroll mgmt device" (or record them) first`);
     for (const id of devices.keys()) o.db.device(id);
     material = await stageLinkMaterial(o.mgmtDir, devices, { now: clock.now(), subject: o.subject });
