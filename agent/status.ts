@@ -116,6 +116,12 @@ export function deviceStatus(record: DeviceRecord, history: HistoryEntry[], now:
     line('current root', record.trust.current, now),
     ...(record.trust.distribution ? [line('distribution root (NewWithOld)', record.trust.distribution, now)] : []),
     ...(record.trust.next ? [line('new root (NewWithNew)', record.trust.next, now)] : []),
+    // Separate roots: the root that issued this device's own certificate (verifies its next one, never a peer).
+    ...(record.issuer ? [
+      line('issuer root (own certificate\'s, not for peers)', record.issuer.current, now),
+      ...(record.issuer.distribution ? [line('issuer distribution root (NewWithOld)', record.issuer.distribution, now)] : []),
+      ...(record.issuer.next ? [line('issuer new root (NewWithNew)', record.issuer.next, now)] : []),
+    ] : []),
   ];
   const identities = [
     line(record.identity.fallback ? 'identity (presented first)' : 'identity', record.identity.active.cert, now),

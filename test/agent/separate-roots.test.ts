@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { Agent } from '../../agent/agent.ts';
 import { summarize, trustHash } from '../../agent/device-record.ts';
 import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
+import { deviceStatus } from '../../agent/status.ts';
+import { chainCheck } from '../../agent/selftest/local-checks.ts';
+import type { ReadOnlyDevice } from '../../agent/read-only.ts';
 import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
 import { createRoot, type RootMaterial } from '../../manager/ca/root.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
@@ -164,6 +167,15 @@ describe('agent: separate client and server roots', function () {
     } finally {
       await single.store.close();
     }
+  });
+
+  it('the technician\'s status and self-test read the issuer slots: the certificate chains to the issuer root', async () => {
+    const { server, rs0, rc0 } = f;
+    const st = deviceStatus(server.agent.snapshot(), [], f.clock.now());
+    assert.deepEqual(st.trust.map((t) => [t.slot, t.sha256]), [['current root', fp(rc0.cert)], ['issuer root (own certificate\'s, not for peers)', fp(rs0.cert)]]);
+    const chain = chainCheck({ record: server.agent.snapshot() } as unknown as ReadOnlyDevice, f.clock.now());
+    assert.equal(chain.status, 'ok', chain.message);
+    assert.match(chain.message, /chains to issuer current root/);
   });
 
   it('a single-root record (no issuer slots, as written before separate roots) keeps its summary and store hash', async () => {
