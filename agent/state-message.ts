@@ -4,7 +4,9 @@
  * relay publishes it unchanged.
  */
 import type { Clock } from '../protocol/clock.ts';
-import type { DesiredState, DeviceState, TlsCounters } from '../protocol/messages/device-state.ts';
+import type { Logger } from '../protocol/log.ts';
+import { assertDesiredState, type DesiredState, type DeviceState, type TlsCounters } from '../protocol/messages/device-state.ts';
+import { parseWire } from '../protocol/validate.ts';
 import type { Agent } from './agent.ts';
 
 /** Online (birth) or behind the desired state; fingerprints and counters only. */
@@ -19,4 +21,19 @@ export function deviceStateMessage(agent: Agent, status: 'online' | 'behind', o:
   if (o.tls) msg.tls = o.tls;
   if (s.regression) msg.regression = { ...s.regression, message: s.regression.message.slice(0, 1024) };
   return msg;
+}
+
+/**
+ * The desired state after a relay handed one over: `raw` if it is a valid
+ * one for `deviceId`, else `current` (an invalid one is logged and ignored).
+ */
+export function nextDesired(current: DesiredState | null, raw: string, deviceId: string, log: Logger): DesiredState | null {
+  try {
+    const d = parseWire(raw, 'desired state');
+    assertDesiredState(d);
+    return d.deviceId === deviceId ? d : current;
+  } catch (err) {
+    log.warn('invalid desired state from the relay ignored', { reason: (err as Error).message });
+    return current;
+  }
 }

@@ -9,10 +9,9 @@
  */
 import type { Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { assertDesiredState, type DesiredState, type TlsCounters } from '../../protocol/messages/device-state.ts';
-import { parseWire } from '../../protocol/validate.ts';
+import type { DesiredState, TlsCounters } from '../../protocol/messages/device-state.ts';
 import type { Agent } from '../agent.ts';
-import { deviceStateMessage } from '../state-message.ts';
+import { deviceStateMessage, nextDesired } from '../state-message.ts';
 import { UplinkState } from '../uplink.ts';
 import { relayError, type RelayHandler } from './relay-server.ts';
 
@@ -51,7 +50,7 @@ export class RelayInbound extends UplinkState {
     }
     if (req.t !== 'push') return { t: 'error', code: 'E_AGENT_RELAY', message: `${req.t} is not a request a relayed server answers` };
     try {
-      if (req.desired !== null) this.takeDesired(req.desired);
+      if (req.desired !== null) this.desired = nextDesired(this.desired, req.desired, this.o.agent.deviceId, this.log);
       const acks: string[] = [];
       // One at a time, in the order the relay gave; the agent checks signature and sequence of each.
       for (const raw of req.commands) acks.push(JSON.stringify(await this.o.agent.handle(raw)));
@@ -66,15 +65,8 @@ export class RelayInbound extends UplinkState {
     }
   };
 
-  private takeDesired(raw: string): void {
-    try {
-      const d = parseWire(raw, 'desired state');
-      assertDesiredState(d);
-      if (d.deviceId === this.o.agent.deviceId) this.desired = d;
-    } catch (err) {
-      this.log.warn('invalid desired state from the relay ignored', { reason: (err as Error).message });
-    }
-  }
+
+
 
   /** Stop watching for pushes. */
   close(): void {

@@ -13,11 +13,10 @@
  */
 import type { Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
-import { assertDesiredState, type DesiredState, type TlsCounters } from '../../protocol/messages/device-state.ts';
-import { parseWire } from '../../protocol/validate.ts';
+import type { DesiredState, TlsCounters } from '../../protocol/messages/device-state.ts';
 import type { Agent } from '../agent.ts';
 import { AgentError } from '../errors.ts';
-import { deviceStateMessage } from '../state-message.ts';
+import { deviceStateMessage, nextDesired } from '../state-message.ts';
 import type { DeviceTlsConnector, TlsTarget } from '../tls/device-tls-connector.ts';
 import { UplinkState } from '../uplink.ts';
 import { RelayChannel } from './channel.ts';
@@ -79,7 +78,7 @@ export class RelayUplink extends UplinkState {
       const reply = await channel.request({ t: 'poll', state: JSON.stringify(this.stateMessage()) }, timeout);
       if (reply.t === 'error') throw new AgentError('E_AGENT_RELAY', `relay ${this.o.relay.serverId} refused the poll: ${reply.code} ${reply.message}`);
       if (reply.t !== 'commands') throw new AgentError('E_AGENT_RELAY', `relay ${this.o.relay.serverId} answered a poll with ${reply.t}`);
-      if (reply.desired !== null) this.takeDesired(reply.desired);
+      if (reply.desired !== null) this.desired = nextDesired(this.desired, reply.desired, this.o.agent.deviceId, this.log);
       for (const raw of reply.commands) {
         this.counts.commands++;
         const ack = await this.o.agent.handle(raw);
@@ -106,15 +105,8 @@ export class RelayUplink extends UplinkState {
     return deviceStateMessage(this.o.agent, behind ? 'behind' : 'online', { desired: this.desired, tls: this.o.tlsCounters(), clock: this.o.clock });
   }
 
-  private takeDesired(raw: string): void {
-    try {
-      const d = parseWire(raw, 'desired state');
-      assertDesiredState(d);
-      if (d.deviceId === this.o.agent.deviceId) this.desired = d;
-    } catch (err) {
-      this.log.warn('invalid desired state from the relay ignored', { reason: (err as Error).message });
-    }
-  }
+
+
 
   /** Stop polling (a poll in progress finishes). */
   async close(): Promise<void> {

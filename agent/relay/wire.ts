@@ -44,15 +44,20 @@ export function relayLine(msg: RelayRequest | RelayReply): string {
 const isStrings = (v: unknown, max: number): v is string[] => Array.isArray(v) && v.length <= max && v.every((x) => typeof x === 'string' && x.length <= MAX_MESSAGE_BYTES);
 const isText = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_MESSAGE_BYTES;
 
-/** Parse a relay request line (without the prefix); null when it is not a well-formed one. */
-export function parseRelayRequest(json: string): RelayRequest | null {
-  let m: Record<string, unknown>;
+/** A JSON object, or null for anything else. */
+function parseObject(json: string): Record<string, unknown> | null {
   try {
-    m = JSON.parse(json) as Record<string, unknown>;
+    const m = JSON.parse(json) as unknown;
+    return m && typeof m === 'object' && !Array.isArray(m) ? (m as Record<string, unknown>) : null;
   } catch {
     return null;
   }
-  if (!m || typeof m !== 'object') return null;
+}
+
+/** Parse a relay request line (without the prefix); null when it is not a well-formed one. */
+export function parseRelayRequest(json: string): RelayRequest | null {
+  const m = parseObject(json);
+  if (!m) return null;
   if (m.t === 'poll' && isText(m.state)) return { t: 'poll', state: m.state };
   if (m.t === 'ack' && isText(m.ack)) return { t: 'ack', ack: m.ack };
   if (m.t === 'push' && isStrings(m.commands, MAX_RELAYED_COMMANDS) && (m.desired === null || isText(m.desired))) return { t: 'push', commands: m.commands, desired: m.desired };
@@ -61,13 +66,8 @@ export function parseRelayRequest(json: string): RelayRequest | null {
 
 /** Parse a relay answer line (without the prefix); null when it is not a well-formed one. */
 export function parseRelayReply(json: string): RelayReply | null {
-  let m: Record<string, unknown>;
-  try {
-    m = JSON.parse(json) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-  if (!m || typeof m !== 'object') return null;
+  const m = parseObject(json);
+  if (!m) return null;
   if (m.t === 'ok') return { t: 'ok' };
   if (m.t === 'commands' && isStrings(m.commands, MAX_RELAYED_COMMANDS) && (m.desired === null || isText(m.desired))) return { t: 'commands', commands: m.commands, desired: m.desired };
   if (m.t === 'result' && isStrings(m.acks, MAX_RELAYED_COMMANDS) && isText(m.state)) return { t: 'result', acks: m.acks, state: m.state };
