@@ -131,7 +131,15 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
   }
   const j = journal!;
   const m = material!;
-  const save = () => saveLinkJournal(o.mgmtDir, j);
+  let saveTimer: NodeJS.Timeout | null = null;
+  const save = () => {
+    if (saveTimer) clearTimeout(saveTimer);
+    saveTimer = null;
+    saveLinkJournal(o.mgmtDir, j);
+  };
+  // Acknowledgements are journalled in batches: one lost in a crash only makes a resume send that command again,
+  // which the device answers from its stored result.
+  const saveSoon = () => { saveTimer ??= setTimeout(save, 250); };
   const managerKey = readFileSync(join(o.mgmtDir, 'manager-key.pem'), 'utf8');
   const oldManager = readFileSync(join(o.mgmtDir, 'manager.pem'), 'utf8');
   const commandKey = createPrivateKey(readFileSync(join(o.mgmtDir, 'command-key.pem'), 'utf8'));
@@ -195,7 +203,10 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
       }
       pending.set(id, cmd);
     }
+    // Durable before anything is sent: a resumed rotation resends exactly these commands.
     save();
+    const max = o.maxAttempts ?? 5;
+    const attempts = new Map([...pending.keys()].map((id) => [id, 1]));
     let failure: Error | null = null;
     let wake: () => void = () => {};
     t.onAck((raw) => {
@@ -215,13 +226,27 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
       }
       stats.acks++;
       t.accepted?.(ack.deviceId, ack.seq);
-      const wrong = ack.ok ? expectState(step, ack.deviceId, ack) : `${ack.error?.code}: ${ack.error?.message}`;
+      if (!ack.ok) {
+        // A refusal changed nothing on the device (nothing stored): the same command is tried again, up to --max-attempts.
+        const n = attempts.get(ack.deviceId) ?? 1;
+        const reason = `${ack.error?.code}: ${ack.error?.message}`;
+        if (n >= max) failure ??= new ManagerError('E_ROTATION_FAILED', `device ${ack.deviceId} refused link step ${step} of ${j.id} ${n} times: ${reason}`);
+        else {
+          log.warn('device refused a link step; sending it again', { deviceId: ack.deviceId, rotationId: j.id, step, seq: ack.seq, code: ack.error?.code, attempt: n });
+          attempts.set(ack.deviceId, n + 1);
+          t.send(cmd);
+          stats.resent++;
+        }
+        return wake();
+      }
+      const wrong = expectState(step, ack.deviceId, ack);
       if (wrong) {
-        failure ??= new ManagerError('E_ROTATION_FAILED', `device ${ack.deviceId} refused or misapplied link step ${step} of ${j.id}: ${wrong}`);
+        // Its stored result would answer every resend the same way: stop where it is.
+        failure ??= new ManagerError('E_ROTATION_FAILED', `device ${ack.deviceId} acknowledged link step ${step} of ${j.id} but ${wrong}`);
       } else {
         pending.delete(ack.deviceId);
         j.acked[ack.deviceId] = [...(j.acked[ack.deviceId] ?? []), step];
-        save();
+        saveSoon();
         log.info('link step acknowledged', { deviceId: ack.deviceId, rotationId: j.id, step, seq: ack.seq });
       }
       wake();
@@ -229,19 +254,24 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
     for (const cmd of pending.values()) { t.send(cmd); stats.commands++; }
     await o.afterSend?.(step, t);
     const timeout = o.ackTimeoutMs ?? 10_000;
-    for (let attempt = 1; pending.size > 0 && failure === null; attempt++) {
-      const deadline = Date.now() + timeout;
-      while (pending.size > 0 && failure === null && Date.now() < deadline) {
-        await new Promise<void>((r) => { wake = r; setTimeout(r, Math.min(200, Math.max(1, deadline - Date.now()))); });
+    try {
+      while (pending.size > 0 && failure === null) {
+        const deadline = Date.now() + timeout;
+        while (pending.size > 0 && failure === null && Date.now() < deadline) {
+          await new Promise<void>((r) => { wake = r; setTimeout(r, Math.min(200, Math.max(1, deadline - Date.now()))); });
+        }
+        if (pending.size === 0 || failure !== null) break;
+        const given = [...pending.keys()].filter((id) => (attempts.get(id) ?? 1) >= max);
+        if (given.length > 0) {
+          throw new ManagerError('E_ACK_TIMEOUT', `link step ${step} of ${j.id}: no acknowledgement from ${given.join(', ')} after ${max} attempts of ${timeout} ms; every device still authenticates: check them, then "trustroll link rotate --resume"`);
+        }
+        log.warn('link step not acknowledged in time; sending the same command again', { rotationId: j.id, step, devices: pending.size });
+        for (const [id, cmd] of pending) { attempts.set(id, (attempts.get(id) ?? 1) + 1); t.send(cmd); stats.resent++; }
       }
-      if (pending.size === 0 || failure !== null) break;
-      if (attempt >= (o.maxAttempts ?? 5)) {
-        throw new ManagerError('E_ACK_TIMEOUT', `link step ${step} of ${j.id}: no acknowledgement from ${[...pending.keys()].join(', ')} after ${attempt} attempts of ${timeout} ms; every device still authenticates: check them, then "trustroll link rotate --resume"`);
-      }
-      log.warn('link step not acknowledged in time; sending the same command again', { rotationId: j.id, step, devices: pending.size, attempt });
-      for (const cmd of pending.values()) { t.send(cmd); stats.resent++; }
+      if (failure) throw failure;
+    } finally {
+      save();
     }
-    if (failure) throw failure;
   };
 
   let transport: LinkTransport | null = null;
@@ -263,6 +293,8 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
     // The manager trusts only R1 from now on; the retained desired states of the link commands are cleared.
     transport ??= await managerLink(m.newRoot);
     for (const id of ids) transport.clearDesired?.(id);
+    // Best effort: give the broker a moment to take the clears before the connection is dropped.
+    await new Promise((r) => setTimeout(r, 300));
   } finally {
     await transport?.close();
   }
