@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Ajv } from 'ajv';
+import { Ajv, type ValidateFunction } from 'ajv';
 import { halConfigSchema, type HalConfig } from '../hal/config-schema.ts';
 import { checkHalConfig, openHal } from '../hal/config.ts';
 import { HalError } from '../hal/errors.ts';
@@ -171,10 +171,17 @@ export const agentConfigSchema = {
 } as const;
 
 // No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
-const validate = new Ajv({ allErrors: false, strict: false, discriminator: true, validateSchema: false, code: { optimize: false } }).compile(agentConfigSchema);
+// Held weakly: the agent checks its configuration once at start, and the compiled validator (with its Ajv instance) is then garbage.
+let validator: WeakRef<ValidateFunction> | undefined;
+const compiled = (): ValidateFunction => {
+  let v = validator?.deref();
+  if (!v) validator = new WeakRef(v = new Ajv({ allErrors: false, strict: false, discriminator: true, validateSchema: false, code: { optimize: false } }).compile(agentConfigSchema));
+  return v;
+};
 
 /** Validate a parsed configuration; E_AGENT_CONFIG names the setting to fix. */
 export function checkAgentConfig(value: unknown): AgentConfig {
+  const validate = compiled();
   if (!validate(value)) {
     const e = validate.errors?.[0];
     // The HAL section has its own checker with precise messages (e.g. the list of backends this build has).

@@ -7,10 +7,15 @@
  * addons; idle RSS <= 1.3x bare Node.
  *   node --import tsx bench/footprint.ts [arm64,armv7 | none]
  * The agent runs with the launcher's Node flags (AGENT_NODE_FLAGS, as in the
- * image); FOOTPRINT_NODE_FLAGS="--max-semi-space-size=1 …" tries more on the x86 agent.
+ * image) and bare Node with the same flags, executable and environment;
+ * FOOTPRINT_NODE_FLAGS="--max-semi-space-size=1 …" tries more on both on x86.
  * "Idle" is a server-role agent linked to a local Mosquitto over mTLS with
- * its TLS service listening, 5 s after it reported ready. Under qemu the RSS
- * is the emulator process's (it includes qemu and its translation cache).
+ * its TLS service listening, 5 s after it reported ready (idleRssMB, the
+ * target's number) and 30 s after (settledRssMB, once V8's memory reducer
+ * has shrunk the heap after the start). Under qemu the RSS counted is the
+ * emulated program's own mappings (guestRssKb), and the emulator process's
+ * whole RSS (with qemu's translation cache) is reported beside it
+ * (emulatorRssMB). The JSON's `started` shows both command lines.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -32,7 +37,9 @@ import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 
 const RUNS = 5;
+/** RSS is read twice: 5 s after ready (just started) and 30 s after ready (settled: V8's memory reducer has run). */
 const IDLE_MS = 5_000;
+const SETTLED_MS = 30_000;
 const MB = (b: number) => Number((b / 1e6).toFixed(2));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -50,8 +57,29 @@ function timeRuns(cl: CommandLine, runs = RUNS): number {
 
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
 
+/**
+ * Under qemu-user: the resident memory of the emulated program's own
+ * mappings (kB), without qemu's. qemu-aarch64-static maps itself, its
+ * malloc heap, its per-thread arenas and its translated-code buffer high
+ * (0x55…/0x7f… on x86-64, at or above 2^46), while the guest's mappings
+ * (its Node binary, libraries, V8's heap, thread stacks) lie below 2^46:
+ * qemu places them from its guest mmap base upwards and V8's address hints
+ * stay below 2^46. This is the estimate of the device's RSS; the emulator's
+ * RSS is reported beside it (its code cache grows with the code the guest runs).
+ */
+function guestRssKb(pid: number): number {
+  let kb = 0;
+  let guest = false;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^([0-9a-f]+)-[0-9a-f]+ /.exec(line);
+    if (m) guest = BigInt(`0x${m[1]}`) < 1n << 46n;
+    else if (guest && line.startsWith('Rss:')) kb += Number(line.split(/\s+/)[1]);
+  }
+  return kb;
+}
+
 /** Starts a long-running command, waits until `ready(line)` (or a fixed delay), idles, reads its RSS, stops it. */
-async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) | null): Promise<{ readyMs: number; idleRssMB: number }> {
+async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) | null, emulated = false): Promise<{ readyMs: number; idleRssMB: number; settledRssMB: number; emulatorRssMB?: { idle: number; settled: number } }> {
   const t = Date.now();
   const p = spawn(cl.command, cl.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TRUSTROLL_LOG: 'warn' } });
   let err = '';
@@ -64,7 +92,12 @@ async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) |
       createInterface({ input: p.stdout }).on('line', (l) => { if (readyLine(l)) { clearTimeout(timer); resolve(Date.now() - t); } });
     });
     await new Promise((r) => setTimeout(r, IDLE_MS));
-    return { readyMs, idleRssMB: MB(rssKb(p.pid!) * 1024) };
+    const rss = () => MB((emulated ? guestRssKb(p.pid!) : rssKb(p.pid!)) * 1024);
+    const idleRssMB = rss();
+    const idleEmulator = MB(rssKb(p.pid!) * 1024);
+    await new Promise((r) => setTimeout(r, SETTLED_MS - IDLE_MS));
+    const settledRssMB = rss();
+    return { readyMs, idleRssMB, settledRssMB, ...(emulated ? { emulatorRssMB: { idle: idleEmulator, settled: MB(rssKb(p.pid!) * 1024) } } : {}) };
   } finally {
     p.kill('SIGTERM');
     await new Promise((r) => { if (p.exitCode !== null) r(null); else p.once('exit', r); setTimeout(r, 20_000).unref(); });
@@ -72,6 +105,8 @@ async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) |
   }
 }
 
+/** A command line as a shell would show it, with the repository's and temporary paths shortened. */
+const shown = (cl: CommandLine) => [cl.command, ...cl.args].map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ').replaceAll(REPO_ROOT + '/', '').replace(/\/tmp\/trustroll-[^/ ]+\//g, '<tmp>/');
 const isReady = (l: string) => l.includes('"event":"ready"') && l.includes('"linked":true');
 const IDLE_NODE = ['-e', 'setInterval(() => {}, 1 << 30)'];
 
@@ -99,16 +134,23 @@ try {
   const config = await provisionDevice(work, 'printer-footprint', 'server', { pki, ca, db, brokerUrl: broker.url, ports: new Map([['printer-footprint', await freePort()]]), naive: false, logger: createLogger({ level: 'warn', sink: () => undefined }) });
   db.close();
 
-  const measure = async (agent: (args: string[]) => CommandLine, bare: CommandLine, runs = RUNS) => {
-    const bareNode = { startMs: timeRuns({ command: bare.command, args: [...bare.args, '-e', '0'] }, runs), ...(await idleRss({ command: bare.command, args: [...bare.args, ...IDLE_NODE] }, null)) };
-    const a = { versionMs: timeRuns(agent(['--version']), runs), ...(await idleRss(agent(['run', '--config', config]), isReady)) };
-    return { bareNode: { startMs: bareNode.startMs, idleRssMB: bareNode.idleRssMB }, agent: { ...a, rssRatio: Number((a.idleRssMB / bareNode.idleRssMB).toFixed(2)) } };
+  // Both processes: the same executable (under qemu: the same emulator and sysroot), the same Node flags, the same environment.
+  const measure = async (agent: (args: string[]) => CommandLine, bare: CommandLine, runs = RUNS, emulated = false) => {
+    const bareNode = { startMs: timeRuns({ command: bare.command, args: [...bare.args, '-e', '0'] }, runs), ...(await idleRss({ command: bare.command, args: [...bare.args, ...IDLE_NODE] }, null, emulated)) };
+    const a = { versionMs: timeRuns(agent(['--version']), runs), ...(await idleRss(agent(['run', '--config', config]), isReady, emulated)) };
+    const ratio = (x: number, y: number) => Number((x / y).toFixed(2));
+    return {
+      ...(emulated ? { emulatorRssRatio: { idle: ratio(a.emulatorRssMB!.idle, bareNode.emulatorRssMB!.idle), settled: ratio(a.emulatorRssMB!.settled, bareNode.emulatorRssMB!.settled) } } : {}),
+      started: { bareNode: shown({ command: bare.command, args: [...bare.args, ...IDLE_NODE] }), agent: shown(agent(['run', '--config', '<agent.json>'])) },
+      bareNode,
+      agent: { ...a, rssRatio: ratio(a.idleRssMB, bareNode.idleRssMB), settledRssRatio: ratio(a.settledRssMB, bareNode.settledRssMB) },
+    };
   };
 
   const x64 = {
     node: process.version,
     nodeFlags: flags,
-    ...(await measure(x64Bundle, { command: process.execPath, args: [] })),
+    ...(await measure(x64Bundle, { command: process.execPath, args: flags })),
     tsxDevelopment: { versionMs: timeRuns(x64Tsx(['--version'])), ...(await idleRss(x64Tsx(['run', '--config', config]), isReady)) },
   };
 
@@ -117,8 +159,8 @@ try {
     const why = emulationUnavailable(t);
     if (why) { emulated[t.arch] = { skipped: why }; continue; }
     const rootfs = join(images[t.arch]!.rootfs);
-    const bare = emulatedNode(t, rootfs, []);
-    emulated[t.arch] = { node: `v${t.runtime.version}`, ...(await measure((args) => emulatedAgent(t, rootfs, args), bare, 3)) };
+    const bare = emulatedNode(t, rootfs, [...AGENT_NODE_FLAGS]);
+    emulated[t.arch] = { node: `v${t.runtime.version}`, ...(await measure((args) => emulatedAgent(t, rootfs, args), bare, 3, true)) };
   }
 
   const out = {
@@ -133,6 +175,7 @@ try {
     x64,
     emulated,
     targets: { bundleBytes: '< 1 MB', idleRss: '<= 1.3x bare node' },
+    method: `bare node and agent: same executable, Node flags and environment (TRUSTROLL_LOG=warn); bare node idles in setInterval; the agent is a server-role device linked to a local Mosquitto over mTLS; RSS (VmRSS) ${IDLE_MS / 1000} s (idleRssMB) and ${SETTLED_MS / 1000} s (settledRssMB) after ready (bare node: after 0.5 s); under qemu the guest's mappings only (below 2^46, without qemu's own code cache, heap and arenas), the emulator's whole RSS in emulatorRssMB`,
     measuredAt: new Date().toISOString(),
   };
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');

@@ -55,6 +55,39 @@ const addonsBesideBundle: Plugin = {
   },
 };
 
+/**
+ * Parts of MQTT.js a device never reaches, left out of the bundle: the agent's
+ * configuration admits only `mqtts://` broker URLs (agent/config.ts) and no
+ * SOCKS proxy, and the worker timers serve browsers only. MQTT.js loads them
+ * at start all the same (its TCP/TLS connectors require the SOCKS client, its
+ * protocol table the WebSocket one); in their place the bundle holds a module
+ * that throws, naming what was left out, if anything ever calls it.
+ * `request` is the path as the importing file writes it, `from` matches the
+ * importing file.
+ */
+export const AGENT_UNUSED_MODULES: ReadonlyArray<{ request: string; from: RegExp; what: string }> = [
+  { request: './ws', from: /node_modules\/mqtt\/build\/lib\/connect\/[^/]+$/, what: 'MQTT over WebSocket' },
+  { request: './socks', from: /node_modules\/mqtt\/build\/lib\/connect\/[^/]+$/, what: 'MQTT through a SOCKS proxy' },
+  { request: 'worker-timers', from: /node_modules\/mqtt\/build\/lib\/get-timer\.js$/, what: 'browser worker timers' },
+];
+
+/** esbuild plugin: each of AGENT_UNUSED_MODULES becomes a module whose every use throws. */
+const leaveOutUnused: Plugin = {
+  name: 'trustroll-unused',
+  setup(b) {
+    for (const [i, u] of AGENT_UNUSED_MODULES.entries()) {
+      const exact = new RegExp('^' + u.request.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&') + '$');
+      b.onResolve({ filter: exact }, (args) =>
+        u.from.test(args.importer.replaceAll('\\', '/')) ? { path: String(i), namespace: 'trustroll-unused' } : undefined);
+    }
+    b.onLoad({ filter: /.*/, namespace: 'trustroll-unused' }, (args) => {
+      const u = AGENT_UNUSED_MODULES[Number(args.path)]!;
+      const msg = JSON.stringify(`${u.what} is not part of the device agent's bundle (its configuration admits only mqtts:// brokers, no proxy)`);
+      return { loader: 'js', contents: `const no = () => { throw new Error(${msg}); };\nmodule.exports = new Proxy(no, { get: (_, k) => k === '__esModule' ? false : no });` };
+    });
+  },
+};
+
 /** Lets the bundled CommonJS packages `require` Node's modules and the addons (ES module output). */
 const BANNER = [
   "import { createRequire as __trCreateRequire } from 'node:module';",
@@ -68,7 +101,7 @@ export function checkAgentInputs(meta: Metafile): BundleResult['inputs'] {
   const ours = new Set<string>();
   const packages = new Set<string>();
   for (const input of Object.keys(meta.inputs)) {
-    if (input.startsWith('trustroll-addon:')) continue;
+    if (/^trustroll-(addon|unused):/.test(input)) continue;
     const nm = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
     if (nm) packages.add(nm[1]!);
     else if (AGENT_SOURCES.some((re) => re.test(input))) ours.add(input);
@@ -102,7 +135,7 @@ export async function bundleAgent(outDir: string): Promise<BundleResult> {
       logLevel: 'silent',
       banner: { js: BANNER },
       define: { __TRUSTROLL_VERSION__: JSON.stringify(version) },
-      plugins: [addonsBesideBundle],
+      plugins: [addonsBesideBundle, leaveOutUnused],
     });
   } catch (err) {
     throw new BuildError('E_BUILD_BUNDLE', (err as Error).message);

@@ -5,7 +5,7 @@
  * setting fails here, before the agent runs, with a HalError naming it.
  */
 import fs from 'node:fs/promises';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { KeyStore } from './key-store.ts';
 import type { RecordStore } from './record-store.ts';
 import { HalError } from './errors.ts';
@@ -29,8 +29,13 @@ export interface Hal {
 }
 
 // No meta-schema check or code optimiser at run time: they cost the idle agent megabytes (bench/footprint.ts); test/agent/schemas-meta.test.ts checks the schemas instead.
-const ajv = new Ajv({ discriminator: true, allErrors: false, strict: true, strictRequired: false, validateSchema: false, code: { optimize: false } });
-const validate = ajv.compile<HalConfig>(halConfigSchema);
+// Held weakly: the agent checks its configuration once at start, and the compiled validator (with its Ajv instance) is then garbage.
+let validator: WeakRef<ValidateFunction<HalConfig>> | undefined;
+const compiled = (): ValidateFunction<HalConfig> => {
+  let v = validator?.deref();
+  if (!v) validator = new WeakRef(v = new Ajv({ discriminator: true, allErrors: false, strict: true, strictRequired: false, validateSchema: false, code: { optimize: false } }).compile<HalConfig>(halConfigSchema));
+  return v;
+};
 
 function settingOf(e: ErrorObject): string {
   const base = e.instancePath.split('/').filter(Boolean).join('.');
@@ -42,6 +47,7 @@ function settingOf(e: ErrorObject): string {
 
 /** Validates `config`; throws E_HAL_CONFIG or E_HAL_BACKEND_UNKNOWN naming the setting. Never echoes values. */
 export function checkHalConfig(config: unknown): HalConfig {
+  const validate = compiled();
   if (validate(config)) {
     const c = config;
     if ((c.keys.backend === 'eeprom' || c.records.backend === 'eeprom') && c.eeprom === undefined) {

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Metafile } from 'esbuild';
 import { AGENT_ADDONS } from '../../cross-compile/addons.ts';
-import { ADDON_DIR, AGENT_NODE_FLAGS, bundleAgent, checkAgentInputs, MANAGER_ONLY_PACKAGES, type BundleResult } from '../../cross-compile/bundle.ts';
+import { ADDON_DIR, AGENT_NODE_FLAGS, AGENT_UNUSED_MODULES, bundleAgent, checkAgentInputs, MANAGER_ONLY_PACKAGES, type BundleResult } from '../../cross-compile/bundle.ts';
 import { BuildError } from '../../cross-compile/errors.ts';
 import { REPO_ROOT } from '../../cross-compile/paths.ts';
 
@@ -35,6 +35,9 @@ describe('agent bundle', function () {
     assert.ok(bundle.inputs.ours.includes('bin/trustroll-agent.ts'));
     for (const p of MANAGER_ONLY_PACKAGES) assert.ok(!bundle.inputs.packages.includes(p), p);
     for (const p of ['mqtt', 'better-sqlite3', 'ajv', 'commander']) assert.ok(bundle.inputs.packages.includes(p), p);
+    // MQTT.js's WebSocket and SOCKS connectors and browser timers are left out (the config admits only mqtts://).
+    for (const p of ['ws', 'socks', 'ip-address', 'worker-timers']) assert.ok(!bundle.inputs.packages.includes(p), p);
+    for (const u of AGENT_UNUSED_MODULES) assert.ok(readFileSync(bundle.file, 'utf8').includes(`${u.what} is not part of the device agent's bundle`), u.what);
     assert.ok(existsSync(bundle.map));
     assert.match(readFileSync(bundle.file, 'utf8').slice(-200), /sourceMappingURL=trustroll-agent\.mjs\.map/);
   });
