@@ -44,6 +44,8 @@ export interface FleetOptions {
   dir?: string;
   /** Device records in SQLite files (default) or in memory (simulations of 10,000 devices). */
   storage?: 'sqlite' | 'memory';
+  /** Separate roots: a client root with this subject signs the clients (the fleet root then signs only the servers). */
+  clientRootSubject?: string;
 }
 
 /** Log lines of test fleets (kept in memory, printed only when a test wants them). */
@@ -110,7 +112,7 @@ export class InProcessFleet {
     const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'trustroll-fleet-'));
     const clock = o.clock ?? systemClock;
     const logger = o.logger ?? createLogger({ level: 'debug', sink: (line) => { fleetLog.push(line); if (fleetLog.length > 5000) fleetLog.splice(0, 1000); } });
-    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Fleet Root,O=trustroll test', now: clock.now(), policy: o.caPolicy });
+    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Fleet Root,O=trustroll test', now: clock.now(), policy: o.caPolicy, clientSubject: o.clientRootSubject });
     const db = new FleetDb(join(dir, 'manager.db'));
     let resolve!: (r: RotationRow) => void;
     const promise = new Promise<RotationRow>((r) => (resolve = r));
@@ -131,7 +133,7 @@ export class InProcessFleet {
     const agent = await Agent.provision(
       // Simulated devices accept the unsafe schedule too, so tests and the demo can show why it is unsafe.
       { deviceId: id, role, store, keys, clock: this.clock, logger: logger.child({ deviceId: id }), schedules: SCHEDULES },
-      { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },
+      { root: this.ca.peerRoot(role).cert, certificate, keyLabel: 'device', ...(this.ca.separateRoots() ? { issuerRoot: this.ca.issuingRoot(role).cert } : {}) },
     );
     this.db.addDevice({ id, role, commonName: id, spki: key.spki, certificate });
     agent.onChange(() => {
