@@ -34,9 +34,10 @@ import { ManagerError } from '../errors.ts';
 import type { FleetDb } from '../fleet-db.ts';
 import { mqttTransport } from '../manager.ts';
 import { openRotation } from '../orchestrator.ts';
-import type { BrokerControl, BrokerTlsFiles } from './broker-control.ts';
+import type { BrokerControl } from './broker-control.ts';
+import { both, brokerFilesAfter } from './broker-files.ts';
 import { LINK_PHASES, loadLinkJournal, saveLinkJournal, type LinkDeviceStep, type LinkPhase } from './link-journal.ts';
-import { promoteLinkMaterial, recordedLinkCertificates, stagedLinkMaterial, stageLinkMaterial, type LinkMaterial } from './link-material.ts';
+import { promoteLinkMaterial, recordedLinkCertificates, stagedLinkMaterial, stageLinkMaterial } from './link-material.ts';
 
 /** The manager's link while a step runs: send commands, receive acknowledgements. */
 export interface LinkTransport {
@@ -80,30 +81,6 @@ export interface LinkRotationResult {
   /** Acknowledgements dropped: unreadable, unsigned, or for no command in flight. */
   ignored: number;
   seconds: number;
-}
-
-const both = (a: string, b: string) => `${a.trim()}\n${b.trim()}\n`;
-
-/** The broker's TLS files once broker step `phase` is done (LB1: both roots and its old certificate; LB2: Sn; LB3: R1 alone). */
-function brokerFilesAfter(mgmtDir: string, phase: LinkPhase, m: LinkMaterial): BrokerTlsFiles {
-  const key = readFileSync(join(mgmtDir, 'broker-key.pem'), 'utf8');
-  if (phase === 'LB1') return { ca: both(m.oldRoot, m.newRoot), cert: readFileSync(join(mgmtDir, 'broker.pem'), 'utf8'), key };
-  if (phase === 'LB2') return { ca: both(m.oldRoot, m.newRoot), cert: m.broker, key };
-  return { ca: m.newRoot, cert: m.broker, key };
-}
-
-/**
- * The TLS files the broker should be serving now, by the journal: those of
- * the last broker step an open rotation completed, else the folder's own
- * (for a broker that starts now, e.g. the embedded one of the CLI).
- */
-export function brokerFilesNow(mgmtDir: string): BrokerTlsFiles {
-  const j = loadLinkJournal(mgmtDir);
-  const m = stagedLinkMaterial(mgmtDir);
-  const last = j && j.finishedAt === null && m ? [...j.done].reverse().find((p) => p.startsWith('LB')) : undefined;
-  if (last) return brokerFilesAfter(mgmtDir, last, m!);
-  const read = (name: string) => readFileSync(join(mgmtDir, name), 'utf8');
-  return { ca: read('ca.pem'), cert: read('broker.pem'), key: read('broker-key.pem') };
 }
 
 /** Run (or resume) a management-root rotation to completion; throws E_ACK_TIMEOUT / E_ROTATION_FAILED / E_ROTATION_ACTIVE. */
