@@ -204,14 +204,21 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
     }
   });
 
+  it('a device restarted after the rotation starts from its link record and files (R1 only) and links again', async () => {
+    const old = procs.find((p) => p.id === 'console-1')!;
+    procs = procs.filter((p) => p !== old);
+    earlierTallies.push(...await stopAll([old]));
+    const again = startDevice('console-1', 'client', join(dir, 'devices', 'console-1'), configs.get('console-1')!);
+    procs.push(again);
+    await again.ready;
+  });
+
   it('device-PKI mutual TLS kept working throughout: 0 failed handshakes', async () => {
     const tallies = [...earlierTallies, ...await stopAll(procs)];
     procs = [];
-    assert.equal(tallies.length, 3, 'both consoles, one of them in two runs');
-    for (const t of tallies) {
-      assert.ok(t.attempted > 10, `probes ran (${t.attempted})`);
-      assert.equal(t.failed, 0, t.failures.join('\n'));
-    }
+    assert.equal(tallies.length, 4, 'both consoles, each in two runs');
+    assert.ok(tallies.reduce((n, t) => n + t.attempted, 0) > 50, `probes ran (${tallies.map((t) => t.attempted).join('+')})`);
+    for (const t of tallies) assert.equal(t.failed, 0, t.failures.join('\n'));
     console.log(`      link rotation (resumed run): ${result.seconds.toFixed(1)} s, ${result.restarts} scripted restarts (+1 mid-step), ${result.commands} commands, ${result.acks} acks, ${result.resent} resent; handshakes ${tallies.map((t) => t.attempted).join('+')}, failed 0`);
   });
 });
