@@ -120,7 +120,7 @@ export function stagedLinkMaterial(mgmtDir: string): LinkMaterial | null {
 
 /**
  * Make the staged material the folder's own, once the rotation is complete:
- * R1 and K1 become ca.pem and ca-key.pem, the new broker and manager
+ * R1 and K1 become ca.pem and ca-key.pem (and R1 mgmt-ca.pem), the new broker and manager
  * certificates replace theirs (keys unchanged), each device's new link
  * certificate is recorded; R0 is kept as ca-previous.pem. Idempotent.
  */
@@ -129,6 +129,8 @@ export function promoteLinkMaterial(mgmtDir: string, m: LinkMaterial): void {
   writeFileAtomic(join(mgmtDir, 'ca-previous.pem'), m.oldRoot, 0o644);
   writeFileAtomic(join(mgmtDir, 'ca-key.pem'), read(dir, 'ca-next-key.pem'), 0o600);
   writeFileAtomic(join(mgmtDir, 'ca.pem'), m.newRoot, 0o644);
+  // The broker's cafile kept in the folder (the listener snippet's default) trusts only R1 too.
+  writeFileAtomic(join(mgmtDir, 'mgmt-ca.pem'), m.newRoot, 0o644);
   writeFileAtomic(join(mgmtDir, 'broker.pem'), m.broker, 0o644);
   writeFileAtomic(join(mgmtDir, 'manager.pem'), m.manager, 0o644);
   for (const [id, pem] of Object.entries(m.devices)) recordLinkCertificate(mgmtDir, id, pem);
