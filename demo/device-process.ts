@@ -3,6 +3,7 @@
  * process; its stdout carries JSON event lines (ready, tally, stopped).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Role } from '../protocol/steps.ts';
@@ -59,4 +60,18 @@ export async function stopAll(procs: DeviceProc[]): Promise<Tally[]> {
   const tallies = await stop(procs.filter((p) => p.role === 'client'));
   await stop(procs.filter((p) => p.role === 'server'));
   return tallies.filter((t): t is Tally => t !== null);
+}
+
+/** Resolves once something accepts TCP connections on the loopback `port`; rejects after `timeoutMs`. */
+export async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = tcpConnect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -28,12 +28,11 @@ import { systemClock } from '../protocol/clock.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
-import { startDevice, stopAll, type DeviceProc } from './device-process.ts';
+import { startDevice, stopAll, waitForPort, type DeviceProc } from './device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from './device-provisioning.ts';
 import { Mosquitto } from './mosquitto.ts';
 import { setRoute } from '../manager/topology.ts';
 import { planRoutes, relaysOf, type DemoTopology } from './topology-plan.ts';
-import { connect as tcpConnect } from 'node:net';
 
 /** Demo settings. */
 export interface FleetDemoOptions {
@@ -218,20 +217,6 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
     db.close();
     writeFileSync(logFile, lines.join('\n') + '\n');
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Resolves once something accepts TCP connections on the loopback `port`; rejects after `timeoutMs`. */
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = tcpConnect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > until) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

@@ -6,7 +6,7 @@ import { assertAuditClean } from '../support/audit.ts';
 
 const fp = (pem: string) => fingerprint(new X509Certificate(pem));
 
-describe('separate client and server roots: device processes over Mosquitto, continuous mutual TLS, OpenSSL and GnuTLS at every step boundary', function () {
+describe('separate client and server roots in a mixed relay topology: device processes over Mosquitto, continuous mutual TLS, OpenSSL and GnuTLS at every step boundary', function () {
   this.timeout(300_000);
   let fleet: SeparateRootsFleet;
   const runs: Partial<Record<'client' | 'server', SideRun>> = {};
@@ -15,8 +15,10 @@ describe('separate client and server roots: device processes over Mosquitto, con
   let initial: Map<string, string>;
 
   before(async () => {
-    fleet = await SeparateRootsFleet.start({ servers: 2, clients: 3, paceMs: 150 });
+    // Mixed topology: mgmt-client-1 polls printer-1, printer-2 is pushed to by mgmt-client-2, the rest direct.
+    fleet = await SeparateRootsFleet.start({ servers: 2, clients: 3, paceMs: 150, topology: 'mixed' });
     initial = new Map(fleet.db.devices().map((d) => [d.id, fp(d.certificate)]));
+    assert.deepEqual(Object.fromEntries(fleet.db.routes()), { 'mgmt-client-1': 'printer-1', 'printer-2': 'mgmt-client-2' }, 'two devices reach the manager only through a relay');
   });
   after(async () => {
     const audit = fleet?.verifyAudit();

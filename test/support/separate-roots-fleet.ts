@@ -29,8 +29,10 @@ import { createLogger } from '../../protocol/log.ts';
 import { fingerprint } from '../../protocol/pem.ts';
 import { SIDE_SCHEDULES, type Role, type RootSide, type Schedule } from '../../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from '../../demo/cross-stack.ts';
-import { startDevice, stopAll, type DeviceProc, type Tally } from '../../demo/device-process.ts';
+import { startDevice, stopAll, waitForPort, type DeviceProc, type Tally } from '../../demo/device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
+import { planRoutes, relaysOf, type DemoTopology } from '../../demo/topology-plan.ts';
+import { setRoute } from '../../manager/topology.ts';
 import { Mosquitto } from '../../demo/mosquitto.ts';
 
 const fp = (pem: string) => fingerprint(new X509Certificate(pem));
@@ -75,7 +77,7 @@ export class SeparateRootsFleet {
   }
 
   /** Broker, CA with both roots, manager and every device process (servers first), linked and handshaking. */
-  static async start(o: { servers: number; clients: number; paceMs: number }): Promise<SeparateRootsFleet> {
+  static async start(o: { servers: number; clients: number; paceMs: number; topology?: DemoTopology }): Promise<SeparateRootsFleet> {
     const dir = mkdtempSync(join(tmpdir(), 'trustroll-separate-roots-'));
     const lines: string[] = [];
     const logger = createLogger({ level: 'warn', sink: (l) => { lines.push(l); if (lines.length > 2000) lines.splice(0, 1000); } });
@@ -87,8 +89,12 @@ export class SeparateRootsFleet {
     const ids = fleetShape(o.servers, o.clients, 'mgmt-client');
     const ports = await serverPorts(ids);
     const configs = new Map<string, string>();
-    for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: false, logger }));
-    const transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 200 });
+    // A relay topology puts some devices behind a peer (demo/topology-plan.ts): the method is the same.
+    const routes = planRoutes(ids, o.topology ?? 'direct');
+    const relays = relaysOf(routes);
+    for (const [id, role] of ids) configs.set(id, await provisionDevice(dir, id, role, { pki, ca, db, brokerUrl: broker.url, ports, naive: false, logger, via: routes.get(id), relayFor: relays.get(id) }));
+    for (const [id, relay] of routes) setRoute(db, id, relay);
+    const transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 200, db });
     const cross = new CrossStack({ keyPem: (id, label) => keyPemOf(join(dir, 'devices', id), label), logger });
     const audit = new AuditLog(db);
     const fleet = new SeparateRootsFleet(dir, ca, db, broker, ids, [], transport, null, cross, audit);
@@ -100,12 +106,18 @@ export class SeparateRootsFleet {
       },
     });
     await transport.ready(15_000);
-    for (const wanted of ['server', 'client'] as const) {
-      const group = ids.filter(([, role]) => role === wanted).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
+    // Direct servers, then relayed servers (listening; ready once their relay pushed), then clients.
+    const launch = (wanted: Role, relayed: boolean) => {
+      const group = ids.filter(([id, role]) => role === wanted && routes.has(id) === relayed).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
       fleet.procs.push(...group);
       for (const p of group) fleet.followTally(p);
-      await Promise.all(group.map((p) => p.ready));
-    }
+      return group;
+    };
+    await Promise.all(launch('server', false).map((p) => p.ready));
+    const relayedServers = launch('server', true);
+    await Promise.all(relayedServers.map((p) => waitForPort(ports.get(p.id)!, 30_000)));
+    await Promise.all([...launch('client', false), ...launch('client', true)].map((p) => p.ready));
+    await Promise.all(relayedServers.map((p) => p.ready));
     return fleet;
   }
 
