@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadAgentConfig, openAgentRuntime, type AgentRuntime } from '../../agent/config.ts';
+import { loadAgentConfig, openAgentRuntime, type AgentConfig, type AgentRuntime } from '../../agent/config.ts';
+import { linkCheck } from '../../agent/selftest/link-check.ts';
 import { summarize } from '../../agent/device-record.ts';
 import { checkLinkFiles } from '../../agent/link-tls.ts';
 import { DeviceLink } from '../../agent/mqtt-link.ts';
@@ -73,6 +74,47 @@ describe('relay: a hostile relay can neither forge, alter, reorder nor replay, a
   const seen: string[] = [];
   const events = { errors: [] as { deviceId: string; step: string; code: string }[], resent: [] as { deviceId: string; step: string }[], forged: [] as { deviceId: string; step: string }[], acked: [] as { deviceId: string; step: string }[] };
   let ended!: Promise<void>;
+  let resolveEnd!: () => void;
+  let relayConfig: AgentConfig;
+  let relayPort: number;
+
+  /** The relay, wired by hand so the test can make it misbehave (and restart it). */
+  const startRelay = async () => {
+    const checked = checkLinkFiles(relayConfig.link!);
+    relayRt = await openAgentRuntime(relayConfig, { clock: systemClock, logger, verifySignature: commandVerifier(checked.commandKeys) });
+    hub = new RelayHub({
+      relayId: RELAY, downstream: [CLIENT], clock: systemClock, logger, offlineAfterMs: 10_000,
+      publish: (topic, payload, retain) => relayLink.publishConfirmed(topic, payload, retain),
+      tamper: {
+        commands: (_id, commands) => {
+          if (replayBatch) {
+            const batch = replayBatch;
+            replayBatch = null;
+            return batch;
+          }
+          for (const c of commands) if (!seen.includes(c)) seen.push(c);
+          if (mode === 'drop') return [];
+          // Change one character of the signed content: the step's certificate material.
+          if (mode === 'alter') return commands.map((c) => c.replace(/MII(.)/, (_m, ch: string) => `MII${ch === 'B' ? 'C' : 'B'}`));
+          return commands;
+        },
+        ack: (_id, ack) => (mode === 'alter-ack' ? ack.replace(/"at":"[^"]+"/, '"at":"2020-01-01T00:00:00.000Z"') : ack),
+      },
+    });
+    relayLink = new DeviceLink({
+      url: broker.url, agent: relayRt.agent!, tls: { ca: checked.ca, cert: checked.cert, key: checked.key }, clock: systemClock, logger,
+      extra: { filters: hub.filters(), onMessage: (t, p, r) => hub.fromBroker(t, p, r) },
+    });
+    relayServer = await DeviceTlsServer.start({ agent: relayRt.agent!, keys: relayRt.keys, logger, host: '127.0.0.1', port: relayPort, relay: relayServerHandler(hub, logger) });
+    await relayLink.ready();
+  };
+
+  /** The relay loses power: no DISCONNECT, its in-memory queue is gone (its broker session stays). */
+  const crashRelay = async () => {
+    await relayLink.close({ abrupt: true });
+    await relayServer.close();
+    await relayRt.close();
+  };
 
   const clientStore = async () => {
     const store = new SqliteStateStore(join(dir, 'devices', CLIENT, 'trust-store.db'), {}, { readonly: true });
@@ -103,39 +145,12 @@ describe('relay: a hostile relay can neither forge, alter, reorder nor replay, a
     setRoute(db, CLIENT, RELAY);
     assert.equal(topology(db).name, 'server-relay');
 
-    // The relay, wired by hand so the test can make it misbehave.
-    const relayConfig = loadAgentConfig(configs.get(RELAY)!);
-    const checked = checkLinkFiles(relayConfig.link!);
-    relayRt = await openAgentRuntime(relayConfig, { clock: systemClock, logger, verifySignature: commandVerifier(checked.commandKeys) });
-    hub = new RelayHub({
-      relayId: RELAY, downstream: [CLIENT], clock: systemClock, logger, offlineAfterMs: 10_000,
-      publish: (topic, payload, retain) => relayLink.publishConfirmed(topic, payload, retain),
-      tamper: {
-        commands: (_id, commands) => {
-          if (replayBatch) {
-            const batch = replayBatch;
-            replayBatch = null;
-            return batch;
-          }
-          for (const c of commands) if (!seen.includes(c)) seen.push(c);
-          if (mode === 'drop') return [];
-          // Change one character of the signed content: the step's certificate material.
-          if (mode === 'alter') return commands.map((c) => c.replace(/MII(.)/, (_m, ch: string) => `MII${ch === 'B' ? 'C' : 'B'}`));
-          return commands;
-        },
-        ack: (_id, ack) => (mode === 'alter-ack' ? ack.replace(/"at":"[^"]+"/, '"at":"2020-01-01T00:00:00.000Z"') : ack),
-      },
-    });
-    relayLink = new DeviceLink({
-      url: broker.url, agent: relayRt.agent!, tls: { ca: checked.ca, cert: checked.cert, key: checked.key }, clock: systemClock, logger,
-      extra: { filters: hub.filters(), onMessage: (t, p, r) => hub.fromBroker(t, p, r) },
-    });
-    relayServer = await DeviceTlsServer.start({ agent: relayRt.agent!, keys: relayRt.keys, logger, host: '127.0.0.1', port: ports.get(RELAY)!, relay: relayServerHandler(hub, logger) });
-    await relayLink.ready();
+    relayConfig = loadAgentConfig(configs.get(RELAY)!);
+    relayPort = ports.get(RELAY)!;
+    await startRelay();
 
     transport = mqttTransport({ url: broker.url, pki, logger, reconnectPeriodMs: 100, db });
     await transport.ready();
-    let resolveEnd!: () => void;
     ended = new Promise<void>((r) => (resolveEnd = r));
     orchestrator = buildOrchestrator({
       db, transport, authority: ca, logger, pki, audit: new AuditLog(db),
@@ -205,6 +220,26 @@ describe('relay: a hostile relay can neither forge, alter, reorder nor replay, a
     await until(() => replayBatch === null, 'the replayed batch handed out');
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(await clientStore(), before, 'replayed and reordered commands changed nothing');
+  });
+
+  it('the relayed client\'s self-test reports its channel through the relay', async () => {
+    const check = await linkCheck(loadAgentConfig(join(dir, 'devices', CLIENT, 'agent.json')), null, new Date(), 2_000);
+    assert.equal(check.status, 'ok', check.message);
+    assert.match(check.message, /polls relay printer-1 at 127\.0\.0\.1:\d+/);
+  });
+
+  it('a relay that loses power mid-rotation loses its queue, and the rotation still completes', async () => {
+    ended = new Promise<void>((r) => (resolveEnd = r));
+    const acked = events.acked.length;
+    const id = await orchestrator.start({ schedule: SCHEDULES['six-step']! });
+    await until(() => events.acked.slice(acked).some((a) => a.deviceId === CLIENT && a.step === 'P2'), 'the client\'s P2 of the second rotation');
+    await crashRelay();
+    await new Promise((r) => setTimeout(r, 1_500));
+    await startRelay();
+    await ended;
+    const rot = db.rotation(id)!;
+    assert.equal(rot.status, 'complete', rot.error ?? '');
+    for (const step of ['P3', 'P6']) assert.ok(events.acked.slice(acked).some((a) => a.deviceId === CLIENT && a.step === step), `${CLIENT} acknowledged ${step} after the relay came back`);
   });
 
   it('a relay that speaks for a device not routed through it is dropped by the manager', async () => {
