@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { crossCompile, type BuildInfo } from '../cross-compile/build.ts';
@@ -86,17 +86,29 @@ function assemble(rootfs: string, optTree: string): Map<string, string> {
 }
 
 /** Packs `rootfs` into a reproducible tar.gz. */
-function packTarball(rootfs: string, file: string, epoch: number): void {
-  const r = spawnSync('sh', ['-c', 'tar --format=gnu --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$2" -C "$1" -cf - . | gzip -9n > "$3"', 'sh', rootfs, String(epoch), file], { encoding: 'utf8' });
-  if (r.status !== 0) throw new BuildError('E_BUILD_IMAGE', `tar/gzip ${file}: ${r.stderr.trim()}`);
+async function packTarball(rootfs: string, file: string, epoch: number): Promise<void> {
+  const r = await run('sh', ['-c', 'tar --format=gnu --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$2" -C "$1" -cf - . | gzip -9n > "$3"', 'sh', rootfs, String(epoch), file]);
+  if (r.status !== 0) throw new BuildError('E_BUILD_IMAGE', `tar/gzip ${file}: ${r.output.trim()}`);
+}
+
+/** Runs a command to its end without blocking (the tarball and the squashfs are packed at the same time); its status and output. */
+function run(command: string, args: string[]): Promise<{ status: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    p.stdout.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
+    p.stderr.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
+    p.once('error', reject);
+    p.once('close', (status) => resolve({ status, output }));
+  });
 }
 
 /** Packs `rootfs` into a squashfs, if mksquashfs exists; returns false when it does not. */
-function packSquashfs(rootfs: string, file: string, epoch: number): boolean {
+async function packSquashfs(rootfs: string, file: string, epoch: number): Promise<boolean> {
   if (spawnSync('mksquashfs', ['-version']).error) return false;
   rmSync(file, { force: true });
-  const r = spawnSync('mksquashfs', [rootfs, file, '-all-root', '-noappend', '-no-progress', '-comp', 'xz', '-mkfs-time', String(epoch), '-all-time', String(epoch)], { encoding: 'utf8' });
-  if (r.status !== 0) throw new BuildError('E_BUILD_IMAGE', `mksquashfs ${file}: ${(r.stderr || r.stdout).trim().slice(-400)}`);
+  const r = await run('mksquashfs', [rootfs, file, '-all-root', '-noappend', '-no-progress', '-comp', 'xz', '-mkfs-time', String(epoch), '-all-time', String(epoch)]);
+  if (r.status !== 0) throw new BuildError('E_BUILD_IMAGE', `mksquashfs ${file}: ${r.output.trim().slice(-400)}`);
   return true;
 }
 
@@ -158,12 +170,14 @@ export async function buildImage(target: Target, log: (line: string) => void = (
     const manifest = assemble(rootfs, cross.root);
     const epoch = sourceDateEpoch();
     const tarball = join(work, `${name}.tar.gz`);
-    packTarball(rootfs, tarball, epoch);
+    const squashfs = join(work, `${name}.squashfs`);
+    // Both read the finished rootfs and write their own file: packed at the same time (gzip uses one core, mksquashfs the others).
+    const [tarDone, squashDone] = await Promise.allSettled([packTarball(rootfs, tarball, epoch), packSquashfs(rootfs, squashfs, epoch)]);
+    for (const d of [tarDone, squashDone]) if (d.status === 'rejected') throw d.reason;
+    const haveSquash = (squashDone as PromiseFulfilledResult<boolean>).value;
     const tarSha = createHash('sha256').update(readFileSync(tarball)).digest('hex');
     writeFileSync(`${tarball}.sha256`, `${tarSha}  ${name}.tar.gz\n`);
     copyFileSync(join(rootfs, MANIFEST), join(work, 'MANIFEST.sha256'));
-    const squashfs = join(work, `${name}.squashfs`);
-    const haveSquash = packSquashfs(rootfs, squashfs, epoch);
     if (haveSquash) writeFileSync(`${squashfs}.sha256`, `${createHash('sha256').update(readFileSync(squashfs)).digest('hex')}  ${name}.squashfs\n`);
     writeFileSync(join(work, IMAGE_KEY), key);
     rmSync(outDir, { recursive: true, force: true });

@@ -114,17 +114,20 @@ for (const target of [TARGETS.arm64, TARGETS.armv7] as Target[]) {
         await new Promise((r) => setTimeout(r, 1_500));
 
         // The emulated agents' own checks while they run: the new root only, nothing left to do, every check passes.
-        for (const id of [`printer-${target.arch}`, `console-${target.arch}`]) {
-          const st = await runAsync(emu(['status', '--config', configs.get(id)!, '--json']), 120_000);
+        // All four are read-only and independent: they run at the same time (each waits on qemu's start and on live handshakes).
+        await Promise.all([`printer-${target.arch}`, `console-${target.arch}`].map(async (id) => {
+          const [st, self] = await Promise.all([
+            runAsync(emu(['status', '--config', configs.get(id)!, '--json']), 180_000),
+            runAsync(emu(['selftest', '--config', configs.get(id)!, '--json']), 240_000),
+          ]);
           assert.equal(st.status, 0, st.stderr);
           const s = JSON.parse(st.stdout) as { trust: unknown[]; rotation: { remaining: string[] } | null; agent?: { state: string } };
           assert.equal(s.trust.length, 1, `${id} holds one root`);
           assert.deepEqual(s.rotation?.remaining, []);
           assert.equal(s.agent?.state, 'running');
-          const self = await runAsync(emu(['selftest', '--config', configs.get(id)!, '--json']), 180_000);
           assert.equal(self.status, 0, self.stdout + self.stderr);
           assert.equal((JSON.parse(self.stdout) as { ok: boolean }).ok, true);
-        }
+        }));
 
         const tallies = await stopAgents(agents);
         agents = [];
