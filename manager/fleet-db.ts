@@ -165,6 +165,21 @@ export class FleetDb {
     if (r.changes === 0) throw new ManagerError('E_DEVICE_UNKNOWN', `device ${id}`);
   }
 
+  /**
+   * Mark a management-root rotation open (its id) or finished (null). Fleet
+   * rotations refuse to start while one is open: both use each device's
+   * sequence numbers (manager/link-rotation).
+   */
+  setOpenLinkRotation(id: string | null): void {
+    if (id === null) this.stmt("DELETE FROM meta WHERE k = 'link-rotation'").run();
+    else this.stmt("INSERT INTO meta (k, v) VALUES ('link-rotation', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v").run(id);
+  }
+
+  /** The open management-root rotation's id, or null. */
+  openLinkRotation(): string | null {
+    return (this.stmt("SELECT v FROM meta WHERE k = 'link-rotation'").get() as { v: string } | undefined)?.v ?? null;
+  }
+
   /** Route a device's commands through relay `via` (a peer with a broker session), or directly (null). See topology.ts. */
   setDeviceVia(id: string, via: string | null): void {
     const r = this.stmt('UPDATE devices SET via = ? WHERE id = ?').run(via, id);

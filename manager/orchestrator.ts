@@ -133,6 +133,8 @@ export class Orchestrator {
 
   /** E_ROTATION_ACTIVE while a rotation is open: devices may be part-way through it. */
   private refuseWhileOpen(): void {
+    const link = this.o.db.openLinkRotation();
+    if (link) throw new ManagerError('E_ROTATION_ACTIVE', `management-root rotation ${link} is open; devices share their sequence numbers with it, so no fleet rotation can start. Finish it ("trustroll link rotate --resume") first`);
     const open = openRotation(this.o.db);
     if (!open) return;
     const steps = this.o.db.steps(open.id);

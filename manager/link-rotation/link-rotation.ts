@@ -108,6 +108,8 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
   }
   const j = journal!;
   const m = material!;
+  // Fleet rotations and renewals refuse to start until this one finishes.
+  o.db.setOpenLinkRotation(j.id);
   let saveTimer: NodeJS.Timeout | null = null;
   const save = () => {
     if (saveTimer) clearTimeout(saveTimer);
@@ -278,6 +280,7 @@ export async function rotateManagementRoot(o: LinkRotationOptions): Promise<Link
   promoteLinkMaterial(o.mgmtDir, m);
   j.finishedAt = clock.now().toISOString();
   save();
+  o.db.setOpenLinkRotation(null);
   log.info('management-root rotation complete', { rotationId: j.id, devices: ids.length, restarts: j.restarts });
   return { id: j.id, devices: ids.length, restarts: j.restarts, ...stats, seconds: (Date.now() - started) / 1000 };
 }

@@ -140,6 +140,7 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
     assert.deepEqual(stopped.done, ['LB1']);
     assert.deepEqual(Object.entries(stopped.acked).filter(([, s]) => s.includes('LC1')).map(([id]) => id).sort(), ['console-1', 'printer-1', 'printer-2']);
     await assert.rejects(rotateManagementRoot({ mgmtDir: mgmt, db, brokerUrl: mosquitto.url, logger, broker }), /E_ROTATION_ACTIVE/);
+    assert.equal(db.openLinkRotation(), stopped.id, 'fleet rotations see it open (they refuse to start)');
     // It comes back with its old link material (the broker still trusts R0), and the rotation resumes from its journal.
     const back = startDevice('console-2', 'client', join(dir, 'devices', 'console-2'), configs.get('console-2')!);
     procs.push(back);
@@ -166,6 +167,7 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
     const journal = loadLinkJournal(mgmt)!;
     assert.deepEqual(journal.done, ['LB1', 'LC1', 'LB2', 'LC2', 'LB3']);
     assert.ok(journal.finishedAt);
+    assert.equal(db.openLinkRotation(), null, 'finished: fleet rotations may start again');
     // The manager's own folder now holds the new root, and the broker trusts only it.
     assert.equal(readFileSync(join(mgmt, 'ca.pem'), 'utf8'), newRoot);
     assert.deepEqual(readFileSync(join(mosquitto.dir, 'mgmt-ca.pem'), 'utf8').match(PEM)!.map(fingerprintPem), [fingerprintPem(newRoot)]);
