@@ -6,8 +6,9 @@
  * runtime, bundle and addons). Targets: bundle < 1 MB without runtime and
  * addons; idle RSS <= 1.3x bare Node.
  *   node --import tsx bench/footprint.ts [arm64,armv7 | none]
- * The agent runs with the launcher's Node flags (AGENT_NODE_FLAGS, as in the
- * image) and bare Node with the same flags, executable and environment;
+ * The agent runs with the launcher's Node flags and environment
+ * (AGENT_NODE_FLAGS, AGENT_ENV, as in the image) and bare Node with the same
+ * flags, executable and environment;
  * FOOTPRINT_NODE_FLAGS="--max-semi-space-size=1 …" tries more on both on x86.
  * "Idle" is a server-role agent linked to a local Mosquitto over mTLS with
  * its TLS service listening, 5 s after it reported ready (idleRssMB, the
@@ -23,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { AGENT_ADDONS } from '../cross-compile/addons.ts';
-import { ADDON_DIR, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from '../cross-compile/bundle.ts';
+import { ADDON_DIR, AGENT_ENV, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from '../cross-compile/bundle.ts';
 import { OUT_DIR, REPO_ROOT } from '../cross-compile/paths.ts';
 import { targetOf } from '../cross-compile/targets.ts';
 import { buildImage, type ImageBuild } from '../image/build.ts';
@@ -48,7 +49,7 @@ function timeRuns(cl: CommandLine, runs = RUNS): number {
   const ms: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t = process.hrtime.bigint();
-    const r = spawnSync(cl.command, cl.args, { encoding: 'utf8' });
+    const r = spawnSync(cl.command, cl.args, { encoding: 'utf8', env: { ...process.env, ...AGENT_ENV } });
     if (r.status !== 0) throw new Error(`${cl.command} ${cl.args.join(' ')}: ${r.stderr}`);
     ms.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
@@ -81,7 +82,7 @@ function guestRssKb(pid: number): number {
 /** Starts a long-running command, waits until `ready(line)` (or a fixed delay), idles, reads its RSS, stops it. */
 async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) | null, emulated = false): Promise<{ readyMs: number; idleRssMB: number; settledRssMB: number; emulatorRssMB?: { idle: number; settled: number } }> {
   const t = Date.now();
-  const p = spawn(cl.command, cl.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TRUSTROLL_LOG: 'warn' } });
+  const p = spawn(cl.command, cl.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...AGENT_ENV, TRUSTROLL_LOG: 'warn' } });
   let err = '';
   p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
   try {
@@ -175,7 +176,7 @@ try {
     x64,
     emulated,
     targets: { bundleBytes: '< 1 MB', idleRss: '<= 1.3x bare node' },
-    method: `bare node and agent: same executable, Node flags and environment (TRUSTROLL_LOG=warn); bare node idles in setInterval; the agent is a server-role device linked to a local Mosquitto over mTLS; RSS (VmRSS) ${IDLE_MS / 1000} s (idleRssMB) and ${SETTLED_MS / 1000} s (settledRssMB) after ready (bare node: after 0.5 s); under qemu the guest's mappings only (below 2^46, without qemu's own code cache, heap and arenas), the emulator's whole RSS in emulatorRssMB`,
+    method: `bare node and agent: same executable, Node flags and environment (the launcher's ${Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}, TRUSTROLL_LOG=warn); bare node idles in setInterval; the agent is a server-role device linked to a local Mosquitto over mTLS; RSS (VmRSS) ${IDLE_MS / 1000} s (idleRssMB) and ${SETTLED_MS / 1000} s (settledRssMB) after ready (bare node: after 0.5 s); under qemu the guest's mappings only (below 2^46, without qemu's own code cache, heap and arenas), the emulator's whole RSS in emulatorRssMB`,
     measuredAt: new Date().toISOString(),
   };
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');

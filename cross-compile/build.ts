@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { buildAddons, type BuiltAddon } from './addons.ts';
-import { ADDON_DIR, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from './bundle.ts';
+import { ADDON_DIR, AGENT_ENV, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from './bundle.ts';
 import { agentConfigJsonSchema } from './config-schema.ts';
 import { BuildError } from './errors.ts';
 import { addonCache, OUT_DIR, REPO_ROOT } from './paths.ts';
@@ -51,7 +51,8 @@ export const LAUNCHER = `#!/bin/sh
 # trustroll-agent: runs the agent bundle on the runtime shipped beside it.
 # NODE_OPTIONS=--enable-source-maps gives stack traces in source terms.
 here=$(dirname "$(readlink -f "$0")")
-# The V8 flags keep the idle agent small (/opt/trustroll/share/doc/README.md, "Memory").
+# The V8 flags and this environment keep the idle agent small (/opt/trustroll/share/doc/README.md, "Memory").
+${Object.entries(AGENT_ENV).map(([k, v]) => `export ${k}="\${${k}:-${v}}"`).join('\n')}
 exec "$here/node" ${AGENT_NODE_FLAGS.join(' ')} "$here/../lib/${BUNDLE_FILE}" "$@"
 `;
 

@@ -17,6 +17,7 @@ import { agentConfigSchema, checkAgentConfig } from '../../agent/config.ts';
 import { TARGETS, type Target } from '../../cross-compile/targets.ts';
 import type { ImageBuild } from '../../image/build.ts';
 import { MANIFEST } from '../../image/build.ts';
+import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../cross-compile/bundle.ts';
 import { emulatedAgent, emulatedNode } from '../../image/emulate.ts';
 import { imageFor, imageTestSkipReason, unpack } from './support.ts';
 
@@ -101,6 +102,12 @@ for (const target of Object.values(TARGETS) as Target[]) {
       const init = join(root, 'etc/init.d/trustroll-agent');
       const n = spawnSync('sh', ['-n', init], { encoding: 'utf8' });
       assert.equal(n.status, 0, n.stderr);
+      // The launcher: valid sh, with the Node flags and the environment the memory numbers were measured with.
+      const launcher = join(root, 'opt/trustroll/bin/trustroll-agent');
+      assert.equal(spawnSync('sh', ['-n', launcher]).status, 0);
+      const launcherText = readFileSync(launcher, 'utf8');
+      assert.ok(launcherText.includes(`"$here/node" ${AGENT_NODE_FLAGS.join(' ')} `), 'launcher flags');
+      for (const [k, v] of Object.entries(AGENT_ENV)) assert.ok(launcherText.includes(`export ${k}="\${${k}:-${v}}"`), k);
       const unitText = readFileSync(join(root, 'usr/lib/systemd/system/trustroll-agent.service'), 'utf8');
       for (const d of ['Restart=on-failure', 'NoNewPrivileges=true', 'ProtectSystem=strict', 'StateDirectory=trustroll', 'ExecStart=/opt/trustroll/bin/trustroll-agent run --config /etc/trustroll/agent.json']) assert.ok(unitText.includes(d), d);
       if (spawnSync('systemd-analyze', ['--version']).error) return;
