@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Role } from '../protocol/steps.ts';
 
@@ -74,4 +75,27 @@ export async function waitForPort(port: number, timeoutMs: number): Promise<void
     if (Date.now() > until) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Start every device process of a fleet in an order where each first
+ * handshake finds its peer listening: direct servers (ready), relayed
+ * servers (listening; ready only once their relay pushed to them), then the
+ * clients; resolves once all are ready. `onStart` sees each process as it
+ * starts (the list is complete even when a start fails).
+ */
+export async function startFleetProcesses(ids: readonly [string, Role][], routes: ReadonlyMap<string, string>, ports: ReadonlyMap<string, number>, dir: string, configs: ReadonlyMap<string, string>, onStart: (p: DeviceProc) => void = () => undefined): Promise<DeviceProc[]> {
+  const all: DeviceProc[] = [];
+  const launch = (wanted: Role, relayed: boolean) => {
+    const group = ids.filter(([id, role]) => role === wanted && routes.has(id) === relayed).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
+    for (const p of group) onStart(p);
+    all.push(...group);
+    return group;
+  };
+  await Promise.all(launch('server', false).map((p) => p.ready));
+  const relayedServers = launch('server', true);
+  await Promise.all(relayedServers.map((p) => waitForPort(ports.get(p.id)!, 30_000)));
+  await Promise.all([...launch('client', false), ...launch('client', true)].map((p) => p.ready));
+  await Promise.all(relayedServers.map((p) => p.ready));
+  return all;
 }

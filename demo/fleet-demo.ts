@@ -23,12 +23,12 @@ import { ManagementPki } from '../manager/management-pki.ts';
 import type { MqttManagerTransport } from '../manager/mqtt-transport.ts';
 import { buildOrchestrator, mqttTransport } from '../manager/manager.ts';
 import type { Orchestrator } from '../manager/orchestrator.ts';
-import type { ManagerTransport } from '../manager/transport.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
-import { startDevice, stopAll, waitForPort, type DeviceProc } from './device-process.ts';
+import { paced } from './paced-transport.ts';
+import { startFleetProcesses, stopAll, type DeviceProc } from './device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from './device-provisioning.ts';
 import { Mosquitto } from './mosquitto.ts';
 import { setRoute } from '../manager/topology.ts';
@@ -70,27 +70,6 @@ export interface FleetDemoResult {
   crossStack: { boundaries: number; openssl: { attempted: number; failed: number }; gnutls: { attempted: number; failed: number }; failures: string[] };
   broker: string;
   dir: string | null;
-}
-
-/**
- * Pace the rotation so real traffic meets every intermediate state:
- * commands leave one at a time, `paceMs / 4` apart (like a technician
- * visiting one device after another), and acknowledgements are held
- * `paceMs` before the orchestrator acts on them. A safe schedule stays
- * safe under any such timing; the naive one shows its broken states.
- */
-function paced(inner: ManagerTransport, paceMs: number): ManagerTransport {
-  let nextSlot = 0;
-  return {
-    send: (cmd) => {
-      const at = Math.max(Date.now(), nextSlot);
-      nextSlot = at + paceMs / 4;
-      setTimeout(() => inner.send(cmd), at - Date.now()).unref();
-    },
-    onAck: (handler) => inner.onAck((raw) => { setTimeout(() => handler(raw), paceMs).unref(); }),
-    accepted: (deviceId, seq) => inner.accepted?.(deviceId, seq),
-    close: () => inner.close(),
-  };
 }
 
 /** Run the demo end to end and clean up. */
@@ -141,18 +120,7 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
       },
     });
     await transport.ready(15_000);
-    // Servers first: a client's first handshake must find its servers listening. A relayed server is
-    // ready only once its relay (a client) pushed to it, so it is awaited after the clients.
-    const launch = (wanted: Role, relayed: boolean) => {
-      const group = ids.filter(([id, role]) => role === wanted && routes.has(id) === relayed).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
-      procs.push(...group);
-      return group;
-    };
-    await Promise.all(launch('server', false).map((p) => p.ready));
-    const relayedServers = launch('server', true);
-    await Promise.all(relayedServers.map((p) => waitForPort(ports.get(p.id)!, 30_000)));
-    await Promise.all([...launch('client', false), ...launch('client', true)].map((p) => p.ready));
-    await Promise.all(relayedServers.map((p) => p.ready));
+    procs.push(...await startFleetProcesses(ids, routes, ports, dir, configs));
 
     const cross = new CrossStack({ keyPem: async (id, label) => keyPemOf(join(dir, 'devices', id), label), logger });
     const xs = { boundaries: 0, openssl: { attempted: 0, failed: 0 }, gnutls: { attempted: 0, failed: 0 }, failures: [] as string[] };

@@ -23,13 +23,13 @@ import { ManagementPki } from '../../manager/management-pki.ts';
 import { buildOrchestrator, mqttTransport } from '../../manager/manager.ts';
 import type { MqttManagerTransport } from '../../manager/mqtt-transport.ts';
 import type { Orchestrator } from '../../manager/orchestrator.ts';
-import type { ManagerTransport } from '../../manager/transport.ts';
 import { systemClock } from '../../protocol/clock.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { fingerprint } from '../../protocol/pem.ts';
 import { SIDE_SCHEDULES, type Role, type RootSide, type Schedule } from '../../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from '../../demo/cross-stack.ts';
-import { startDevice, stopAll, waitForPort, type DeviceProc, type Tally } from '../../demo/device-process.ts';
+import { startFleetProcesses, stopAll, type DeviceProc, type Tally } from '../../demo/device-process.ts';
+import { paced } from '../../demo/paced-transport.ts';
 import { fleetShape, provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
 import { planRoutes, relaysOf, type DemoTopology } from '../../demo/topology-plan.ts';
 import { setRoute } from '../../manager/topology.ts';
@@ -106,18 +106,10 @@ export class SeparateRootsFleet {
       },
     });
     await transport.ready(15_000);
-    // Direct servers, then relayed servers (listening; ready once their relay pushed), then clients.
-    const launch = (wanted: Role, relayed: boolean) => {
-      const group = ids.filter(([id, role]) => role === wanted && routes.has(id) === relayed).map(([id, role]) => startDevice(id, role, join(dir, 'devices', id), configs.get(id)!));
-      fleet.procs.push(...group);
-      for (const p of group) fleet.followTally(p);
-      return group;
-    };
-    await Promise.all(launch('server', false).map((p) => p.ready));
-    const relayedServers = launch('server', true);
-    await Promise.all(relayedServers.map((p) => waitForPort(ports.get(p.id)!, 30_000)));
-    await Promise.all([...launch('client', false), ...launch('client', true)].map((p) => p.ready));
-    await Promise.all(relayedServers.map((p) => p.ready));
+    await startFleetProcesses(ids, routes, ports, dir, configs, (p) => {
+      fleet.procs.push(p);
+      fleet.followTally(p);
+    });
     return fleet;
   }
 
@@ -228,21 +220,6 @@ export class SeparateRootsFleet {
     }
     return tallies;
   }
-}
-
-/** Commands leave `paceMs / 4` apart and acknowledgements are held `paceMs`, so the traffic meets every intermediate state. */
-function paced(inner: ManagerTransport, paceMs: number): ManagerTransport {
-  let nextSlot = 0;
-  return {
-    send: (cmd) => {
-      const at = Math.max(Date.now(), nextSlot);
-      nextSlot = at + paceMs / 4;
-      setTimeout(() => inner.send(cmd), at - Date.now()).unref();
-    },
-    onAck: (handler) => inner.onAck((raw) => { setTimeout(() => handler(raw), paceMs).unref(); }),
-    accepted: (deviceId, seq) => inner.accepted?.(deviceId, seq),
-    close: () => inner.close(),
-  };
 }
 
 async function keyPemOf(deviceDir: string, label: string): Promise<string> {
