@@ -61,8 +61,8 @@ describe('rotation: at every acknowledged step every client authenticates with e
       assert.ok(orders.size >= SEEDS / 2, `interleavings differ between seeds (${orders.size} distinct of ${SEEDS})`);
     });
 
-    it(`${schedule.name}: every state of 3 interleavings passes openssl verify on exported PEM files`, async () => {
-      for (const seed of [101, 102, 103]) {
+    it(`${schedule.name}: every state of 2 interleavings passes openssl verify on exported PEM files`, async () => {
+      for (const seed of [101, 102]) {
         const snaps: FleetSnapshot[] = [];
         const run = await rotateChecked(schedule, seed, { keep: snaps });
         try {
