@@ -30,13 +30,12 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
-import { assertDesiredState, offlineState, type DesiredState, type DeviceState, type TlsCounters } from '../protocol/messages/device-state.ts';
+import { offlineState, type DesiredState, type DeviceState, type TlsCounters } from '../protocol/messages/device-state.ts';
 import { deviceTopic, LINK_QOS, MQTT_PROTOCOL_VERSION, refusedTopics } from '../protocol/topics.ts';
-import { parseWire } from '../protocol/validate.ts';
 import type { Agent } from './agent.ts';
 import { AgentError } from './errors.ts';
 import type { LinkRotationHook } from './link-rotation/link-rotator.ts';
-import { deviceStateMessage } from './state-message.ts';
+import { deviceStateMessage, readDesired } from './state-message.ts';
 
 /** Test and integration hooks. */
 export interface DeviceLinkHooks {
@@ -248,15 +247,8 @@ export class DeviceLink {
       this.desired = null;
       return;
     }
-    let desired: unknown;
-    try {
-      desired = parseWire(packet.payload as Buffer, 'desired state');
-      assertDesiredState(desired);
-    } catch (err) {
-      this.log.warn('invalid desired state ignored', { reason: (err as Error).message });
-      return;
-    }
-    if (desired.deviceId !== this.o.agent.deviceId) return;
+    const desired = readDesired(packet.payload as Buffer, this.o.agent.deviceId, this.log);
+    if (!desired) return;
     this.desired = desired;
     const lastSeq = this.o.linkRotation?.lastSeq() ?? this.o.agent.status().lastSeq;
     if (packet.retain && lastSeq < desired.seq) {

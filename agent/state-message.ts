@@ -24,16 +24,17 @@ export function deviceStateMessage(agent: Agent, status: 'online' | 'behind', o:
 }
 
 /**
- * The desired state after a relay handed one over: `raw` if it is a valid
- * one for `deviceId`, else `current` (an invalid one is logged and ignored).
+ * A desired-state message for `deviceId` (from the broker or handed over by
+ * a relay), or null: one for another device, or an invalid one (logged and
+ * ignored).
  */
-export function nextDesired(current: DesiredState | null, raw: string, deviceId: string, log: Logger): DesiredState | null {
+export function readDesired(raw: Buffer | string, deviceId: string, log: Logger): DesiredState | null {
   try {
     const d = parseWire(raw, 'desired state');
     assertDesiredState(d);
-    return d.deviceId === deviceId ? d : current;
+    return d.deviceId === deviceId ? d : null;
   } catch (err) {
-    log.warn('invalid desired state from the relay ignored', { reason: (err as Error).message });
-    return current;
+    log.warn('invalid desired state ignored', { reason: (err as Error).message });
+    return null;
   }
 }

@@ -11,7 +11,7 @@ import type { Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DesiredState, TlsCounters } from '../../protocol/messages/device-state.ts';
 import type { Agent } from '../agent.ts';
-import { deviceStateMessage, nextDesired } from '../state-message.ts';
+import { deviceStateMessage, readDesired } from '../state-message.ts';
 import { UplinkState } from '../uplink.ts';
 import { relayError, type RelayHandler } from './relay-server.ts';
 
@@ -50,7 +50,7 @@ export class RelayInbound extends UplinkState {
     }
     if (req.t !== 'push') return { t: 'error', code: 'E_AGENT_RELAY', message: `${req.t} is not a request a relayed server answers` };
     try {
-      if (req.desired !== null) this.desired = nextDesired(this.desired, req.desired, this.o.agent.deviceId, this.log);
+      if (req.desired !== null) this.desired = readDesired(req.desired, this.o.agent.deviceId, this.log) ?? this.desired;
       const acks: string[] = [];
       // One at a time, in the order the relay gave; the agent checks signature and sequence of each.
       for (const raw of req.commands) acks.push(JSON.stringify(await this.o.agent.handle(raw)));

@@ -16,7 +16,7 @@ import type { Logger } from '../../protocol/log.ts';
 import type { DesiredState, TlsCounters } from '../../protocol/messages/device-state.ts';
 import type { Agent } from '../agent.ts';
 import { AgentError } from '../errors.ts';
-import { deviceStateMessage, nextDesired } from '../state-message.ts';
+import { deviceStateMessage, readDesired } from '../state-message.ts';
 import type { DeviceTlsConnector, TlsTarget } from '../tls/device-tls-connector.ts';
 import { UplinkState } from '../uplink.ts';
 import { RelayChannel } from './channel.ts';
@@ -78,7 +78,7 @@ export class RelayUplink extends UplinkState {
       const reply = await channel.request({ t: 'poll', state: JSON.stringify(this.stateMessage()) }, timeout);
       if (reply.t === 'error') throw new AgentError('E_AGENT_RELAY', `relay ${this.o.relay.serverId} refused the poll: ${reply.code} ${reply.message}`);
       if (reply.t !== 'commands') throw new AgentError('E_AGENT_RELAY', `relay ${this.o.relay.serverId} answered a poll with ${reply.t}`);
-      if (reply.desired !== null) this.desired = nextDesired(this.desired, reply.desired, this.o.agent.deviceId, this.log);
+      if (reply.desired !== null) this.desired = readDesired(reply.desired, this.o.agent.deviceId, this.log) ?? this.desired;
       for (const raw of reply.commands) {
         this.counts.commands++;
         const ack = await this.o.agent.handle(raw);
