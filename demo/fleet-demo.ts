@@ -10,9 +10,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
-import { anchorsOf, identitiesOf } from '../agent/device-record.ts';
-import { FileKeyStore } from '../hal/file/file-key-store.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import type { CaKeyAlgorithm } from '../manager/ca/keys.ts';
 import { rootAlgorithm } from '../manager/algorithm-plan.ts';
@@ -26,7 +23,8 @@ import type { Orchestrator } from '../manager/orchestrator.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
-import { CrossStack, type CrossStackDevice } from './cross-stack.ts';
+import { CrossStack } from './cross-stack.ts';
+import { captureFromDisk, keyPemOf } from './device-files.ts';
 import { paced } from './paced-transport.ts';
 import { startFleetProcesses, stopAll, type DeviceProc } from './device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from './device-provisioning.ts';
@@ -191,32 +189,6 @@ export async function runFleetDemo(o: FleetDemoOptions): Promise<FleetDemoResult
 /** A root's key algorithm and subject, for the result. */
 function rootFacts(pem: string): { algorithm: string; subject: string } {
   return { algorithm: rootAlgorithm(pem), subject: new X509Certificate(pem).subject.split('\n').join(',') };
-}
-
-/** The devices' roots and identities as stored on disk right now (read-only, integrity-checked). */
-function captureFromDisk(root: string, ids: [string, Role][]): Promise<CrossStackDevice[]> {
-  // Each load runs synchronously up to its return, so every device is read at this instant.
-  return Promise.all(ids.map(async ([id, role]) => {
-    const store = new SqliteStateStore(join(root, 'devices', id, 'trust-store.db'), {}, { readonly: true });
-    try {
-      const r = await store.load();
-      if (!r) throw new Error(`device ${id} has no trust store`);
-      return { id, role, anchors: anchorsOf(r), identities: identitiesOf(r).map((i) => ({ ...i })) };
-    } finally {
-      await store.close();
-    }
-  }));
-}
-
-async function keyPemOf(deviceDir: string, label: string): Promise<string> {
-  const keys = await FileKeyStore.open(join(deviceDir, 'keys'));
-  try {
-    const ref = await keys.tlsKey(label);
-    if (ref.kind !== 'pem') throw new Error(`key ${label} is not an in-memory key`);
-    return ref.keyPem;
-  } finally {
-    await keys.close();
-  }
 }
 
 /** A human summary of a demo result. */

@@ -12,9 +12,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
-import { anchorsOf, identitiesOf } from '../../agent/device-record.ts';
-import { FileKeyStore } from '../../hal/file/file-key-store.ts';
 import { CaAuthority } from '../../manager/ca-authority.ts';
 import { FleetDb, type RotationRow } from '../../manager/fleet-db.ts';
 import { AuditLog } from '../../manager/audit-log.ts';
@@ -28,6 +25,7 @@ import { createLogger } from '../../protocol/log.ts';
 import { fingerprint } from '../../protocol/pem.ts';
 import { SIDE_SCHEDULES, type Role, type RootSide, type Schedule } from '../../protocol/steps.ts';
 import { CrossStack, type CrossStackDevice } from '../../demo/cross-stack.ts';
+import { captureFromDisk, keyPemOf } from '../../demo/device-files.ts';
 import { startFleetProcesses, stopAll, type DeviceProc, type Tally } from '../../demo/device-process.ts';
 import { paced } from '../../demo/paced-transport.ts';
 import { fleetShape, provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
@@ -136,16 +134,7 @@ export class SeparateRootsFleet {
 
   /** The devices' roots and identities as stored on disk now (read-only). */
   private capture(): Promise<CrossStackDevice[]> {
-    return Promise.all(this.ids.map(async ([id, role]) => {
-      const store = new SqliteStateStore(join(this.dir, 'devices', id, 'trust-store.db'), {}, { readonly: true });
-      try {
-        const r = await store.load();
-        if (!r) throw new Error(`device ${id} has no trust store`);
-        return { id, role, anchors: anchorsOf(r), identities: identitiesOf(r).map((i) => ({ ...i })) };
-      } finally {
-        await store.close();
-      }
-    }));
+    return captureFromDisk(this.dir, this.ids);
   }
 
   /**
@@ -219,16 +208,5 @@ export class SeparateRootsFleet {
       rmSync(this.dir, { recursive: true, force: true });
     }
     return tallies;
-  }
-}
-
-async function keyPemOf(deviceDir: string, label: string): Promise<string> {
-  const keys = await FileKeyStore.open(join(deviceDir, 'keys'));
-  try {
-    const ref = await keys.tlsKey(label);
-    if (ref.kind !== 'pem') throw new Error(`key ${label} is not an in-memory key`);
-    return ref.keyPem;
-  } finally {
-    await keys.close();
   }
 }
