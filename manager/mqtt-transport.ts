@@ -249,11 +249,12 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       this.log.warn('unreadable message dropped', { deviceId: t.deviceId, topic, code: (err as { code?: string }).code });
       return;
     }
-    if (t.via !== undefined && this.routeOf(t.deviceId) !== t.via) {
+    const route = t.via === undefined ? null : this.routeOf(t.deviceId);
+    if (t.via !== undefined && route !== t.via) {
       // The broker vouches only for the relay; a relay may speak only for the devices routed through it.
       this.stats.misrouted++;
       this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
-      this.log.warn('relayed message from a relay the device is not routed through; dropped', { deviceId: t.deviceId, topic, relay: t.via, route: this.routeOf(t.deviceId) });
+      this.log.warn('relayed message from a relay the device is not routed through; dropped', { deviceId: t.deviceId, topic, relay: t.via, route });
       return;
     }
     const named = (msg as { deviceId?: unknown } | null)?.deviceId;
@@ -315,8 +316,8 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     }
   }
 
-  private publishCommand(cmd: Command): void {
-    this.client.publish(routedTopic(cmd.deviceId, this.routeOf(cmd.deviceId), 'cmd'), JSON.stringify(cmd), { qos: LINK_QOS });
+  private publishCommand(cmd: Command, via = this.routeOf(cmd.deviceId)): void {
+    this.client.publish(routedTopic(cmd.deviceId, via, 'cmd'), JSON.stringify(cmd), { qos: LINK_QOS });
     this.stats.commandsPublished++;
   }
 
@@ -327,8 +328,10 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       this.log.debug('transport closed; command not published (resume resends it)', log);
       return;
     }
+    // One route lookup (a database read) serves the command and its desired state.
+    const via = this.routeOf(cmd.deviceId);
     try {
-      this.publishCommand(cmd);
+      this.publishCommand(cmd, via);
     } catch (err) {
       this.log.error('command not published', { ...log, reason: (err as Error).message });
       return;
@@ -336,7 +339,7 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     if (cmd.seq >= (this.pending.get(cmd.deviceId)?.seq ?? 0)) this.pending.set(cmd.deviceId, cmd);
     if (cmd.seq >= (this.desiredSeq.get(cmd.deviceId) ?? 0)) {
       this.desiredSeq.set(cmd.deviceId, cmd.seq);
-      this.client.publish(routedTopic(cmd.deviceId, this.routeOf(cmd.deviceId), 'desired'), JSON.stringify(desiredFor(cmd, this.clock.now())), { qos: LINK_QOS, retain: true });
+      this.client.publish(routedTopic(cmd.deviceId, via, 'desired'), JSON.stringify(desiredFor(cmd, this.clock.now())), { qos: LINK_QOS, retain: true });
       this.stats.desiredPublished++;
     }
     this.log.debug('command published', log);
