@@ -88,7 +88,7 @@ describe('Node 24: the agent\'s and the protocol\'s tests', function () {
     const files = SUITES.flatMap((dir) => readdirSync(join(TREE, dir), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.test.ts')).map((f) => join(dir, f))).sort();
     const shards = Array.from({ length: SHARDS }, (_, i) => files.filter((_f, j) => j % SHARDS === i)).filter((s) => s.length > 0);
     const runs = await Promise.all(shards.map(async (shard) => {
-      const child = spawn(runtime.node, ['--import', 'tsx', 'test/run.ts', ...shard], { cwd: TREE, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: process.env.CI ?? '' } });
+      const child = spawn(runtime.node, ['--import', 'tsx', 'test/run.ts', ...shard], { cwd: TREE, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CI: process.env.CI ?? '', TRUSTROLL_TEST_JOBS: '1' } });
       let out = '';
       child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
