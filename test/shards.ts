@@ -78,9 +78,9 @@ export function timeFiles(runner: Mocha.Runner, into: Map<string, number>): void
   });
 }
 
-/** The ten slowest files, for stderr (nothing for a single file). */
+/** The ten slowest files (TRUSTROLL_TEST_SLOWEST=N: N of them, e.g. to refresh KNOWN_SECONDS), for stderr (nothing for a single file). */
 export function slowestFiles(root: string, seconds: Map<string, number>): string {
-  const slowest = [...seconds].sort((a, b) => b[1] - a[1]).slice(0, 10);
+  const slowest = [...seconds].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TRUSTROLL_TEST_SLOWEST) || 10);
   return slowest.length > 1 ? `\nslowest files:\n${slowest.map(([f, s]) => `  ${s.toFixed(1).padStart(7)} s  ${relative(root, f)}`).join('\n')}\n` : '';
 }
 

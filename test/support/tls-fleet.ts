@@ -46,16 +46,17 @@ export async function rotateWithHandshakes(o: LiveRotationOptions): Promise<Live
     const m = (matrix = await HandshakeMatrix.create(fleet, { minVersion: o.version, maxVersion: o.version, timeoutMs: 5_000 }));
     let changes = 0;
     for (const [id, agent] of fleet.agents) {
-      let changed = false;
+      let deviceChanges = 0;
       agent.onChange(() => {
-        changed = true;
+        deviceChanges++;
         changes++;
       });
-      // Hold the acknowledgement until a round has run on the new state.
+      // Hold the acknowledgement until a round has run on the new state. A count, not a flag: a redelivery
+      // handled while this acknowledgement is held (the manager resends after its ack time-out) must not hide this change.
       fleet.transport.attach(id, async (raw) => {
-        changed = false;
+        const before = deviceChanges;
         const ack = await agent.handle(raw);
-        if (changed) for (let i = 0; i < (o.roundsPerChange ?? 1); i++) await m.runRound();
+        if (deviceChanges > before) for (let i = 0; i < (o.roundsPerChange ?? 1); i++) await m.runRound();
         return JSON.stringify(ack);
       });
     }

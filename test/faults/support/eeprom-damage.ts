@@ -5,7 +5,7 @@
  * or the older image. Reads the slot headers itself (same layout as
  * hal/eeprom/slot-image.ts), so it works on a file no process has open.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import type { EepromGeometry } from '../../../hal/eeprom/byte-device.ts';
 
 /** How a slot is damaged. */
@@ -50,6 +50,12 @@ export function damageSlot(file: string, g: EepromGeometry, which: 'newer' | 'ol
     image.writeUInt32BE(0xdeadbeef, base);
     what = `header magic at ${base} overwritten`;
   }
-  writeFileSync(file, image);
+  // In place, never truncated: a store read at the same time (the fault harness samples them) sees 64 KiB, old bytes or damaged ones.
+  const fd = openSync(file, 'r+');
+  try {
+    writeSync(fd, image, 0, image.length, 0);
+  } finally {
+    closeSync(fd);
+  }
   return `${which} slot ${slot === 0 ? 'A' : 'B'}: ${what}`;
 }
