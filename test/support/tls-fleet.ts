@@ -51,12 +51,17 @@ export async function rotateWithHandshakes(o: LiveRotationOptions): Promise<Live
         deviceChanges++;
         changes++;
       });
-      // Hold the acknowledgement until a round has run on the new state. A count, not a flag: a redelivery
-      // handled while this acknowledgement is held (the manager resends after its ack time-out) must not hide this change.
+      // Hold the acknowledgement until rounds have run on the new state. Under load the manager resends a
+      // command whose acknowledgement is held past its time-out; the redelivery changes nothing, but its
+      // acknowledgement must wait for the same rounds (else the rotation moves on, or ends, before them).
+      let rounds: Promise<void> = Promise.resolve();
       fleet.transport.attach(id, async (raw) => {
         const before = deviceChanges;
         const ack = await agent.handle(raw);
-        if (deviceChanges > before) for (let i = 0; i < (o.roundsPerChange ?? 1); i++) await m.runRound();
+        if (deviceChanges > before) {
+          rounds = (async () => { for (let i = 0; i < (o.roundsPerChange ?? 1); i++) await m.runRound(); })();
+        }
+        await rounds;
         return JSON.stringify(ack);
       });
     }
