@@ -7,6 +7,7 @@
  * before it), then the unit's counts, seconds per file and failure list.
  */
 import Mocha from 'mocha';
+import { readFileSync } from 'node:fs';
 import { format } from 'node:util';
 import { FRAME, MOCHA_OPTIONS, timeFiles, type Frame, type Order } from './shards.ts';
 
@@ -43,7 +44,19 @@ class UnitReporter extends Mocha.reporters.Spec {
   }
 }
 
+/** CPU seconds of this process and its waited-for children so far (Linux /proc; 0 elsewhere). */
+function cpuSeconds(): number {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 async function runUnit(files: string[]): Promise<void> {
+  const cpu0 = cpuSeconds();
   failureList = '';
   const mocha = new Mocha({ ...MOCHA_OPTIONS, reporter: UnitReporter });
   for (const f of files) mocha.addFile(f);
@@ -52,7 +65,7 @@ async function runUnit(files: string[]): Promise<void> {
   await new Promise<void>((resolve) => {
     const runner = mocha.run((failures) => {
       const stats = runner.stats ?? { passes: 0, failures, pending: 0 };
-      send({ t: 'done', passes: stats.passes, failures: stats.failures, pending: stats.pending, fileSeconds: [...fileSeconds], failureList });
+      send({ t: 'done', passes: stats.passes, failures: stats.failures, pending: stats.pending, fileSeconds: [...fileSeconds], cpuSeconds: cpuSeconds() - cpu0, failureList });
       resolve();
     });
     timeFiles(runner, fileSeconds);
@@ -69,6 +82,6 @@ process.on('message', (order: Order) => {
   queue = queue.then(() => runUnit(order.run)).catch((e: unknown) => {
     // A file that does not load (syntax error, missing import) fails its unit.
     process.stderr.write(`\n${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
-    send({ t: 'done', passes: 0, failures: 1, pending: 0, fileSeconds: [], failureList: `  loading ${order.run.join(', ')} failed: ${e instanceof Error ? e.message : String(e)}\n` });
+    send({ t: 'done', passes: 0, failures: 1, pending: 0, fileSeconds: [], cpuSeconds: 0, failureList: `  loading ${order.run.join(', ')} failed: ${e instanceof Error ? e.message : String(e)}\n` });
   });
 });

@@ -106,10 +106,15 @@ export function timeFiles(runner: Mocha.Runner, into: Map<string, number>): void
   });
 }
 
-/** The ten slowest files (TRUSTROLL_TEST_SLOWEST=N: N of them, e.g. to refresh KNOWN_SECONDS), for stderr (nothing for a single file). */
-export function slowestFiles(root: string, seconds: Map<string, number>): string {
+/**
+ * The ten slowest files (TRUSTROLL_TEST_SLOWEST=N: N of them, e.g. to refresh
+ * KNOWN_SECONDS), for stderr (nothing for a single file); with `cpu`, the CPU
+ * seconds of each file's worker and its child processes beside it.
+ */
+export function slowestFiles(root: string, seconds: Map<string, number>, cpu?: Map<string, number>): string {
   const slowest = [...seconds].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TRUSTROLL_TEST_SLOWEST) || 10);
-  return slowest.length > 1 ? `\nslowest files:\n${slowest.map(([f, s]) => `  ${s.toFixed(1).padStart(7)} s  ${relative(root, f)}`).join('\n')}\n` : '';
+  const line = ([f, s]: [string, number]) => `  ${s.toFixed(1).padStart(7)} s  ${cpu ? `cpu ${(cpu.get(f) ?? 0).toFixed(1).padStart(6)} s  ` : ''}${relative(root, f)}`;
+  return slowest.length > 1 ? `\nslowest files:\n${slowest.map(line).join('\n')}\n` : '';
 }
 
 /** The one line CI reads (stdout, last line). */
@@ -123,7 +128,7 @@ export const FRAME = '\x1e';
 /** What a worker writes: one framed JSON line per write of the unit's, and one when the unit ends. */
 export type Frame =
   | { t: 'out' | 'err'; s: string }
-  | { t: 'done'; passes: number; failures: number; pending: number; fileSeconds: [string, number][]; failureList: string };
+  | { t: 'done'; passes: number; failures: number; pending: number; fileSeconds: [string, number][]; cpuSeconds: number; failureList: string };
 
 /** What the coordinator sends a worker over IPC. */
 export type Order = { run: string[] } | { quit: true };
@@ -151,6 +156,8 @@ export async function runParallel(root: string, files: string[], jobs: number): 
   const queue = planUnits(files.map((f) => relative(root, f)));
   const total = { passes: 0, failures: 0, pending: 0 };
   const fileSeconds = new Map<string, number>();
+  const fileCpu = new Map<string, number>();
+  let cpuTotal = 0;
   const failureLists: string[] = [];
   const crashes: string[] = [];
   const busy: number[] = [];
@@ -189,6 +196,10 @@ export async function runParallel(root: string, files: string[], jobs: number): 
     total.failures += f.failures;
     total.pending += f.pending;
     for (const [file, s] of f.fileSeconds) fileSeconds.set(file, (fileSeconds.get(file) ?? 0) + s);
+    // A group's CPU time is shared out over its files by their seconds.
+    const unitSeconds = f.fileSeconds.reduce((sum, [, s]) => sum + s, 0);
+    for (const [file, s] of f.fileSeconds) fileCpu.set(file, (fileCpu.get(file) ?? 0) + (unitSeconds > 0 ? (f.cpuSeconds * s) / unitSeconds : 0));
+    cpuTotal += f.cpuSeconds;
     if (f.failureList) failureLists.push(`  in ${w.unit!.files.join(', ')}:\n${f.failureList}`);
     w.busy += (Date.now() - w.unitStarted) / 1000;
     w.unit = null;
@@ -264,8 +275,8 @@ export async function runParallel(root: string, files: string[], jobs: number): 
   if (total.pending) out.push(`  ${total.pending} pending`);
   if (total.failures) out.push(`  ${total.failures} failing`, '', ...failureLists, ...crashes.map((c) => `  ${c}\n`));
   process.stdout.write(`${out.join('\n')}\n`);
-  process.stderr.write(slowestFiles(root, fileSeconds));
-  process.stderr.write(`\n${busy.length} test workers (${jobs} at a time) over ${files.length} files: ${fmtSeconds(wall)} wall, busy ${busy.map((s) => fmtSeconds(s)).join(' + ')}\n`);
+  process.stderr.write(slowestFiles(root, fileSeconds, fileCpu));
+  process.stderr.write(`\n${busy.length} test workers (${jobs} at a time) over ${files.length} files: ${fmtSeconds(wall)} wall, busy ${busy.map((s) => fmtSeconds(s)).join(' + ')}, ${fmtSeconds(cpuTotal)} of CPU (workers and their child processes)\n`);
   process.stdout.write(summaryLine(total.passes, total.failures, total.pending));
   return total.failures > 0 ? 1 : 0;
 }
