@@ -11,7 +11,7 @@ import { halConfigSchema, type HalConfig } from '../hal/config-schema.ts';
 import { checkHalConfig, openHal } from '../hal/config.ts';
 import { HalError } from '../hal/errors.ts';
 import type { KeyStore } from '../hal/key-store.ts';
-import type { RecordStoreIntegrity } from '../hal/record-store.ts';
+import type { RecordStore, RecordStoreIntegrity } from '../hal/record-store.ts';
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import { SAFE_SCHEDULES, SCHEDULES, type Role } from '../protocol/steps.ts';
@@ -246,13 +246,18 @@ export interface AgentRuntime {
   close(): Promise<void>;
 }
 
+/** The state store `store` names; a `hal-records` store owns (and closes) `records`. */
+export function openStateStore(store: StoreConfig, records: RecordStore): StateStore {
+  return store.kind === 'sqlite' ? new SqliteStateStore(store.path) : new RecordStateStore(records, store.name);
+}
+
 /** Open the HAL and the state store the configuration names, and the agent if provisioned. */
 export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger; verifySignature?: (cmd: Command, signedBytes: Buffer) => void }): Promise<AgentRuntime> {
   if (config.store.kind === 'sqlite' && !existsSync(dirname(resolve(config.store.path)))) {
     throw new AgentError('E_AGENT_CONFIG', `setting "store.path": the folder ${dirname(resolve(config.store.path))} does not exist; create it (the agent makes only the store file) or fix the path`);
   }
   const hal = await openHal(config.hal);
-  const store: StateStore = config.store.kind === 'sqlite' ? new SqliteStateStore(config.store.path) : new RecordStateStore(hal.records, config.store.name);
+  const store = openStateStore(config.store, hal.records);
   const close = async () => {
     await store.close();
     await hal.keys.close();

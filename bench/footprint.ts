@@ -7,16 +7,18 @@
  * addons; idle RSS <= 1.3x bare Node.
  *   node --import tsx bench/footprint.ts [arm64,armv7 | none]
  * The agent runs with the launcher's Node flags and environment
- * (AGENT_NODE_FLAGS, AGENT_ENV, as in the image) and bare Node with the same
+ * (agentNodeFlags, AGENT_ENV, as in the image) and bare Node with the same
  * flags, executable and environment;
  * FOOTPRINT_NODE_FLAGS="--max-semi-space-size=1 …" tries more on both on x86.
- * "Idle" is a server-role agent linked to a local Mosquitto over mTLS with
- * its TLS service listening, 5 s after it reported ready (idleRssMB, the
+ * "Idle" is a server-role agent configured as the image's template (file
+ * HAL, record in the HAL record store) linked to a local Mosquitto over
+ * mTLS with its TLS service listening, 5 s after it reported ready (idleRssMB, the
  * target's number) and 30 s after (settledRssMB, once V8's memory reducer
  * has shrunk the heap after the start). Under qemu the RSS counted is the
  * emulated program's own mappings (guestRssKb), and the emulator process's
  * whole RSS (with qemu's translation cache) is reported beside it
- * (emulatorRssMB). The JSON's `started` shows both command lines.
+ * (emulatorRssMB). The JSON's `started` shows both command lines; on x86
+ * `withSqliteStore` is the same agent with its record in SQLite.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -24,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { AGENT_ADDONS } from '../cross-compile/addons.ts';
-import { ADDON_DIR, AGENT_ENV, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from '../cross-compile/bundle.ts';
+import { ADDON_DIR, AGENT_ENV, agentNodeFlags, BUNDLE_FILE, bundleAgent } from '../cross-compile/bundle.ts';
 import { OUT_DIR, REPO_ROOT } from '../cross-compile/paths.ts';
 import { targetOf } from '../cross-compile/targets.ts';
 import { buildImage, type ImageBuild } from '../image/build.ts';
@@ -119,8 +121,8 @@ try {
   const bundle = await bundleAgent(join(OUT_DIR, 'x64-bundle'));
   mkdirSync(join(OUT_DIR, 'x64-bundle', ADDON_DIR), { recursive: true });
   for (const a of AGENT_ADDONS) copyFileSync(join(REPO_ROOT, 'node_modules', a.pkg, 'build', 'Release', a.file), join(OUT_DIR, 'x64-bundle', ADDON_DIR, a.file));
-  // The launcher's flags (AGENT_NODE_FLAGS), then any tried on top.
-  const flags = [...AGENT_NODE_FLAGS, ...(process.env.FOOTPRINT_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
+  // The launcher's flags (agentNodeFlags), then any tried on top.
+  const flags = [...agentNodeFlags(process.version), ...(process.env.FOOTPRINT_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
   const x64Bundle = (args: string[]): CommandLine => ({ command: process.execPath, args: [...flags, bundle.file, ...args] });
   const x64Tsx = (args: string[]): CommandLine => ({ command: process.execPath, args: [join(REPO_ROOT, 'bin', 'trustroll-agent.mjs'), ...args] });
 
@@ -132,7 +134,10 @@ try {
   const ca = await CaAuthority.openOrInit(join(work, 'ca'), { subject: 'CN=Footprint Root', now: systemClock.now() });
   broker = await Mosquitto.start(pki);
   const db = new FleetDb(join(work, 'manager.db'));
-  const config = await provisionDevice(work, 'printer-footprint', 'server', { pki, ca, db, brokerUrl: broker.url, ports: new Map([['printer-footprint', await freePort()]]), naive: false, logger: createLogger({ level: 'warn', sink: () => undefined }) });
+  const device = async (id: string, store: 'hal-records' | 'sqlite') => provisionDevice(work, id, 'server', { pki, ca, db, brokerUrl: broker!.url, ports: new Map([[id, await freePort()]]), naive: false, store, logger: createLogger({ level: 'warn', sink: () => undefined }) });
+  // The image's configuration keeps the record in the HAL record store; SQLite is measured beside it.
+  const config = await device('printer-footprint', 'hal-records');
+  const sqliteConfig = await device('printer-footprint-sqlite', 'sqlite');
   db.close();
 
   // Both processes: the same executable (under qemu: the same emulator and sysroot), the same Node flags, the same environment.
@@ -152,6 +157,7 @@ try {
     node: process.version,
     nodeFlags: flags,
     ...(await measure(x64Bundle, { command: process.execPath, args: flags })),
+    withSqliteStore: await (async () => { const a = await idleRss(x64Bundle(['run', '--config', sqliteConfig]), isReady); return { ...a, note: 'the same agent with its record in SQLite ("store": {"kind": "sqlite"}) instead of the HAL record store' }; })(),
     tsxDevelopment: { versionMs: timeRuns(x64Tsx(['--version'])), ...(await idleRss(x64Tsx(['run', '--config', config]), isReady)) },
   };
 
@@ -160,7 +166,7 @@ try {
     const why = emulationUnavailable(t);
     if (why) { emulated[t.arch] = { skipped: why }; continue; }
     const rootfs = join(images[t.arch]!.rootfs);
-    const bare = emulatedNode(t, rootfs, [...AGENT_NODE_FLAGS]);
+    const bare = emulatedNode(t, rootfs, agentNodeFlags(t.runtime.version));
     emulated[t.arch] = { node: `v${t.runtime.version}`, ...(await measure((args) => emulatedAgent(t, rootfs, args), bare, 3, true)) };
   }
 

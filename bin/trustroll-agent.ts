@@ -7,7 +7,6 @@
  *   selftest   the technician's self-test: key, store, chain, broker link, live handshakes (read-only)
  * Exit codes: 0 ok, 1 a check failed (status: a certificate expired, the key is unusable, or the store rolled back: E_STORE_REGRESSED / E_HAL_ROLLBACK), 2 bad usage or configuration.
  */
-import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../hal/key-store.ts';

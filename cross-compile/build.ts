@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { buildAddons, type BuiltAddon } from './addons.ts';
-import { ADDON_DIR, AGENT_ENV, AGENT_NODE_FLAGS, BUNDLE_FILE, bundleAgent } from './bundle.ts';
+import { ADDON_DIR, AGENT_ENV, agentNodeFlags, BUNDLE_FILE, bundleAgent } from './bundle.ts';
 import { agentConfigJsonSchema } from './config-schema.ts';
 import { BuildError } from './errors.ts';
 import { addonCache, OUT_DIR, REPO_ROOT } from './paths.ts';
@@ -46,14 +46,14 @@ export interface CrossBuild {
   seconds: number;
 }
 
-/** The launcher installed as /opt/trustroll/bin/trustroll-agent (and linked from /usr/bin). */
-export const LAUNCHER = `#!/bin/sh
+/** The launcher installed as /opt/trustroll/bin/trustroll-agent (and linked from /usr/bin), for the target's runtime. */
+export const launcher = (target: Target): string => `#!/bin/sh
 # trustroll-agent: runs the agent bundle on the runtime shipped beside it.
 # NODE_OPTIONS=--enable-source-maps gives stack traces in source terms.
 here=$(dirname "$(readlink -f "$0")")
 # The V8 flags and this environment keep the idle agent small (/opt/trustroll/share/doc/README.md, "Memory").
 ${Object.entries(AGENT_ENV).map(([k, v]) => `export ${k}="\${${k}:-${v}}"`).join('\n')}
-exec "$here/node" ${AGENT_NODE_FLAGS.join(' ')} "$here/../lib/${BUNDLE_FILE}" "$@"
+exec "$here/node" ${agentNodeFlags(target.runtime.version).join(' ')} "$here/../lib/${BUNDLE_FILE}" "$@"
 `;
 
 /** Builds the target's tree (reusing cached native builds); returns where it is. */
@@ -72,7 +72,7 @@ export async function crossCompile(target: Target, log: (line: string) => void =
   const strip = spawnSync(`${target.toolchain}-strip`, ['--strip-all', node], { encoding: 'utf8' });
   if (strip.status !== 0) throw new BuildError('E_BUILD_TOOL', `${target.toolchain}-strip: ${strip.stderr.trim() || 'not found'}; install ${target.toolchainPackages.join(' ')}`);
   chmodSync(node, 0o755);
-  writeFileSync(join(root, 'bin', 'trustroll-agent'), LAUNCHER, { mode: 0o755 });
+  writeFileSync(join(root, 'bin', 'trustroll-agent'), launcher(target), { mode: 0o755 });
   for (const f of [BUNDLE_FILE, `${BUNDLE_FILE}.map`, `${BUNDLE_FILE}.LEGAL.txt`]) {
     if (existsSync(join(out, 'bundle', f))) copyFileSync(join(out, 'bundle', f), join(root, 'lib', f));
   }

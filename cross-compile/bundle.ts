@@ -18,13 +18,20 @@ export const BUNDLE_FILE = 'trustroll-agent.mjs';
 /** Folder next to the bundle where it looks for native addons. */
 export const ADDON_DIR = 'addons';
 /**
- * Node (V8) flags every launch of the bundle uses (image/README.md, "Memory"):
- * the idle agent runs mostly native code (TLS, SQLite, signatures), so it
- * keeps V8's interpreter only (no Sparkplug, Maglev or TurboFan code) and
- * V8's small-heap sizing; together they take the idle agent from about 69 to
- * 58 MB RSS on x86 (bench/footprint.ts). Node 20.11 and 24 both accept them.
+ * Node (V8) flags every launch of the bundle uses on a runtime of
+ * `nodeVersion` ("20.11.0", "v24.11.1"; image/README.md, "Memory"): the idle
+ * agent runs mostly native code (TLS, signatures, file writes), so V8 runs
+ * without any machine-code compiler (`--jitless`: bytecode interpreter,
+ * regular expressions interpreted, no WebAssembly) and sizes its heap small.
+ * Node 20 warns at every start that --jitless turns WebAssembly off unless
+ * `--no-expose-wasm` says so first; Node 22 and later have neither the
+ * warning nor that flag.
  */
-export const AGENT_NODE_FLAGS: readonly string[] = ['--no-opt', '--no-sparkplug', '--no-maglev', '--optimize-for-size'];
+export function agentNodeFlags(nodeVersion: string): string[] {
+  const major = Number(/^v?(\d+)\./.exec(nodeVersion)?.[1]);
+  if (!Number.isInteger(major)) throw new BuildError('E_BUILD_RUNTIME', `"${nodeVersion}" is not a Node version`);
+  return ['--jitless', '--optimize-for-size', ...(major < 22 ? ['--no-expose-wasm'] : [])];
+}
 /**
  * Environment every launch of the bundle sets (image/README.md, "Memory"):
  * one glibc malloc arena, so the agent's few threads (libuv's pool for

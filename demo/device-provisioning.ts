@@ -1,6 +1,6 @@
 /**
  * Provision one device of a demo or test fleet on disk the way a factory
- * would: its agent configuration (file HAL, SQLite trust store, MQTT link
+ * would: its agent configuration (file HAL, trust store, MQTT link
  * files of the management PKI), its key made in the HAL, a CSR enrolled
  * with the manager's CA, and the root and certificate provisioned. Returns
  * the path of its agent.json for `trustroll-agent run`.
@@ -8,8 +8,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.ts';
-import type { AgentConfig } from '../agent/config.ts';
-import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
+import { openStateStore, type AgentConfig } from '../agent/config.ts';
 import { openHal } from '../hal/config.ts';
 import type { KeyAlgorithm } from '../hal/key-store.ts';
 import type { CaAuthority } from '../manager/ca-authority.ts';
@@ -27,9 +26,10 @@ import { freePort } from './mosquitto.ts';
  * their mTLS ports. `keyAlgorithm`: the device key (default P-256);
  * `verifies`: what the device declares it can verify at enrolment; `via`:
  * its relay (route it on the manager with topology.ts setRoute once both
- * are enrolled); `relayFor`: the devices it relays for.
+ * are enrolled); `relayFor`: the devices it relays for; `store`: where its
+ * record lives (SQLite by default, or the HAL record store as in the image).
  */
-export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger; keyAlgorithm?: KeyAlgorithm; verifies?: readonly string[]; via?: string; relayFor?: readonly string[]; relayIntervalMs?: number }): Promise<string> {
+export async function provisionDevice(root: string, id: string, role: Role, c: { pki: ManagementPki; ca: CaAuthority; db: FleetDb; brokerUrl: string; ports: Map<string, number>; naive: boolean; logger: Logger; keyAlgorithm?: KeyAlgorithm; verifies?: readonly string[]; via?: string; relayFor?: readonly string[]; relayIntervalMs?: number; store?: 'sqlite' | 'hal-records' }): Promise<string> {
   const dir = join(root, 'devices', id);
   mkdirSync(join(dir, 'link'), { recursive: true, mode: 0o700 });
   const mgmt = c.pki.device(id);
@@ -39,7 +39,7 @@ export async function provisionDevice(root: string, id: string, role: Role, c: {
   const config: AgentConfig = {
     deviceId: id, role,
     hal: { keys: { backend: 'file', dir: join(dir, 'keys') }, records: { backend: 'file', dir: join(dir, 'records') } },
-    store: { kind: 'sqlite', path: join(dir, 'trust-store.db') },
+    store: c.store === 'hal-records' ? { kind: 'hal-records' } : { kind: 'sqlite', path: join(dir, 'trust-store.db') },
     // A relayed device has no broker session (and no management certificate): its relay carries its commands.
     ...(c.via
       ? { via: { relay: c.via, ...(role === 'client' ? { host: '127.0.0.1', port: c.ports.get(c.via)! } : {}), pollMs: interval, commandKeys } }
@@ -51,7 +51,7 @@ export async function provisionDevice(root: string, id: string, role: Role, c: {
     ...(c.naive ? { allowUnsafeSchedules: true } : {}),
   };
   const hal = await openHal(config.hal);
-  const store = new SqliteStateStore(config.store.kind === 'sqlite' ? config.store.path : '');
+  const store = openStateStore(config.store, hal.records);
   try {
     const key = await hal.keys.create('device', c.keyAlgorithm ?? 'P-256');
     const csr = await buildCsr({ commonName: id, spki: key.spki, algorithm: key.algorithm, sign: (d) => hal.keys.sign('device', d) });
@@ -63,7 +63,7 @@ export async function provisionDevice(root: string, id: string, role: Role, c: {
   } finally {
     await store.close();
     await hal.keys.close();
-    await hal.records.close();
+    if (config.store.kind === 'sqlite') await hal.records.close();
   }
   const path = join(dir, 'agent.json');
   writeFileSync(path, JSON.stringify(config, null, 2));

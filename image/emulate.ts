@@ -8,7 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { AGENT_NODE_FLAGS, BUNDLE_FILE } from '../cross-compile/bundle.ts';
+import { agentNodeFlags, BUNDLE_FILE } from '../cross-compile/bundle.ts';
 import { BuildError } from '../cross-compile/errors.ts';
 import type { Target } from '../cross-compile/targets.ts';
 
@@ -34,5 +34,5 @@ export function emulatedNode(target: Target, rootfs: string, args: string[]): Co
 
 /** `trustroll-agent <args>` from the image, as /usr/bin/trustroll-agent runs it (with its Node flags), under qemu. */
 export function emulatedAgent(target: Target, rootfs: string, args: string[]): CommandLine {
-  return emulatedNode(target, rootfs, [...AGENT_NODE_FLAGS, join(rootfs, 'opt', 'trustroll', 'lib', BUNDLE_FILE), ...args]);
+  return emulatedNode(target, rootfs, [...agentNodeFlags(target.runtime.version), join(rootfs, 'opt', 'trustroll', 'lib', BUNDLE_FILE), ...args]);
 }

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Metafile } from 'esbuild';
 import { AGENT_ADDONS } from '../../cross-compile/addons.ts';
-import { ADDON_DIR, AGENT_NODE_FLAGS, AGENT_UNUSED_MODULES, bundleAgent, checkAgentInputs, MANAGER_ONLY_PACKAGES, type BundleResult } from '../../cross-compile/bundle.ts';
+import { ADDON_DIR, agentNodeFlags, AGENT_UNUSED_MODULES, bundleAgent, checkAgentInputs, MANAGER_ONLY_PACKAGES, type BundleResult } from '../../cross-compile/bundle.ts';
 import { BuildError } from '../../cross-compile/errors.ts';
 import { REPO_ROOT } from '../../cross-compile/paths.ts';
 
@@ -52,9 +52,11 @@ describe('agent bundle', function () {
   it('runs on this host\'s Node with the launcher\'s flags and the addons beside it: --version, a bad config named, and the SQLite addon loaded', () => {
     mkdirSync(join(dir, ADDON_DIR), { recursive: true });
     for (const a of AGENT_ADDONS) copyFileSync(join(REPO_ROOT, 'node_modules', a.pkg, 'build', 'Release', a.file), join(dir, ADDON_DIR, a.file));
-    const run = (...args: string[]) => spawnSync(process.execPath, [...AGENT_NODE_FLAGS, bundle.file, ...args], { encoding: 'utf8' });
+    const run = (...args: string[]) => spawnSync(process.execPath, [...agentNodeFlags(process.version), bundle.file, ...args], { encoding: 'utf8' });
     const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
-    assert.equal(run('--version').stdout.trim(), pkg.version);
+    const version = run('--version');
+    assert.equal(version.stdout.trim(), pkg.version);
+    assert.equal(version.stderr, '', 'the launcher\'s flags start Node without a warning');
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ deviceId: 'p', role: 'server', hal: { keys: { backend: 'file', dir: dir }, records: { backend: 'file', dir: dir } }, store: { kind: 'sqlite' } }));
     const bad = run('run', '--config', join(dir, 'bad.json'));
     assert.equal(bad.status, 2);

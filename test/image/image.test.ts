@@ -17,7 +17,7 @@ import { agentConfigSchema, checkAgentConfig } from '../../agent/config.ts';
 import { TARGETS, type Target } from '../../cross-compile/targets.ts';
 import type { ImageBuild } from '../../image/build.ts';
 import { MANIFEST } from '../../image/build.ts';
-import { AGENT_ENV, AGENT_NODE_FLAGS } from '../../cross-compile/bundle.ts';
+import { AGENT_ENV, agentNodeFlags } from '../../cross-compile/bundle.ts';
 import { emulatedAgent, emulatedNode } from '../../image/emulate.ts';
 import { imageFor, imageTestSkipReason, unpack } from './support.ts';
 
@@ -106,7 +106,7 @@ for (const target of Object.values(TARGETS) as Target[]) {
       const launcher = join(root, 'opt/trustroll/bin/trustroll-agent');
       assert.equal(spawnSync('sh', ['-n', launcher]).status, 0);
       const launcherText = readFileSync(launcher, 'utf8');
-      assert.ok(launcherText.includes(`"$here/node" ${AGENT_NODE_FLAGS.join(' ')} `), 'launcher flags');
+      assert.ok(launcherText.includes(`"$here/node" ${agentNodeFlags(target.runtime.version).join(' ')} `), 'launcher flags');
       for (const [k, v] of Object.entries(AGENT_ENV)) assert.ok(launcherText.includes(`export ${k}="\${${k}:-${v}}"`), k);
       const unitText = readFileSync(join(root, 'usr/lib/systemd/system/trustroll-agent.service'), 'utf8');
       for (const d of ['Restart=on-failure', 'NoNewPrivileges=true', 'ProtectSystem=strict', 'StateDirectory=trustroll', 'ExecStart=/opt/trustroll/bin/trustroll-agent run --config /etc/trustroll/agent.json']) assert.ok(unitText.includes(d), d);
@@ -139,6 +139,7 @@ for (const target of Object.values(TARGETS) as Target[]) {
       const v = run(emulatedAgent(target, root, ['--version']));
       assert.equal(v.status, 0, v.stderr);
       assert.equal(v.stdout.trim(), pkgVersion);
+      assert.equal(v.stderr, '', 'the launcher\'s flags start this runtime without a warning');
       const node = run(emulatedNode(target, root, ['-p', 'process.arch + " " + process.version']));
       assert.equal(node.stdout.trim(), `${target.nodeArch} v${target.runtime.version}`);
       const dir = mkdtempSync(join(tmpdir(), 'trustroll-badcfg-'));
