@@ -103,6 +103,25 @@ const leaveOutUnused: Plugin = {
   },
 };
 
+/**
+ * Packages that re-implement a Node module for browsers, and the Node module
+ * the bundle uses in their place. MQTT.js and mqtt-packet each carry their
+ * own copy of readable-stream (a port of Node 18's streams, about 80 kB
+ * minified each, with its own polyfills); Node 20 and 24 have the same API
+ * built in. Each is left out of the bundle, and its imports are Node's.
+ */
+export const AGENT_BUILTIN_ALIASES: Readonly<Record<string, string>> = { 'readable-stream': 'node:stream' };
+
+/** esbuild plugin: each of AGENT_BUILTIN_ALIASES resolves to the Node module it re-implements. */
+const builtinsForPolyfills: Plugin = {
+  name: 'trustroll-builtins',
+  setup(b) {
+    for (const [pkg, builtin] of Object.entries(AGENT_BUILTIN_ALIASES)) {
+      b.onResolve({ filter: new RegExp(`^${pkg}$`) }, () => ({ path: builtin, external: true }));
+    }
+  },
+};
+
 /** Lets the bundled CommonJS packages `require` Node's modules and the addons (ES module output). */
 const BANNER = [
   "import { createRequire as __trCreateRequire } from 'node:module';",
@@ -150,7 +169,7 @@ export async function bundleAgent(outDir: string): Promise<BundleResult> {
       logLevel: 'silent',
       banner: { js: BANNER },
       define: { __TRUSTROLL_VERSION__: JSON.stringify(version) },
-      plugins: [addonsBesideBundle, leaveOutUnused],
+      plugins: [addonsBesideBundle, leaveOutUnused, builtinsForPolyfills],
     });
   } catch (err) {
     throw new BuildError('E_BUILD_BUNDLE', (err as Error).message);

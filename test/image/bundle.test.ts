@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Metafile } from 'esbuild';
 import { AGENT_ADDONS } from '../../cross-compile/addons.ts';
-import { ADDON_DIR, agentNodeFlags, AGENT_UNUSED_MODULES, bundleAgent, checkAgentInputs, MANAGER_ONLY_PACKAGES, type BundleResult } from '../../cross-compile/bundle.ts';
+import { ADDON_DIR, agentNodeFlags, AGENT_BUILTIN_ALIASES, AGENT_UNUSED_MODULES, bundleAgent, checkAgentInputs, MANAGER_ONLY_PACKAGES, type BundleResult } from '../../cross-compile/bundle.ts';
 import { BuildError } from '../../cross-compile/errors.ts';
 import { REPO_ROOT } from '../../cross-compile/paths.ts';
 
@@ -34,6 +34,9 @@ describe('agent bundle', function () {
     for (const f of bundle.inputs.ours) assert.match(f, /^(agent|hal|protocol)\/|^bin\/(trustroll-agent|version)\.ts$/, f);
     assert.ok(bundle.inputs.ours.includes('bin/trustroll-agent.ts'));
     for (const p of MANAGER_ONLY_PACKAGES) assert.ok(!bundle.inputs.packages.includes(p), p);
+    // Browser re-implementations of Node modules are Node's own in the bundle.
+    for (const p of Object.keys(AGENT_BUILTIN_ALIASES)) assert.ok(!bundle.inputs.packages.includes(p), p);
+    assert.ok(bundle.inputs.packages.includes('mqtt-packet'), 'mqtt-packet, which imports readable-stream, is in the bundle');
     for (const p of ['mqtt', 'better-sqlite3', 'ajv', 'commander']) assert.ok(bundle.inputs.packages.includes(p), p);
     // MQTT.js's WebSocket and SOCKS connectors and browser timers are left out (the config admits only mqtts://).
     for (const p of ['ws', 'socks', 'ip-address', 'worker-timers']) assert.ok(!bundle.inputs.packages.includes(p), p);
