@@ -19,7 +19,6 @@ import type { Command } from '../protocol/messages/command.ts';
 import { Agent } from './agent.ts';
 import { AgentError } from './errors.ts';
 import { RecordStateStore } from './record-state-store.ts';
-import { SqliteStateStore } from './sqlite-state-store.ts';
 import type { StateStore } from './state-store.ts';
 
 /** Where the device record lives. */
@@ -246,9 +245,11 @@ export interface AgentRuntime {
   close(): Promise<void>;
 }
 
-/** The state store `store` names; a `hal-records` store owns (and closes) `records`. */
-export function openStateStore(store: StoreConfig, records: RecordStore): StateStore {
-  return store.kind === 'sqlite' ? new SqliteStateStore(store.path) : new RecordStateStore(records, store.name);
+/** The state store `store` names; a `hal-records` store owns (and closes) `records`. SQLite's engine is loaded only for a `sqlite` store. */
+export async function openStateStore(store: StoreConfig, records: RecordStore): Promise<StateStore> {
+  if (store.kind === 'hal-records') return new RecordStateStore(records, store.name);
+  const { SqliteStateStore } = await import('./sqlite-state-store.ts');
+  return new SqliteStateStore(store.path);
 }
 
 /** Open the HAL and the state store the configuration names, and the agent if provisioned. */
@@ -257,7 +258,14 @@ export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock
     throw new AgentError('E_AGENT_CONFIG', `setting "store.path": the folder ${dirname(resolve(config.store.path))} does not exist; create it (the agent makes only the store file) or fix the path`);
   }
   const hal = await openHal(config.hal);
-  const store = openStateStore(config.store, hal.records);
+  let store: StateStore;
+  try {
+    store = await openStateStore(config.store, hal.records);
+  } catch (err) {
+    await hal.keys.close();
+    await hal.records.close();
+    throw err;
+  }
   const close = async () => {
     await store.close();
     await hal.keys.close();

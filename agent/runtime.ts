@@ -18,15 +18,12 @@ import { HealthReporter } from './health-reporter.ts';
 import { checkLinkFiles, openLinkTls, readCommandKeys, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
 import { withLinkRotation } from './link-rotation/link-setup.ts';
-import { RelayHub } from './relay/relay-hub.ts';
-import { RelayInbound } from './relay/relay-inbound.ts';
-import { RelayPusher } from './relay/relay-pusher.ts';
-import { relayServerHandler } from './relay/relay-server.ts';
-import { RelayUplink } from './relay/relay-uplink.ts';
+import type { RelayPusher } from './relay/relay-pusher.ts';
+import type { RelayUplink } from './relay/relay-uplink.ts';
 import { lostRecordError } from './state-store.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
 import { DeviceTlsServer } from './tls/device-tls-server.ts';
-import { DeviceTokenTlsServer } from './tls/device-token-tls-server.ts';
+import type { DeviceTokenTlsServer } from './tls/device-token-tls-server.ts';
 import type { Uplink } from './uplink.ts';
 
 /** Handshake counters of a client-role device's probe loop. */
@@ -56,6 +53,7 @@ export interface RunningDevice {
 export async function runDevice(config: AgentConfig, deps: { clock: Clock; logger: Logger }): Promise<RunningDevice> {
   const { link, via, relay } = config;
   if (!link && !via) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent (or "via" for a device whose commands come through a relay)');
+  const r = relay || via ? await relayModules() : null;
   // Every file the link names is parsed and matched before anything is opened, listens or connects.
   const checked = link ? checkLinkFiles(link) : null;
   const commandKeys = checked ? checked.commandKeys : readCommandKeys(via!.commandKeys, 'via.commandKeys');
@@ -97,25 +95,26 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     return null;
   };
   // A relay publishes for the devices behind it on its own session (bound once the link exists).
-  const hub = relay && link ? new RelayHub({
+  const hub = relay && link ? new r!.RelayHub({
     relayId: config.deviceId, downstream: relay.for, clock: deps.clock, logger,
     offlineAfterMs: 5 * Math.max(relay.intervalMs ?? 2_000, 2_000),
     publish: (topic, payload, retain) => mqtt!.publishConfirmed(topic, payload, retain),
   }) : null;
   const inbound = via && config.role === 'server'
-    ? new RelayInbound({ agent, relayId: via.relay, clock: deps.clock, logger, tlsCounters, staleAfterMs: 5 * (via.pollMs ?? 2_000) })
+    ? new r!.RelayInbound({ agent, relayId: via.relay, clock: deps.clock, logger, tlsCounters, staleAfterMs: 5 * (via.pollMs ?? 2_000) })
     : null;
   if (config.role === 'server' && config.tls) {
     // A key inside a token (PKCS#11, TPM) is served through the HAL's TLS terminator; in-memory keys by Node itself.
     const ref = await rt.keys.tlsKey?.(agent.identities()[0]!.keyLabel);
-    const relayHandler = inbound?.handler ?? (hub ? relayServerHandler(hub, logger) : undefined);
+    const relayHandler = inbound?.handler ?? (hub ? r!.relayServerHandler(hub, logger) : undefined);
     const opts = { agent, keys: rt.keys, logger, host: config.tls.host, port: config.tls.port, relay: relayHandler };
     if (ref?.kind === 'pkcs11' && relayHandler) {
       await linkTls?.close();
       await rt.close();
       throw new AgentError('E_AGENT_CONFIG', 'setting "relay"/"via": relaying runs on the device\'s own mutual-TLS service, which needs its key in memory (file or EEPROM backend); a token key is served by the HAL\'s terminator, which carries no relay requests');
     }
-    server = ref?.kind === 'pkcs11' ? await DeviceTokenTlsServer.start(opts) : await DeviceTlsServer.start(opts);
+    // The token terminator (stunnel) is loaded only for a key inside a token.
+    server = ref?.kind === 'pkcs11' ? await (await import('./tls/device-token-tls-server.ts')).DeviceTokenTlsServer.start(opts) : await DeviceTlsServer.start(opts);
     logger.info('mTLS service listening', { host: config.tls.host, port: server.port });
   }
   if (config.role === 'client' && ((config.probe?.targets.length ?? 0) > 0 || via || relay)) {
@@ -136,10 +135,10 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     uplinkUrl = relay ? `${link.url} (relay for ${relay.for.join(', ')})` : link.url;
     if (hub && config.role === 'client') {
       const targets = (config.probe?.targets ?? []).filter((t) => relay!.for.includes(t.serverId));
-      pusher = new RelayPusher({ hub, connector: connector!, targets, intervalMs: relay!.intervalMs ?? 2_000, logger });
+      pusher = new r!.RelayPusher({ hub, connector: connector!, targets, intervalMs: relay!.intervalMs ?? 2_000, logger });
     }
   } else if (config.role === 'client') {
-    poller = new RelayUplink({ agent, connector: connector!, relay: { host: via!.host!, port: via!.port!, serverId: via!.relay }, pollMs: via!.pollMs ?? 2_000, clock: deps.clock, logger, tlsCounters });
+    poller = new r!.RelayUplink({ agent, connector: connector!, relay: { host: via!.host!, port: via!.port!, serverId: via!.relay }, pollMs: via!.pollMs ?? 2_000, clock: deps.clock, logger, tlsCounters });
     poller.start();
     uplink = poller;
     uplinkUrl = `mtls://${via!.host}:${via!.port} (relay ${via!.relay})`;
@@ -174,7 +173,14 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
       }
     })();
   }
-  const report = setInterval(() => logger.info('probe tally', { ...tally, failures: undefined }), 1000);
+  // The probe loop's counts, logged at most once a second and only when they moved: an idle device writes no log lines.
+  let reported = '';
+  const report = setInterval(() => {
+    const line = `${tally.attempted}/${tally.failed}/${tally.fallbacks}`;
+    if (line === reported) return;
+    reported = line;
+    logger.info('probe tally', { ...tally, failures: undefined });
+  }, 1000);
   report.unref();
   const healthFile = healthFilePath(config);
   const health = await HealthReporter.start({
@@ -205,6 +211,14 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
       logger.info('stopped', { probe: tally });
     },
   };
+}
+
+/** The relay's code (agent/relay/), imported only by a device that relays or is relayed. */
+async function relayModules() {
+  const [{ RelayHub }, { RelayInbound }, { RelayPusher }, { relayServerHandler }, { RelayUplink }] = await Promise.all([
+    import('./relay/relay-hub.ts'), import('./relay/relay-inbound.ts'), import('./relay/relay-pusher.ts'), import('./relay/relay-server.ts'), import('./relay/relay-uplink.ts'),
+  ]);
+  return { RelayHub, RelayInbound, RelayPusher, relayServerHandler, RelayUplink };
 }
 
 /** Resolves once `uplink` is up; rejects with E_AGENT_RELAY after `timeoutMs`. */

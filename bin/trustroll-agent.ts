@@ -8,26 +8,22 @@
  * Exit codes: 0 ok, 1 a check failed (status: a certificate expired, the key is unusable, or the store rolled back: E_STORE_REGRESSED / E_HAL_ROLLBACK), 2 bad usage or configuration.
  */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../hal/key-store.ts';
-import { SqliteStateStore } from '../agent/sqlite-state-store.ts';
-import { agentRunState, deviceStatus, describeStatus, halHealth, withHealth, type DeviceStatus } from '../agent/status.ts';
+import type { DeviceStatus } from '../agent/status.ts';
 import { AgentError } from '../agent/errors.ts';
 import { HalError } from '../hal/errors.ts';
-import { openReadOnly } from '../agent/read-only.ts';
-import { parsePeer } from '../agent/selftest/peer-checks.ts';
-import { describeReport, exitCodeOf } from '../agent/selftest/report.ts';
-import { runSelftest } from '../agent/selftest/selftest.ts';
-import { Agent } from '../agent/agent.ts';
 import { loadAgentConfig, openAgentRuntime } from '../agent/config.ts';
-import { runDevice } from '../agent/runtime.ts';
-import { buildCsr } from '../protocol/csr.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 import type { StateStore } from '../agent/state-store.ts';
+import { CommandLine, UsageExit, type OptionValues } from './command-line.ts';
 import { trustrollVersion } from './version.ts';
 
-const program = new Command('trustroll-agent').description('trustroll device agent').version(trustrollVersion(), '-V, --version', 'print the version').showHelpAfterError().exitOverride();
+// What only one command needs is imported when that command runs: the
+// running agent (`run`, for months) never holds the technician's tools in
+// memory, nor they the runtime (image/README.md, "Memory").
+
+const program = new CommandLine('trustroll-agent', 'trustroll device agent', trustrollVersion());
 const logger = createLogger();
 const KEY = 'device';
 
@@ -41,12 +37,18 @@ function oneLineFailures(): void {
   process.on('unhandledRejection', fail);
 }
 
-program.command('init')
-  .description('create the device key in the HAL if it does not exist, and print a CSR for enrollment')
-  .requiredOption('--config <file>', 'agent configuration (JSON)')
-  .option('--replace-lost-key', 'after a storage roll-back lost the key an earlier init made: make a new one (enrol its CSR again)', false)
-  .addOption(new Option('--algorithm <alg>', 'algorithm of a new device key (RSA for fleets whose peers verify only RSA); an existing key is kept and must match').choices([...KEY_ALGORITHMS]))
-  .action(async (o: { config: string; replaceLostKey: boolean; algorithm?: KeyAlgorithm }) => {
+const CONFIG = { flags: '--config <file>', description: 'agent configuration (JSON)', required: true };
+
+program.command({
+  name: 'init',
+  description: 'create the device key in the HAL if it does not exist, and print a CSR for enrollment',
+  options: [
+    CONFIG,
+    { flags: '--replace-lost-key', description: 'after a storage roll-back lost the key an earlier init made: make a new one (enrol its CSR again)' },
+    { flags: '--algorithm <alg>', description: 'algorithm of a new device key (RSA for fleets whose peers verify only RSA); an existing key is kept and must match', choices: KEY_ALGORITHMS },
+  ],
+  action: async (v: OptionValues) => {
+    const o = v as { config: string; replaceLostKey: boolean; algorithm?: KeyAlgorithm };
     const rt = await openAgentRuntime(loadAgentConfig(o.config), { clock: systemClock, logger });
     try {
       let info = await rt.keys.get(KEY);
@@ -59,40 +61,56 @@ program.command('init')
         throw new HalError('E_HAL_KEY_EXISTS', `the device key "${KEY}" in the ${rt.keys.backend} backend already exists as ${info.algorithm}, not ${o.algorithm}; init never replaces a key. Run init without --algorithm to print its CSR again`);
       }
       info ??= await rt.keys.create(KEY, o.algorithm ?? 'P-256');
+      const { buildCsr } = await import('../protocol/csr.ts');
       const csr = await buildCsr({ commonName: rt.config.deviceId, spki: info.spki, algorithm: info.algorithm, sign: (d) => rt.keys.sign(KEY, d) });
       process.stdout.write(csr);
     } finally {
       await rt.close();
     }
-  });
+  },
+});
 
-program.command('provision')
-  .description('store the fleet root and this device\'s certificate (checked against the root and the HAL key)')
-  .requiredOption('--config <file>', 'agent configuration (JSON)')
-  .requiredOption('--root <pem>', 'the fleet root certificate (R0); with separate roots, the other side\'s root this device verifies its peers with ("trustroll ca root --root client" for a server)')
-  .requiredOption('--cert <pem>', 'this device\'s certificate, issued for its HAL key')
-  .option('--issuer-root <pem>', 'separate-roots fleets: the root that issued --cert ("trustroll ca root --root server" for a server), kept to verify the device\'s next certificate')
-  .action(async (o: { config: string; root: string; cert: string; issuerRoot?: string }) => {
+program.command({
+  name: 'provision',
+  description: 'store the fleet root and this device\'s certificate (checked against the root and the HAL key)',
+  options: [
+    CONFIG,
+    { flags: '--root <pem>', description: 'the fleet root certificate (R0); with separate roots, the other side\'s root this device verifies its peers with ("trustroll ca root --root client" for a server)', required: true },
+    { flags: '--cert <pem>', description: 'this device\'s certificate, issued for its HAL key', required: true },
+    { flags: '--issuer-root <pem>', description: 'separate-roots fleets: the root that issued --cert ("trustroll ca root --root server" for a server), kept to verify the device\'s next certificate' },
+  ],
+  action: async (v: OptionValues) => {
+    const o = v as { config: string; root: string; cert: string; issuerRoot?: string };
     const config = loadAgentConfig(o.config);
     const rt = await openAgentRuntime(config, { clock: systemClock, logger });
     try {
       if (rt.agent) throw new AgentError('E_AGENT_CONFIG', `device ${config.deviceId} is already provisioned; its trust store changes only through rotations`);
+      const { Agent } = await import('../agent/agent.ts');
       await Agent.provision({ deviceId: config.deviceId, role: config.role, store: rt.store, keys: rt.keys, clock: systemClock, logger },
         { root: readFileSync(o.root, 'utf8'), certificate: readFileSync(o.cert, 'utf8'), keyLabel: KEY, ...(o.issuerRoot ? { issuerRoot: readFileSync(o.issuerRoot, 'utf8') } : {}) });
       process.stdout.write(`provisioned ${config.deviceId} (${config.role})\n`);
     } finally {
       await rt.close();
     }
-  });
+  },
+});
 
-program.command('run')
-  .description('run the device: management link to the broker, the device\'s mTLS service or its handshakes')
-  .requiredOption('--config <file>', 'agent configuration (JSON)')
-  .action(async (o: { config: string }) => {
+program.command({
+  name: 'run',
+  description: 'run the device: management link to the broker, the device\'s mTLS service or its handshakes',
+  options: [CONFIG],
+  action: async (v: OptionValues) => {
+    const o = v as { config: string };
+    const { runDevice } = await import('../agent/runtime.ts');
     const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger });
     const linked = await device.linked;
     process.stdout.write(JSON.stringify({ event: 'ready', deviceId: device.deviceId, linked, tlsPort: device.tlsPort }) + '\n');
-    const tally = setInterval(() => process.stdout.write(JSON.stringify({ event: 'tally', deviceId: device.deviceId, probe: { ...device.probeTally(), failures: undefined } }) + '\n'), 500);
+    // The handshake tally, every 500 ms while it moves (a device that makes no handshakes prints none).
+    let printed = '';
+    const tally = setInterval(() => {
+      const line = JSON.stringify({ event: 'tally', deviceId: device.deviceId, probe: { ...device.probeTally(), failures: undefined } });
+      if (line !== printed) process.stdout.write((printed = line) + '\n');
+    }, 500);
     await new Promise<void>((resolve) => {
       const stop = () => resolve();
       process.once('SIGTERM', stop);
@@ -101,19 +119,26 @@ program.command('run')
     clearInterval(tally);
     await device.stop();
     process.stdout.write(JSON.stringify({ event: 'stopped', deviceId: device.deviceId, probe: device.probeTally() }) + '\n');
-  });
+  },
+});
 
-program.command('status')
-  .description('show what this device trusts and presents, where it stands in a rotation, and (with --config) the agent\'s link and the key\'s health')
-  .option('--config <file>', 'agent configuration (JSON)')
-  .option('--store <path>', 'or: the device trust store (SQLite file), opened read-only')
-  .option('--json', 'print JSON', false)
-  .action(async (o: { config?: string; store?: string; json: boolean }) => {
+program.command({
+  name: 'status',
+  description: 'show what this device trusts and presents, where it stands in a rotation, and (with --config) the agent\'s link and the key\'s health',
+  options: [
+    { flags: '--config <file>', description: 'agent configuration (JSON)' },
+    { flags: '--store <path>', description: 'or: the device trust store (SQLite file), opened read-only' },
+    { flags: '--json', description: 'print JSON' },
+  ],
+  action: async (v: OptionValues) => {
+    const o = v as { config?: string; store?: string; json: boolean };
     oneLineFailures();
     if (!o.config === !o.store) throw new AgentError('E_AGENT_CONFIG', 'give exactly one of --config or --store');
     const now = new Date();
+    const { agentRunState, deviceStatus, describeStatus, halHealth, withHealth } = await import('../agent/status.ts');
     let status: DeviceStatus;
     if (o.store) {
+      const { SqliteStateStore } = await import('../agent/sqlite-state-store.ts');
       const store: StateStore = new SqliteStateStore(o.store, {}, { readonly: true });
       try {
         const record = await store.load();
@@ -125,6 +150,7 @@ program.command('status')
     } else {
       // Read-only: creates nothing (no empty store, key folder or EEPROM file) and works next to the running agent.
       const config = loadAgentConfig(o.config!);
+      const { openReadOnly } = await import('../agent/read-only.ts');
       const dev = await openReadOnly(config);
       try {
         if (!dev.record) throw dev.storeError ?? new AgentError('E_AGENT_NOT_PROVISIONED', 'no trust store yet; provision the device');
@@ -135,17 +161,25 @@ program.command('status')
     }
     process.stdout.write((o.json ? JSON.stringify(status, null, 2) : describeStatus(status)) + '\n');
     process.exitCode = status.warnings.some((w) => /expired/.test(w)) || status.hal?.ok === false || status.regression ? 1 : 0;
-  });
+  },
+});
 
-program.command('selftest')
-  .description('check that the key signs, the store is intact, the certificate chains, the broker link is up and peers complete mutual TLS (changes nothing)')
-  .requiredOption('--config <file>', 'agent configuration (JSON)')
-  .option('--peer <[name@]host:port>', 'a peer to handshake with instead of probe.targets (client role; repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-  .option('--timeout <ms>', 'per connection', '5000')
-  .option('--json', 'print one JSON object', false)
-  .action(async (o: { config: string; peer: string[]; timeout: string; json: boolean }) => {
+program.command({
+  name: 'selftest',
+  description: 'check that the key signs, the store is intact, the certificate chains, the broker link is up and peers complete mutual TLS (changes nothing)',
+  options: [
+    CONFIG,
+    { flags: '--peer <[name@]host:port>', description: 'a peer to handshake with instead of probe.targets (client role; repeatable)', repeatable: true },
+    { flags: '--timeout <ms>', description: 'per connection', default: '5000' },
+    { flags: '--json', description: 'print one JSON object' },
+  ],
+  action: async (v: OptionValues) => {
+    const o = v as { config: string; peer: string[]; timeout: string; json: boolean };
     oneLineFailures();
     const config = loadAgentConfig(o.config);
+    const { parsePeer } = await import('../agent/selftest/peer-checks.ts');
+    const { describeReport, exitCodeOf } = await import('../agent/selftest/report.ts');
+    const { runSelftest } = await import('../agent/selftest/selftest.ts');
     const peers = o.peer.map(parsePeer);
     if (peers.length && config.role !== 'client') throw new AgentError('E_AGENT_CONFIG', `--peer: ${config.deviceId} is a server-role device; it does not connect to peers (its own TLS port is checked)`);
     const timeoutMs = Number(o.timeout);
@@ -153,13 +187,14 @@ program.command('selftest')
     const report = await runSelftest(config, { peers, timeoutMs });
     process.stdout.write((o.json ? JSON.stringify(report, null, 2) : describeReport(report)) + '\n');
     process.exitCode = exitCodeOf(report);
-  });
+  },
+});
 
 try {
-  await program.parseAsync();
+  await program.run(process.argv.slice(2));
 } catch (err) {
-  // Commander already printed its usage message (and exits 0 after --help).
-  if (err instanceof CommanderError) process.exitCode = err.exitCode === 0 ? 0 : 2;
+  // The usage message, help or version is already printed.
+  if (err instanceof UsageExit) process.exitCode = err.exitCode;
   else {
     process.stderr.write(`trustroll-agent: ${(err as Error).message}\n`);
     // A storage roll-back is a failed check of the device, not a usage or configuration mistake.

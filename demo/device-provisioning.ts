@@ -51,7 +51,7 @@ export async function provisionDevice(root: string, id: string, role: Role, c: {
     ...(c.naive ? { allowUnsafeSchedules: true } : {}),
   };
   const hal = await openHal(config.hal);
-  const store = openStateStore(config.store, hal.records);
+  const store = await openStateStore(config.store, hal.records);
   try {
     const key = await hal.keys.create('device', c.keyAlgorithm ?? 'P-256');
     const csr = await buildCsr({ commonName: id, spki: key.spki, algorithm: key.algorithm, sign: (d) => hal.keys.sign('device', d) });

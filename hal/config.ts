@@ -12,13 +12,8 @@ import { HalError } from './errors.ts';
 import { KEY_BACKENDS, RECORD_BACKENDS, halConfigSchema, type EepromConfig, type HalConfig, type KeysConfig } from './config-schema.ts';
 import { FileKeyStore } from './file/file-key-store.ts';
 import { FileRecordStore } from './file/file-record-store.ts';
-import { FileByteDevice } from './eeprom/byte-device.ts';
-import { AbStore } from './eeprom/ab-store.ts';
-import { EepromRecordStore } from './eeprom/eeprom-record-store.ts';
-import { EepromKeyStore } from './eeprom/eeprom-key-store.ts';
-import { readKek } from './soft/seal.ts';
-import { Pkcs11KeyStore } from './pkcs11/pkcs11-key-store.ts';
-import { openTpmKeyStore } from './tpm/tpm-key-store.ts';
+import type { AbStore } from './eeprom/ab-store.ts';
+// The EEPROM, PKCS#11 and TPM backends are imported when configured: a device holds only the code of the backends it uses.
 
 export type { HalConfig } from './config-schema.ts';
 
@@ -82,6 +77,7 @@ async function readPin(keys: { pin?: string; pinFile?: string }): Promise<{ pin:
 
 /** Opens the EEPROM once and hands out views that close it when the last one closes. */
 async function openSharedEeprom(cfg: EepromConfig): Promise<{ store: AbStore; release: () => Promise<void>; addUser: () => void }> {
+  const [{ AbStore }, { FileByteDevice }] = await Promise.all([import('./eeprom/ab-store.ts'), import('./eeprom/byte-device.ts')]);
   const store = await AbStore.open(await FileByteDevice.open(cfg.device, cfg));
   let users = 0;
   return { store, addUser: () => void users++, release: async () => void (--users === 0 && (await store.close())) };
@@ -92,12 +88,14 @@ async function openKeys(k: KeysConfig, eeprom: () => Promise<{ store: AbStore; r
     case 'file':
       return FileKeyStore.open(k.dir);
     case 'eeprom': {
+      const [{ readKek }, { EepromKeyStore }] = await Promise.all([import('./soft/seal.ts'), import('./eeprom/eeprom-key-store.ts')]);
       const protection = k.protection === 'sealed' ? { mode: 'sealed' as const, kek: await readKek(k.kekFile!, 'keys.kekFile') } : { mode: 'plain' as const };
       const e = await eeprom();
       e.addUser();
       return new EepromKeyStore(e.store, protection, e.release);
     }
-    case 'pkcs11':
+    case 'pkcs11': {
+      const { Pkcs11KeyStore } = await import('./pkcs11/pkcs11-key-store.ts');
       return Pkcs11KeyStore.open({
         backend: 'pkcs11',
         module: k.module,
@@ -106,8 +104,11 @@ async function openKeys(k: KeysConfig, eeprom: () => Promise<{ store: AbStore; r
         env: k.moduleEnv ?? {},
         initFailure: { code: 'E_HAL_CONFIG', setting: 'keys.module' },
       });
-    case 'tpm':
+    }
+    case 'tpm': {
+      const { openTpmKeyStore } = await import('./tpm/tpm-key-store.ts');
       return openTpmKeyStore({ tcti: k.tcti, storeDir: k.storeDir, tokenLabel: k.tokenLabel, ...(await readPin(k)), ...(k.module ? { module: k.module } : {}) });
+    }
   }
 }
 
@@ -121,6 +122,7 @@ export async function openHal(config: unknown): Promise<Hal> {
     let records: RecordStore;
     if (c.records.backend === 'file') records = await FileRecordStore.open(c.records.dir);
     else {
+      const { EepromRecordStore } = await import('./eeprom/eeprom-record-store.ts');
       const e = await eeprom();
       e.addUser();
       records = new EepromRecordStore(e.store, e.release);

@@ -31,13 +31,15 @@ describe('agent bundle', function () {
 
   it('holds only agent, HAL and protocol code and no package only the manager uses', () => {
     assert.ok(bundle.inputs.ours.length > 20);
-    for (const f of bundle.inputs.ours) assert.match(f, /^(agent|hal|protocol)\/|^bin\/(trustroll-agent|version)\.ts$/, f);
+    for (const f of bundle.inputs.ours) assert.match(f, /^(agent|hal|protocol)\/|^bin\/(trustroll-agent|command-line|version)\.ts$/, f);
     assert.ok(bundle.inputs.ours.includes('bin/trustroll-agent.ts'));
     for (const p of MANAGER_ONLY_PACKAGES) assert.ok(!bundle.inputs.packages.includes(p), p);
     // Browser re-implementations of Node modules are Node's own in the bundle.
     for (const p of Object.keys(AGENT_BUILTIN_ALIASES)) assert.ok(!bundle.inputs.packages.includes(p), p);
     assert.ok(bundle.inputs.packages.includes('mqtt-packet'), 'mqtt-packet, which imports readable-stream, is in the bundle');
-    for (const p of ['mqtt', 'better-sqlite3', 'ajv', 'commander']) assert.ok(bundle.inputs.packages.includes(p), p);
+    for (const p of ['mqtt', 'better-sqlite3', 'ajv']) assert.ok(bundle.inputs.packages.includes(p), p);
+    // The device's command line parses with bin/command-line.ts (util.parseArgs), not Commander.
+    assert.ok(!bundle.inputs.packages.includes('commander'), 'commander');
     // MQTT.js's WebSocket and SOCKS connectors and browser timers are left out (the config admits only mqtts://).
     for (const p of ['ws', 'socks', 'ip-address', 'worker-timers']) assert.ok(!bundle.inputs.packages.includes(p), p);
     for (const u of AGENT_UNUSED_MODULES) assert.ok(readFileSync(bundle.file, 'utf8').includes(`${u.what} is not part of the device agent's bundle`), u.what);

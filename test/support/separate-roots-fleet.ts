@@ -116,7 +116,7 @@ export class SeparateRootsFleet {
     this.procs.find((p) => p.id === id)!.proc.kill(frozen ? 'SIGSTOP' : 'SIGCONT');
   }
 
-  /** Keep each client's latest handshake tally (the agent prints one every 500 ms). */
+  /** Keep each client's latest handshake tally (the agent prints one every 500 ms while it moves). */
   private followTally(p: DeviceProc): void {
     createInterface({ input: p.proc.stdout! }).on('line', (line) => {
       try {
@@ -183,7 +183,7 @@ export class SeparateRootsFleet {
     const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`${schedule.name} did not end within 120 s`)), 120_000).unref());
     run.rotation = await Promise.race([ended, timeout]);
     run.ms = Math.round(performance.now() - t0);
-    // Keep the traffic going over the final state, then read the tallies (printed every 500 ms).
+    // Keep the traffic going over the final state, then read the tallies (printed every 500 ms while they move).
     const until = Date.now() + 30_000;
     do await new Promise((r) => setTimeout(r, 600));
     while (this.tallySum().attempted - before.attempted < minHandshakes && Date.now() < until);
