@@ -17,12 +17,23 @@ import { fileURLToPath } from 'node:url';
 /** Options of every mocha run, serial or in a worker. */
 export const MOCHA_OPTIONS = { timeout: 60_000, slow: 2_000 } as const;
 
-/** Worker processes when neither TRUSTROLL_TEST_JOBS nor --jobs says otherwise (most of the suite waits on paces, brokers and child processes, not on the CPU). */
+/**
+ * Worker processes when neither TRUSTROLL_TEST_JOBS nor --jobs says
+ * otherwise: the CI machine's 2 cores. Measured there (CI=true, 2026-12-04):
+ * one process 868 s with 1.47 cores busy on average, 2 workers 786-805 s
+ * with 1.91: the suite is nearly CPU-bound there (handshake loops, agent
+ * processes, builds), so more workers would only add contention.
+ */
 export const DEFAULT_JOBS = 2;
 
 /**
  * Files that must run in the same process, in this order: they write the
  * same fixed output folders. Selected files of a group form one unit.
+ * The other fixed paths have one writer each (2026-12-04): dist/ (npm pack,
+ * test/pack), cross-compile/out/node24/ and the node24-x64 addon cache
+ * (test/node24), the arm64 addon cache (the image group); screenshots in
+ * test/artifacts/ have distinct names. Everything else writes to its own
+ * mkdtemp folder and listens on port 0 or a freePort().
  */
 export const GROUPS: readonly { files: readonly string[]; why: string }[] = [
   {
