@@ -12,6 +12,7 @@
 import Mocha from 'mocha';
 import { fork, type ChildProcess } from 'node:child_process';
 import { relative } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 /** Options of every mocha run, serial or in a worker. */
@@ -250,7 +251,17 @@ export async function runParallel(root: string, files: string[], jobs: number): 
     // Only a grandchild that inherited the worker's stderr writes here (the worker frames its own).
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (d: string) => { w.held.push({ t: 'err', s: d }); });
-    child.once('close', (code, signal) => {
+    // Its end: 'exit', then what is still in its pipes (written synchronously before it exited). Not 'close':
+    // a child process a test left running with the worker's stdout or stderr would hold that off for ever.
+    child.once('exit', (code, signal) => {
+      const drained = (s: Readable) => (s.readableEnded || s.destroyed ? Promise.resolve() : new Promise<void>((r) => { s.once('end', r); s.once('close', r); }));
+      void Promise.race([Promise.all([drained(child.stdout!), drained(child.stderr!)]), new Promise((r) => setTimeout(r, 2_000))]).then(() => {
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        ended(code, signal);
+      });
+    });
+    const ended = (code: number | null, signal: NodeJS.Signals | null) => {
       workers.delete(w);
       if (w.partial) onLine(w, w.partial);
       busy.push(w.busy + (w.unit ? (Date.now() - w.unitStarted) / 1000 : 0));
@@ -265,7 +276,7 @@ export async function runParallel(root: string, files: string[], jobs: number): 
         if (queue.length > 0) dispatch(start());
       }
       if (workers.size === 0) finish();
-    });
+    };
     return w;
   };
 
