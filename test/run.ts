@@ -15,7 +15,7 @@ import Mocha from 'mocha';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, relative } from 'node:path';
-import { DEFAULT_JOBS, MOCHA_OPTIONS, runParallel, slowestFiles, summaryLine, timeFiles } from './shards.ts';
+import { DEFAULT_JOBS, importTestFiles, MOCHA_OPTIONS, runParallel, slowestFiles, summaryLine, timeFiles } from './shards.ts';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const args = process.argv.slice(2);
@@ -50,6 +50,7 @@ if (files.length === 0) {
 } else {
   const mocha = new Mocha({ ...MOCHA_OPTIONS, reporter: 'spec' });
   for (const f of files) mocha.addFile(f);
+  importTestFiles();
   await mocha.loadFilesAsync();
   const fileSeconds = new Map<string, number>();
   const runner = mocha.run((failures) => {

@@ -11,12 +11,26 @@
  */
 import Mocha from 'mocha';
 import { fork, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { relative } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** Options of every mocha run, serial or in a worker. */
 export const MOCHA_OPTIONS = { timeout: 60_000, slow: 2_000 } as const;
+
+/**
+ * Makes mocha load every test file with import(), as the programs load the
+ * code. On Node >= 20.19 mocha require()s a file first; tsx then compiles it
+ * and all it imports to CommonJS, and a module the code imports dynamically
+ * (the agent's commands, HAL backends, SQLite store and relays are imported
+ * when used) would load a second time as an ES module, with classes of its
+ * own (an error thrown there fails `instanceof` against the first copy).
+ */
+export function importTestFiles(): void {
+  const esmUtils = createRequire(import.meta.url)('mocha/lib/nodejs/esm-utils.cjs') as { requireOrImport: (file: string) => Promise<unknown> };
+  esmUtils.requireOrImport = (file) => import(pathToFileURL(file).href);
+}
 
 /**
  * Worker processes when neither TRUSTROLL_TEST_JOBS nor --jobs says
