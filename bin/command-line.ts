@@ -138,26 +138,26 @@ export class CommandLine {
     if (!command) return usage(first.startsWith('-') ? `unknown option '${first}'` : `unknown command '${first}'`);
     if (rest.includes('-h') || rest.includes('--help')) done(this.help(command.name));
 
-    let parsed: ReturnType<typeof parseArgs>['values'];
+    let parsed: ReturnType<typeof parseArgs>;
     try {
       parsed = parseArgs({
         args: [...rest],
         strict: true,
-        allowPositionals: false,
+        allowPositionals: true,
         options: Object.fromEntries(command.options.map((o) => [longName(o), { type: takesValue(o) ? 'string' as const : 'boolean' as const, multiple: o.repeatable === true }])),
-      }).values;
+      });
     } catch (e) {
       const m = (e as Error).message;
       const opt = /'(-[^' ]+)/.exec(m)?.[1];
       const spec = command.options.find((o) => `--${longName(o)}` === opt);
       if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return usage(`unknown option '${opt}'`, command.name);
-      if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return usage(`too many arguments for '${command.name}'. Expected 0 arguments but got ${/'([^']*)'/.exec(m)?.[1] ? 1 : 'some'}.`, command.name);
       if (spec && takesValue(spec)) return usage(`option '${spec.flags}' argument missing`, command.name);
       return usage(m, command.name);
     }
+    if (parsed.positionals.length > 0) usage(`too many arguments for '${command.name}'. Expected 0 arguments but got ${parsed.positionals.length}.`, command.name);
     const values: OptionValues = {};
     for (const o of command.options) {
-      const v = parsed[longName(o)] as string | boolean | string[] | undefined;
+      const v = parsed.values[longName(o)] as string | boolean | string[] | undefined;
       if (v === undefined && o.required) usage(`required option '${o.flags}' not specified`, command.name);
       if (typeof v === 'string' && o.choices && !o.choices.includes(v)) usage(`option '${o.flags}' argument '${v}' is invalid. Allowed choices are ${o.choices.join(', ')}.`, command.name);
       values[camel(longName(o))] = v ?? (o.repeatable ? [] : takesValue(o) ? o.default : false);

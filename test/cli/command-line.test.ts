@@ -54,6 +54,7 @@ describe('agent command line (bin/command-line.ts)', () => {
       [['go', '--config', 'a', '--algorithm', 'P-521'], "error: option '--algorithm <alg>' argument 'P-521' is invalid. Allowed choices are P-256, RSA-2048.", 'Usage: tool go [options]'],
       [['go', '--config'], "error: option '--config <file>' argument missing", 'Usage: tool go [options]'],
       [['go', '--config', 'a', 'extra'], "error: too many arguments for 'go'. Expected 0 arguments but got 1.", 'Usage: tool go [options]'],
+      [['go', 'one', '--config', 'a', 'two'], "error: too many arguments for 'go'. Expected 0 arguments but got 2.", 'Usage: tool go [options]'],
       [['went'], "error: unknown command 'went'", 'Usage: tool [options] [command]'],
       [['--bogus'], "error: unknown option '--bogus'", 'Usage: tool [options] [command]'],
       [['help', 'went'], "error: unknown command 'went'", 'Usage: tool [options] [command]'],
