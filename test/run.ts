@@ -11,11 +11,10 @@
  * `TRUSTROLL_TEST_JOBS=N` or `--jobs N` sets the number of workers; with 1
  * (or a single file) everything runs in this process, one mocha run.
  */
-import Mocha from 'mocha';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, relative } from 'node:path';
-import { DEFAULT_JOBS, importTestFiles, MOCHA_OPTIONS, runParallel, slowestFiles, summaryLine, timeFiles } from './shards.ts';
+import { DEFAULT_JOBS, loadedMocha, runParallel, slowestFiles, summaryLine, timeFiles } from './shards.ts';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const args = process.argv.slice(2);
@@ -48,10 +47,7 @@ if (files.length === 0) {
 } else if (jobs > 1 && files.length > 1) {
   process.exitCode = await runParallel(root, files, jobs);
 } else {
-  const mocha = new Mocha({ ...MOCHA_OPTIONS, reporter: 'spec' });
-  for (const f of files) mocha.addFile(f);
-  importTestFiles();
-  await mocha.loadFilesAsync();
+  const mocha = await loadedMocha(files, 'spec');
   const fileSeconds = new Map<string, number>();
   const runner = mocha.run((failures) => {
     process.stderr.write(slowestFiles(root, fileSeconds));

@@ -9,7 +9,7 @@
 import Mocha from 'mocha';
 import { readFileSync } from 'node:fs';
 import { format } from 'node:util';
-import { FRAME, importTestFiles, MOCHA_OPTIONS, timeFiles, type Frame, type Order } from './shards.ts';
+import { FRAME, loadedMocha, timeFiles, type Frame, type Order } from './shards.ts';
 
 const write = process.stdout.write.bind(process.stdout);
 const send = (f: Frame) => write(`${FRAME}${JSON.stringify(f)}\n`);
@@ -58,10 +58,7 @@ function cpuSeconds(): number {
 async function runUnit(files: string[]): Promise<void> {
   const cpu0 = cpuSeconds();
   failureList = '';
-  const mocha = new Mocha({ ...MOCHA_OPTIONS, reporter: UnitReporter });
-  for (const f of files) mocha.addFile(f);
-  importTestFiles();
-  await mocha.loadFilesAsync();
+  const mocha = await loadedMocha(files, UnitReporter);
   const fileSeconds = new Map<string, number>();
   await new Promise<void>((resolve) => {
     const runner = mocha.run((failures) => {

@@ -17,19 +17,24 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** Options of every mocha run, serial or in a worker. */
-export const MOCHA_OPTIONS = { timeout: 60_000, slow: 2_000 } as const;
+const MOCHA_OPTIONS = { timeout: 60_000, slow: 2_000 } as const;
 
 /**
- * Makes mocha load every test file with import(), as the programs load the
- * code. On Node >= 20.19 mocha require()s a file first; tsx then compiles it
- * and all it imports to CommonJS, and a module the code imports dynamically
- * (the agent's commands, HAL backends, SQLite store and relays are imported
- * when used) would load a second time as an ES module, with classes of its
- * own (an error thrown there fails `instanceof` against the first copy).
+ * A mocha run of `files` (absolute paths), loaded. Every file is loaded with
+ * import(), as the programs load the code: on Node >= 20.19 mocha would
+ * require() it first; tsx then compiles it and all it imports to CommonJS,
+ * and a module the code imports dynamically (the agent's commands, HAL
+ * backends, SQLite store and relays are imported when used) would load a
+ * second time as an ES module, with classes of its own (an error thrown
+ * there fails `instanceof` against the first copy).
  */
-export function importTestFiles(): void {
+export async function loadedMocha(files: readonly string[], reporter: Mocha.MochaOptions['reporter']): Promise<Mocha> {
   const esmUtils = createRequire(import.meta.url)('mocha/lib/nodejs/esm-utils.cjs') as { requireOrImport: (file: string) => Promise<unknown> };
   esmUtils.requireOrImport = (file) => import(pathToFileURL(file).href);
+  const mocha = new Mocha({ ...MOCHA_OPTIONS, reporter });
+  for (const f of files) mocha.addFile(f);
+  await mocha.loadFilesAsync();
+  return mocha;
 }
 
 /**
