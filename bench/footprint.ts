@@ -9,7 +9,7 @@
  * The agent runs with the launcher's Node flags and environment
  * (agentNodeFlags, AGENT_ENV, as in the image) and bare Node with the same
  * flags, executable and environment;
- * FOOTPRINT_NODE_FLAGS="--max-semi-space-size=1 …" tries more on both on x86.
+ * FOOTPRINT_NODE_FLAGS="--single-threaded …" tries more on both on x86.
  * "Idle" is a server-role agent configured as the image's template (file
  * HAL, record in the HAL record store) linked to a local Mosquitto over
  * mTLS with its TLS service listening, 5 s after it reported ready (idleRssMB, the
@@ -157,7 +157,7 @@ try {
     node: process.version,
     nodeFlags: flags,
     ...(await measure(x64Bundle, { command: process.execPath, args: flags })),
-    withSqliteStore: await (async () => { const a = await idleRss(x64Bundle(['run', '--config', sqliteConfig]), isReady); return { ...a, note: 'the same agent with its record in SQLite ("store": {"kind": "sqlite"}) instead of the HAL record store' }; })(),
+    withSqliteStore: { ...(await idleRss(x64Bundle(['run', '--config', sqliteConfig]), isReady)), note: 'the same agent with its record in SQLite ("store": {"kind": "sqlite"}) instead of the HAL record store' },
     tsxDevelopment: { versionMs: timeRuns(x64Tsx(['--version'])), ...(await idleRss(x64Tsx(['run', '--config', config]), isReady)) },
   };
 

@@ -90,13 +90,15 @@ export const AGENT_UNUSED_MODULES: ReadonlyArray<{ request: string; from: RegExp
   { request: 'worker-timers', from: /node_modules\/mqtt\/build\/lib\/get-timer\.js$/, what: 'browser worker timers' },
 ];
 
+/** An esbuild filter that matches exactly the import path `request`. */
+const exactly = (request: string): RegExp => new RegExp(`^${request.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`);
+
 /** esbuild plugin: each of AGENT_UNUSED_MODULES becomes a module whose every use throws. */
 const leaveOutUnused: Plugin = {
   name: 'trustroll-unused',
   setup(b) {
     for (const [i, u] of AGENT_UNUSED_MODULES.entries()) {
-      const exact = new RegExp('^' + u.request.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&') + '$');
-      b.onResolve({ filter: exact }, (args) =>
+      b.onResolve({ filter: exactly(u.request) }, (args) =>
         u.from.test(args.importer.replaceAll('\\', '/')) ? { path: String(i), namespace: 'trustroll-unused' } : undefined);
     }
     b.onLoad({ filter: /.*/, namespace: 'trustroll-unused' }, (args) => {
@@ -121,7 +123,7 @@ const builtinsForPolyfills: Plugin = {
   name: 'trustroll-builtins',
   setup(b) {
     for (const [pkg, builtin] of Object.entries(AGENT_BUILTIN_ALIASES)) {
-      b.onResolve({ filter: new RegExp(`^${pkg}$`) }, () => ({ path: builtin, external: true }));
+      b.onResolve({ filter: exactly(pkg) }, () => ({ path: builtin, external: true }));
     }
   },
 };
