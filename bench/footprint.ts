@@ -9,7 +9,8 @@
  * The agent runs with the launcher's Node flags and environment
  * (agentNodeFlags, AGENT_ENV, as in the image) and bare Node with the same
  * flags, executable and environment;
- * FOOTPRINT_NODE_FLAGS="--single-threaded …" tries more on both on x86.
+ * FOOTPRINT_NODE_FLAGS="--single-threaded …" tries more on both, on x86
+ * and under qemu.
  * "Idle" is a server-role agent configured as the image's template (file
  * HAL, record in the HAL record store) linked to a local Mosquitto over
  * mTLS with its TLS service listening, 5 s after it reported ready (idleRssMB, the
@@ -19,9 +20,14 @@
  * whole RSS (with qemu's translation cache) is reported beside it
  * (emulatorRssMB). The JSON's `started` shows both command lines; on x86
  * `withSqliteStore` is the same agent with its record in SQLite.
+ * `nodeTlsFloor` is the floor under any agent on that Node: a program of a
+ * few lines with no trustroll code that only loads Node's TLS and holds one
+ * mutually authenticated connection to its own TLS server (server and
+ * client in one process), started the same way; the agent's `aboveFloorMB`
+ * is what the agent itself adds.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -35,7 +41,7 @@ import { provisionDevice } from '../demo/device-provisioning.ts';
 import { freePort, Mosquitto } from '../demo/mosquitto.ts';
 import { CaAuthority } from '../manager/ca-authority.ts';
 import { FleetDb } from '../manager/fleet-db.ts';
-import { ManagementPki } from '../manager/management-pki.ts';
+import { ManagementPki, type TlsIdentity } from '../manager/management-pki.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 
@@ -113,6 +119,26 @@ const shown = (cl: CommandLine) => [cl.command, ...cl.args].map((a) => (a.includ
 const isReady = (l: string) => l.includes('"event":"ready"') && l.includes('"linked":true');
 const IDLE_NODE = ['-e', 'setInterval(() => {}, 1 << 30)'];
 
+/**
+ * Writes the TLS floor program (see the header) into `dir`: Node's TLS server
+ * asking for client certificates, and one client connected to it with its
+ * certificate, both checking the other against `ca`; it prints "floor ready"
+ * once the handshake is done and then idles.
+ */
+function writeTlsFloor(dir: string, ca: string, server: TlsIdentity, client: TlsIdentity): string {
+  const file = join(dir, 'node-tls-floor.cjs');
+  writeFileSync(file, [
+    "const tls = require('node:tls');",
+    `const ca = ${JSON.stringify(ca)}, server = ${JSON.stringify(server)}, client = ${JSON.stringify(client)};`,
+    'const srv = tls.createServer({ ...server, ca, requestCert: true, rejectUnauthorized: true }, (s) => s.resume());',
+    "srv.listen(0, '127.0.0.1', () => {",
+    "  const c = tls.connect({ ...client, ca, host: '127.0.0.1', port: srv.address().port, checkServerIdentity: () => undefined }, () => console.log('floor ready'));",
+    '  c.on(\'error\', (e) => { console.error(e.message); process.exit(1); });',
+    '});',
+  ].join('\n'));
+  return file;
+}
+
 const archs = (process.argv[2] ?? 'arm64,armv7').split(',').filter((a) => a && a !== 'none').map(targetOf);
 const work = mkdtempSync(join(tmpdir(), 'trustroll-footprint-'));
 let broker: Mosquitto | null = null;
@@ -122,7 +148,8 @@ try {
   mkdirSync(join(OUT_DIR, 'x64-bundle', ADDON_DIR), { recursive: true });
   for (const a of AGENT_ADDONS) copyFileSync(join(REPO_ROOT, 'node_modules', a.pkg, 'build', 'Release', a.file), join(OUT_DIR, 'x64-bundle', ADDON_DIR, a.file));
   // The launcher's flags (agentNodeFlags), then any tried on top.
-  const flags = [...agentNodeFlags(process.version), ...(process.env.FOOTPRINT_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
+  const tried = (process.env.FOOTPRINT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const flags = [...agentNodeFlags(process.version), ...tried];
   const x64Bundle = (args: string[]): CommandLine => ({ command: process.execPath, args: [...flags, bundle.file, ...args] });
   const x64Tsx = (args: string[]): CommandLine => ({ command: process.execPath, args: [join(REPO_ROOT, 'bin', 'trustroll-agent.mjs'), ...args] });
 
@@ -137,6 +164,7 @@ try {
   const device = async (id: string, store: 'hal-records' | 'sqlite') => provisionDevice(work, id, 'server', { pki, ca, db, brokerUrl: broker!.url, ports: new Map([[id, await freePort()]]), naive: false, store, logger: createLogger({ level: 'warn', sink: () => undefined }) });
   // The image's configuration keeps the record in the HAL record store; SQLite is measured beside it.
   const config = await device('printer-footprint', 'hal-records');
+  const tlsFloor = writeTlsFloor(work, pki.ca, pki.broker, pki.device('printer-footprint-floor'));
   const sqliteConfig = await device('printer-footprint-sqlite', 'sqlite');
   db.close();
 
@@ -144,12 +172,14 @@ try {
   const measure = async (agent: (args: string[]) => CommandLine, bare: CommandLine, runs = RUNS, emulated = false) => {
     const bareNode = { startMs: timeRuns({ command: bare.command, args: [...bare.args, '-e', '0'] }, runs), ...(await idleRss({ command: bare.command, args: [...bare.args, ...IDLE_NODE] }, null, emulated)) };
     const a = { versionMs: timeRuns(agent(['--version']), runs), ...(await idleRss(agent(['run', '--config', config]), isReady, emulated)) };
+    const floor = await idleRss({ command: bare.command, args: [...bare.args, tlsFloor] }, (l) => l === 'floor ready', emulated);
     const ratio = (x: number, y: number) => Number((x / y).toFixed(2));
     return {
       ...(emulated ? { emulatorRssRatio: { idle: ratio(a.emulatorRssMB!.idle, bareNode.emulatorRssMB!.idle), settled: ratio(a.emulatorRssMB!.settled, bareNode.emulatorRssMB!.settled) } } : {}),
       started: { bareNode: shown({ command: bare.command, args: [...bare.args, ...IDLE_NODE] }), agent: shown(agent(['run', '--config', '<agent.json>'])) },
       bareNode,
-      agent: { ...a, rssRatio: ratio(a.idleRssMB, bareNode.idleRssMB), settledRssRatio: ratio(a.settledRssMB, bareNode.settledRssMB) },
+      nodeTlsFloor: { idleRssMB: floor.idleRssMB, settledRssMB: floor.settledRssMB, rssRatio: ratio(floor.idleRssMB, bareNode.idleRssMB), settledRssRatio: ratio(floor.settledRssMB, bareNode.settledRssMB) },
+      agent: { ...a, rssRatio: ratio(a.idleRssMB, bareNode.idleRssMB), settledRssRatio: ratio(a.settledRssMB, bareNode.settledRssMB), aboveFloorMB: MB((a.idleRssMB - floor.idleRssMB) * 1e6) },
     };
   };
 
@@ -166,8 +196,11 @@ try {
     const why = emulationUnavailable(t);
     if (why) { emulated[t.arch] = { skipped: why }; continue; }
     const rootfs = join(images[t.arch]!.rootfs);
-    const bare = emulatedNode(t, rootfs, agentNodeFlags(t.runtime.version));
-    emulated[t.arch] = { node: `v${t.runtime.version}`, ...(await measure((args) => emulatedAgent(t, rootfs, args), bare, 3, true)) };
+    const emulatedFlags = [...agentNodeFlags(t.runtime.version), ...tried];
+    const bare = emulatedNode(t, rootfs, emulatedFlags);
+    // As /usr/bin/trustroll-agent runs it; flags being tried go between the launcher's and the bundle.
+    const agent = (args: string[]) => (tried.length ? emulatedNode(t, rootfs, [...emulatedFlags, join(rootfs, 'opt', 'trustroll', 'lib', BUNDLE_FILE), ...args]) : emulatedAgent(t, rootfs, args));
+    emulated[t.arch] = { node: `v${t.runtime.version}`, ...(await measure(agent, bare, 3, true)) };
   }
 
   const out = {
