@@ -85,7 +85,13 @@ export class AbStore {
   /** Reads both slots and adopts the newest valid image. */
   static async open(device: ByteDevice): Promise<AbStore> {
     const store = new AbStore(device);
-    await store.load();
+    try {
+      await store.load();
+    } catch (err) {
+      // The store owns the device: one it refuses (both slots damaged, a read error) is closed, not left open.
+      await device.close().catch(() => undefined);
+      throw err;
+    }
     return store;
   }
 

@@ -59,11 +59,14 @@ export class FileByteDevice implements ByteDevice {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new HalError('E_HAL_CONFIG', `cannot open EEPROM device ${file}: ${(err as Error).message}`, { setting: 'eeprom.device', cause: err });
       }
+      let created: fs.FileHandle | null = null;
       try {
-        fd = await fs.open(file, 'wx+', 0o600);
-        await fd.write(Buffer.alloc(g.size, 0xff), 0, g.size, 0);
-        await fd.sync();
+        created = await fs.open(file, 'wx+', 0o600);
+        await created.write(Buffer.alloc(g.size, 0xff), 0, g.size, 0);
+        await created.sync();
+        fd = created;
       } catch (err2) {
+        await created?.close().catch(() => undefined);
         throw new HalError('E_HAL_CONFIG', `cannot create EEPROM device ${file}: ${(err2 as Error).message}`, { setting: 'eeprom.device', cause: err2 });
       }
     }

@@ -119,7 +119,9 @@ describe('hal/eeprom', function () {
       img[20]! ^= 0xff;
       img[GEOMETRY.size / 2 + 20]! ^= 0xff;
       await fs.writeFile(file, img);
-      await assert.rejects(AbStore.open(await FileByteDevice.open(file, GEOMETRY)), is('E_HAL_RECORD_CORRUPT'));
+      const refused = await FileByteDevice.open(file, GEOMETRY);
+      await assert.rejects(AbStore.open(refused), is('E_HAL_RECORD_CORRUPT'));
+      await assert.rejects(refused.read(0, 1), 'the store closed the device it refused (no file handle left to the garbage collector)');
       img[20]! ^= 0xff; // repair slot A only: its image is used
       await fs.writeFile(file, img);
       ab = await AbStore.open(await FileByteDevice.open(file, GEOMETRY));
