@@ -19,7 +19,9 @@
  * emulated program's own mappings (guestRssKb), and the emulator process's
  * whole RSS (with qemu's translation cache) is reported beside it
  * (emulatorRssMB). The JSON's `started` shows both command lines; on x86
- * `withSqliteStore` is the same agent with its record in SQLite.
+ * `withSqliteStore` is the same agent with its record in SQLite, and
+ * `x64Node24` the same bundle and bare Node on the x64 build of the image's
+ * Node 24 release (no emulator in the count).
  * `nodeTlsFloor` is the floor under any agent on that Node: a program of a
  * few lines with no trustroll code that only loads Node's TLS and holds one
  * mutually authenticated connection to its own TLS server (server and
@@ -34,7 +36,8 @@ import { createInterface } from 'node:readline';
 import { AGENT_ADDONS } from '../cross-compile/addons.ts';
 import { ADDON_DIR, AGENT_ENV, agentNodeFlags, BUNDLE_FILE, bundleAgent } from '../cross-compile/bundle.ts';
 import { OUT_DIR, REPO_ROOT } from '../cross-compile/paths.ts';
-import { targetOf } from '../cross-compile/targets.ts';
+import { fetchRuntime } from '../cross-compile/runtime.ts';
+import { HOST_NODE24, targetOf } from '../cross-compile/targets.ts';
 import { buildImage, type ImageBuild } from '../image/build.ts';
 import { emulatedAgent, emulatedNode, emulationUnavailable, type CommandLine } from '../image/emulate.ts';
 import { provisionDevice } from '../demo/device-provisioning.ts';
@@ -191,6 +194,11 @@ try {
     tsxDevelopment: { versionMs: timeRuns(x64Tsx(['--version'])), ...(await idleRss(x64Tsx(['run', '--config', config]), isReady)) },
   };
 
+  // The image's Node 24 without emulation: the x64 build of the same release (the Node 24 test step's runtime).
+  const node24 = fetchRuntime(HOST_NODE24).node;
+  const node24Flags = [...agentNodeFlags(HOST_NODE24.version), ...tried];
+  const x64Node24 = { node: `v${HOST_NODE24.version}`, ...(await measure((args) => ({ command: node24, args: [...node24Flags, bundle.file, ...args] }), { command: node24, args: node24Flags })) };
+
   const emulated: Record<string, unknown> = {};
   for (const t of archs) {
     const why = emulationUnavailable(t);
@@ -213,6 +221,7 @@ try {
       bundleBytes: statSync(join(img.rootfs, 'opt/trustroll/lib', BUNDLE_FILE)).size,
     }])),
     x64,
+    x64Node24,
     emulated,
     targets: { bundleBytes: '< 1 MB', idleRss: '<= 1.3x bare node' },
     method: `bare node and agent: same executable, Node flags and environment (the launcher's ${Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}, TRUSTROLL_LOG=warn); bare node idles in setInterval; the agent is a server-role device linked to a local Mosquitto over mTLS; RSS (VmRSS) ${IDLE_MS / 1000} s (idleRssMB) and ${SETTLED_MS / 1000} s (settledRssMB) after ready (bare node: after 0.5 s); under qemu the guest's mappings only (below 2^46, without qemu's own code cache, heap and arenas), the emulator's whole RSS in emulatorRssMB`,
