@@ -1,16 +1,25 @@
 /**
  * Device record in SQLite (better-sqlite3): WAL with synchronous=FULL, one
- * row for the record plus an append-only history, both written in one
- * transaction so a crash leaves either the old or the new state.
+ * row for the record plus its history (the last SQLITE_HISTORY steps; older
+ * rows are deleted as new ones are added), written in one transaction so a
+ * crash leaves either the old or the new state.
  */
 import Database from 'better-sqlite3';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { DeviceRecord } from './device-record.ts';
 import { openRecord, sealRecord, type HistoryEntry, type StateStore } from './state-store.ts';
 
-/** Test hook: runs inside the write transaction, before COMMIT (to simulate power loss). */
+/**
+ * History rows kept: about ten steps per rotation, so a hundred rotations of
+ * a device's life, in a file that does not grow on the device's flash
+ * forever (the HAL record store keeps 16).
+ */
+export const SQLITE_HISTORY = 1000;
+
+/** Test hooks: runs inside the write transaction, before COMMIT (to simulate power loss); a smaller history. */
 export interface SqliteStoreHooks {
   beforeCommit?: () => void;
+  historyLimit?: number;
 }
 
 /** SQLite-backed StateStore. */
@@ -52,10 +61,15 @@ export class SqliteStateStore implements StateStore {
   private prepareWrite(hooks: SqliteStoreHooks): (record: DeviceRecord, entry?: HistoryEntry) => void {
     const upsert = this.db.prepare('INSERT INTO device_state (id, body, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body, hash = excluded.hash');
     const append = this.db.prepare('INSERT INTO history (seq, rotation_id, step, store_hash, at) VALUES (?, ?, ?, ?, ?)');
+    const prune = this.db.prepare('DELETE FROM history WHERE n <= ?');
+    const keep = hooks.historyLimit ?? SQLITE_HISTORY;
     return this.db.transaction((record: DeviceRecord, entry?: HistoryEntry) => {
       const { body, hash } = sealRecord(record);
       upsert.run(body, hash);
-      if (entry) append.run(entry.seq, entry.rotationId, entry.step, entry.storeHash, entry.at);
+      if (entry) {
+        const n = Number(append.run(entry.seq, entry.rotationId, entry.step, entry.storeHash, entry.at).lastInsertRowid);
+        prune.run(n - keep);
+      }
       hooks.beforeCommit?.();
     });
   }
