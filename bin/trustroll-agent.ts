@@ -13,6 +13,7 @@ import type { DeviceStatus } from '../agent/status.ts';
 import { AgentError } from '../agent/errors.ts';
 import { HalError } from '../hal/errors.ts';
 import { loadAgentConfig, openAgentRuntime } from '../agent/config.ts';
+import { releaseStartupMemory } from '../agent/startup-memory.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 import type { StateStore } from '../agent/state-store.ts';
@@ -25,6 +26,9 @@ import { trustrollVersion } from './version.ts';
 
 const program = new CommandLine('trustroll-agent', 'trustroll device agent', trustrollVersion());
 const logger = createLogger();
+/** How long after `ready` the start-up's garbage is handed back (agent/startup-memory.ts). */
+const STARTUP_RELEASE_DELAY_MS = 1000;
+const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
 const KEY = 'device';
 
 /** The technician's tools print one line for any failure, never a stack trace, even for an error nothing caught. */
@@ -105,6 +109,11 @@ program.command({
     const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger });
     const linked = await device.linked;
     process.stdout.write(JSON.stringify({ event: 'ready', deviceId: device.deviceId, linked, tlsPort: device.tlsPort }) + '\n');
+    // Once the start-up burst is over, hand its garbage back (the launcher exposes gc(); a no-op elsewhere).
+    setTimeout(() => {
+      const freed = releaseStartupMemory();
+      if (freed) logger.debug('start-up memory released', { deviceId: device.deviceId, rssBeforeMB: mb(freed.rssBefore), rssAfterMB: mb(freed.rssAfter), ms: Math.round(freed.ms) });
+    }, STARTUP_RELEASE_DELAY_MS).unref();
     // The handshake tally, every 500 ms while it moves (a device that makes no handshakes prints none).
     let printed = '';
     const tally = setInterval(() => {
