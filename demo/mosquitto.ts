@@ -9,7 +9,7 @@
  * Never touches a system Mosquitto.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +37,27 @@ function accepts(port: number): Promise<boolean> {
     s.once('connect', () => { s.destroy(); resolve(true); });
     s.once('error', () => resolve(false));
   });
+}
+
+/**
+ * True when process `pid` holds the listening socket on 127.0.0.1:`port`
+ * (Linux /proc): a connection that succeeds proves only that something
+ * listens there, maybe another test's server that took the port first.
+ * Null when /proc cannot tell (not Linux, or not readable).
+ */
+function listensOn(pid: number, port: number): boolean | null {
+  try {
+    const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    const inodes = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f[1] === local && f[3] === '0A')
+      .map((f) => `socket:[${f[9]}]`);
+    if (!inodes.length) return false;
+    const fds = readdirSync(`/proc/${pid}/fd`);
+    return fds.some((fd) => { try { return inodes.includes(readlinkSync(`/proc/${pid}/fd/${fd}`)); } catch { return false; } });
+  } catch {
+    return null;
+  }
 }
 
 /** The Mosquitto configuration trustroll's tests (and a real deployment) use. */
@@ -94,12 +115,24 @@ export class Mosquitto {
     const files = pki.writeBrokerFiles(dir);
     const aclFile = join(dir, 'acl');
     writeFileSync(aclFile, opts.acl ?? mosquittoAcl());
-    const port = await freePort();
     const configFile = join(dir, 'mosquitto.conf');
-    writeFileSync(configFile, mosquittoConfig({ dir, port, aclFile, ...files, autosaveIntervalS: opts.autosaveIntervalS, sysIntervalS: opts.sysIntervalS }));
-    const m = new Mosquitto(dir, port, configFile);
-    await m.launch();
-    return m;
+    // The free port is released before Mosquitto binds it, so another test
+    // process may take it in between: Mosquitto then exits at start with
+    // "Address already in use", and it is started again on another port.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      writeFileSync(configFile, mosquittoConfig({ dir, port, aclFile, ...files, autosaveIntervalS: opts.autosaveIntervalS, sysIntervalS: opts.sysIntervalS }));
+      const m = new Mosquitto(dir, port, configFile);
+      try {
+        await m.launch();
+        return m;
+      } catch (e) {
+        if (attempt >= 3 || !/address already in use/i.test(m.log)) {
+          rmSync(dir, { recursive: true, force: true });
+          throw e;
+        }
+      }
+    }
   }
 
   /** mqtts URL of the listener. */
@@ -125,7 +158,8 @@ export class Mosquitto {
     let exited = false;
     proc.once('exit', () => { exited = true; if (this.proc === proc) this.proc = null; });
     const end = Date.now() + 5_000;
-    while (!(await accepts(this.port))) {
+    const ready = async (): Promise<boolean> => !exited && (listensOn(proc.pid!, this.port) ?? (await accepts(this.port)));
+    while (!(await ready())) {
       if (exited) throw new Error(`mosquitto exited at start: ${this.stderr.trim()}`);
       if (Date.now() > end) throw new Error(`mosquitto did not accept on ${this.port} within 5 s: ${this.stderr.trim()}`);
       await new Promise((r) => setTimeout(r, 20));
