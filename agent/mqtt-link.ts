@@ -323,8 +323,12 @@ export class DeviceLink {
       ]).catch(() => undefined);
     }
     this.closing = true;
+    // Whoever still waits for the link (a start that never linked) is told now, not at its time-out.
+    this.settle(new AgentError('E_AGENT_LINK', `${this.o.url}: the link was closed before it connected`));
     if (this.stateTimer) clearInterval(this.stateTimer);
     this.unsubscribeChange();
-    await this.client.endAsync(!!opts.abrupt);
+    // Not connected (still connecting, or waiting to retry): nothing to DISCONNECT, and a
+    // graceful end would leave a half-open connection to time out (30 s) before the process can exit.
+    await this.client.endAsync(!!opts.abrupt || !this.client.connected);
   }
 }

@@ -147,7 +147,9 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     uplinkUrl = `relay ${via!.relay} (pushes to this device)`;
   }
   // A device that cannot reach the broker (or its relay) keeps retrying; it is not a start-up failure.
+  let stopping = false;
   const linked = (mqtt ? mqtt.ready(30_000) : firstUp(uplink, 30_000, uplinkUrl)).then(() => true, (err: Error) => {
+    if (stopping) return false;
     logger.warn(mqtt ? 'broker not reachable yet; retrying' : 'relay not reachable yet; retrying', { reason: err.message });
     return false;
   });
@@ -195,6 +197,7 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     probeTally: () => ({ ...tally, failures: [...tally.failures] }),
     tlsCounters,
     stop: async () => {
+      stopping = true;
       probing = false;
       clearInterval(report);
       await probeLoop;
@@ -226,6 +229,7 @@ function firstUp(uplink: Uplink, timeoutMs: number, where: string): Promise<void
   if (uplink.connected) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { off(); reject(new AgentError('E_AGENT_RELAY', `${where}: no exchange with the relay within ${timeoutMs} ms (${uplink.stats.lastError ?? 'no answer'})`)); }, timeoutMs);
+    timer.unref(); // a device stopped before its relay answered exits at once
     const off = uplink.onLinkChange((up) => {
       if (!up) return;
       clearTimeout(timer);

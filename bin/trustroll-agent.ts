@@ -18,6 +18,7 @@ import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 import type { StateStore } from '../agent/state-store.ts';
 import { CommandLine, UsageExit, type OptionValues } from './command-line.ts';
+import { stopRequested } from './stop-signal.ts';
 import { trustrollVersion } from './version.ts';
 
 // What only one command needs is imported when that command runs: the
@@ -105,27 +106,27 @@ program.command({
   options: [CONFIG],
   action: async (v: OptionValues) => {
     const o = v as { config: string };
+    const stop = stopRequested();
     const { runDevice } = await import('../agent/runtime.ts');
     const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger });
-    const linked = await device.linked;
-    process.stdout.write(JSON.stringify({ event: 'ready', deviceId: device.deviceId, linked, tlsPort: device.tlsPort }) + '\n');
-    // Once the start-up burst is over, hand its garbage back (the launcher exposes gc(); a no-op elsewhere).
-    setTimeout(() => {
-      const freed = releaseStartupMemory();
-      if (freed) logger.debug('start-up memory released', { deviceId: device.deviceId, rssBeforeMB: mb(freed.rssBefore), rssAfterMB: mb(freed.rssAfter), ms: Math.round(freed.ms) });
-    }, STARTUP_RELEASE_DELAY_MS).unref();
-    // The handshake tally, every 500 ms while it moves (a device that makes no handshakes prints none).
-    let printed = '';
-    const tally = setInterval(() => {
-      const line = JSON.stringify({ event: 'tally', deviceId: device.deviceId, probe: { ...device.probeTally(), failures: undefined } });
-      if (line !== printed) process.stdout.write((printed = line) + '\n');
-    }, 500);
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    });
-    clearInterval(tally);
+    // Stopped while it links (up to 30 s): it stops at once, without printing ready.
+    const linked = await Promise.race([device.linked, stop.then(() => null)]);
+    if (linked !== null) {
+      process.stdout.write(JSON.stringify({ event: 'ready', deviceId: device.deviceId, linked, tlsPort: device.tlsPort }) + '\n');
+      // Once the start-up burst is over, hand its garbage back (the launcher exposes gc(); a no-op elsewhere).
+      setTimeout(() => {
+        const freed = releaseStartupMemory();
+        if (freed) logger.debug('start-up memory released', { deviceId: device.deviceId, rssBeforeMB: mb(freed.rssBefore), rssAfterMB: mb(freed.rssAfter), ms: Math.round(freed.ms) });
+      }, STARTUP_RELEASE_DELAY_MS).unref();
+      // The handshake tally, every 500 ms while it moves (a device that makes no handshakes prints none).
+      let printed = '';
+      const tally = setInterval(() => {
+        const line = JSON.stringify({ event: 'tally', deviceId: device.deviceId, probe: { ...device.probeTally(), failures: undefined } });
+        if (line !== printed) process.stdout.write((printed = line) + '\n');
+      }, 500);
+      await stop;
+      clearInterval(tally);
+    }
     await device.stop();
     process.stdout.write(JSON.stringify({ event: 'stopped', deviceId: device.deviceId, probe: device.probeTally() }) + '\n');
   },

@@ -20,6 +20,7 @@ import { enrollFromCsr } from '../manager/enrollment.ts';
 import { ManagerError } from '../manager/errors.ts';
 import { ManagementPki } from '../manager/management-pki.ts';
 import { Command, Option } from 'commander';
+import { stopRequested } from './stop-signal.ts';
 import { describeDemo, runInProcessDemo } from '../demo/run-demo.ts';
 import { describeFleetDemo, runFleetDemo } from '../demo/fleet-demo.ts';
 import { addLinkCommands } from './link-commands.ts';
@@ -279,6 +280,7 @@ program.command('serve')
   .option('--scheduled-exclude-offline-after <duration>', 'offline policy of scheduled work: exclude a device offline longer than this (default: wait for it)', parseDuration)
   .addOption(new Option('--log-level <level>', 'log level').choices(['debug', 'info', 'warn', 'error']).default('info'))
   .action(async (o: { data: string; mgmt: string; broker: string; embeddedPort: number; listen: string; httpsName?: string[]; sysInterval: number; ackTimeout: number; maxAttempts: number; logLevel: LogLevel; rotateBefore?: number; renewBefore?: number; window: string[]; windowUtc: boolean; checkCron: string; rotateSchedule: string; scheduledExcludeOfflineAfter?: number }) => {
+    const stop = stopRequested();
     const logger = createLogger({ level: o.logLevel, sink: (l) => process.stdout.write(l + '\n') });
     const schedule = schedulerConfig({
       checkCron: o.checkCron, rotateBeforeS: o.rotateBefore, renewBeforeS: o.renewBefore, windows: o.window, utc: o.windowUtc,
@@ -290,11 +292,7 @@ program.command('serve')
       policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, schedule, logger,
     });
     logger.info('ready', { url: running.url, broker: running.brokerUrl });
-    await new Promise<void>((resolve) => {
-      process.once('SIGTERM', resolve);
-      process.once('SIGINT', resolve);
-    });
-    logger.info('shutting down');
+    logger.info('shutting down', { signal: await stop });
     await running.stop();
   });
 

@@ -56,7 +56,7 @@ export function agentNodeFlags(nodeVersion: string): string[] {
 export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1', MALLOC_TRIM_THRESHOLD_: '131072' };
 
 /** Source folders and files the agent's bundle may contain (besides node_modules). */
-const AGENT_SOURCES = [/^agent\//, /^hal\//, /^protocol\//, /^bin\/(trustroll-agent|command-line|version)\.ts$/];
+const AGENT_SOURCES = [/^agent\//, /^hal\//, /^protocol\//, /^bin\/(trustroll-agent|command-line|stop-signal|version)\.ts$/];
 /** Packages only the manager uses: the agent's bundle must not contain them. */
 export const MANAGER_ONLY_PACKAGES = ['fastify', 'aedes', '@peculiar/x509', 'prom-client', 'preact', 'htm', 'uplot', 'tsx', 'esbuild'];
 

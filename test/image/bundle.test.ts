@@ -31,7 +31,7 @@ describe('agent bundle', function () {
 
   it('holds only agent, HAL and protocol code and no package only the manager uses', () => {
     assert.ok(bundle.inputs.ours.length > 20);
-    for (const f of bundle.inputs.ours) assert.match(f, /^(agent|hal|protocol)\/|^bin\/(trustroll-agent|command-line|version)\.ts$/, f);
+    for (const f of bundle.inputs.ours) assert.match(f, /^(agent|hal|protocol)\/|^bin\/(trustroll-agent|command-line|stop-signal|version)\.ts$/, f);
     assert.ok(bundle.inputs.ours.includes('bin/trustroll-agent.ts'));
     for (const p of MANAGER_ONLY_PACKAGES) assert.ok(!bundle.inputs.packages.includes(p), p);
     // Browser re-implementations of Node modules are Node's own in the bundle.
