@@ -132,7 +132,8 @@ function relayCheck(config: AgentConfig, now: Date): Check {
   const view = readHealth(path, now);
   const how = config.role === 'client' ? `polls relay ${via.relay} at ${via.host}:${via.port}` : `takes pushes from relay ${via.relay} on its mutual-TLS service`;
   if (view.state !== 'running') {
-    return { name: 'link', status: 'warn', code: 'E_AGENT_RELAY', message: `this device ${how}, and the agent is not running (${view.state === 'absent' ? view.reason : view.state})`, action: 'start the agent (trustroll-agent run) so the device receives its rotation steps through its relay' };
+    const seeAlso = config.role === 'client' ? `; the peer check "peer ${via.relay}" below is a handshake with the relay` : '';
+    return { name: 'link', status: 'warn', code: 'E_AGENT_RELAY', message: `this device ${how}, and the agent is not running (${view.state === 'absent' ? view.reason : view.state})${seeAlso}`, action: 'start the agent (trustroll-agent run) so the device receives its rotation steps through its relay' };
   }
   const l = view.health.link;
   if (l.connected) return { name: 'link', status: 'ok', message: `the running agent (pid ${view.health.pid}) ${how}; last good exchange since ${l.since} (${l.connects} up, ${l.disconnects} lost)`, details: { source: 'health file', path } };

@@ -30,7 +30,7 @@ export async function runSelftest(config: AgentConfig, o: SelftestOptions = {}):
     const checks = [await keyCheck(dev), storeCheck(dev), chainCheck(dev, now())];
     checks.push(await linkCheck(config, dev.hal?.keys ?? null, now(), timeoutMs));
     if (config.role === 'client') {
-      const peers = o.peers?.length ? o.peers : (config.probe?.targets ?? []);
+      const peers = o.peers?.length ? o.peers : withRelay(config, config.probe?.targets ?? []);
       checks.push(...(await clientPeerChecks(dev, peers, timeoutMs)));
     } else checks.push(await serverServiceCheck(dev, now(), timeoutMs));
     const { trusts, presents } = dev.record ? trustSummary(dev.record) : { trusts: [], presents: [] };
@@ -38,4 +38,16 @@ export async function runSelftest(config: AgentConfig, o: SelftestOptions = {}):
   } finally {
     await dev.close();
   }
+}
+
+/**
+ * A client behind a relay (config `via`) polls the relay over its own mutual
+ * TLS: the relay is one of the peers handshaken with, so the channel is
+ * checked even while the agent is stopped and its health file says nothing.
+ */
+function withRelay(config: AgentConfig, targets: readonly PeerTarget[]): PeerTarget[] {
+  const via = config.via;
+  if (!via || via.host === undefined || via.port === undefined) return [...targets];
+  if (targets.some((t) => t.host === via.host && t.port === via.port)) return [...targets];
+  return [...targets, { host: via.host, port: via.port, serverId: via.relay }];
 }

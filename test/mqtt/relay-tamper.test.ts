@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAgentConfig, openAgentRuntime, type AgentConfig, type AgentRuntime } from '../../agent/config.ts';
 import { linkCheck } from '../../agent/selftest/link-check.ts';
+import { runSelftest } from '../../agent/selftest/selftest.ts';
 import { summarize } from '../../agent/device-record.ts';
 import { checkLinkFiles } from '../../agent/link-tls.ts';
 import { DeviceLink } from '../../agent/mqtt-link.ts';
@@ -248,5 +249,31 @@ describe('relay: a hostile relay can neither forge, alter, reorder nor replay, a
     await relayLink.publishConfirmed(relayTopic(RELAY, 'mgmt-client-2', 'state'), fake, false);
     await until(() => transport.stats.misrouted > misrouted, 'the misrouted message counted');
     assert.notEqual(transport.devices().get('mgmt-client-2')?.status, 'offline', 'the direct device was not reported offline by the relay');
+  });
+
+  it('with its agent stopped, the relayed client\'s self-test handshakes with the relay, and says so when the relay is down', async () => {
+    const loaded = loadAgentConfig(join(dir, 'devices', CLIENT, 'agent.json'));
+    assert.ok(loaded.probe?.targets.some((t) => t.serverId === RELAY), 'this client also probes its relay as one of its servers');
+    // One handshake with the relay, not two, when it is a probe target too.
+    await devices.shift()!.stop();
+    assert.equal((await runSelftest(loaded, { timeoutMs: 3_000 })).checks.filter((c) => c.name === `peer ${RELAY}`).length, 1);
+    // A client that probes no servers still has its relay checked.
+    const config: AgentConfig = { ...loaded, probe: undefined };
+    const up = await runSelftest(config, { timeoutMs: 3_000 });
+    const link = up.checks.find((c) => c.name === 'link')!;
+    assert.equal(link.status, 'warn', link.message);
+    assert.match(link.message, /agent is not running.*"peer printer-1" below is a handshake with the relay/);
+    const peer = up.checks.find((c) => c.name === `peer ${RELAY}`);
+    assert.ok(peer, `a peer check of the relay: ${up.checks.map((c) => c.name).join(', ')}`);
+    assert.equal(peer.status, 'ok', peer.message);
+    await crashRelay();
+    try {
+      const down = await runSelftest(config, { timeoutMs: 3_000 });
+      const failed = down.checks.find((c) => c.name === `peer ${RELAY}`)!;
+      assert.equal(failed.status, 'fail', failed.message);
+      assert.match(failed.message, new RegExp(`peer ${RELAY} \\(127\\.0\\.0\\.1:${relayPort}\\)`));
+    } finally {
+      await startRelay();
+    }
   });
 });
