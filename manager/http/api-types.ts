@@ -246,6 +246,7 @@ export interface AuditPage {
 
 /** One broker health sample ($SYS); defined where it is made. */
 export type { BrokerSample } from '../broker-monitor.ts';
+import type { RootSide } from '../../protocol/steps.ts';
 import type { BrokerSample } from '../broker-monitor.ts';
 
 /** GET /api/broker */
@@ -263,7 +264,8 @@ export interface BrokerView {
 
 /** GET /api/certificates */
 export interface CertificatesView {
-  roots: (CertInfo & { name: string; kind: 'active-root' | 'distribution' | 'new-root' | 'old-with-new' | 'management-ca' | 'operator-ca'; pem?: string })[];
+  /** `side`: which root of a fleet with separate client and server roots (absent: the fleet's one root, or not a fleet root). */
+  roots: (CertInfo & { name: string; kind: 'active-root' | 'distribution' | 'new-root' | 'old-with-new' | 'management-ca' | 'operator-ca'; side?: RootSide; pem?: string })[];
   devices: {
     count: number;
     earliest: { deviceId: string; notAfter: string } | null;
