@@ -218,6 +218,8 @@ export interface Timeline {
 /** A schedule as the confirmation dialog shows it. */
 export interface ScheduleView {
   name: string;
+  /** The root it rotates, in a fleet with separate client and server roots. */
+  root?: RootSide;
   steps: { id: string; role: Role; doc: string; after: string[] }[];
   sequence: { server: string[]; client: string[] };
 }

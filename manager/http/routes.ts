@@ -94,7 +94,7 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
       body: {
         type: 'object', required: ['schedule'], additionalProperties: false,
         properties: {
-          schedule: { enum: ['six-step', 'batched'] }, excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] },
+          schedule: { enum: ['six-step', 'batched', 'client-root', 'server-root'] }, excludeOfflineAfterS: { anyOf: [{ type: 'integer', minimum: 1, maximum: 31_536_000 }, { type: 'null' }] },
           algorithm: { enum: [...CA_KEY_ALGORITHMS] }, subject: { type: 'string', minLength: 3, maxLength: 1024 },
           root: { enum: ['client', 'server'] }, distributeOldWithNew: { type: 'boolean' },
         },
@@ -114,11 +114,13 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
     });
   }
 
-  app.get('/api/schedules', async (): Promise<{ schedules: ScheduleView[] }> => ({
-    schedules: ['six-step', 'batched'].map((name) => {
+  // The schedules that can start a rotation of this fleet: one root's, or each root's of a fleet with separate roots.
+  app.get('/api/schedules', async (): Promise<{ separateRoots: boolean; schedules: ScheduleView[] }> => ({
+    separateRoots: service.m.ca.separateRoots(),
+    schedules: (service.m.ca.separateRoots() ? ['server-root', 'client-root'] : ['six-step', 'batched']).map((name) => {
       const s = SCHEDULES[name]!;
       return {
-        name, sequence: { server: deviceSequence(s, 'server'), client: deviceSequence(s, 'client') },
+        name, ...(s.root ? { root: s.root } : {}), sequence: { server: deviceSequence(s, 'server'), client: deviceSequence(s, 'client') },
         steps: s.steps.map((st) => ({ id: st.id, role: st.role, doc: st.doc, after: st.after.map((p) => `${p.scope === 'self' ? 'own' : 'every peer\'s'} ${p.step}${p.strength === 'preferred' ? ' (preferred)' : ''}`) })),
       };
     }),

@@ -165,8 +165,12 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
    */
   async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide; distributeOldWithNew?: boolean } = {}): Promise<RotationSummary> {
     // Only forward schedules with a rollback start rotations (not naive, not a rollback or catch-up schedule);
-    // `root` (a separate-roots fleet) picks that root's own schedule instead.
-    const schedule = opts.root ? SIDE_SCHEDULES[opts.root] : ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
+    // in a separate-roots fleet, one root's own schedule: named (client-root, server-root) or picked by `root`.
+    const named = SCHEDULES[scheduleName]?.root;
+    if (named && opts.root && opts.root !== named) throw new ManagerError('E_BAD_REQUEST', `schedule ${scheduleName} rotates the ${named} root, not the ${opts.root} root; give one of them`);
+    const side = opts.root ?? named;
+    if (side && !opts.root) opts = { ...opts, root: side };
+    const schedule = side ? SIDE_SCHEDULES[side] : ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
     if (!schedule) throw new ManagerError('E_BAD_REQUEST', `schedule ${JSON.stringify(scheduleName)} cannot start a rotation; use ${Object.keys(ROLLBACK_OF).join(' or ')}`);
     const newRoot = { algorithm: opts.algorithm, subject: opts.subject };
     let id: string;

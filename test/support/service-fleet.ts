@@ -55,6 +55,8 @@ export interface ServiceFleetOptions {
   deviceAlgorithm?: KeyAlgorithm;
   /** What devices declare they can verify at enrolment, by id (default: nothing declared). */
   verifies?: Readonly<Record<string, readonly string[]>>;
+  /** Separate client and server roots (the server root keeps the fleet root's subject). */
+  separateRoots?: boolean;
 }
 
 /** A running service fleet; `close()` stops every process and removes the folder. */
@@ -86,7 +88,7 @@ export class ServiceFleet {
     const pki = await ManagementPki.create({ now: systemClock.now() });
     pki.save(mgmtDir);
     const logger = createLogger({ level: 'warn', sink: () => undefined });
-    const ca = await CaAuthority.openOrInit(join(dataDir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll service test', now: systemClock.now(), policy: o.caAlgorithm ? { algorithm: o.caAlgorithm } : {} });
+    const ca = await CaAuthority.openOrInit(join(dataDir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll service test', now: systemClock.now(), policy: o.caAlgorithm ? { algorithm: o.caAlgorithm } : {}, ...(o.separateRoots ? { clientSubject: 'CN=Printer Client Root,O=trustroll service test' } : {}) });
     const embeddedPort = o.broker === 'embedded' ? await freePort() : 0;
     const broker = o.broker === 'embedded' ? null : await Mosquitto.start(pki, { sysIntervalS: 1 });
     const brokerUrl = broker ? broker.url : `mqtts://127.0.0.1:${embeddedPort}`;

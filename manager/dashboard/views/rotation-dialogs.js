@@ -14,6 +14,8 @@ import { Dialog } from '../ui/dialog.js';
 const HINTS = {
   'six-step': 'Six requests per printer–client pair. No handshake fails at any moment: each device adds the new root next to the old one before anyone presents a certificate signed by it.',
   batched: 'Three requests (B1 to clients, B2 to printers, B3 to clients): fewer round trips on a large fleet. Until a printer has its B2, each client connection to it first fails with the new certificate and succeeds with the old one.',
+  'server-root': 'The root that signs the printers\' certificates: clients trust the new one first, then each printer presents its new certificate, then clients drop the old root. The clients\' certificates do not change.',
+  'client-root': 'The root that signs the clients\' certificates: printers trust the new one first, then each client presents its new certificate, then printers drop the old root. The printers\' certificates do not change.',
 };
 
 /** The steps of a schedule as a table: who, does what, waits for what. */
@@ -35,6 +37,7 @@ export function StartDialog({ onClose, onStart, busy, error }) {
   const [subject, setSubject] = useState('');
   const [oldWithNew, setOldWithNew] = useState(false);
   const newRoot = { ...(algorithm ? { algorithm } : {}), ...(subject.trim() ? { subject: subject.trim() } : {}), ...(oldWithNew ? { distributeOldWithNew: true } : {}) };
+  const separate = res.data?.separateRoots === true;
   const chosen = schedules.find((s) => s.name === name) ?? schedules.find((s) => s.name === 'six-step') ?? schedules[0];
   return html`<${Dialog} title="Start a root rotation" wide onClose=${onClose}
     actions=${html`<button type="button" onClick=${onClose}>Cancel</button>
@@ -44,10 +47,11 @@ export function StartDialog({ onClose, onStart, busy, error }) {
       every intermediate state still authenticates.</p>
     <${ErrorBox} error=${res.error} title="Schedules" />
     ${!res.data ? (res.error ? null : html`<${Loading} what="the schedules" />`) : html`
-      <fieldset class="choices"><legend>Schedule</legend>
+      <fieldset class="choices"><legend>${separate ? 'Root to rotate' : 'Schedule'}</legend>
+        ${separate ? html`<p class="hint">This fleet keeps separate roots for printers (server) and clients: a rotation changes one of them.</p>` : null}
         ${schedules.map((s) => html`<label class="choice"><input type="radio" name="schedule" value=${s.name}
             checked=${chosen && chosen.name === s.name} onChange=${() => setName(s.name)} />
-          <b>${s.name}</b> <span class="muted">(${s.steps.length} steps)</span>
+          <b>${s.root ? `${s.root} root` : s.name}</b> <span class="muted">(${s.root ? `${s.name}, ` : ''}${s.steps.length} steps)</span>
           ${HINTS[s.name] ? html`<div class="hint">${HINTS[s.name]}</div>` : null}</label>`)}
       </fieldset>
       <fieldset class="choices"><legend>Devices that are offline</legend>
