@@ -54,6 +54,8 @@ export interface MqttFleetOptions {
    * broker's TLS always use the system clock.
    */
   clock?: Clock;
+  /** Separate client and server roots: the client root's subject (the server root keeps the fleet root's). */
+  clientRootSubject?: string;
   /** Device links opened at once while starting (default 100). */
   connectConcurrency?: number;
   /**
@@ -108,7 +110,7 @@ export class MqttFleet {
     const broker = o.broker === 'mosquitto'
       ? await Mosquitto.start(pki, { autosaveIntervalS: o.brokerAutosaveS, sysIntervalS: o.brokerSysIntervalMs === undefined ? undefined : Math.ceil(o.brokerSysIntervalMs / 1000) })
       : await EmbeddedBroker.start({ ca: pki.ca, ...pki.broker, logger, sysIntervalMs: o.brokerSysIntervalMs });
-    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll mqtt test', now: (o.clock ?? realClock).now() });
+    const ca = await CaAuthority.openOrInit(join(dir, 'ca'), { subject: 'CN=Printer Fleet Root,O=trustroll mqtt test', now: (o.clock ?? realClock).now(), ...(o.clientRootSubject ? { clientSubject: o.clientRootSubject } : {}) });
     const fleet = new MqttFleet(dir, pki, broker, ca, new FleetDb(join(dir, 'manager.db')), logger, o);
     await fleet.startManager();
     const ids: [string, Role][] = [
@@ -166,7 +168,8 @@ export class MqttFleet {
     const store: StateStore = this.o.storage === 'memory' ? new RecordStateStore(new MemoryRecordStore(), id) : new SqliteStateStore(join(this.dir, `${id}.db`));
     const agent = await Agent.provision(
       { deviceId: id, role, store, keys, clock: this.clock, logger: this.logger.child({ deviceId: id }), verifySignature: commandVerifier(this.pki.trustedCommandKeys()) },
-      { root: this.ca.activeRoot().cert, certificate, keyLabel: 'device' },
+      // With separate roots a device trusts the other side's root and keeps its own certificate's root as its issuer.
+      { root: this.ca.peerRoot(role).cert, certificate, keyLabel: 'device', ...(this.ca.separateRoots() ? { issuerRoot: this.ca.issuingRoot(role).cert } : {}) },
     );
     this.agents.set(id, agent);
     this.stores.set(id, store);

@@ -302,7 +302,8 @@ export interface SchedulerView {
   lastCheck: string | null;
   nextCheck: string | null;
   window: { open: boolean; nextStart: string | null };
-  rotation: { rootNotAfter: string; dueAt: string | null };
+  /** `root`: with separate roots, the root that expires first (the one due first). */
+  rotation: { rootNotAfter: string; dueAt: string | null; root?: RootSide };
   renewal: { dueAt: string | null; dueNow: number };
   open: { id: string; schedule: string; status: string } | null;
   decisions: SchedulerDecisionView[];

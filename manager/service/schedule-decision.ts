@@ -6,6 +6,7 @@
  * is open; otherwise skip and say why. `Scheduler` (scheduler.ts) gathers
  * the facts, acts on the decisions and records them.
  */
+import type { RootSide } from '../../protocol/steps.ts';
 import { nextWindowStart, windowOpen, type MaintenanceWindow } from './maintenance-window.ts';
 
 /** Settings of the scheduler (`trustroll serve --check-cron --rotate-before --renew-before --window`). */
@@ -31,7 +32,10 @@ export const DEFAULT_CHECK_CRON = '*/10 * * * *';
 
 /** What the scheduler needs to know about the fleet at a check. */
 export interface ScheduleFacts {
+  /** When the root expires; with separate roots, the one that expires first. */
   rootNotAfter: Date;
+  /** Separate client and server roots only: each root's expiry (absent: one root for both sides). */
+  roots?: readonly { side: RootSide; notAfter: Date }[];
   devices: readonly { id: string; notBefore: Date; notAfter: Date; online: boolean | null }[];
   /** The rotation (or renewal) that blocks new work, if any. */
   open: { id: string; schedule: string; status: string } | null;
@@ -48,6 +52,8 @@ export interface Decision {
   reason: string;
   /** Renewal: the devices the decision is about. */
   deviceIds: string[];
+  /** Root rotation of a fleet with separate roots: the root it rotates (the one that expires first). */
+  side?: RootSide;
 }
 
 const DAY = 86_400_000;
@@ -62,6 +68,11 @@ export function formatDuration(seconds: number): string {
 
 const inDays = (at: Date, now: Date) => Math.floor((at.getTime() - now.getTime()) / DAY);
 const list = (ids: readonly string[]) => `${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ` and ${ids.length - 5} more` : ''}`;
+
+/** The root that expires first, of a fleet with separate roots (undefined: one root). */
+export function firstRootSide(facts: Pick<ScheduleFacts, 'roots'>): RootSide | undefined {
+  return facts.roots?.length ? [...facts.roots].sort((a, b) => a.notAfter.getTime() - b.notAfter.getTime())[0]!.side : undefined;
+}
 
 /** When the root rotation falls due (null when not configured). */
 export function rotationDueAt(facts: Pick<ScheduleFacts, 'rootNotAfter'>, c: SchedulerConfig): Date | null {
@@ -90,16 +101,23 @@ export function decide(facts: ScheduleFacts, c: SchedulerConfig, now: Date): Dec
   const blocked = facts.open ? `rotation ${facts.open.id} (${facts.open.schedule}) is ${facts.open.status}; scheduled work waits until it is closed` : null;
 
   const rotateAt = rotationDueAt(facts, c);
+  const side = firstRootSide(facts);
   if (rotateAt && now >= rotateAt) {
-    const why = `the root expires ${facts.rootNotAfter.toISOString()} (in ${inDays(facts.rootNotAfter, now)} days), within --rotate-before ${formatDuration(c.rotateBeforeS!)}`;
+    const why = `the ${side ? `${side} ` : ''}root expires ${facts.rootNotAfter.toISOString()} (in ${inDays(facts.rootNotAfter, now)} days), within --rotate-before ${formatDuration(c.rotateBeforeS!)}`;
     const skip = blocked ?? window();
-    if (skip) return [{ what: 'rotate', outcome: 'skip', code: blocked ? 'open' : 'outside-window', reason: `${why}; ${skip}`, deviceIds: [] }];
-    return [{ what: 'rotate', outcome: 'start', code: 'due', reason: `${why}: starting a ${c.rotateSchedule} rotation (it also renews every device certificate)`, deviceIds: [] }];
+    const bySide = side ? { side } : {};
+    if (skip) return [{ what: 'rotate', outcome: 'skip', code: blocked ? 'open' : 'outside-window', reason: `${why}; ${skip}`, deviceIds: [], ...bySide }];
+    const what = side ? `a ${side}-root rotation (it also renews every ${side === 'server' ? 'printer' : 'client'} certificate)` : `a ${c.rotateSchedule} rotation (it also renews every device certificate)`;
+    return [{ what: 'rotate', outcome: 'start', code: 'due', reason: `${why}: starting ${what}`, deviceIds: [], ...bySide }];
   }
   if (c.renewBeforeS === null) return [];
   const limit = now.getTime() + c.renewBeforeS * 1000;
   const due = facts.devices.filter((d) => d.notAfter.getTime() <= limit).sort((a, b) => a.notAfter.getTime() - b.notAfter.getTime());
   if (due.length === 0) return [];
+  // Renewal under one of two roots is not available yet (docs/separate-roots.md): each root's rotation renews its side.
+  if (facts.roots?.length) {
+    return [{ what: 'renew', outcome: 'skip', code: 'refused', deviceIds: due.map((d) => d.id), reason: `${due.length} device certificates (${list(due.map((d) => d.id))}) expire within --renew-before ${formatDuration(c.renewBeforeS)}, but this fleet keeps separate client and server roots, which renewals do not support yet; a root rotation renews its side's certificates (--rotate-before, or "trustroll rotate --root client|server")` }];
+  }
   const out: Decision[] = [];
   const skip = (code: DecisionCode, devices: typeof due, reason: string) => {
     if (devices.length > 0) out.push({ what: 'renew', outcome: 'skip', code, reason, deviceIds: devices.map((d) => d.id) });

@@ -19,7 +19,7 @@ import type { FleetDb } from '../fleet-db.ts';
 import type { SchedulerDecisionView, SchedulerView } from '../http/api-types.ts';
 import { openRotation } from '../orchestrator.ts';
 import { nextWindowStart, parseWindow, windowOpen } from './maintenance-window.ts';
-import { decide, DEFAULT_CHECK_CRON, formatDuration, renewalDueAt, rotationDueAt, type Decision, type ScheduleFacts, type SchedulerConfig } from './schedule-decision.ts';
+import { decide, DEFAULT_CHECK_CRON, firstRootSide, formatDuration, renewalDueAt, rotationDueAt, type Decision, type ScheduleFacts, type SchedulerConfig } from './schedule-decision.ts';
 import type { ManagerService } from './manager-service.ts';
 
 export { DEFAULT_CHECK_CRON, type SchedulerConfig } from './schedule-decision.ts';
@@ -125,7 +125,7 @@ export class Scheduler {
     const opts = { excludeOfflineAfterS: this.config.excludeOfflineAfterS };
     try {
       const started = d.what === 'rotate'
-        ? await this.host.startRotation(this.config.rotateSchedule, SCHEDULER_ACTOR, opts)
+        ? await this.host.startRotation(d.side ? `${d.side}-root` : this.config.rotateSchedule, SCHEDULER_ACTOR, opts)
         : await this.host.startRenewal(d.deviceIds, SCHEDULER_ACTOR, opts);
       this.log.info(d.what === 'rotate' ? 'scheduled root rotation started' : 'scheduled renewal started', { rotationId: started.id, reason: d.reason, devices: d.deviceIds.length });
       return view(d, now, 'start', d.code, d.reason, started.id);
@@ -167,7 +167,7 @@ export class Scheduler {
       lastCheck: this.lastCheck?.toISOString() ?? null,
       nextCheck: next ? next.toISOString() : null,
       window: { open: windowOpen(c.windows, now, c.utc), nextStart: nextWindowStart(c.windows, now, c.utc)?.toISOString() ?? null },
-      rotation: { rootNotAfter: facts.rootNotAfter.toISOString(), dueAt: rotateAt?.toISOString() ?? null },
+      rotation: { rootNotAfter: facts.rootNotAfter.toISOString(), dueAt: rotateAt?.toISOString() ?? null, ...(facts.roots?.length ? { root: firstRootSide(facts) } : {}) },
       renewal: { dueAt: renewAt?.toISOString() ?? null, dueNow: limit === null ? 0 : facts.devices.filter((d) => d.notAfter.getTime() <= limit).length },
       open: facts.open,
       decisions: [...this.decisions],
@@ -201,8 +201,11 @@ export function serviceHost(service: ManagerService): SchedulerHost {
   return {
     facts: () => {
       const open = openRotation(db);
+      const ca = service.m.ca;
+      const roots = ca.separateRoots() ? (['server', 'client'] as const).map((side) => ({ side, notAfter: datesOf(`\u0000root-${side}`, ca.activeRoot(side).cert).notAfter })) : null;
       return {
-        rootNotAfter: datesOf('\u0000root', service.m.ca.activeRoot().cert).notAfter,
+        rootNotAfter: roots ? new Date(Math.min(...roots.map((r) => r.notAfter.getTime()))) : datesOf('\u0000root', ca.activeRoot().cert).notAfter,
+        ...(roots ? { roots } : {}),
         devices: db.devices().map((d) => ({ id: d.id, ...datesOf(d.id, d.certificate), online: service.presence.get(d.id)?.online ?? null })),
         open: open ? { id: open.id, schedule: open.schedule, status: open.status } : null,
       };
@@ -229,7 +232,7 @@ export function describeSchedulerView(v: SchedulerView | null, live: boolean): s
   const last = v.decisions[0];
   return [
     `schedule: ${live ? 'active' : `not running (as of ${v.updatedAt})`}; checks "${c.checkCron}"${v.nextCheck && live ? `, next ${v.nextCheck}` : ''}; windows ${c.windows.length ? `${c.windows.join('; ')} (${c.timeZone})` : 'none (any time)'}`,
-    `  root rotation: ${c.rotateBefore ? `due ${v.rotation.dueAt} (root expires ${v.rotation.rootNotAfter}, --rotate-before ${c.rotateBefore}, ${c.rotateSchedule})` : 'not scheduled'}`,
+    `  root rotation: ${c.rotateBefore ? `due ${v.rotation.dueAt} (${v.rotation.root ? `the ${v.rotation.root} root, the first to expire,` : 'root'} expires ${v.rotation.rootNotAfter}, --rotate-before ${c.rotateBefore}, ${v.rotation.root ? `${v.rotation.root}-root` : c.rotateSchedule})` : 'not scheduled'}`,
     `  renewal: ${c.renewBefore ? `next due ${v.renewal.dueAt ?? 'never'} (--renew-before ${c.renewBefore}; ${v.renewal.dueNow} due now)` : 'not scheduled'}`,
     `  last check: ${v.lastCheck ?? 'none yet'}${v.lastCheck && (!last || v.lastCheck > last.at) ? ': nothing due' : ''}`,
     `  last decision: ${last ? `${last.at} ${last.what} ${last.outcome}${last.outcome === 'skip' ? ` (${last.code})` : ''}${last.rotationId ? ` ${last.rotationId}` : ''}: ${last.reason}` : 'none yet'}`,

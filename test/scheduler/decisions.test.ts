@@ -121,6 +121,23 @@ describe('scheduler: decisions over a simulated clock', () => {
     assert.match(s!.reason, /live at most a day longer than --renew-before 30d/);
   });
 
+  it('separate roots: the root that expires first is rotated with its own schedule; renewals are named as not available', () => {
+    const separate = (serverDays: number, clientDays: number, o: Parameters<typeof facts>[1] = {}): ScheduleFacts => {
+      const roots = [{ side: 'server' as const, notAfter: new Date(TUESDAY.getTime() + serverDays * DAY) }, { side: 'client' as const, notAfter: new Date(TUESDAY.getTime() + clientDays * DAY) }];
+      return { ...facts(SATURDAY, o), rootNotAfter: new Date(Math.min(...roots.map((r) => r.notAfter.getTime()))), roots };
+    };
+    const [client] = decide(separate(900, 170), config(), SATURDAY);
+    assert.deepEqual([client?.what, client?.outcome, client?.code, client?.side], ['rotate', 'start', 'due', 'client']);
+    assert.match(client!.reason, /^the client root expires .* within --rotate-before 180d: starting a client-root rotation \(it also renews every client certificate\)$/);
+    const [server] = decide(separate(170, 900), config(), TUESDAY);
+    assert.deepEqual([server?.outcome, server?.code, server?.side], ['skip', 'outside-window', 'server']);
+    assert.match(server!.reason, /^the server root expires/);
+    // Neither root due, certificates due: named, not started (a renewal under one of two roots is not available yet).
+    const renew = decide(separate(900, 900, { devices: [['cli-1', 5, true], ['srv-1', 9, true]] }), config(), SATURDAY);
+    assert.deepEqual(renew.map((d) => [d.what, d.outcome, d.code, d.deviceIds]), [['renew', 'skip', 'refused', ['cli-1', 'srv-1']]]);
+    assert.match(renew[0]!.reason, /separate client and server roots, which renewals do not support yet; a root rotation renews its side's certificates/);
+  });
+
   it('checks its settings: cron expression, schedule and durations (E_SERVICE_CONFIG names the option)', () => {
     assert.equal(schedulerConfig({}).checkCron, '*/10 * * * *');
     assert.equal(schedulerConfig({ checkCron: '*/5 * * * * *' }).checkCron, '*/5 * * * * *');

@@ -157,4 +157,38 @@ describe('scheduled rotation and renewal end to end (Mosquitto, the manager serv
     assert.ok(Date.parse(view.rotation.dueAt!) > clock.now().getTime() + 3000 * DAY, 'the next root rotation falls due in about ten years');
     assert.equal(view.decisions.find((d) => d.outcome === 'start')?.rotationId, rot.id);
   });
+
+  it('separate roots: at a due check the root that expires first is rotated with its own schedule, then the other at the next check, never twice', async () => {
+    const clock = new ManualClock(T0);
+    const fleet = await fleets.create({ servers: 2, clients: 2, broker: 'mosquitto', clock, clientRootSubject: 'CN=Printer Client Root,O=trustroll mqtt test' });
+    await fleet.stopManager();
+    service = await ManagerService.start({ dataDir: fleet.dir, pki: fleet.pki, brokerUrl: fleet.url, logger: fleet.logger, clock, policy: { ackTimeoutMs: 3000, sweepIntervalMs: 50 } });
+    const svc = service;
+    await until(() => [...fleet.agents.keys()].every((id) => svc.presence.get(id)?.online === true), 'every device online');
+    const before = { server: svc.m.ca.activeRoot('server').cert, client: svc.m.ca.activeRoot('client').cert };
+    scheduler = new Scheduler(config({ renewBeforeS: null }), serviceHost(svc), { clock, logger: fleet.logger });
+
+    clock.set(new Date(T0.getTime() + 497 * 7 * DAY + TO_SATURDAY)); // Saturday 02:00, both roots expire in about 167 days
+    const rotated: string[] = [];
+    for (const side of ['server', 'client'] as const) {
+      const [d] = await scheduler.tick(clock.now());
+      assert.deepEqual([d?.what, d?.outcome], ['rotate', 'start'], `the ${side} root: ${d?.reason}`);
+      assert.match(d!.reason, new RegExp(`^the ${side} root expires .*: starting a ${side}-root rotation`));
+      const rot: { id: string; schedule: string } = svc.m.db.rotation(d!.rotationId!)!;
+      assert.equal(rot.schedule, `${side}-root`);
+      await until(() => svc.m.db.rotation(rot.id)?.status === 'complete', `the ${side}-root rotation completes`, 60_000);
+      rotated.push(rot.id);
+    }
+    assert.deepEqual(await scheduler.tick(clock.now()), [], 'nothing is due once both roots are new');
+    assert.equal(svc.m.db.rotations().length, 2);
+    const after = { server: svc.m.ca.activeRoot('server').cert, client: svc.m.ca.activeRoot('client').cert };
+    assert.notEqual(fingerprintPem(after.server), fingerprintPem(before.server));
+    assert.notEqual(fingerprintPem(after.client), fingerprintPem(before.client));
+    // Clients verify printers with the server root and printers clients with the client root: each trusts only the other side's new root.
+    for (const [id, agent] of fleet.agents) {
+      const peer = id.startsWith('srv-') ? after.client : after.server;
+      assert.deepEqual(agent.trustAnchors().map(fingerprintPem), [fingerprintPem(peer)], `${id} trusts only the new ${id.startsWith('srv-') ? 'client' : 'server'} root`);
+    }
+    assert.deepEqual(auditOf('operator.start').map((e) => [e.actor, e.rotationId, (e.detail as { root?: string }).root]), [['scheduler', rotated[0], 'server'], ['scheduler', rotated[1], 'client']]);
+  });
 });
