@@ -5,6 +5,7 @@
  */
 import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
+import { OPTIONAL_PAYLOAD_FIELDS } from '../protocol/messages/command.ts';
 import { assertDesiredState, type DesiredState, type DeviceState, type TlsCounters } from '../protocol/messages/device-state.ts';
 import { parseWire } from '../protocol/validate.ts';
 import type { Agent } from './agent.ts';
@@ -15,6 +16,7 @@ export function deviceStateMessage(agent: Agent, status: 'online' | 'behind', o:
   const msg: DeviceState = {
     v: 1, kind: 'state', deviceId: s.deviceId, status, role: s.role, lastSeq: s.lastSeq,
     state: { storeHash: s.storeHash, rotationId: s.rotationId, completed: s.completed, trust: s.trust, identity: s.identity },
+    accepts: [...OPTIONAL_PAYLOAD_FIELDS],
     at: o.clock.now().toISOString(),
   };
   if (status === 'behind' && o.desired) msg.desired = { rotationId: o.desired.rotationId, step: o.desired.step, seq: o.desired.seq };

@@ -29,6 +29,7 @@ export const MANAGER_ERRORS = {
   E_NO_ROOT: 'The manager has no active root CA; initialise it first.',
   E_ALGORITHM_UNVERIFIABLE: 'The new root\'s algorithm is one some devices declared they cannot verify (at enrolment, "trustroll enroll --verifies", or later, "trustroll verifies --set"); nothing was started. Keep the fleet\'s algorithm (rotate without --algorithm), replace or update those devices first, or re-declare them once their firmware verifies it.',
   E_ROOT_SIDE: 'The rotation names a root the fleet does not keep apart, or names none in a fleet that does: a fleet made with separate client and server roots ("trustroll ca init --client-subject") rotates one of them at a time ("trustroll rotate --root client" or "--root server"); a single-root fleet rotates without --root. Nothing was started.',
+  E_AGENT_OUTDATED: 'Some devices run an agent older than what this rotation sends (they reported the step fields they apply, without this one) and would refuse a step part-way; nothing was started. Upgrade the agents the message names, or start the rotation without the option (e.g. without --old-with-new).',
   E_FLEET_EMPTY: 'The fleet has no devices of one role; a rotation needs servers and clients.',
   E_MANAGER_DB: 'The manager database is unreadable or from an incompatible version; restore it from backup.',
   E_KEY_VAULT: 'A CA key file is missing, unreadable or has unsafe permissions; restore it (0600, owned by the manager user).',

@@ -93,6 +93,7 @@ export class FleetDb {
       this.addColumnIfMissing('rotations', 'old_with_new', 'TEXT');
       this.addColumnIfMissing('devices', 'via', 'TEXT');
       this.addColumnIfMissing('rotations', 'push_old_with_new', 'INTEGER');
+      this.addColumnIfMissing('devices', 'accepts', 'TEXT');
       const v = this.stmt("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
       if (!v) this.stmt("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
       else if (v.v !== '1') throw new Error(`schema version ${v.v}`);
@@ -157,6 +158,23 @@ export class FleetDb {
   deviceVerifies(): Map<string, string[]> {
     const rows = this.stmt('SELECT id, verifies FROM devices WHERE verifies IS NOT NULL').all() as { id: string; verifies: string }[];
     return new Map(rows.map((r) => [r.id, r.verifies.split(',').filter(Boolean)]));
+  }
+
+  /**
+   * Record the optional payload fields a device's agent reported it applies
+   * (its state message's `accepts`; [] for an agent too old to report
+   * them). Written only when it changed; false for an unknown device or no
+   * change.
+   */
+  recordAccepts(id: string, fields: readonly string[]): boolean {
+    const text = JSON.stringify([...fields].sort());
+    return this.stmt('UPDATE devices SET accepts = ? WHERE id = ? AND (accepts IS NULL OR accepts <> ?)').run(text, id, text).changes > 0;
+  }
+
+  /** What each device's agent last reported it accepts; a device that never reported (since enrolment) is absent. */
+  deviceAccepts(): Map<string, string[]> {
+    const rows = this.stmt('SELECT id, accepts FROM devices WHERE accepts IS NOT NULL ORDER BY id').all() as { id: string; accepts: string }[];
+    return new Map(rows.map((r) => [r.id, JSON.parse(r.accepts) as string[]]));
   }
 
   /** Record the key the device's next certificate must carry (after a re-key). */

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { systemClock, systemTimers, type Clock, type Timers } from '../protocol/clock.ts';
 import { commandSigner } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
+import type { DeviceState } from '../protocol/messages/device-state.ts';
 import { ackVerifier } from './ack-verifier.ts';
 import { AuditLog, type AuditRow } from './audit-log.ts';
 import { auditedEvents } from './audit-recorder.ts';
@@ -57,10 +58,27 @@ export function buildOrchestrator(w: OrchestratorWiring): Orchestrator {
 /** The manager's MQTT session to `url` with its management certificate. */
 export function mqttTransport(o: { url: string; pki: Pick<ManagementPki, 'ca' | 'manager'>; logger: Logger; clock?: Clock; reconnectPeriodMs?: number; db?: FleetDb }): MqttManagerTransport {
   const db = o.db;
-  return new MqttManagerTransport({
+  const t = new MqttManagerTransport({
     url: o.url, tls: { ca: o.pki.ca, ...o.pki.manager }, logger: o.logger, clock: o.clock, reconnectPeriodMs: o.reconnectPeriodMs,
     ...(db ? { routeOf: (id: string) => db.deviceVia(id) } : {}),
   });
+  if (db) t.on('state', (s: DeviceState) => recordAccepts(db, s, o.logger));
+  return t;
+}
+
+/**
+ * Keep what a device's agent applies (its state's `accepts`) in the fleet
+ * database, so a rotation that would send a field some agent refuses is
+ * stopped before it starts (Orchestrator.start). Only online and behind
+ * states speak for the agent: a last will carries nothing.
+ */
+function recordAccepts(db: FleetDb, s: DeviceState, logger: Logger): void {
+  if (s.status === 'offline') return;
+  try {
+    if (db.recordAccepts(s.deviceId, s.accepts ?? [])) logger.info('device agent reports the optional step fields it applies', { deviceId: s.deviceId, accepts: s.accepts ?? [] });
+  } catch (err) {
+    logger.warn('could not record what a device\'s agent accepts', { deviceId: s.deviceId, reason: (err as Error).message });
+  }
 }
 
 /** A manager opened on its data folder. */

@@ -25,6 +25,7 @@ import { buildPeers } from './peering.ts';
 import { RotationState } from './rotation-state.ts';
 import type { ManagerTransport } from './transport.ts';
 import { buildCommand } from './commands.ts';
+import { assertPayloadAccepted } from './payload-gate.ts';
 import { rotationStatus } from './rotation-status.ts';
 import { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
 
@@ -109,6 +110,7 @@ export class Orchestrator {
     if (!devices.some((d) => d.role === 'server') || !devices.some((d) => d.role === 'client')) {
       throw new ManagerError('E_FLEET_EMPTY', `fleet has ${devices.length} devices; need at least one server and one client`);
     }
+    if (opts.distributeOldWithNew) assertPayloadAccepted(this.o.db, devices, opts.schedule, 'oldWithNew', this.o.logger, 'OldWithNew');
     const id = opts.rotationId ?? `rot-${this.o.clock.now().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
     const now = this.o.clock.now();
     // One side's root rotated: only the devices it signs get new certificates; the other side's never change.

@@ -10,6 +10,7 @@ import { ManagerError } from './errors.ts';
 import type { FleetDb, RotationRow } from './fleet-db.ts';
 import { userInfo } from 'node:os';
 import { openManager } from './manager.ts';
+import type { MqttManagerTransport } from './mqtt-transport.ts';
 import { openRotation } from './orchestrator.ts';
 import { abortRotation } from './service/manager-service.ts';
 import type { ManagementPki } from './management-pki.ts';
@@ -33,6 +34,12 @@ export interface RunRotationOptions {
   logger: Logger;
   /** Called about once a second while the rotation runs. */
   onTick?: (db: FleetDb, rotationId: string) => void;
+}
+
+/** Wait until every device's retained state arrived, or `ms` passed (a device that never connected has none). */
+async function retainedStates(transport: MqttManagerTransport, ids: readonly string[], ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end && ids.some((id) => !transport.devices().has(id))) await new Promise((r) => setTimeout(r, 50));
 }
 
 /** Run (or resume) a rotation to its end. */
@@ -60,6 +67,8 @@ export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
     } else {
       if (!o.schedule) throw new ManagerError('E_ROTATION_UNKNOWN', 'give a schedule to start, or resume an open rotation');
       await transport.ready(30_000);
+      // What each agent applies comes with its retained state, which the broker sends just after the subscription.
+      if (o.distributeOldWithNew) await retainedStates(transport, db.devices().map((d) => d.id), 3_000);
       id = await orchestrator.start({ schedule: o.schedule, newRoot: o.newRoot, distributeOldWithNew: o.distributeOldWithNew });
     }
     const now = db.rotation(id)!;

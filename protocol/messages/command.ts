@@ -116,6 +116,14 @@ const FIELD_SCHEMA: Readonly<Record<keyof StepPayload, object>> = {
   },
 };
 
+/**
+ * Every optional payload field this version of the protocol defines. An
+ * agent reports them in its state message (`accepts`), so the manager
+ * sends one only to devices whose agent applies it: an older agent refuses
+ * a step carrying a field it does not know (E_SCHEMA).
+ */
+export const OPTIONAL_PAYLOAD_FIELDS: readonly (keyof StepPayload)[] = [...new Set(Object.values(OPTIONAL_FOR).flat())];
+
 /** The payload fields a step requires, derived from its effects (rollback steps need none). */
 export function payloadFields(schedule: Schedule, stepId: string): (keyof StepPayload)[] {
   const fields = new Set<keyof StepPayload>();

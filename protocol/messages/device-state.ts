@@ -76,6 +76,12 @@ export interface DeviceState {
   tls?: TlsCounters;
   /** Present while the device's store is rolled back (optional: older agents never send it). */
   regression?: RegressionFlag;
+  /**
+   * The optional step payload fields the device's agent applies
+   * (OPTIONAL_PAYLOAD_FIELDS, e.g. `oldWithNew`). Agents older than the
+   * field send none: an online state without it means "accepts none".
+   */
+  accepts?: string[];
   at?: string;
 }
 
@@ -94,6 +100,12 @@ export const TLS_COUNTERS_SCHEMA = {
 export const REGRESSION_FLAG_SCHEMA = {
   type: 'object', additionalProperties: false, required: ['code', 'lostWrites', 'missingWrites', 'loadedSeq', 'detectedAt', 'message'],
   properties: { code: { const: 'E_STORE_REGRESSED' }, lostWrites: count, missingWrites: count, loadedSeq: seq, detectedAt: time, message: { type: 'string', maxLength: 1024 } },
+} as const;
+
+/** Schema of the optional `accepts` list: field names, including ones a newer agent knows and this manager does not. */
+export const ACCEPTS_SCHEMA = {
+  type: 'array', maxItems: 32, uniqueItems: true,
+  items: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z][A-Za-z0-9]*$' },
 } as const;
 
 /** Schema of the desired-state message. */
@@ -126,6 +138,7 @@ export const DEVICE_STATE_SCHEMA = {
     },
     tls: TLS_COUNTERS_SCHEMA,
     regression: REGRESSION_FLAG_SCHEMA,
+    accepts: ACCEPTS_SCHEMA,
     at: time,
   },
 } as const;
