@@ -80,6 +80,12 @@ export interface FleetDevice {
   via: string | null;
   /** The devices it relays for. */
   relaysFor: string[];
+  /**
+   * The optional step fields its agent last reported it applies (e.g.
+   * `oldWithNew`); [] for an agent too old to say; null when it has not
+   * reported since enrolment.
+   */
+  accepts: string[] | null;
 }
 
 /** One page of the fleet, with totals over the whole fleet. */

@@ -61,6 +61,7 @@ export class FleetView {
     const routes = this.db.routes();
     const relaysFor = new Map<string, string[]>();
     for (const [id, relay] of routes) relaysFor.set(relay, [...(relaysFor.get(relay) ?? []), id]);
+    const accepts = this.db.deviceAccepts();
     for (const d of this.db.devices()) {
       const p = this.presence.get(d.id);
       const trust = p?.state.state?.trust;
@@ -76,7 +77,7 @@ export class FleetView {
         certNotAfter: notAfter?.toISOString() ?? null, certDaysLeft: notAfter ? Math.floor((notAfter.getTime() - now) / DAY) : null,
         ...stepOf(rotation, d.role, byDevice.get(d.id)),
         tls: tls ? { attempts: tls.attempts, ok: tls.ok, failed: tls.failed, fallbacks: tls.fallbacks } : null,
-        via: routes.get(d.id) ?? null, relaysFor: relaysFor.get(d.id) ?? [],
+        via: routes.get(d.id) ?? null, relaysFor: relaysFor.get(d.id) ?? [], accepts: accepts.get(d.id) ?? null,
       });
     }
     lines.sort((a, b) => NATURAL.compare(a.id, b.id));

@@ -79,6 +79,8 @@ export function DevicePanel({ id, me, onClose, onChanged }) {
         ['Last ack', html`<span title=${full(d.lastAckAt)}>${time(d.lastAckAt, now)}</span>`],
         d.lastError && ['Last error', html`<code class="code bad">${d.lastError.code}</code> ${d.lastError.message}`],
         d.tls && ['Handshakes', `${num(d.tls.ok)} ok, ${num(d.tls.failed)} failed, ${num(d.tls.fallbacks)} with the old certificate (of ${num(d.tls.attempts)})`],
+        ['Agent applies', d.accepts == null ? html`<span class="muted">not reported yet</span>`
+          : d.accepts.length ? d.accepts.join(', ') : html`<span class="warn">no optional step fields: an agent from before OldWithNew; upgrade it before distributing OldWithNew</span>`],
         d.excluded && ['Excluded', html`<${Badge} status="excluded">excluded from the rotation<//>`],
       ]} />
       ${d.step && detail.waitingFor.length > 0 ? html`<h3>Waiting</h3>
