@@ -112,9 +112,11 @@ function standing(record: DeviceRecord, cmd: Command, schedule: Schedule, schedu
  * A device with separate client and server roots takes only schedules that
  * rotate one named root, and a single-root device only the others
  * (E_ROOT_LAYOUT): applied to the other layout, a step would verify against
- * or change the wrong root.
+ * or change the wrong root. A catch-up serves both layouts: its effect
+ * checks the layout against the chains it carries (agent/effects/catch-up.ts).
  */
 function checkRootLayout(record: DeviceRecord, schedule: Schedule): void {
+  if (schedule.name === CATCH_UP.name) return;
   const separate = hasSeparateRoots(record);
   if (separate && !schedule.root) {
     throw new ProtocolError('E_ROOT_LAYOUT', `schedule ${schedule.name} rotates a single fleet root, but this device keeps separate client and server roots; rotate one of them (schedule client-root or server-root)`);

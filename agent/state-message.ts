@@ -15,7 +15,7 @@ export function deviceStateMessage(agent: Agent, status: 'online' | 'behind', o:
   const s = agent.status();
   const msg: DeviceState = {
     v: 1, kind: 'state', deviceId: s.deviceId, status, role: s.role, lastSeq: s.lastSeq,
-    state: { storeHash: s.storeHash, rotationId: s.rotationId, completed: s.completed, trust: s.trust, identity: s.identity },
+    state: { storeHash: s.storeHash, rotationId: s.rotationId, completed: s.completed, trust: s.trust, ...(s.issuer ? { issuer: s.issuer } : {}), identity: s.identity },
     accepts: [...OPTIONAL_PAYLOAD_FIELDS],
     at: o.clock.now().toISOString(),
   };

@@ -32,11 +32,14 @@ export function buildCommand(schedule: Schedule, rotation: RotationRow, row: Ste
  * C2 for a client, carrying the missed root key updates (D, R) oldest first
  * and the device's new certificate under the last R. The step follows from
  * `role`, or, when it is omitted, from the certificate's extendedKeyUsage
- * (serverAuth or clientAuth, exactly one).
+ * (serverAuth or clientAuth, exactly one). A separate-roots device also
+ * gets `issuerChain`, the missed updates of the root that issues its
+ * certificate; then either chain may be empty, not both.
  */
-export function buildCatchUpCommand(deviceId: string, rotationId: string, seq: number, chain: readonly ChainLink[], certificate: string, now: Date, role?: Role): Command {
-  if (chain.length < 1 || chain.length > MAX_CHAIN_LINKS) {
-    throw new Error(`a catch-up chain has 1 to ${MAX_CHAIN_LINKS} links; ${deviceId} would need ${chain.length}`);
+export function buildCatchUpCommand(deviceId: string, rotationId: string, seq: number, chain: readonly ChainLink[], certificate: string, now: Date, role?: Role, issuerChain?: readonly ChainLink[]): Command {
+  const lengths = [chain.length, issuerChain?.length ?? 0];
+  if (lengths.some((n) => n > MAX_CHAIN_LINKS) || (issuerChain === undefined ? chain.length < 1 : lengths[0]! + lengths[1]! < 1)) {
+    throw new Error(`a catch-up chain has 1 to ${MAX_CHAIN_LINKS} links (a separate-roots device: up to ${MAX_CHAIN_LINKS} in each of its two chains, at least one in all); ${deviceId} would need ${lengths.join(' and ')}`);
   }
   const leaf = parseCertificate(certificate, `new certificate of ${deviceId}`);
   const roles = (['server', 'client'] as const).filter((r) => allowsPurpose(leaf, r));
@@ -46,6 +49,10 @@ export function buildCatchUpCommand(deviceId: string, rotationId: string, seq: n
   const step = CATCH_UP.steps.find((s) => s.role === as)!.id;
   return {
     v: 1, kind: 'command', deviceId, rotationId, schedule: CATCH_UP.name, seq, step, issuedAt: now.toISOString(),
-    payload: { chain: chain.map((l) => ({ distribution: l.distribution, newRoot: l.newRoot })), certificate },
+    payload: {
+      chain: chain.map((l) => ({ distribution: l.distribution, newRoot: l.newRoot })),
+      ...(issuerChain ? { issuerChain: issuerChain.map((l) => ({ distribution: l.distribution, newRoot: l.newRoot })) } : {}),
+      certificate,
+    },
   };
 }

@@ -8,7 +8,10 @@
  * manager records the command, resends it on time-out, and records the
  * device's new certificate once the signed acknowledgement arrives. A
  * device whose root is not in the chain (keys lost, another fleet) is
- * reported for re-enrolment instead.
+ * reported for re-enrolment instead. A device of a separate-roots fleet
+ * gets both histories in one command: its peers' root (the other side's
+ * rotations) and its issuer root (its own side's), either of which may
+ * have moved.
  */
 import { changesRoot } from '../phase.ts';
 import { createHash } from 'node:crypto';
@@ -20,6 +23,7 @@ import type { Command } from '../../protocol/messages/command.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import { fingerprintPem } from '../../protocol/pem.ts';
 import { MAX_CHAIN_LINKS } from '../../protocol/messages/command.ts';
+import { SCHEDULES, type RootSide } from '../../protocol/steps.ts';
 import type { AuditInput } from '../audit-log.ts';
 import { buildCatchUpCommand } from '../commands.ts';
 import type { Manager } from '../manager.ts';
@@ -84,8 +88,6 @@ export class CatchUps {
   consider(state: DeviceState): void {
     const current = state.state?.trust.current;
     if (state.status === 'offline' || !current) return;
-    // Catch-up walks one root's history; a separate-roots fleet has two (not supported yet: re-provision such a device).
-    if (this.o.m.ca.separateRoots()) return;
     const db = this.o.m.db;
     let device;
     try {
@@ -93,43 +95,62 @@ export class CatchUps {
     } catch {
       return;
     }
-    const active = fingerprintPem(this.o.m.ca.activeRoot().cert);
-    if (current === active || openRotation(db)) return;
-    // Once per root the device reports: in flight, done, or failed (reported; not retried on every state message).
-    if (db.db.prepare('SELECT id FROM catch_ups WHERE device_id = ? AND from_root = ?').get(device.id, current)) return;
-    const chain = this.chainFrom(current);
-    if (!chain) {
+    const ca = this.o.m.ca;
+    // A separate-roots fleet has two histories: the peers' root (the other side's) and the device's issuer root (its own side's).
+    const separate = ca.separateRoots();
+    const peerSide: RootSide | undefined = separate ? (device.role === 'server' ? 'client' : 'server') : undefined;
+    const ownSide: RootSide | undefined = separate ? device.role : undefined;
+    const issuerCurrent = separate ? state.state?.issuer?.current : undefined;
+    if (separate && !issuerCurrent) return; // a device that never kept an issuer root is not one of this fleet's layout
+    const behind = current !== fingerprintPem(ca.activeRoot(peerSide).cert) || (separate && issuerCurrent !== fingerprintPem(ca.activeRoot(ownSide).cert));
+    if (!behind || openRotation(db)) return;
+    // Once per root (pair of roots) the device reports: in flight, done, or failed (reported; not retried on every state message).
+    const fromRoot = separate ? `${current}/${issuerCurrent}` : current;
+    if (db.db.prepare('SELECT id FROM catch_ups WHERE device_id = ? AND from_root = ?').get(device.id, fromRoot)) return;
+    if (separate && !db.deviceAccepts().get(device.id)?.includes('issuerChain')) {
+      this.log.warn('device of a separate-roots fleet is behind, but its agent has not reported that it applies a two-chain catch-up; upgrade its agent (or re-provision the device)', { deviceId: device.id });
+      return;
+    }
+    const chain = this.chainFrom(current, peerSide);
+    const issuerChain = separate ? this.chainFrom(issuerCurrent!, ownSide) : undefined;
+    if (!chain || issuerChain === null) {
       this.o.audit({ actor: 'manager', action: 'catchup.impossible', deviceId: device.id, detail: { fromRoot: current, reason: 'the device trusts a root that is not in this manager\'s history; re-enrol it (trustroll enroll) or re-provision it' } });
       db.db.prepare("INSERT INTO catch_ups (id, device_id, seq, command, from_root, status, attempts, sent_at, error) VALUES (?, ?, 0, '', ?, 'failed', 0, ?, ?)")
-        .run(`catchup-none-${createHash('sha256').update(`${device.id}\u0000${current}`).digest('hex').slice(0, 16)}`, device.id, current, this.o.clock.now().toISOString(), 'E_CATCHUP_NO_PATH: its root is not one this manager rotated from');
+        .run(`catchup-none-${createHash('sha256').update(`${device.id}\u0000${fromRoot}`).digest('hex').slice(0, 16)}`, device.id, fromRoot, this.o.clock.now().toISOString(), 'E_CATCHUP_NO_PATH: its root is not one this manager rotated from');
       this.o.onChange?.(device.id);
       return;
     }
-    if (chain.length > MAX_CHAIN_LINKS) {
-      this.log.error('device is too many rotations behind for one catch-up; re-enrol it', { deviceId: device.id, missed: chain.length });
+    if (chain.length > MAX_CHAIN_LINKS || (issuerChain?.length ?? 0) > MAX_CHAIN_LINKS) {
+      this.log.error('device is too many rotations behind for one catch-up; re-enrol it', { deviceId: device.id, missed: chain.length + (issuerChain?.length ?? 0) });
       return;
     }
     const now = this.o.clock.now();
     // The command names the device; the id only has to be unique and short (ids are at most 128 characters).
-    const id = `catchup-${now.toISOString().slice(0, 10)}-${createHash('sha256').update(`${device.id}\u0000${current}`).digest('hex').slice(0, 16)}`;
-    const certificate = this.o.m.ca.issueLeaf({ commonName: device.commonName, spki: device.spki, role: device.role }, now);
+    const id = `catchup-${now.toISOString().slice(0, 10)}-${createHash('sha256').update(`${device.id}\u0000${fromRoot}`).digest('hex').slice(0, 16)}`;
+    const certificate = ca.issueLeaf({ commonName: device.commonName, spki: device.spki, role: device.role }, now);
     const cmd = db.tx(() => {
       const seq = db.allocateSeq(device.id);
-      const c = this.sign(buildCatchUpCommand(device.id, id, seq, chain, certificate, now, device.role));
+      const c = this.sign(buildCatchUpCommand(device.id, id, seq, chain, certificate, now, device.role, issuerChain));
       db.db.prepare("INSERT INTO catch_ups (id, device_id, seq, command, from_root, status, attempts, sent_at, due_at) VALUES (?, ?, ?, ?, ?, 'sent', 1, ?, ?)")
-        .run(id, device.id, seq, JSON.stringify(c), current, now.toISOString(), now.getTime() + this.o.ackTimeoutMs);
+        .run(id, device.id, seq, JSON.stringify(c), fromRoot, now.toISOString(), now.getTime() + this.o.ackTimeoutMs);
       return c;
     });
-    this.o.audit({ actor: 'manager', action: 'catchup.sent', rotationId: id, deviceId: device.id, step: cmd.step, detail: { seq: cmd.seq, links: chain.length, fromRoot: current, attempt: 1 } });
-    this.log.info('bringing a device forward', { deviceId: device.id, rotationId: id, step: cmd.step, links: chain.length });
+    const links = chain.length + (issuerChain?.length ?? 0);
+    this.o.audit({ actor: 'manager', action: 'catchup.sent', rotationId: id, deviceId: device.id, step: cmd.step, detail: { seq: cmd.seq, links, ...(issuerChain ? { peerLinks: chain.length, issuerLinks: issuerChain.length } : {}), fromRoot, attempt: 1 } });
+    this.log.info('bringing a device forward', { deviceId: device.id, rotationId: id, step: cmd.step, links });
     this.o.m.transport.send(cmd);
     this.o.onChange?.(device.id);
   }
 
-  /** The missed (D, R) links from the root with fingerprint `from` to the active root, or null when `from` is not in the history. */
-  private chainFrom(from: string): { distribution: string; newRoot: string }[] | null {
-    // A renewal changes no root (its D/R1 columns hold the active root): it is no link.
-    const done = this.o.m.db.rotations().filter((r) => r.status === 'complete' && !r.unsafe && changesRoot(r));
+  /**
+   * The missed (D, R) links from the root with fingerprint `from` to the
+   * active root (of `side` in a separate-roots fleet; [] when `from` is
+   * it), or null when `from` is not in the history.
+   */
+  private chainFrom(from: string, side?: RootSide): { distribution: string; newRoot: string }[] | null {
+    if (from === fingerprintPem(this.o.m.ca.activeRoot(side).cert)) return [];
+    // A renewal changes no root (its D/R1 columns hold the active root): it is no link. Each side's rotations are its own history.
+    const done = this.o.m.db.rotations().filter((r) => r.status === 'complete' && !r.unsafe && changesRoot(r) && SCHEDULES[r.schedule]?.root === side);
     // Each completed rotation moved the fleet from the previous one's R1 (the first: from the initial root) to its own R1.
     const start = done.findIndex((r, i) => (i === 0 ? !done.some((x) => fingerprintPem(x.newRoot) === from) : fingerprintPem(done[i - 1]!.newRoot) === from));
     if (start < 0) return null;

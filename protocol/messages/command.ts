@@ -21,9 +21,18 @@ export interface StepPayload {
   /**
    * Catch-up only: the root key updates the device missed, oldest first.
    * Link 0's D is signed by the device's current root, each R by its own D,
-   * and each later D by the previous link's R.
+   * and each later D by the previous link's R. Empty only beside a
+   * non-empty `issuerChain` (a separate-roots device whose peers' root did
+   * not move).
    */
   chain?: ChainLink[];
+  /**
+   * Catch-up of a separate-roots device only: the missed updates of the
+   * root that issues its own certificate (its issuer slots), the same way
+   * from its current issuer root; `certificate` is under the last of them.
+   * Optional: a device that keeps one fleet root never gets it.
+   */
+  issuerChain?: ChainLink[];
   /**
    * Optional with the old-root clean-up (P5, P6, B2, B3): OldWithNew (K0
    * certified by K1), kept after R0 is dropped so peers that have not
@@ -103,17 +112,22 @@ const FIELDS_FOR: Partial<Record<Effect, readonly (keyof StepPayload)[]>> = {
 /** Fields a step may carry besides the ones its effects require. */
 const OPTIONAL_FOR: Partial<Record<Effect, readonly (keyof StepPayload)[]>> = {
   'drop-old-roots': ['oldWithNew'],
+  'catch-up': ['issuerChain'],
 };
+
+/** A list of missed root key updates (the effects check that a catch-up carries at least one). */
+const chainSchema = {
+  type: 'array', minItems: 0, maxItems: MAX_CHAIN_LINKS,
+  items: { type: 'object', additionalProperties: false, required: ['distribution', 'newRoot'], properties: { distribution: pem, newRoot: pem } },
+} as const;
 
 const FIELD_SCHEMA: Readonly<Record<keyof StepPayload, object>> = {
   oldWithNew: pem,
   distribution: pem,
   newRoot: pem,
   certificate: pem,
-  chain: {
-    type: 'array', minItems: 1, maxItems: MAX_CHAIN_LINKS,
-    items: { type: 'object', additionalProperties: false, required: ['distribution', 'newRoot'], properties: { distribution: pem, newRoot: pem } },
-  },
+  chain: chainSchema,
+  issuerChain: chainSchema,
 };
 
 /**

@@ -169,6 +169,35 @@ describe('agent: separate client and server roots', function () {
     }
   });
 
+  it('catch-up of a separate-roots device: both roots\' missed updates in one verified step (either chain may be empty, not both); refused without an issuer chain, with a link of the other root, or a certificate under the peers\' root, changing nothing', async () => {
+    const { server, client, uc, us, rc0, cn, sn, command } = f;
+    const link = (u: typeof uc) => ({ distribution: u.distribution, newRoot: u.next.cert });
+    const catchUp = (d: Dev, payload: StepPayload) => command(d, 1, 'catch-up', d.role === 'server' ? 'C1' : 'C2', payload, 'catchup-separate');
+    // The client slept through a client-root and a server-root rotation: its peers' root (server) and its issuer root (client) both moved.
+    await refused(client, catchUp(client, { chain: [link(us)], certificate: cn }), 'E_ROOT_LAYOUT', /without an issuer chain/);
+    await refused(client, catchUp(client, { chain: [], issuerChain: [], certificate: cn }), 'E_SCHEMA', /no root key update/);
+    await refused(client, catchUp(client, { chain: [link(us)], issuerChain: [link(us)], certificate: cn }), 'E_VERIFY_D', /issuer chain link 1 of 1/);
+    await refused(client, catchUp(client, { chain: [link(uc)], issuerChain: [link(uc)], certificate: cn }), 'E_VERIFY_D', /peer chain link 1 of 1/);
+    const underPeers = new LeafIssuer(us.next).issue({ commonName: 'cli-1', publicKey: client.spki, profile: 'client', notBefore: T0, notAfter: new Date(T0.getTime() + 700 * DAY) });
+    await refused(client, catchUp(client, { chain: [link(us)], issuerChain: [link(uc)], certificate: underPeers }), 'E_VERIFY_LEAF');
+    await ok(client, catchUp(client, { chain: [link(us)], issuerChain: [link(uc)], certificate: cn }));
+    assert.deepEqual(client.agent.trustAnchors().map(fp), [fp(us.next.cert)], 'verifies servers with the new server root only');
+    assert.deepEqual(client.agent.snapshot().issuer, { current: client.agent.snapshot().issuer!.current, distribution: null, next: null });
+    assert.equal(fp(client.agent.snapshot().issuer!.current), fp(uc.next.cert), 'its issuer root is the new client root');
+    assert.deepEqual(client.agent.identities().map((i) => fp(i.cert)), [fp(cn)], 'presents only Cn');
+    // The server slept through the server-root rotation only: its peers' root did not move (empty chain), its issuer root did.
+    await ok(server, catchUp(server, { chain: [], issuerChain: [link(us)], certificate: sn }));
+    assert.deepEqual(server.agent.trustAnchors().map(fp), [fp(rc0.cert)], 'still verifies clients with the unchanged client root');
+    assert.equal(fp(server.agent.snapshot().issuer!.current), fp(us.next.cert));
+    assert.deepEqual(server.agent.identities().map((i) => fp(i.cert)), [fp(sn)]);
+    const single = await f.make('srv-8', 'server', true);
+    try {
+      await refused(single, catchUp(single, { chain: [link(uc)], issuerChain: [], certificate: sn }), 'E_ROOT_LAYOUT', /holds one fleet root/);
+    } finally {
+      await single.store.close();
+    }
+  });
+
   it('the technician\'s status and self-test read the issuer slots: the certificate chains to the issuer root', async () => {
     const { server, rs0, rc0 } = f;
     const st = deviceStatus(server.agent.snapshot(), [], f.clock.now());

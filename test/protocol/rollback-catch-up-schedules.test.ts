@@ -109,18 +109,27 @@ describe('protocol: rollback and catch-up payloads; manager command builders', f
     assert.throws(() => buildCatchUpCommand('dev-1', 'catchup-1', 3, chain, material.leafClient, now, 'server'), /lacks serverAuth/);
     assert.throws(() => buildCatchUpCommand('dev-1', 'catchup-1', 3, [], material.leafClient, now), /1 to 8 links/);
     assert.throws(() => buildCatchUpCommand('dev-1', 'catchup-1', 3, Array.from({ length: 9 }, () => chain[0]!), material.leafClient, now), /1 to 8 links/);
+    // A separate-roots device: either chain may be empty, not both, and neither longer than 8.
+    const both = buildCatchUpCommand('dev-1', 'catchup-1', 3, [], material.leafClient, now, 'client', chain);
+    assert.deepEqual([both.payload.chain, both.payload.issuerChain], [[], chain]);
+    assertCommand(both, SAFE_SCHEDULES);
+    assert.throws(() => buildCatchUpCommand('dev-1', 'catchup-1', 3, [], material.leafClient, now, 'client', []), /at least one in all/);
+    assert.throws(() => buildCatchUpCommand('dev-1', 'catchup-1', 3, chain, material.leafClient, now, 'client', Array.from({ length: 9 }, () => chain[0]!)), /up to 8 in each/);
     // Exactly the links' two fields travel, whatever the caller's objects hold.
     const extra = buildCatchUpCommand('dev-1', 'catchup-1', 3, [{ ...chain[0]!, oldWithNew: 'x' } as typeof chain[0]], material.leafClient, now);
     assertCommand(extra, SAFE_SCHEDULES);
   });
 
-  it('the catch-up schema is strict: 1 to 8 links of exactly D and R as PEM, and the certificate', () => {
+  it('the catch-up schema is strict: up to 8 links of exactly D and R as PEM in each chain, and the certificate (a catch-up with no link at all is refused by the effect: test/agent/catch-up)', () => {
     const base = buildCatchUpCommand('dev-1', 'c', 1, [{ distribution: material.d, newRoot: material.r1 }], material.leafClient, now);
     const link = base.payload.chain![0]!;
     assertCommand({ ...base, payload: { ...base.payload, chain: Array.from({ length: 8 }, () => link) } }, SAFE_SCHEDULES);
+    assertCommand({ ...base, payload: { ...base.payload, chain: [], issuerChain: Array.from({ length: 8 }, () => link) } }, SAFE_SCHEDULES);
     for (const payload of [
       { ...base.payload, chain: Array.from({ length: 9 }, () => link) },
-      { ...base.payload, chain: [] },
+      { ...base.payload, issuerChain: Array.from({ length: 9 }, () => link) },
+      { ...base.payload, issuerChain: [{ ...link, extra: material.r0 }] },
+      { ...base.payload, issuerChain: link },
       { ...base.payload, chain: [{ ...link, extra: material.r0 }] },
       { ...base.payload, chain: [{ newRoot: link.newRoot }] },
       { ...base.payload, chain: [{ ...link, distribution: 'no PEM here, only text that is long enough for the minimum length' }] },
