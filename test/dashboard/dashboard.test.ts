@@ -136,7 +136,7 @@ describe('dashboard: Chromium against trustroll serve and a fleet of agent proce
     await page.click('.fleet-table a.device:has-text("printer-1")');
     await page.locator('.panel h3', { hasText: 'Steps' }).waitFor();
     assert.deepEqual(await page.locator('.panel table tbody tr td:first-child').allInnerTexts(), ['P1', 'P4', 'P5']);
-    assert.match(await page.locator('.panel').innerText(), /Agent applies\s+oldWithNew/, 'what the agent applies, from its state message');
+    assert.match(await page.locator('.panel').innerText(), /Agent applies\s+issuerChain, oldWithNew/, 'what the agent applies, from its state message');
     await shot(page, 'device-panel');
 
     await page.click('nav.tabs >> text=Audit');

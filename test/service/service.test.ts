@@ -48,7 +48,7 @@ describe('trustroll serve: a real fleet of agent processes over Mosquitto, drive
 
   it('follows presence; names the offline device a step waits for; a running rotation survives a restart of the service', async () => {
     await fleet.until('every device online', async () => (await fleet.api<FleetPage>('/api/fleet', { as: 'token' })).body.counts.online === 5);
-    for (const d of (await fleet.api<FleetPage>('/api/fleet')).body.devices) assert.deepEqual(d.accepts, ['oldWithNew'], `${d.id}: its agent reported the optional step fields it applies`);
+    for (const d of (await fleet.api<FleetPage>('/api/fleet')).body.devices) assert.deepEqual(d.accepts, ['issuerChain', 'oldWithNew'], `${d.id}: its agent reported the optional step fields it applies`);
     await fleet.killDevice('console-3');
     await fleet.until('console-3 offline', async () => (await fleet.api<FleetPage>('/api/fleet?presence=offline')).body.devices.some((d) => d.id === 'console-3'));
     const start = await fleet.api<RotationSummary>('/api/rotations', { body: { schedule: 'six-step' } });
