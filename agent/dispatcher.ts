@@ -14,7 +14,7 @@ import { RESULT_HISTORY } from '../protocol/limits.ts';
 import { assertCommand, type Command } from '../protocol/messages/command.ts';
 import type { Ack } from '../protocol/messages/ack.ts';
 import { checkLocalOrder, deviceSequence, rollbackBlockedBy, stepOf } from '../protocol/schedule.ts';
-import { CATCH_UP, FORWARD_OF, SCHEDULES, type Schedule } from '../protocol/steps.ts';
+import { CATCH_UP, FORWARD_OF, RENEW, SCHEDULES, type Schedule } from '../protocol/steps.ts';
 import { parseWire } from '../protocol/validate.ts';
 import type { DeviceRecord } from './device-record.ts';
 import { hasSeparateRoots, summarize } from './device-record.ts';
@@ -112,11 +112,14 @@ function standing(record: DeviceRecord, cmd: Command, schedule: Schedule, schedu
  * A device with separate client and server roots takes only schedules that
  * rotate one named root, and a single-root device only the others
  * (E_ROOT_LAYOUT): applied to the other layout, a step would verify against
- * or change the wrong root. A catch-up serves both layouts: its effect
- * checks the layout against the chains it carries (agent/effects/catch-up.ts).
+ * or change the wrong root. A catch-up and a renewal serve both layouts:
+ * the catch-up's effect checks the layout against the chains it carries
+ * (agent/effects/catch-up.ts), and a renewal changes no root and checks
+ * the certificate against the device's own root (its issuer root when it
+ * keeps one; agent/effects/renew-cert.ts).
  */
 function checkRootLayout(record: DeviceRecord, schedule: Schedule): void {
-  if (schedule.name === CATCH_UP.name) return;
+  if (schedule.name === CATCH_UP.name || schedule.name === RENEW.name) return;
   const separate = hasSeparateRoots(record);
   if (separate && !schedule.root) {
     throw new ProtocolError('E_ROOT_LAYOUT', `schedule ${schedule.name} rotates a single fleet root, but this device keeps separate client and server roots; rotate one of them (schedule client-root or server-root)`);

@@ -151,23 +151,27 @@ export class Orchestrator {
    * columns hold the active root, and finishing it records each device's
    * new certificate without activating anything. Refused while a rotation
    * is open, for an unknown device, and when a new certificate could not
-   * outlive the current one (the root expires first: rotate the root).
+   * outlive the current one (the root expires first: rotate the root). In
+   * a fleet with separate roots each device's certificate is renewed under
+   * the root of its side (the one that signs it).
    */
   async startRenewal(opts: { deviceIds: readonly string[]; rotationId?: string; onCreated?: (rotationId: string) => void }): Promise<string> {
     this.refuseWhileOpen();
-    if (this.o.authority.separateRoots?.()) {
-      throw new ManagerError('E_ROOT_SIDE', 'renewal is not available yet for a fleet with separate client and server roots; rotate the root that signs the devices\' certificates ("trustroll rotate --root client" or "--root server"), which gives each of them a new certificate');
-    }
+    const separate = this.o.authority.separateRoots?.() ?? false;
     const ids = [...new Set(opts.deviceIds)];
     if (ids.length === 0) throw new ManagerError('E_BAD_REQUEST', 'a renewal needs at least one device id');
     const devices = ids.map((d) => this.o.db.device(d));
     const id = opts.rotationId ?? `renew-${this.o.clock.now().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
     const now = this.o.clock.now();
+    // The row's D and R1 columns hold the active root (with separate roots: the server root); a renewal activates nothing.
     const root = this.o.authority.activeRoot().cert;
     const leaves = new Map(devices.map((d) => [d.id, this.o.authority.issueLeaf({ commonName: d.commonName, spki: d.spki, role: d.role }, now)]));
     const short = devices.filter((d) => notAfterOf(leaves.get(d.id)!) <= notAfterOf(d.certificate));
     if (short.length > 0) {
-      throw new ManagerError('E_RENEWAL_NOT_LONGER', `a renewed certificate for ${short.map((d) => d.id).slice(0, 10).join(', ')}${short.length > 10 ? ` and ${short.length - 10} more` : ''} would not outlive the current one: the active root expires ${new Date(notAfterOf(root)).toISOString()}. Rotate the root ("trustroll rotate"); its new certificates extend every device`);
+      const side = separate ? short[0]!.role : undefined;
+      const signer = side ? `the ${side} root, which signs ${short[0]!.id}'s certificate,` : 'the active root';
+      const rotate = side ? `"trustroll rotate --root ${side}"` : '"trustroll rotate"';
+      throw new ManagerError('E_RENEWAL_NOT_LONGER', `a renewed certificate for ${short.map((d) => d.id).slice(0, 10).join(', ')}${short.length > 10 ? ` and ${short.length - 10} more` : ''} would not outlive the current one: ${signer} expires ${new Date(notAfterOf(this.o.authority.activeRoot(side).cert)).toISOString()}. Rotate the root (${rotate}); its new certificates extend every device it signs`);
     }
     const steps = devices.map((d) => ({ deviceId: d.id, step: RENEW.steps.find((s) => s.role === d.role)!.id }));
     const row: RotationRow = {

@@ -36,13 +36,14 @@ export interface ScheduleFacts {
   rootNotAfter: Date;
   /** Separate client and server roots only: each root's expiry (absent: one root for both sides). */
   roots?: readonly { side: RootSide; notAfter: Date }[];
-  devices: readonly { id: string; notBefore: Date; notAfter: Date; online: boolean | null }[];
+  /** `role` tells, with separate roots, which root signs the certificate (a server's: the server root). */
+  devices: readonly { id: string; role?: RootSide; notBefore: Date; notAfter: Date; online: boolean | null }[];
   /** The rotation (or renewal) that blocks new work, if any. */
   open: { id: string; schedule: string; status: string } | null;
 }
 
 /** Why work starts or is skipped. */
-export type DecisionCode = 'due' | 'outside-window' | 'open' | 'capped' | 'short-lived' | 'offline' | 'refused';
+export type DecisionCode = 'due' | 'outside-window' | 'open' | 'capped' | 'short-lived' | 'offline';
 
 /** One decision of a check. */
 export interface Decision {
@@ -114,21 +115,20 @@ export function decide(facts: ScheduleFacts, c: SchedulerConfig, now: Date): Dec
   const limit = now.getTime() + c.renewBeforeS * 1000;
   const due = facts.devices.filter((d) => d.notAfter.getTime() <= limit).sort((a, b) => a.notAfter.getTime() - b.notAfter.getTime());
   if (due.length === 0) return [];
-  // Renewal under one of two roots is not available yet (docs/separate-roots.md): each root's rotation renews its side.
-  if (facts.roots?.length) {
-    return [{ what: 'renew', outcome: 'skip', code: 'refused', deviceIds: due.map((d) => d.id), reason: `${due.length} device certificates (${list(due.map((d) => d.id))}) expire within --renew-before ${formatDuration(c.renewBeforeS)}, but this fleet keeps separate client and server roots, which renewals do not support yet; a root rotation renews its side's certificates (--rotate-before, or "trustroll rotate --root client|server")` }];
-  }
   const out: Decision[] = [];
   const skip = (code: DecisionCode, devices: typeof due, reason: string) => {
     if (devices.length > 0) out.push({ what: 'renew', outcome: 'skip', code, reason, deviceIds: devices.map((d) => d.id) });
   };
-  // A new leaf ends no later than the root, so a certificate that already ends with it cannot be extended.
-  const capped = due.filter((d) => d.notAfter.getTime() >= facts.rootNotAfter.getTime() - 1000);
+  // A new leaf ends no later than the root that signs it (with separate roots: its side's), so a certificate that already ends with it cannot be extended.
+  const signerEnd = (d: (typeof due)[number]) => (facts.roots?.find((r) => r.side === d.role)?.notAfter ?? facts.rootNotAfter).getTime();
+  const capped = due.filter((d) => d.notAfter.getTime() >= signerEnd(d) - 1000);
   // A certificate that lives hardly longer than --renew-before would be due again as soon as it is renewed.
   const shortLived = due.filter((d) => !capped.includes(d) && d.notAfter.getTime() - d.notBefore.getTime() <= c.renewBeforeS! * 1000 + DAY);
   const offline = due.filter((d) => !capped.includes(d) && !shortLived.includes(d) && d.online !== true);
   const ready = due.filter((d) => !capped.includes(d) && !shortLived.includes(d) && d.online === true);
-  skip('capped', capped, `${capped.length} device certificates (${list(capped.map((d) => d.id))}) expire with the root (${facts.rootNotAfter.toISOString()}); a renewal cannot extend them, a root rotation does ("trustroll rotate", or a --rotate-before that covers it)`);
+  skip('capped', capped, facts.roots?.length
+    ? `${capped.length} device certificates (${list(capped.map((d) => d.id))}) expire with the root that signs them; a renewal cannot extend them, that root's rotation does ("trustroll rotate --root client|server", or a --rotate-before that covers it)`
+    : `${capped.length} device certificates (${list(capped.map((d) => d.id))}) expire with the root (${facts.rootNotAfter.toISOString()}); a renewal cannot extend them, a root rotation does ("trustroll rotate", or a --rotate-before that covers it)`);
   skip('short-lived', shortLived, `${shortLived.length} device certificates (${list(shortLived.map((d) => d.id))}) live at most a day longer than --renew-before ${formatDuration(c.renewBeforeS)}; a renewed one would be due again at once, so they are left to a root rotation (shorten --renew-before)`);
   skip('offline', offline, `${offline.length} devices due for renewal are not online (${list(offline.map((d) => d.id))}); they are renewed at a later check once they are`);
   if (ready.length > 0) {

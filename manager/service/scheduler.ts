@@ -206,7 +206,7 @@ export function serviceHost(service: ManagerService): SchedulerHost {
       return {
         rootNotAfter: roots ? new Date(Math.min(...roots.map((r) => r.notAfter.getTime()))) : datesOf('\u0000root', ca.activeRoot().cert).notAfter,
         ...(roots ? { roots } : {}),
-        devices: db.devices().map((d) => ({ id: d.id, ...datesOf(d.id, d.certificate), online: service.presence.get(d.id)?.online ?? null })),
+        devices: db.devices().map((d) => ({ id: d.id, role: d.role, ...datesOf(d.id, d.certificate), online: service.presence.get(d.id)?.online ?? null })),
         open: open ? { id: open.id, schedule: open.schedule, status: open.status } : null,
       };
     },

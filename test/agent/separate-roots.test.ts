@@ -198,6 +198,24 @@ describe('agent: separate client and server roots', function () {
     }
   });
 
+  it('renewal under the root of the device\'s side: checked against its issuer root (not the peers\'), no root changes; refused while that root is part-way through a rotation', async () => {
+    const { server, client, rs0, rc0, us, command } = f;
+    const renewed = (by: RootMaterial, d: Dev) => new LeafIssuer(by).issue({ commonName: d.id, publicKey: d.spki, profile: d.role, notBefore: T0, notAfter: new Date(T0.getTime() + 900 * DAY) });
+    const renew = (d: Dev, seq: number, certificate: string) => command(d, seq, 'renew', d.role === 'server' ? 'RS' : 'RC', { certificate }, `renew-${seq}`);
+    await refused(server, renew(server, 1, renewed(rc0, server)), 'E_VERIFY_LEAF', /not issued by the root that issues this device's certificates/);
+    const sn2 = renewed(rs0, server);
+    await ok(server, renew(server, 1, sn2));
+    assert.deepEqual(server.agent.identities().map((i) => i.cert), [sn2]);
+    assert.deepEqual(server.agent.trustAnchors().map(fp), [fp(rc0.cert)], 'no root changed');
+    assert.equal(fp(server.agent.snapshot().issuer!.current), fp(rs0.cert));
+    const cn2 = renewed(rc0, client);
+    await ok(client, renew(client, 1, cn2));
+    assert.deepEqual(client.agent.identities().map((i) => i.cert), [cn2]);
+    // The server root part-way on the server (its issuer D stored): a renewal waits until that rotation is done.
+    await ok(server, command(server, 2, 'server-root', 'SR2', { distribution: us.distribution }));
+    await refused(server, renew(server, 3, renewed(rs0, server)), 'E_ROTATION_IN_PROGRESS', /rot-server-root is still open/);
+  });
+
   it('the technician\'s status and self-test read the issuer slots: the certificate chains to the issuer root', async () => {
     const { server, rs0, rc0 } = f;
     const st = deviceStatus(server.agent.snapshot(), [], f.clock.now());

@@ -43,7 +43,6 @@ describe('manager: a CA with separate client and server roots', function () {
       const orchestrator = buildOrchestrator({ db, authority: ca, transport: new InProcessTransport({ timers: systemTimers }), logger: createLogger({ level: 'error' }), clock: systemClock, verifyAcks: false });
       try {
         await rejectsCode(orchestrator.start({ schedule: SIX_STEP }), 'E_ROOT_SIDE');
-        await rejectsCode(orchestrator.startRenewal({ deviceIds: ['srv-1'] }), 'E_ROOT_SIDE');
         await rejectsCode(ca.prepare({ rotationId: 'x', subjects: [], now }), 'E_ROOT_SIDE');
         assert.equal(db.rotations().length, 0, 'nothing was started');
         const material = await ca.prepare({ rotationId: 'rot-c', subjects: [], now, side: 'client' });

@@ -59,7 +59,7 @@ describe('scheduler: decisions over a simulated clock', () => {
     rootNotAfter: new Date(TUESDAY.getTime() + (o.rootDays ?? 170) * DAY),
     devices: (o.devices ?? []).map(([id, days, online]) => {
       const notAfter = new Date(now.getTime() + days * DAY);
-      return { id, notAfter, notBefore: new Date(notAfter.getTime() - (o.lifetimeDays ?? 730) * DAY), online };
+      return { id, role: id.startsWith('srv') ? 'server' as const : 'client' as const, notAfter, notBefore: new Date(notAfter.getTime() - (o.lifetimeDays ?? 730) * DAY), online };
     }),
     open: o.open ?? null,
   });
@@ -121,7 +121,7 @@ describe('scheduler: decisions over a simulated clock', () => {
     assert.match(s!.reason, /live at most a day longer than --renew-before 30d/);
   });
 
-  it('separate roots: the root that expires first is rotated with its own schedule; renewals are named as not available', () => {
+  it('separate roots: the root that expires first is rotated with its own schedule; certificates are renewed, each capped by the root of its side', () => {
     const separate = (serverDays: number, clientDays: number, o: Parameters<typeof facts>[1] = {}): ScheduleFacts => {
       const roots = [{ side: 'server' as const, notAfter: new Date(TUESDAY.getTime() + serverDays * DAY) }, { side: 'client' as const, notAfter: new Date(TUESDAY.getTime() + clientDays * DAY) }];
       return { ...facts(SATURDAY, o), rootNotAfter: new Date(Math.min(...roots.map((r) => r.notAfter.getTime()))), roots };
@@ -132,10 +132,15 @@ describe('scheduler: decisions over a simulated clock', () => {
     const [server] = decide(separate(170, 900), config(), TUESDAY);
     assert.deepEqual([server?.outcome, server?.code, server?.side], ['skip', 'outside-window', 'server']);
     assert.match(server!.reason, /^the server root expires/);
-    // Neither root due, certificates due: named, not started (a renewal under one of two roots is not available yet).
+    // Neither root due, certificates due: one renewal for both sides (each under its own root).
     const renew = decide(separate(900, 900, { devices: [['cli-1', 5, true], ['srv-1', 9, true]] }), config(), SATURDAY);
-    assert.deepEqual(renew.map((d) => [d.what, d.outcome, d.code, d.deviceIds]), [['renew', 'skip', 'refused', ['cli-1', 'srv-1']]]);
-    assert.match(renew[0]!.reason, /separate client and server roots, which renewals do not support yet; a root rotation renews its side's certificates/);
+    assert.deepEqual(renew.map((d) => [d.what, d.outcome, d.code, d.deviceIds]), [['renew', 'start', 'due', ['cli-1', 'srv-1']]]);
+    // A client certificate that already ends with the client root cannot be extended; the server's, under a later server root, can.
+    const capped = separate(900, 190, { devices: [['cli-1', 190 + 4, true], ['srv-1', 9, true]] });
+    capped.devices = capped.devices.map((d) => (d.id === 'cli-1' ? { ...d, notAfter: capped.roots!.find((r) => r.side === 'client')!.notAfter } : d));
+    const split = decide(capped, { ...config(), rotateBeforeS: 100 * 86_400, renewBeforeS: 200 * 86_400 }, SATURDAY);
+    assert.deepEqual(split.map((d) => [d.what, d.outcome, d.code, d.deviceIds]), [['renew', 'start', 'due', ['srv-1']], ['renew', 'skip', 'capped', ['cli-1']]]);
+    assert.match(split[1]!.reason, /expire with the root that signs them; .*"trustroll rotate --root client\|server"/);
   });
 
   it('checks its settings: cron expression, schedule and durations (E_SERVICE_CONFIG names the option)', () => {

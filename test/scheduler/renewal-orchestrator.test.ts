@@ -4,7 +4,7 @@ import { InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { checkWithNode } from '../../demo/auth-matrix.ts';
 import { ManualClock } from '../../protocol/clock.ts';
 import { fingerprintPem, parseCertificate, validity } from '../../protocol/pem.ts';
-import { SIX_STEP } from '../../protocol/steps.ts';
+import { CLIENT_ROOT, SIX_STEP } from '../../protocol/steps.ts';
 import { openRotation } from '../../manager/orchestrator.ts';
 import { rollbackBlocker } from '../../manager/phase.ts';
 import { abortRotation } from '../../manager/service/manager-service.ts';
@@ -114,5 +114,29 @@ describe('orchestrator: certificate renewal under the active root (startRenewal)
     assert.equal(fleet.db.device('cli-2').certificate, old);
     assert.equal(fleet.agents.get('cli-2')!.identities()[0]!.cert, old, 'cli-2 still presents its old certificate');
     assert.equal(fleet.agents.get('cli-1')!.identities()[0]!.cert, fleet.db.device('cli-1').certificate);
+  });
+
+  it('separate roots: each device is renewed under the root of its side; no root changes; every client still authenticates to every server; a root rotation follows', async () => {
+    fleet = await InProcessFleet.create({ servers: 2, clients: 2, clock, clientRootSubject: 'CN=Console Root,O=trustroll test' });
+    const roots = { server: fingerprintPem(fleet.ca.activeRoot('server').cert), client: fingerprintPem(fleet.ca.activeRoot('client').cert) };
+    const before = new Map(fleet.db.devices().map((d) => [d.id, d.certificate]));
+    clock.advance(300 * DAY);
+    const id = await fleet.orchestrator.startRenewal({ deviceIds: ['srv-1', 'cli-1'] });
+    const end = await fleet.waitForEnd();
+    assert.equal(end.status, 'complete', end.error ?? '');
+    assert.deepEqual([fingerprintPem(fleet.ca.activeRoot('server').cert), fingerprintPem(fleet.ca.activeRoot('client').cert)], [roots.server, roots.client], 'the CA activated nothing');
+    for (const d of fleet.db.devices()) {
+      const agent = fleet.agents.get(d.id)!;
+      const own = d.role === 'server' ? 'server' : 'client';
+      assert.equal(agent.identities()[0]!.cert, d.certificate, `${d.id}: the manager records what the device presents`);
+      assert.equal(fingerprintPem(agent.snapshot().issuer!.current), roots[own], `${d.id} keeps its issuer root`);
+      assert.ok(parseCertificate(d.certificate, 'cert').verify(parseCertificate(fleet.ca.activeRoot(own).cert, 'root').publicKey), `${d.id}'s certificate is signed by the ${own} root`);
+      if (['srv-1', 'cli-1'].includes(d.id)) assert.ok(notAfter(d.certificate) >= notAfter(before.get(d.id)!) + 299 * DAY, `${d.id} renewed and lives longer`);
+      else assert.equal(d.certificate, before.get(d.id), `${d.id} was not part of the renewal`);
+    }
+    assert.deepEqual(checkWithNode(fleet.snapshot('renewed'), clock.now()).broken, [], 'every client still authenticates to every server');
+    assert.deepEqual(fleet.db.steps(id).map((s) => `${s.deviceId}:${s.step}:${s.status}`).sort(), ['cli-1:RC:acked', 'srv-1:RS:acked']);
+    fleet.rearm();
+    assert.equal((await fleet.rotate(CLIENT_ROOT)).status, 'complete', 'the client root rotates after the renewal');
   });
 });
