@@ -69,8 +69,16 @@ export function verifyChain(rows: Iterable<AuditRow>): ChainBreak | null {
 
 /** The audit table of one fleet database. */
 export class AuditLog {
+  private readonly listeners = new Set<(row: AuditRow) => void>();
+
   constructor(private readonly fleet: FleetDb) {
     fleet.db.exec(SCHEMA);
+  }
+
+  /** Be told of every entry this instance appends (the checkpointer); returns the function that stops it. */
+  onAppend(listener: (row: AuditRow) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** Append one entry (inside the caller's transaction when there is one, else its own). */
@@ -86,8 +94,22 @@ export class AuditLog {
       const hash = auditHash(prev, row);
       this.fleet.db.prepare('INSERT INTO audit (seq, at, actor, action, rotation_id, device_id, step, code, detail, prev, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(row.seq, row.at, row.actor, row.action, row.rotationId, row.deviceId, row.step, row.code, row.detail ? JSON.stringify(row.detail) : null, prev, hash);
-      return { ...row, prev, hash };
+      const stored = { ...row, prev, hash };
+      for (const l of this.listeners) l(stored);
+      return stored;
     });
+  }
+
+  /** The chain head as committed: the number of entries and the last one's hash (the genesis hash when empty). */
+  head(): { size: number; hash: string } {
+    const last = this.fleet.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
+    return last ? { size: last.seq, hash: last.hash } : { size: 0, hash: AUDIT_GENESIS };
+  }
+
+  /** The hash of entry `seq` (the genesis hash for 0), or null when there is no such entry. */
+  hashAt(seq: number): string | null {
+    if (seq === 0) return AUDIT_GENESIS;
+    return (this.fleet.db.prepare('SELECT hash FROM audit WHERE seq = ?').get(seq) as { hash: string } | undefined)?.hash ?? null;
   }
 
   /** Entries after `after` (oldest first) or, with `desc`, before `before` (newest first); optionally of one rotation. */

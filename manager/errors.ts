@@ -33,6 +33,12 @@ export const MANAGER_ERRORS = {
   E_FLEET_EMPTY: 'The fleet has no devices of one role; a rotation needs servers and clients.',
   E_MANAGER_DB: 'The manager database is unreadable or from an incompatible version; restore it from backup.',
   E_KEY_VAULT: 'A CA key file is missing, unreadable or has unsafe permissions; restore it (0600, owned by the manager user).',
+  E_AUDIT_TRUNCATED: 'The audit log is shorter than a checkpoint the manager signed says it was: entries were deleted from its end (or manager.db was restored from an older backup). Keep the database and the checkpoints as evidence, and compare with an earlier export (docs/audit.md).',
+  E_AUDIT_REWRITTEN: 'An audit entry covered by a signed checkpoint has another hash than the manager signed: the log was edited and its hash chain recomputed (or replaced by another log). Keep the database and the checkpoints as evidence, and compare with an earlier export (docs/audit.md).',
+  E_AUDIT_CHECKPOINT_KEY: 'A checkpoint is not signed by the audit key it was checked with: it was replaced by one made with another key, or the public key file given is not this manager\'s (get it with "trustroll audit public-key").',
+  E_AUDIT_CHECKPOINT_INVALID: 'A checkpoint is malformed or its signature does not verify: it was altered after the manager signed it. Do not trust it; check against the broker\'s retained copy or an earlier export.',
+  E_AUDIT_NO_CHECKPOINT: 'There is no signed checkpoint to check the audit log against, so a deleted tail or a recomputed chain could not be detected. Export from a manager that has made checkpoints, or give one with --checkpoint (docs/audit.md).',
+  E_AUDIT_INPUT: 'A file given to "trustroll audit verify" (export, public key or checkpoint) is missing or not in the expected format; the message names the file and line.',
 } as const;
 
 /** A stable manager error code. */

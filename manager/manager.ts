@@ -14,6 +14,8 @@ import type { DeviceState } from '../protocol/messages/device-state.ts';
 import { ackVerifier } from './ack-verifier.ts';
 import { AuditLog, type AuditRow } from './audit-log.ts';
 import { auditedEvents } from './audit-recorder.ts';
+import { AuditCheckpointer } from './audit-checkpoint.ts';
+import { CheckpointStore, loadOrCreateAuditKey } from './audit-checkpoint-store.ts';
 import type { RotationAuthority } from './authority.ts';
 import { CaAuthority } from './ca-authority.ts';
 import { ManagerError } from './errors.ts';
@@ -92,6 +94,8 @@ export interface Manager {
   readonly reconciler: Reconciler;
   /** The hash-chained audit trail every event of this manager is written to. */
   readonly audit: AuditLog;
+  /** Signs the audit chain's head into audit/ of the data folder and the broker's retained checkpoint (audit-checkpoint.ts). */
+  readonly checkpoints: AuditCheckpointer;
   /** Stop timers and the MQTT session, close the database (state stays on disk and on the broker). */
   close(): Promise<void>;
 }
@@ -111,6 +115,8 @@ export interface OpenManagerOptions {
   wrapTransport?: (t: MqttManagerTransport) => ManagerTransport;
   /** Called with every audit entry written (live views). */
   onAudit?: (row: AuditRow) => void;
+  /** Longest time between an audit entry and the signed checkpoint covering it (default 5 minutes). */
+  checkpointIntervalMs?: number;
 }
 
 /**
@@ -125,6 +131,11 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
   const db = new FleetDb(join(o.dataDir, 'manager.db'));
   const transport = mqttTransport({ url: o.brokerUrl, pki: o.pki, logger: o.logger, clock, reconnectPeriodMs: o.reconnectPeriodMs, db });
   const audit = new AuditLog(db);
+  // Signed checkpoints of the audit chain's head, with a key kept apart from manager.db, in audit/ and retained on the broker.
+  const checkpoints = new AuditCheckpointer({
+    log: audit, store: new CheckpointStore(o.dataDir), key: loadOrCreateAuditKey(o.dataDir), clock, timers: o.timers ?? systemTimers,
+    logger: o.logger, intervalMs: o.checkpointIntervalMs, publish: (note) => transport.publishAuditCheckpoint(note),
+  });
   const sender = o.wrapTransport ? o.wrapTransport(transport) : transport;
   const orchestrator = buildOrchestrator({
     db, authority: ca, transport: sender, pki: o.pki,
@@ -133,10 +144,11 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
   // Devices that report less than they acknowledged get the lost steps again (through the same, possibly paced, transport).
   const reconciler = attachReconciler(transport, { db, logger: o.logger, clock, send: (cmd) => sender.send(cmd) });
   return {
-    dataDir: o.dataDir, db, ca, transport, orchestrator, audit, reconciler,
+    dataDir: o.dataDir, db, ca, transport, orchestrator, audit, reconciler, checkpoints,
     async close() {
       reconciler.close();
       orchestrator.close();
+      checkpoints.close();
       await transport.close();
       db.close();
     },

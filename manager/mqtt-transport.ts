@@ -39,7 +39,7 @@ import { systemClock, type Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { Command } from '../protocol/messages/command.ts';
 import { assertDeviceState, desiredFor, type DeviceState } from '../protocol/messages/device-state.ts';
-import { ACK_FILTER, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, RELAY_ACK_FILTER, RELAY_STATE_FILTER, routedTopic, STATE_FILTER, SYS_FILTER } from '../protocol/topics.ts';
+import { ACK_FILTER, AUDIT_CHECKPOINT_TOPIC, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, RELAY_ACK_FILTER, RELAY_STATE_FILTER, routedTopic, STATE_FILTER, SYS_FILTER } from '../protocol/topics.ts';
 import { parseWire } from '../protocol/validate.ts';
 import { ManagerError } from './errors.ts';
 import type { AckHandler, ManagerTransport } from './transport.ts';
@@ -349,6 +349,12 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
   accepted(deviceId: string, seq: number): void {
     const pending = this.pending.get(deviceId);
     if (pending && seq >= pending.seq) this.pending.delete(deviceId);
+  }
+
+  /** Publish the newest signed audit checkpoint, retained (QoS 1; queued while the broker is away). */
+  publishAuditCheckpoint(note: string): void {
+    if (this.closed) return;
+    this.client.publish(AUDIT_CHECKPOINT_TOPIC, note, { qos: LINK_QOS, retain: true });
   }
 
   /** Remove a device's retained desired state (after a rotation, or when the device is retired). */

@@ -8,6 +8,8 @@
  *   trustroll/v1/dev/{id}/state    device, retained: birth summary; last will "offline"
  *   trustroll/v1/dev/{id}/desired  manager, retained: the step and seq the device should be at
  *   $SYS/#                         broker statistics (Mosquitto's tree), read by the manager only
+ *   trustroll/v1/manager/audit/checkpoint
+ *                                  manager, retained: its newest signed audit checkpoint
  *
  * Relay topologies (PROTOCOL.md "Who can reach whom"): a device that cannot
  * reach the broker is served through a peer it has mutual TLS with (its
@@ -83,6 +85,14 @@ export function routedTopic(deviceId: string, via: string | null, kind: TopicKin
   return via ? relayTopic(via, deviceId, kind) : deviceTopic(deviceId, kind);
 }
 
+/**
+ * The manager's newest signed audit checkpoint (manager/audit-note.ts),
+ * retained, QoS 1: a copy of the audit chain's head outside the manager's
+ * data folder. Only the manager writes it; the ACL lets the manager read it,
+ * and a broker operator may add read access for an auditor's identity.
+ */
+export const AUDIT_CHECKPOINT_TOPIC = 'trustroll/v1/manager/audit/checkpoint';
+
 /** Filter the manager subscribes to for every device's acknowledgements. */
 export const ACK_FILTER = `${TOPIC_PREFIX}/+/ack`;
 
@@ -152,6 +162,7 @@ function ownerOf(t: DeviceTopic): string {
 
 /** May the client with certificate CN `identity` publish to `topic`? A relay publishes only under its own id. */
 export function mayPublish(identity: string, topic: string): boolean {
+  if (topic === AUDIT_CHECKPOINT_TOPIC) return identity === MANAGER_IDENTITY;
   const t = parseDeviceTopic(topic);
   if (!t) return false;
   if (identity === MANAGER_IDENTITY) return MANAGER_PUBLISHES.includes(t.kind);
@@ -160,7 +171,7 @@ export function mayPublish(identity: string, topic: string): boolean {
 
 /** May `identity` receive a message published on `topic` (checked again at delivery)? */
 export function mayReceive(identity: string, topic: string): boolean {
-  if (isSysTopic(topic)) return identity === MANAGER_IDENTITY;
+  if (isSysTopic(topic) || topic === AUDIT_CHECKPOINT_TOPIC) return identity === MANAGER_IDENTITY;
   const t = parseDeviceTopic(topic);
   if (!t) return false;
   if (identity === MANAGER_IDENTITY) return MANAGER_READS.includes(t.kind);
@@ -169,15 +180,15 @@ export function mayReceive(identity: string, topic: string): boolean {
 
 /**
  * May `identity` subscribe to `filter`? The manager may use `+` for the
- * device and relay levels of ack/state and any filter inside `$SYS` (broker
- * statistics); a device may subscribe only to its own cmd and desired
+ * device and relay levels of ack/state, any filter inside `$SYS` (broker
+ * statistics) and the audit checkpoint topic; a device may subscribe only to its own cmd and desired
  * topics, and as a relay to `via/+/cmd|desired` under its own id (the only
  * wildcard it gets), and never to `$SYS`.
  */
 export function maySubscribe(identity: string, filter: string): boolean {
   const levels = filter.split('/');
   if (identity === MANAGER_IDENTITY) {
-    if (isSysTopic(filter)) return true;
+    if (isSysTopic(filter) || filter === AUDIT_CHECKPOINT_TOPIC) return true;
     if (levels.slice(0, 3).join('/') !== TOPIC_PREFIX) return false;
     const idOk = (id: string) => id === '+' || isDeviceId(id);
     if (levels.length === 5) return idOk(levels[3]!) && MANAGER_READS.includes(levels[4] as TopicKind);
@@ -206,6 +217,8 @@ export function mosquittoAcl(): string {
     ...MANAGER_READS.map((k) => `topic read ${TOPIC_PREFIX}/+/via/+/${k}`),
     '# Broker statistics for the manager\'s dashboard (needs sys_interval > 0); devices get no $SYS line.',
     `topic read ${SYS_FILTER}`,
+    '# The newest signed audit checkpoint, retained (docs/audit.md).',
+    `topic readwrite ${AUDIT_CHECKPOINT_TOPIC}`,
     '',
     ...DEVICE_READS.map((k) => `pattern read ${TOPIC_PREFIX}/%u/${k}`),
     ...DEVICE_PUBLISHES.map((k) => `pattern write ${TOPIC_PREFIX}/%u/${k}`),
