@@ -21,6 +21,7 @@ export const MANAGER_ERRORS = {
   E_ROTATION_UNKNOWN: 'No rotation with that id exists in this manager database.',
   E_ROTATION_FAILED: 'The rotation stopped after a device failed too often; every device still authenticates. Fix the cause named in the step error, then resume.',
   E_ACK_TIMEOUT: 'A device did not acknowledge a step in time, repeatedly; check that it is online and connected to the broker, then resume.',
+  E_DEVICE_OFFLINE: 'Not a failure: the device is offline (its last will is its retained state), so the step sent to it is held; no attempt is counted while it is away, the command goes out again (same sequence number) when it is back, and the rotation waits for it. To let its peers go on without it, exclude it (or start with --exclude-offline-after).',
   E_CSR_IDENTITY: 'The certification request names another device than the one that sent it; nothing was changed. Check the device id configured on the device.',
   E_BROKER_CONNECT: 'The manager cannot connect to the MQTT broker (unreachable, TLS refused, or its management certificate not accepted); check the broker URL, that the broker trusts the management CA, and the manager certificate (CN trustroll-manager).',
   E_BROKER_SUBSCRIBE: 'The broker refused the manager\'s subscriptions to device acknowledgements or state (SUBACK 0x80); grant trustroll-manager read access to trustroll/v1/dev/+/ack and trustroll/v1/dev/+/state in the broker ACL.',

@@ -23,6 +23,7 @@ import { FleetDb } from './fleet-db.ts';
 import type { ManagementPki } from './management-pki.ts';
 import { MqttManagerTransport } from './mqtt-transport.ts';
 import { Orchestrator, type OrchestratorEvents, type RotationPolicy } from './orchestrator.ts';
+import { followPresence, type PresenceSource } from './presence-gate.ts';
 import type { ManagerTransport } from './transport.ts';
 import { attachReconciler, type Reconciler } from './reconcile.ts';
 
@@ -39,6 +40,8 @@ export interface OrchestratorWiring {
   clock?: Clock;
   timers?: Timers;
   policy?: Partial<RotationPolicy>;
+  /** Which devices are offline: their steps are held, not failed (presence-gate.ts); absent = every device counts as online. */
+  presence?: PresenceSource;
   events?: OrchestratorEvents;
   /** Record every event in this audit log (with `onAudit` told of each entry). */
   audit?: AuditLog;
@@ -53,7 +56,7 @@ export function buildOrchestrator(w: OrchestratorWiring): Orchestrator {
     clock, timers: w.timers ?? systemTimers,
     sign: w.pki ? commandSigner(w.pki.commandKey) : undefined,
     verifyAck: w.verifyAcks === false ? undefined : ackVerifier(w.db),
-    policy: w.policy, events: w.audit ? auditedEvents(w.audit, w.db, clock, w.events, w.onAudit) : w.events,
+    presence: w.presence, policy: w.policy, events: w.audit ? auditedEvents(w.audit, w.db, clock, w.events, w.onAudit) : w.events,
   });
 }
 
@@ -137,8 +140,10 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
     logger: o.logger, intervalMs: o.checkpointIntervalMs, publish: (note) => transport.publishAuditCheckpoint(note),
   });
   const sender = o.wrapTransport ? o.wrapTransport(transport) : transport;
+  // The devices' retained states (last will `offline`) tell an offline device from a silent one: its steps wait, never fail.
+  const presence = followPresence(transport, (deviceId, err) => o.logger.error('presence listener failed', { deviceId, reason: err.message }));
   const orchestrator = buildOrchestrator({
-    db, authority: ca, transport: sender, pki: o.pki,
+    db, authority: ca, transport: sender, pki: o.pki, presence,
     logger: o.logger, clock, timers: o.timers, policy: o.policy, events: o.events, audit, onAudit: o.onAudit,
   });
   // Devices that report less than they acknowledged get the lost steps again (through the same, possibly paced, transport).

@@ -28,8 +28,11 @@ import { buildCommand } from './commands.ts';
 import { assertPayloadAccepted } from './payload-gate.ts';
 import { rotationStatus } from './rotation-status.ts';
 import { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
+import { dueAction, heldFields, isHeld, type PresenceSource } from './presence-gate.ts';
+import { assertRootSide, openRotation } from './rotation-guards.ts';
 
 export { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
+export { assertRootSide, openRotation } from './rotation-guards.ts';
 
 /** Events for dashboards, demos and tests. */
 export interface OrchestratorEvents {
@@ -38,8 +41,10 @@ export interface OrchestratorEvents {
   failed?: (rotation: RotationRow) => void;
   /** Commands published for the first time (after their rows were committed). */
   sent?: (commands: readonly Command[]) => void;
-  /** An in-flight step sent again after its time-out or back-off. */
+  /** An in-flight step sent again after its time-out or back-off, or at once when its offline device is back. */
   resent?: (row: StepRow) => void;
+  /** A step due while its device is offline is held: no attempt counted, resent when the device is back (presence-gate.ts). */
+  held?: (row: StepRow) => void;
   /** A device answered a step with an error (counted against the step). */
   ackError?: (row: StepRow, code: string, message: string) => void;
   /** The rotation's status changed (started, paused, resumed, aborted, complete, failed). */
@@ -66,6 +71,8 @@ export interface OrchestratorOptions {
   sign?: (cmd: Command) => Command;
   /** Accepts only acknowledgements signed by the device (see ack-verifier.ts); absent = not required. */
   verifyAck?: (ack: Ack) => boolean;
+  /** Which devices are offline (presence-gate.ts); absent = every device counts as online. */
+  presence?: PresenceSource;
   events?: OrchestratorEvents;
 }
 
@@ -83,6 +90,7 @@ export class Orchestrator {
   constructor(private readonly o: OrchestratorOptions) {
     this.policy = { ...DEFAULT_POLICY, ...o.policy };
     o.transport.onAck((raw) => this.onAck(raw));
+    o.presence?.onOnline((deviceId) => this.onDeviceOnline(deviceId));
   }
 
   private get schedules(): Readonly<Record<string, Schedule>> {
@@ -523,32 +531,68 @@ export class Orchestrator {
     this.o.events?.failed?.(rot);
   }
 
-  /** Resend in-flight steps whose acknowledgement is overdue or whose retry is due. */
+  /**
+   * Resend in-flight steps whose acknowledgement is overdue or whose retry
+   * is due; hold those whose device is offline (no attempt counted) and
+   * send held ones again once their device is back (presence-gate.ts).
+   */
   private sweep(): void {
     const st = this.state;
     if (!st || !this.sending()) return;
     const now = this.o.clock.now();
-    const resend: StepRow[] = [];
+    const resend: [StepRow, boolean][] = [];
+    const hold: StepRow[] = [];
     for (const row of st.inFlight()) {
-      if (row.status !== 'sent' || row.dueAt === null || row.dueAt > now.getTime()) continue;
-      if (row.errorCode === null && row.attempts >= this.policy.maxAttempts) {
-        this.failAttempt(row, 'E_ACK_TIMEOUT', `no acknowledgement after ${row.attempts} attempts of ${this.policy.ackTimeoutMs} ms; is the device online?`, now);
+      const action = dueAction(row, now.getTime(), this.policy.maxAttempts, this.o.presence);
+      if (action === 'wait') continue;
+      if (action === 'hold') hold.push(row);
+      else if (action === 'timeout') {
+        this.failAttempt(row, 'E_ACK_TIMEOUT', `no acknowledgement after ${row.attempts} attempts of ${this.policy.ackTimeoutMs} ms; ${this.o.presence ? 'the device was online (connected to the broker) and did not answer: is its agent working?' : 'is the device online?'}`, now);
         if (!this.sending()) return;
-        continue;
-      }
-      resend.push(row);
+      } else resend.push([row, action === 'resend']);
     }
-    if (resend.length === 0) return;
+    if (hold.length > 0) this.hold(hold, now);
+    if (resend.length > 0) this.resend(resend, now);
+  }
+
+  /** Mark steps held for their offline devices: no attempt counted, nothing sent. */
+  private hold(rows: readonly StepRow[], now: Date): void {
     this.o.db.tx(() => {
-      for (const row of resend) {
-        Object.assign(row, { attempts: row.attempts + 1, dueAt: now.getTime() + this.policy.ackTimeoutMs, errorCode: null, errorMessage: null });
+      for (const row of rows) {
+        Object.assign(row, heldFields(row, now));
         this.o.db.updateStep(row);
       }
     });
-    for (const row of resend) {
-      this.o.logger.info('step resent', { deviceId: row.deviceId, rotationId: row.rotationId, step: row.step, seq: row.seq, attempts: row.attempts });
+    for (const row of rows) {
+      this.o.logger.info('step held: device offline, no attempt counted; sent again when it is back', { deviceId: row.deviceId, rotationId: row.rotationId, step: row.step, seq: row.seq, attempts: row.attempts });
+      this.o.events?.held?.(row);
+    }
+  }
+
+  /** Send in-flight steps again with their original sequence number; `counted` ones spend an attempt. */
+  private resend(rows: readonly (readonly [StepRow, boolean])[], now: Date): void {
+    this.o.db.tx(() => {
+      for (const [row, counted] of rows) {
+        Object.assign(row, { attempts: row.attempts + (counted ? 1 : 0), dueAt: now.getTime() + this.policy.ackTimeoutMs, errorCode: null, errorMessage: null });
+        this.o.db.updateStep(row);
+      }
+    });
+    for (const [row, counted] of rows) {
+      this.o.logger.info(counted ? 'step resent' : 'step resent: its device is back online', { deviceId: row.deviceId, rotationId: row.rotationId, step: row.step, seq: row.seq, attempts: row.attempts });
       this.o.transport.send(JSON.parse(row.command!) as Command);
       this.o.events?.resent?.(row);
+    }
+  }
+
+  /** A device that was offline is back: the step held for it goes out again now (same seq), not at the next sweep. */
+  private onDeviceOnline(deviceId: string): void {
+    const row = this.state?.inFlightOf(deviceId);
+    if (this.closed || !row || row.status !== 'sent' || !isHeld(row) || !this.sending()) return;
+    try {
+      this.resend([[row, false]], this.o.clock.now());
+    } catch (err) {
+      // The next sweep releases it (the row is still held and due).
+      this.o.logger.error('held step not resent on the device\'s return; the next sweep retries', { deviceId, rotationId: row.rotationId, step: row.step, reason: (err as Error).message });
     }
   }
 
@@ -587,31 +631,6 @@ export class Orchestrator {
     this.inbox.length = 0;
     this.disarmSweep();
   }
-}
-
-/**
- * E_ROOT_SIDE unless `schedule` fits the CA's root layout: a schedule that
- * rotates one side's root (client-root, server-root) only for a fleet with
- * separate roots, and every other schedule only for a single-root fleet.
- */
-export function assertRootSide(authority: Pick<RotationAuthority, 'separateRoots'>, schedule: Schedule): void {
-  const separate = authority.separateRoots?.() ?? false;
-  if (separate && !schedule.root) {
-    throw new ManagerError('E_ROOT_SIDE', `this fleet keeps separate client and server roots, and schedule ${schedule.name} rotates a single fleet root; rotate one of them ("trustroll rotate --root client" or "--root server")`);
-  }
-  if (!separate && schedule.root) {
-    throw new ManagerError('E_ROOT_SIDE', `schedule ${schedule.name} rotates the ${schedule.root} root of a separate-roots fleet, but this fleet has one root for both sides (rotate without --root)`);
-  }
-}
-
-/** The rotation that blocks a new one: the newest not complete (an abort before anything was sent does not count). */
-export function openRotation(db: FleetDb): RotationRow | null {
-  for (const r of db.rotations().reverse()) {
-    if (r.status === 'complete' || r.status === 'rolled-back') continue;
-    if (r.status === 'aborted' && db.steps(r.id).every((s) => s.status === 'pending')) continue;
-    return r;
-  }
-  return null;
 }
 
 /** A certificate's notAfter in epoch ms. */

@@ -9,6 +9,7 @@ import { phaseRows, phaseSchedule } from './phase.ts';
 import { buildPeers } from './peering.ts';
 import { ManagerError } from './errors.ts';
 import type { FleetDb, RotationRow } from './fleet-db.ts';
+import { HELD_CODE } from './presence-gate.ts';
 
 /** One device's line in the status. */
 export interface DeviceProgress {
@@ -57,11 +58,16 @@ function rootNote(schedule: string): string {
   return side ? `, changes the ${side} root only: ${side === 'client' ? 'servers\' trust stores and client certificates; no server certificate changes' : 'clients\' trust stores and server certificates; no client certificate changes'}` : '';
 }
 
+/** A step's status as shown: `held:offline` for a step held for its offline device (presence-gate.ts). */
+function shownStatus(x: DeviceProgress['steps'][number]): string {
+  return x.status === 'sent' && x.error?.startsWith(`${HELD_CODE}:`) ? 'held:offline' : x.status;
+}
+
 /** Human rendering: one line per device. */
 export function describeRotationStatus(s: RotationStatus): string {
   const r = s.rotation;
   return [
     `rotation ${r.id} (${r.schedule}${rootNote(r.schedule)}): ${r.status}, ${s.acked}/${s.total} steps acknowledged${r.error ? `\n  stopped: ${r.error}` : ''}`,
-    ...s.devices.map((d) => `  ${d.deviceId} (${d.role}): ${d.steps.map((x) => `${x.step}=${x.status}${x.attempts > 1 ? `x${x.attempts}` : ''}`).join(' ')}${d.waitingFor.length ? `  waiting for ${d.waitingFor.slice(0, 5).join(', ')}${d.waitingFor.length > 5 ? ` and ${d.waitingFor.length - 5} more` : ''}` : ''}${d.steps.find((x) => x.error) ? `  last error ${d.steps.find((x) => x.error)!.error}` : ''}`),
+    ...s.devices.map((d) => `  ${d.deviceId} (${d.role}): ${d.steps.map((x) => `${x.step}=${shownStatus(x)}${x.attempts > 1 ? `x${x.attempts}` : ''}`).join(' ')}${d.waitingFor.length ? `  waiting for ${d.waitingFor.slice(0, 5).join(', ')}${d.waitingFor.length > 5 ? ` and ${d.waitingFor.length - 5} more` : ''}` : ''}${d.steps.find((x) => x.error) ? `  last error ${d.steps.find((x) => x.error)!.error}` : ''}`),
   ].join('\n');
 }

@@ -117,6 +117,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
         sent: (cmds) => service.changed(cmds.map((c) => c.deviceId)),
         // Resends and error acks are counted from the audit log (metrics); here they only refresh the views.
         resent: (row) => service.changed([row.deviceId]),
+        held: (row) => service.changed([row.deviceId]),
         ackError: (row) => service.changed([row.deviceId]),
         status: (rot) => service.onStatus(rot),
         excluded: (_rotationId, deviceId) => service.changed([deviceId]),
