@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { fingerprint } from '../protocol/pem.ts';
 import { writeFileAtomic } from '../manager/key-vault.ts';
 import { runRotation } from '../manager/run-rotation.ts';
+import { fromDetail, fromStatus, RotateProgress } from './rotate-progress.ts';
 import { describeRotationStatus, rotationStatus } from '../manager/rotation-status.ts';
 import { createLogger } from '../protocol/log.ts';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ import { describeAuditReport, verifyAudit } from '../manager/audit-check.ts';
 import { liveService, runService } from '../manager/service/run-service.ts';
 import { callService } from '../manager/service/service-client.ts';
 import { DEFAULT_CHECK_CRON, describeSchedulerView, schedulerConfig, storedSchedulerView } from '../manager/service/scheduler.ts';
-import type { RotationSummary } from '../manager/http/api-types.ts';
+import type { RotationDetail, RotationSummary } from '../manager/http/api-types.ts';
 import type { LogLevel } from '../protocol/log.ts';
 
 const program = new Command('trustroll').description('Root CA rotation for mutual-TLS device fleets').showHelpAfterError();
@@ -198,15 +199,13 @@ program.command('rotate')
     if (o.excludeOfflineAfter) throw new ManagerError('E_SERVICE_CONFIG', '--exclude-offline-after needs the manager service (it follows which devices are online): start "trustroll serve" on this data folder, then rotate');
     if (!o.broker) throw new ManagerError('E_SERVICE_CONFIG', 'give --broker mqtts://host:port (or start "trustroll serve" on this data folder and rotate through it)');
     const logger = createLogger({ level: 'warn' });
+    const progress = new RotateProgress(process.stdout);
     const rotation = await runRotation({
       dataDir: o.data, pki: ManagementPki.load(o.mgmt, new Date()), brokerUrl: o.broker, schedule: o.root ? SIDE_SCHEDULES[o.root] : SCHEDULES[o.schedule], resume: o.resume, abort: o.abort,
       newRoot: { algorithm: o.algorithm, subject: o.subject }, distributeOldWithNew: o.oldWithNew,
       policy: { ackTimeoutMs: o.ackTimeout, maxAttempts: o.maxAttempts }, logger,
-      onTick: o.json ? undefined : (db, id) => {
-        const st = rotationStatus(db, id);
-        process.stdout.write(`${st.rotation.id}: ${st.acked}/${st.total} steps acknowledged\n`);
-      },
-    });
+      onTick: o.json ? undefined : (db, id, online) => progress.update(fromStatus(rotationStatus(db, id), online)),
+    }).finally(() => progress.end());
     const db = new FleetDb(join(o.data, 'manager.db'));
     try {
       const st = rotationStatus(db, rotation.id);
@@ -221,7 +220,7 @@ program.command('rotate')
 /** `rotate` while `trustroll serve` runs on the same data folder: the service does it (one MQTT session per manager). */
 async function rotateThroughService(o: { data: string; mgmt: string; schedule: string; resume?: boolean | string; abort?: boolean | string; excludeOfflineAfter?: number; json: boolean; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide; oldWithNew?: boolean }, info: NonNullable<ReturnType<typeof liveService>>): Promise<number> {
   const operatorCa = readFileSync(join(o.mgmt, 'operator-ca.pem'), 'utf8');
-  let summary: RotationSummary;
+  let summary: RotationSummary & Partial<Pick<RotationDetail, 'blockers'>>;
   /** The given rotation, or the newest one the service has open (not complete, not rolled back). */
   const target = async (given: string | true, verb: string): Promise<string> => {
     if (typeof given === 'string') return given;
@@ -244,11 +243,16 @@ async function rotateThroughService(o: { data: string; mgmt: string; schedule: s
     for (const w of summary.warnings ?? []) process.stderr.write(`warning: ${w}\n`);
   }
   process.stderr.write(`trustroll serve (pid ${info.pid}) runs rotation ${summary.id}; following it at ${info.url}\n`);
-  for (;;) {
-    if (!['running', 'rolling-back'].includes(summary.status)) break;
-    if (!o.json) process.stdout.write(`${summary.id}: ${summary.acked}/${summary.total} steps acknowledged\n`);
-    await new Promise((r) => setTimeout(r, 1000));
-    summary = await callService<RotationSummary>(info, operatorCa, 'GET', `/api/rotations/${encodeURIComponent(summary.id)}`);
+  const progress = new RotateProgress(process.stdout);
+  try {
+    for (;;) {
+      if (!['running', 'rolling-back'].includes(summary.status)) break;
+      if (!o.json) progress.update(fromDetail(summary));
+      await new Promise((r) => setTimeout(r, 1000));
+      summary = await callService<RotationDetail>(info, operatorCa, 'GET', `/api/rotations/${encodeURIComponent(summary.id)}`);
+    }
+  } finally {
+    progress.end();
   }
   const db = new FleetDb(join(o.data, 'manager.db'));
   try {

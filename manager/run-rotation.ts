@@ -32,8 +32,8 @@ export interface RunRotationOptions {
   distributeOldWithNew?: boolean;
   policy?: Partial<RotationPolicy>;
   logger: Logger;
-  /** Called about once a second while the rotation runs. */
-  onTick?: (db: FleetDb, rotationId: string) => void;
+  /** Called about once a second while the rotation runs, with each device's presence from its retained state (null: none seen). */
+  onTick?: (db: FleetDb, rotationId: string, online: (deviceId: string) => boolean | null) => void;
 }
 
 /** Wait until every device's retained state arrived, or `ms` passed (a device that never connected has none). */
@@ -73,7 +73,8 @@ export async function runRotation(o: RunRotationOptions): Promise<RotationRow> {
     }
     const now = db.rotation(id)!;
     if (now.status === 'complete') return now;
-    ticker = setInterval(() => o.onTick?.(db, id), 1000);
+    const online = (deviceId: string) => { const s = transport.devices().get(deviceId); return s ? s.status !== 'offline' : null; };
+    ticker = setInterval(() => o.onTick?.(db, id, online), 1000);
     return await ended;
   } finally {
     clearInterval(ticker);
