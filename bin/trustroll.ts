@@ -33,8 +33,7 @@ import { SCHEDULES, SIDE_SCHEDULES, type Role, type RootSide, type Schedule } fr
 import { ProtocolError } from '../protocol/errors.ts';
 import { OperatorPki, newP12Password } from '../manager/operator-pki.ts';
 import { ServiceDb } from '../manager/service/service-db.ts';
-import { AuditLog } from '../manager/audit-log.ts';
-import { describeAuditReport, verifyAudit } from '../manager/audit-check.ts';
+import { addAuditCommands } from './audit-commands.ts';
 import { liveService, runService } from '../manager/service/run-service.ts';
 import { callService } from '../manager/service/service-client.ts';
 import { DEFAULT_CHECK_CRON, describeSchedulerView, schedulerConfig, storedSchedulerView } from '../manager/service/scheduler.ts';
@@ -330,32 +329,6 @@ function withServiceDb(data: string, fn: (sdb: ServiceDb) => void): void {
   withFleetDb(data, (db) => fn(new ServiceDb(db)));
 }
 
-const audit = program.command('audit').description('the manager\'s hash-chained audit trail');
-audit.command('verify')
-  .description('check the hash chain and re-check every rotation\'s ordering rules from the log alone; exit 1 on any break or violation')
-  .option(...dataOption)
-  .option('--json', 'print JSON', false)
-  .action((o: { data: string; json: boolean }) => {
-    withFleetDb(o.data, (db) => {
-      const report = verifyAudit(new AuditLog(db).all());
-      process.stdout.write((o.json ? JSON.stringify(report, null, 2) : describeAuditReport(report)) + '\n');
-      process.exitCode = report.chain || report.violations.length > 0 ? 1 : 0;
-    });
-  });
-audit.command('export')
-  .description('write every audit entry as one JSON object per line (oldest first)')
-  .option(...dataOption)
-  .option('--out <file>', 'write to this file (atomically) instead of stdout')
-  .action((o: { data: string; out?: string }) => {
-    withFleetDb(o.data, (db) => {
-      const lines: string[] = [];
-      for (const e of new AuditLog(db).all()) lines.push(JSON.stringify(e));
-      const text = lines.join('\n') + (lines.length ? '\n' : '');
-      if (o.out) writeFileAtomic(o.out, text, 0o640);
-      else process.stdout.write(text);
-    });
-  });
-
 function withFleetDb(data: string, fn: (db: FleetDb) => void): void {
   if (!existsSync(join(data, 'manager.db'))) throw new ManagerError('E_MANAGER_DB', `no manager database in ${data}; check --data`);
   const db = new FleetDb(join(data, 'manager.db'));
@@ -495,6 +468,7 @@ async function openCa(data: string): Promise<CaAuthority> {
 
 try {
   addLinkCommands(program, dataOption);
+  addAuditCommands(program, dataOption);
   await program.parseAsync();
 } catch (err) {
   const code = err instanceof ProtocolError ? err.code : (err as { code?: string }).code;

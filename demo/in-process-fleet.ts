@@ -59,7 +59,8 @@ export class InProcessFleet {
   private readonly listeners: ((label: string) => void)[] = [];
 
   transport!: InProcessTransport;
-  private audit: AuditLog | undefined;
+  /** The manager's audit log: the orchestrator's own instance, so its `onAppend` listeners see every entry (checkpoints). */
+  audit!: AuditLog;
   orchestrator!: Orchestrator;
 
   private constructor(
@@ -185,7 +186,7 @@ export class InProcessFleet {
 
   /** The audit trail of this fleet's manager, checked: chain intact and every send after its prerequisites. */
   verifyAudit(extraSchedules: readonly Schedule[] = []): AuditReport {
-    return verifyAudit(this.audit!.all(), { ...SCHEDULES, ...Object.fromEntries(extraSchedules.map((s) => [s.name, s])) });
+    return verifyAudit(this.audit.all(), { ...SCHEDULES, ...Object.fromEntries(extraSchedules.map((s) => [s.name, s])) });
   }
 
   async close(): Promise<void> {

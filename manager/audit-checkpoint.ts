@@ -64,7 +64,7 @@ export class AuditCheckpointer {
   private soon = false;
   private closed = false;
   private last: AuditCheckpoint | null = null;
-  private refused: string | null = null;
+  private refused: { code: ManagerErrorCode; message: string } | null = null;
   private readonly stop: () => void;
 
   constructor(private readonly o: CheckpointerOptions) {
@@ -80,6 +80,11 @@ export class AuditCheckpointer {
   /** The key's name, which is the checkpoints' origin. */
   get keyName(): string {
     return checkpointKeyName(this.o.key);
+  }
+
+  /** Why the last attempt signed nothing (the log does not extend the last checkpoint), or null. */
+  get refusal(): { code: ManagerErrorCode; message: string } | null {
+    return this.refused;
   }
 
   /** The last checkpoint made or found in the data folder. */
@@ -99,8 +104,8 @@ export class AuditCheckpointer {
       if (this.last && this.last.size === head.size && this.last.head === head.hash) return null;
       const broken = this.last ? extendsCheckpoint(this.o.log, this.last) : null;
       if (broken) {
-        if (this.refused !== broken.message) this.log.error('audit log does not extend its last signed checkpoint; no checkpoint made until it does (trustroll audit verify)', { code: broken.code, reason: broken.message });
-        this.refused = broken.message;
+        if (this.refused?.message !== broken.message) this.log.error('audit log does not extend its last signed checkpoint; no checkpoint made until it does (trustroll audit verify)', { code: broken.code, reason: broken.message });
+        this.refused = broken;
         return null;
       }
       this.refused = null;

@@ -51,11 +51,22 @@ function keyHash(name: string, raw: Buffer): Buffer {
   return createHash('sha256').update(name).update('\n').update(Buffer.from([ALG_ED25519])).update(raw).digest().subarray(0, 4);
 }
 
-/** The verifier key in the signed-note notation ("name+hash+base64(0x01 || pubkey)"), for Go's note package. */
-export function checkpointVerifierKey(key: KeyObject): string {
-  const name = checkpointKeyName(key);
+/** A verifier key in the signed-note notation: "name+hash+base64(0x01 || pubkey)". */
+export function noteVerifierKey(name: string, key: KeyObject): string {
   const raw = rawPublicKey(key);
   return `${name}+${keyHash(name, raw).toString('hex')}+${Buffer.concat([Buffer.from([ALG_ED25519]), raw]).toString('base64')}`;
+}
+
+/** The audit key's verifier key, for Go's golang.org/x/mod/sumdb/note (`note.NewVerifier`). */
+export function checkpointVerifierKey(key: KeyObject): string {
+  return noteVerifierKey(checkpointKeyName(key), key);
+}
+
+/** Sign `text` (lines ending in a newline) as a signed note by `name`: the text, a blank line, the signature line. */
+export function signNote(text: string, name: string, privateKey: KeyObject): string {
+  if (!text.endsWith('\n') || text.includes('\n\n')) throw new ManagerError('E_AUDIT_CHECKPOINT_INVALID', 'a note\'s text is non-empty lines, each ending in a newline');
+  const sig = sign(null, Buffer.from(text), privateKey);
+  return `${text}\n${DASH} ${name} ${Buffer.concat([keyHash(name, rawPublicKey(privateKey)), sig]).toString('base64')}\n`;
 }
 
 /** The note text a checkpoint's signature covers. */
@@ -67,9 +78,7 @@ function noteText(c: AuditCheckpoint): string {
 export function signCheckpoint(c: Omit<AuditCheckpoint, 'origin'>, privateKey: KeyObject): string {
   if (!Number.isSafeInteger(c.size) || c.size < 0 || !/^[0-9a-f]{64}$/.test(c.head)) throw new ManagerError('E_AUDIT_CHECKPOINT_INVALID', `cannot sign size ${c.size} head ${c.head}`);
   const name = checkpointKeyName(privateKey);
-  const text = noteText({ ...c, origin: name });
-  const sig = sign(null, Buffer.from(text), privateKey);
-  return `${text}\n${DASH} ${name} ${Buffer.concat([keyHash(name, rawPublicKey(privateKey)), sig]).toString('base64')}\n`;
+  return signNote(noteText({ ...c, origin: name }), name, privateKey);
 }
 
 /** Split a note into its checkpoint fields (unchecked) and signature lines; E_AUDIT_CHECKPOINT_INVALID when malformed. */
