@@ -72,7 +72,8 @@ export function checkCheckpoints(rows: readonly AuditRow[], notes: readonly Chec
     }
     const signed = `signed at ${c.time}`;
     if (c.size > size) {
-      report.findings.push({ code: 'E_AUDIT_TRUNCATED', source, message: `the log ends at entry #${size}, but the manager ${signed} that it had ${c.size} entries: entries #${size + 1}..#${c.size} were removed` });
+      const gone = c.size === size + 1 ? `entry #${c.size} was` : `entries #${size + 1}..#${c.size} were`;
+      report.findings.push({ code: 'E_AUDIT_TRUNCATED', source, message: `the log ends at entry #${size}, but the manager ${signed} that it had ${c.size} entries: ${gone} removed` });
       continue;
     }
     const hash = c.size === 0 ? c.head : hashes.get(c.size);
@@ -95,8 +96,9 @@ export function describeAnchorReport(r: AnchorReport): string {
   if (!r.key) return 'checkpoints: NOT CHECKED: no audit key (no checkpoint was ever made; "trustroll serve", "trustroll rotate" or "trustroll audit checkpoint" make them)';
   const lines: string[] = [];
   if (r.newest) {
-    const tail = r.uncovered ? `; ${r.uncovered} later entries not signed yet` : '';
-    lines.push(`checkpoints: ${r.matched} of ${r.checkpoints} signed by ${r.key} match the log; the newest covers entries #1..#${r.newest.size} (signed ${r.newest.time})${tail}`);
+    const tail = r.uncovered ? `; ${r.uncovered} later ${r.uncovered === 1 ? 'entry' : 'entries'} not signed yet` : '';
+    const covers = r.newest.size === 0 ? 'is of the empty log' : `covers entries #1..#${r.newest.size}`;
+    lines.push(`checkpoints: ${r.matched} of ${r.checkpoints} signed by ${r.key} match the log; the newest ${covers} (signed ${r.newest.time})${tail}`);
   } else {
     lines.push(`checkpoints: none of ${r.checkpoints} signed by ${r.key} matches the log`);
   }

@@ -43,8 +43,8 @@ export interface CheckpointerOptions {
   timers: Timers;
   logger: Logger;
   intervalMs?: number;
-  /** Told of every checkpoint made, and of the newest one at start (the broker's retained copy). */
-  publish?: (note: string, checkpoint: AuditCheckpoint) => void;
+  /** Told of every checkpoint made, and of the newest one at start (the broker's retained copy); a promise is awaited by `published`. */
+  publish?: (note: string, checkpoint: AuditCheckpoint) => void | Promise<unknown>;
 }
 
 /** Why the log no longer extends the last checkpoint (null when it does). */
@@ -66,6 +66,7 @@ export class AuditCheckpointer {
   private last: AuditCheckpoint | null = null;
   private refused: { code: ManagerErrorCode; message: string } | null = null;
   private readonly stop: () => void;
+  private readonly inflight = new Set<Promise<unknown>>();
 
   constructor(private readonly o: CheckpointerOptions) {
     this.log = o.logger.child({ component: 'audit-checkpoint' });
@@ -122,7 +123,7 @@ export class AuditCheckpointer {
     }
   }
 
-  /** Stop the timer and listening; sign a last checkpoint if entries were appended since the last one. */
+  /** Stop the timer and listening; sign a last checkpoint if entries were appended since the last one (`published` waits for its broker copy). */
   close(): void {
     if (this.closed) return;
     this.checkpoint('close');
@@ -152,11 +153,26 @@ export class AuditCheckpointer {
     this.timer = null;
   }
 
+  /** Wait until every publication is confirmed (the broker has the retained copy), at most `timeoutMs`; false on time-out. */
+  async published(timeoutMs: number): Promise<boolean> {
+    if (this.inflight.size === 0) return true;
+    let timer: unknown;
+    const timeout = new Promise<false>((resolve) => { timer = this.o.timers.setTimeout(() => resolve(false), timeoutMs); });
+    const done = await Promise.race([Promise.allSettled([...this.inflight]).then(() => true), timeout]);
+    this.o.timers.clearTimeout(timer);
+    if (!done) this.log.warn('audit checkpoint not confirmed by the broker before stopping; the data folder has it', { timeoutMs });
+    return done;
+  }
+
   private publish(note: string, c: AuditCheckpoint): void {
+    const failed = (err: unknown) => this.log.warn('audit checkpoint not published', { size: c.size, error: (err as Error).message });
     try {
-      this.o.publish?.(note, c);
+      const p = this.o.publish?.(note, c);
+      if (!(p instanceof Promise)) return;
+      const tracked: Promise<unknown> = p.catch(failed).finally(() => this.inflight.delete(tracked));
+      this.inflight.add(tracked);
     } catch (err) {
-      this.log.warn('audit checkpoint not published', { size: c.size, error: (err as Error).message });
+      failed(err);
     }
   }
 

@@ -154,6 +154,8 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
       reconciler.close();
       orchestrator.close();
       checkpoints.close();
+      // The last checkpoint reaches the broker before the session is dropped (the data folder has it either way).
+      await checkpoints.published(2_000);
       await transport.close();
       db.close();
     },

@@ -351,10 +351,12 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     if (pending && seq >= pending.seq) this.pending.delete(deviceId);
   }
 
-  /** Publish the newest signed audit checkpoint, retained (QoS 1; queued while the broker is away). */
-  publishAuditCheckpoint(note: string): void {
-    if (this.closed) return;
-    this.client.publish(AUDIT_CHECKPOINT_TOPIC, note, { qos: LINK_QOS, retain: true });
+  /** Publish the newest signed audit checkpoint, retained (QoS 1; queued while the broker is away); resolves once the broker has it. */
+  publishAuditCheckpoint(note: string): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.client.publish(AUDIT_CHECKPOINT_TOPIC, note, { qos: LINK_QOS, retain: true }, (err) => (err ? reject(err) : resolve()));
+    });
   }
 
   /** Remove a device's retained desired state (after a rotation, or when the device is retired). */

@@ -73,12 +73,14 @@ describe('audit checkpoints on the broker: a retained copy outside the data fold
     await until(() => opened().some((c) => c.size === 2), 'the checkpoint made at the rotation\'s end');
     assert.equal(live.got.find((m) => openCheckpoint(m.note, key).size === 2)!.note, new CheckpointStore(data).newest(), 'the same note as the data folder\'s newest');
 
+    // Not a rotation's start or end: only the timer (5 minutes) or the manager's stop signs it.
+    manager.audit.append({ actor: 'operator:alice', action: 'operator.resume' }, new Date());
     await manager.close();
     manager = undefined;
     const later = await reader(broker.url, pki, 'auditor');
     clients.push(later.client);
     await until(() => later.got.length > 0, 'the retained checkpoint');
     assert.equal(later.got[0]!.retained, true);
-    assert.equal(openCheckpoint(later.got[0]!.note, key).size, 2, 'the newest checkpoint stays on the broker after the manager left');
+    assert.equal(openCheckpoint(later.got[0]!.note, key).size, 3, 'the checkpoint signed as the manager stopped reached the broker, and stays after it left');
   });
 });
