@@ -22,7 +22,7 @@ import type { Clock, Timers } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { AuditLog, AuditRow } from './audit-log.ts';
 import { CheckpointStore } from './audit-checkpoint-store.ts';
-import { checkpointKeyName, openCheckpoint, signCheckpoint, type AuditCheckpoint } from './audit-note.ts';
+import { openCheckpoint, signCheckpoint, type AuditCheckpoint } from './audit-note.ts';
 import { ManagerError, type ManagerErrorCode } from './errors.ts';
 
 /** Default longest time between an appended entry and the checkpoint that covers it. */
@@ -78,19 +78,9 @@ export class AuditCheckpointer {
     if (!this.checkpoint('open') && stored) this.publish(stored.note, stored.checkpoint);
   }
 
-  /** The key's name, which is the checkpoints' origin. */
-  get keyName(): string {
-    return checkpointKeyName(this.o.key);
-  }
-
   /** Why the last attempt signed nothing (the log does not extend the last checkpoint), or null. */
   get refusal(): { code: ManagerErrorCode; message: string } | null {
     return this.refused;
-  }
-
-  /** The last checkpoint made or found in the data folder. */
-  get latest(): AuditCheckpoint | null {
-    return this.last;
   }
 
   /**

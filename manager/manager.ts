@@ -155,7 +155,7 @@ export async function openManager(o: OpenManagerOptions): Promise<Manager> {
       orchestrator.close();
       checkpoints.close();
       // The last checkpoint reaches the broker before the session is dropped (the data folder has it either way).
-      await checkpoints.published(2_000);
+      if (transport.connected) await checkpoints.published(2_000);
       await transport.close();
       db.close();
     },
