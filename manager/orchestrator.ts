@@ -28,7 +28,7 @@ import { buildCommand } from './commands.ts';
 import { assertPayloadAccepted } from './payload-gate.ts';
 import { rotationStatus } from './rotation-status.ts';
 import { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
-import { dueAction, heldFields, isHeld, type PresenceSource } from './presence-gate.ts';
+import { dueAction, heldFields, isHeld, unheld, type PresenceSource } from './presence-gate.ts';
 import { assertRootSide, openRotation } from './rotation-guards.ts';
 
 export { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
@@ -266,7 +266,7 @@ export class Orchestrator {
         .map((s) => ({ deviceId, step: s.id, status: st.excluded.has(deviceId) ? 'excluded' as const : 'pending' as const })));
       // Forward steps in flight stop being resent: the rollback commands carry newer sequence numbers.
       for (const r of st.inFlight()) {
-        Object.assign(r, { dueAt: null });
+        Object.assign(r, { dueAt: null, ...unheld(r) });
         this.o.db.updateStep(r);
       }
       if (!phaseRows(rows, back).length) this.o.db.insertSteps(rot.id, fresh);
@@ -303,7 +303,7 @@ export class Orchestrator {
     if (rows.length === 0) throw new ManagerError('E_DEVICE_DONE', `device ${deviceId} has already acknowledged every step of rotation ${rot.id}`);
     this.o.db.tx(() => {
       for (const r of rows) {
-        Object.assign(r, { status: 'excluded', dueAt: null });
+        Object.assign(r, { status: 'excluded', dueAt: null, ...unheld(r) });
         this.o.db.updateStep(r);
       }
     });

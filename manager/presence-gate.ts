@@ -62,6 +62,11 @@ export function heldFields(row: Pick<StepRow, 'deviceId' | 'step' | 'attempts'>,
   };
 }
 
+/** The fields that clear a hold from a row no longer sent (excluded, or left behind by a rollback); nothing for a row not held. */
+export function unheld(row: Pick<StepRow, 'errorCode'>): Partial<Pick<StepRow, 'errorCode' | 'errorMessage'>> {
+  return isHeld(row) ? { errorCode: null, errorMessage: null } : {};
+}
+
 /**
  * Presence from the devices' state messages: a last will (`offline`)
  * marks a device offline, its next birth or `behind` report marks it back

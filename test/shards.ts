@@ -74,6 +74,7 @@ export const KNOWN_SECONDS: Readonly<Record<string, number>> = {
   'test/node24/node24.test.ts': 69,
   'test/demo/fleet-demo.test.ts': 50,
   'test/service/sleepers.test.ts': 49,
+  'test/service/offline-wait.test.ts': 47,
   'test/service/rollback.test.ts': 38,
   'test/cli/agent-algorithm.test.ts': 37,
   'test/rotation/fleet-safety.test.ts': 32,

@@ -110,6 +110,19 @@ describe('orchestrator with presence: offline devices are waited for, silent onl
     assert.match(r.error ?? '', /cli-2 step P2 failed 2 times \(E_ACK_TIMEOUT: .*online .*did not answer/);
   });
 
+  it('excluding a device whose step is held clears the hold (the device view shows no stale E_DEVICE_OFFLINE) and its peers go on', async () => {
+    const presence = new StatePresence();
+    const f = await fleetWithPresence(presence);
+    fleet = f.fleet;
+    fleet.disconnect('cli-2');
+    presence.note({ deviceId: 'cli-2', status: 'offline' });
+    const id = await fleet.orchestrator.start({ schedule: SIX_STEP });
+    await until(() => row(f.fleet, id, 'cli-2', 'P2').errorCode === HELD_CODE, 'cli-2 P2 held');
+    fleet.orchestrator.exclude('cli-2');
+    assert.deepEqual([row(fleet, id, 'cli-2', 'P2').status, row(fleet, id, 'cli-2', 'P2').errorCode], ['excluded', null]);
+    assert.equal((await f.ended).status, 'complete');
+  });
+
   it('back but silent: attempts count again from its return, and maxAttempts stops the rotation', async () => {
     const presence = new StatePresence();
     const f = await fleetWithPresence(presence);
