@@ -36,7 +36,9 @@ export function auditedEvents(log: AuditLog, db: FleetDb, clock: Clock, inner: O
         const schedule = rollback ? ROLLBACK_OF[rot.schedule]?.name ?? rot.schedule : rot.schedule;
         put({ actor: 'manager', action: rollback ? 'rotation.rollback-started' : 'rotation.started', rotationId: rot.id, detail: { schedule, devices, peering: db.peering(), ...(rollback ? { reason } : {}) } });
       } else {
-        put({ actor: 'manager', action: `rotation.${rot.status}`, rotationId: rot.id, detail: reason ? { reason, schedule: rot.schedule } : { schedule: rot.schedule } });
+        // A reason that starts with a code (an abort whose rollback was refused: E_ROLLBACK_IMPOSSIBLE) records it as the entry's code.
+        const code = reason ? /^(E_[A-Z0-9_]+): /.exec(reason)?.[1] ?? null : null;
+        put({ actor: 'manager', action: `rotation.${rot.status}`, rotationId: rot.id, code, detail: reason ? { reason, schedule: rot.schedule } : { schedule: rot.schedule } });
       }
       inner.status?.(rot, reason);
     },

@@ -151,6 +151,8 @@ export interface RotationSummary {
   createdAt: string;
   updatedAt: string;
   error: string | null;
+  /** The error's stable code: E_ROLLBACK_IMPOSSIBLE for an abort that could no longer roll back (it stopped where it was), E_ROTATION_FAILED for one a failing device stopped; null without an error. */
+  errorCode: string | null;
   acked: number;
   excluded: number;
   total: number;

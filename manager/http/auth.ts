@@ -25,15 +25,23 @@ export interface AuthSources {
 /** Header the local CLI names its user in (honoured only with the local token). */
 export const ACTOR_HEADER = 'x-trustroll-actor';
 
-/** Authenticate a request, or throw E_AUTH_REQUIRED. */
-export function authenticate(req: FastifyRequest, src: AuthSources): Me {
+/** An authenticated request: who, and how to tell later whether that credential still holds. */
+export interface Authenticated {
+  me: Me;
+  /** False once the certificate or token that authenticated the request is revoked (re-checked for open connections). */
+  stillValid: () => boolean;
+}
+
+/** Authenticate a request, or throw E_AUTH_REQUIRED (with the name it claimed, when it claimed one, on `err.claimed`). */
+export function authenticate(req: FastifyRequest, src: AuthSources): Authenticated {
   const socket = req.raw.socket as TLSSocket;
   if (socket.authorized && typeof socket.getPeerX509Certificate === 'function') {
     const peer = socket.getPeerX509Certificate();
     if (peer) {
       const me = operatorOf(peer);
-      if (src.revoked().has(fingerprint(peer))) throw new ManagerError('E_AUTH_REQUIRED', `operator certificate of ${me?.name ?? 'unknown'} is revoked`);
-      if (me) return me;
+      const fp = fingerprint(peer);
+      if (src.revoked().has(fp)) throw claimed(new ManagerError('E_AUTH_REQUIRED', `operator certificate of ${me?.name ?? 'unknown'} is revoked`), me?.name);
+      if (me) return { me, stillValid: () => !src.revoked().has(fp) };
     }
   }
   const auth = req.headers.authorization;
@@ -41,13 +49,22 @@ export function authenticate(req: FastifyRequest, src: AuthSources): Me {
     const secret = auth.slice(7).trim();
     if (secret && secret === src.localToken) {
       const who = String(req.headers[ACTOR_HEADER] ?? 'local').replace(/[^A-Za-z0-9._@-]/g, '').slice(0, 64) || 'local';
-      return { name: `cli:${who}`, role: 'admin', via: 'token' };
+      return { me: { name: `cli:${who}`, role: 'admin', via: 'token' }, stillValid: () => true };
     }
     const t = secret ? src.token(secret) : null;
-    if (t) return { name: `token:${t.name}`, role: t.role, via: 'token' };
+    if (t) return { me: { name: `token:${t.name}`, role: t.role, via: 'token' }, stillValid: () => src.token(secret) !== null };
     throw new ManagerError('E_AUTH_REQUIRED', 'the bearer token is unknown or revoked');
   }
   throw new ManagerError('E_AUTH_REQUIRED', 'present an operator certificate or a bearer token');
+}
+
+/** The operator a refused credential named (for the audit of refused requests), or undefined. */
+export function claimedName(err: unknown): string | undefined {
+  return (err as { claimed?: string }).claimed;
+}
+
+function claimed(err: ManagerError, name: string | undefined): ManagerError {
+  return name ? Object.assign(err, { claimed: name }) : err;
 }
 
 /** Name and role from an operator certificate's subject (`CN=name`, `OU=read|admin`). */

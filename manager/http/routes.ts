@@ -18,7 +18,10 @@ import { CA_KEY_ALGORITHMS, type CaKeyAlgorithm } from '../ca/keys.ts';
 
 const id = { type: 'string', minLength: 1, maxLength: 128 } as const;
 const rotationParams = { type: 'object', required: ['id'], properties: { id }, additionalProperties: false } as const;
-const noBody = { anyOf: [{ type: 'object', additionalProperties: false, maxProperties: 0 }, { type: 'null' }] } as const;
+/** The body of an action that takes no arguments: `{}` (a JSON object is required of every state-changing request). */
+const noBody = { type: 'object', additionalProperties: false, maxProperties: 0 } as const;
+/** A sequence number of the audit log. */
+const seq = { type: 'integer', maximum: Number.MAX_SAFE_INTEGER } as const;
 
 /** The authenticated operator of a request (set by the server's auth hook). */
 export function me(req: FastifyRequest): Me {
@@ -36,7 +39,7 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
       querystring: {
         type: 'object', additionalProperties: false,
         properties: {
-          offset: { type: 'integer', minimum: 0, default: 0 }, limit: { type: 'integer', minimum: 0, maximum: 500, default: 100 },
+          offset: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 0 }, limit: { type: 'integer', minimum: 0, maximum: 500, default: 100 },
           q: { type: 'string', maxLength: 128 }, role: { enum: ['server', 'client'] }, presence: { enum: ['online', 'offline', 'unknown'] },
           status: { enum: ['pending', 'sent', 'acked', 'failed', 'excluded', 'done'] }, sort: { enum: ['id', 'role', 'since', 'step', 'certNotAfter'] },
         },
@@ -162,7 +165,7 @@ export function registerRoutes(app: FastifyInstance, service: ManagerService, ex
       querystring: {
         type: 'object', additionalProperties: false,
         properties: {
-          after: { type: 'integer', minimum: 0 }, before: { type: 'integer', minimum: 1 }, order: { enum: ['asc', 'desc'], default: 'asc' },
+          after: { ...seq, minimum: 0 }, before: { ...seq, minimum: 1 }, order: { enum: ['asc', 'desc'], default: 'asc' },
           limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 }, rotation: id,
         },
       },

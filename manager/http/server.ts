@@ -6,13 +6,19 @@
  * endpoint and the dashboard's files. Listens on loopback unless told
  * otherwise.
  */
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { createHash } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteOptions } from 'fastify';
 import type { Logger } from '../../protocol/log.ts';
-import { ManagerError, type ManagerErrorCode } from '../errors.ts';
 import type { BrokerView, LiveEvent, Me } from './api-types.ts';
-import { authenticate, type AuthSources } from './auth.ts';
+import { authenticate, claimedName, type AuthSources } from './auth.ts';
+import { DeniedAudit } from './denied-audit.ts';
+import { errorAnswer, sendError, type ErrorAnswer } from './error-reply.ts';
 import { buildMetrics } from './metrics.ts';
+import { OpenConnections } from './open-connections.ts';
+import { requireJsonBody, requireObjectBody, requireSameOrigin } from './request-guard.ts';
 import { me, registerRoutes } from './routes.ts';
+import { requireFiniteNumbers } from './finite-numbers.ts';
+import { addSecurityHeaders, HSTS } from './security-headers.ts';
 import { registerDashboard } from './static.ts';
 import type { ManagerService } from '../service/manager-service.ts';
 
@@ -26,25 +32,46 @@ export interface HttpServerOptions {
   broker: () => BrokerView;
   /** Keep-alive comment interval on event streams (default 15 s). */
   heartbeatMs?: number;
+  /** How often open connections' credentials are re-checked against revocation (default 1 s). */
+  revalidateMs?: number;
+  /** Told of every route as it is registered, with its schema (the API's property test walks them). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
-const STATUS: Partial<Record<ManagerErrorCode, number>> = {
-  E_AUTH_REQUIRED: 401, E_FORBIDDEN: 403, E_BAD_REQUEST: 400, E_NOT_FOUND: 404,
-  E_DEVICE_UNKNOWN: 404, E_ROTATION_UNKNOWN: 404,
-  E_ROTATION_ACTIVE: 409, E_ROTATION_STATE: 409, E_DEVICE_DONE: 409, E_FLEET_EMPTY: 409, E_RENEWAL_NOT_LONGER: 409, E_ALGORITHM_UNVERIFIABLE: 409, E_AGENT_OUTDATED: 409, E_ROOT_SIDE: 409,
-};
+/** Statuses recorded in the audit log as refused requests. */
+const DENIED: ReadonlySet<number> = new Set([401, 403, 415]);
 
 /** Build (not yet listening) the HTTPS server. */
 export async function buildHttpServer(o: HttpServerOptions): Promise<FastifyInstance> {
+  const log = o.logger.child({ component: 'http' });
   const app = Fastify({
     https: { cert: o.tls.cert, key: o.tls.key, ca: o.tls.operatorCa, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' },
-    logger: false, bodyLimit: 64 * 1024, ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    logger: false, bodyLimit: 64 * 1024, routerOptions: { maxParamLength: 100 },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Router-level failures (bad percent-encoding, over-long path parameter) answer in the one error shape too.
+    frameworkErrors: (err, req, reply) => { void answer(req, reply, errorAnswer(err, log, req)); },
   });
-  const log = o.logger.child({ component: 'http' });
+  if (o.onRoute) app.addHook('onRoute', o.onRoute);
+  const open = new OpenConnections(log, o.revalidateMs ?? 1000);
+  const denied = new DeniedAudit((e) => o.service.audit(e), () => Date.now());
+  app.addHook('onClose', async () => {
+    open.close();
+    denied.flush();
+  });
 
   app.addHook('onRequest', async (req) => {
     if (req.url === '/healthz') return;
-    (req as FastifyRequest & { me: Me }).me = authenticate(req, o.auth);
+    const auth = authenticate(req, o.auth);
+    (req as FastifyRequest & { me: Me }).me = auth.me;
+    open.track(req.raw.socket, auth.me.name, auth.stillValid);
+    requireSameOrigin(req);
+    requireJsonBody(req);
+  });
+  app.addHook('preValidation', async (req) => requireObjectBody(req));
+  app.addHook('preHandler', async (req) => requireFiniteNumbers(req));
+  app.addHook('onSend', async (_req, reply, payload) => {
+    addSecurityHeaders(reply);
+    return payload;
   });
   app.addHook('onResponse', async (req, reply) => {
     if (req.method !== 'GET' || reply.statusCode >= 400) {
@@ -52,27 +79,32 @@ export async function buildHttpServer(o: HttpServerOptions): Promise<FastifyInst
     }
   });
 
-  app.setErrorHandler((err: FastifyError | ManagerError, req, reply) => {
-    if (err instanceof ManagerError) {
-      const status = STATUS[err.code] ?? 500;
-      if (status === 401 && !req.url.startsWith('/api') && req.url !== '/metrics') return sendLoginPage(reply, err);
-      return reply.code(status).send({ error: { code: err.code, message: withoutCode(err.message) } });
+  /** Send an error answer (the login page to a browser without a credential) and audit it when it refuses. */
+  function answer(req: FastifyRequest, reply: FastifyReply, a: ErrorAnswer, err?: unknown): FastifyReply {
+    if (DENIED.has(a.status)) {
+      const who = (req as FastifyRequest & { me?: Me }).me?.name ?? (err ? claimedName(err) : undefined) ?? 'anonymous';
+      try {
+        denied.record({ actor: who, method: req.method, route: req.url.split('?')[0]!, status: a.status, code: a.code, reason: a.message, remote: req.ip });
+      } catch (e) {
+        log.error('could not audit a refused request', { reason: (e as Error).message });
+      }
     }
-    const fe = err as FastifyError;
-    if (fe.validation || (fe.statusCode && fe.statusCode < 500)) {
-      return reply.code(fe.statusCode ?? 400).send({ error: { code: 'E_BAD_REQUEST', message: fe.message } });
-    }
-    log.error('request failed', { url: req.url, reason: fe.message, code: (fe as { code?: string }).code });
-    return reply.code(500).send({ error: { code: (fe as { code?: string }).code ?? 'E_INTERNAL', message: withoutCode(fe.message) } });
-  });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'E_NOT_FOUND', message: `${req.method} ${req.url.split('?')[0]}` } }));
+    if (a.status === 401 && !req.url.startsWith('/api') && req.url !== '/metrics') return sendLoginPage(reply, a.code);
+    return sendError(reply, a);
+  }
+
+  app.setErrorHandler((err, req, reply) => answer(req, reply, errorAnswer(err, log, req), err));
+  app.setNotFoundHandler((req, reply) => sendError(reply, { status: 404, code: 'E_NOT_FOUND', message: `${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` }));
 
   app.get('/healthz', async () => ({ ok: true, mqtt: o.service.m.transport.connected }));
 
   const metrics = buildMetrics(o.service);
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()));
 
-  app.get('/api/events', (req, reply) => streamEvents(req, reply, o.service, o.heartbeatMs ?? 15_000));
+  // Open event streams end when the server closes (else close() would wait for them for ever).
+  const streams = new Set<FastifyReply['raw']>();
+  app.addHook('preClose', async () => { for (const res of streams) res.end(); });
+  app.get('/api/events', (req, reply) => streamEvents(req, reply, o.service, o.heartbeatMs ?? 15_000, streams));
 
   registerRoutes(app, o.service, { broker: o.broker, operatorCa: o.tls.operatorCa, mgmtCa: o.mgmtCa });
   registerDashboard(app);
@@ -80,10 +112,11 @@ export async function buildHttpServer(o: HttpServerOptions): Promise<FastifyInst
 }
 
 /** Server-Sent Events: every live event of the service, with a heartbeat comment. */
-function streamEvents(req: FastifyRequest, reply: FastifyReply, service: ManagerService, heartbeatMs: number): void {
+function streamEvents(req: FastifyRequest, reply: FastifyReply, service: ManagerService, heartbeatMs: number, streams: Set<FastifyReply['raw']>): void {
   reply.hijack();
   const res = reply.raw;
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  streams.add(res);
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no', 'x-content-type-options': 'nosniff', 'strict-transport-security': HSTS });
   res.write(`: trustroll live events for ${me(req).name}\nretry: 2000\n\n`);
   const send = (e: LiveEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
   send({ type: 'fleet', counts: service.fleet.counts(), changed: [] });
@@ -92,23 +125,23 @@ function streamEvents(req: FastifyRequest, reply: FastifyReply, service: Manager
   const stop = () => {
     clearInterval(beat);
     service.off('live', send);
+    streams.delete(res);
   };
   req.raw.on('close', stop);
   res.on('error', stop);
 }
 
+/** The login page's one style sheet, allowed by its hash (no inline style attributes). */
+const LOGIN_STYLE = 'body{font-family:system-ui;max-width:40em;margin:4em auto}';
+const LOGIN_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(LOGIN_STYLE).digest('base64')}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
+
 /** A browser without an operator certificate gets a page that says what to do. */
-function sendLoginPage(reply: FastifyReply, err: ManagerError): FastifyReply {
-  return reply.code(401).type('text/html; charset=utf-8').send(`<!doctype html><meta charset="utf-8"><title>trustroll: sign in</title>
-<body style="font-family:system-ui;max-width:40em;margin:4em auto">
+function sendLoginPage(reply: FastifyReply, code: string): FastifyReply {
+  return reply.code(401).type('text/html; charset=utf-8').header('content-security-policy', LOGIN_CSP).send(`<!doctype html><meta charset="utf-8"><title>trustroll: sign in</title><style>${LOGIN_STYLE}</style>
+<body>
 <h1>trustroll manager</h1><p>This dashboard needs an operator certificate.</p>
 <p>Ask an administrator to run <code>trustroll mgmt operator --dir &lt;mgmt&gt; --name &lt;you&gt; --role read|admin</code>,
-import the <code>.p12</code> file it writes into your browser, and reload.</p><p><small>${escapeHtml(err.code)}</small></p></body>`);
-}
-
-/** The message without the `E_CODE: ` prefix typed errors carry (the code is its own field). */
-function withoutCode(message: string): string {
-  return message.replace(/^E_[A-Z0-9_]+: /, '');
+import the <code>.p12</code> file it writes into your browser, and reload.</p><p><small>${escapeHtml(code)}</small></p></body>`);
 }
 
 function escapeHtml(s: string): string {

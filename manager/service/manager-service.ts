@@ -144,7 +144,9 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
 
   /** Append to the audit log and publish it live. */
   audit(e: AuditInput): AuditRow {
-    return this.m.audit.append(e, this.clock.now());
+    const row = this.m.audit.append(e, this.clock.now());
+    this.onAudit(row);
+    return row;
   }
 
   private onAudit(row: AuditRow): void {
@@ -376,7 +378,8 @@ export function abortRotation(orchestrator: Manager['orchestrator'], actor: stri
     } catch (err) {
       if ((err as ManagerError).code !== 'E_ROLLBACK_IMPOSSIBLE') throw err;
       log.warn('rollback no longer possible; the rotation stops where it is', { rotationId: rot.id, reason: (err as Error).message });
-      orchestrator.abort(`aborted by ${actor}; ${(err as Error).message.replace(/^E_[A-Z_]+: /, '')}`);
+      // The rotation's recorded error (and so the API answer and the audit entry) carries the code.
+      orchestrator.abort(`E_ROLLBACK_IMPOSSIBLE: aborted by ${actor}; ${(err as Error).message.replace(/^E_[A-Z_]+: /, '')}`);
       return 'aborted';
     }
   }

@@ -40,10 +40,20 @@ export function rotationSummary(db: FleetDb, r: RotationRow): RotationSummary {
     : [];
   const blocked = rollbackBlocker(r, candidates);
   return {
-    id: r.id, schedule: r.schedule, status: r.status, createdAt: r.createdAt, updatedAt: r.updatedAt, error: r.error,
+    id: r.id, schedule: r.schedule, status: r.status, createdAt: r.createdAt, updatedAt: r.updatedAt, error: r.error, errorCode: rotationErrorCode(r),
     acked: count('acked'), excluded: count('excluded'), total: mine.reduce((a, g) => a + g.n, 0), phaseSchedule: schedule.name,
     rollback: { possible: blocked === null && r.status !== 'rolled-back', reason: blocked },
   };
+}
+
+/**
+ * The stable code of a rotation's recorded error: the code its error text
+ * starts with (an abort whose rollback was refused: E_ROLLBACK_IMPOSSIBLE),
+ * E_ROTATION_FAILED for a rotation a failing device stopped, else null.
+ */
+export function rotationErrorCode(r: Pick<RotationRow, 'status' | 'error'>): string | null {
+  const lead = r.error ? /^(E_[A-Z0-9_]+): /.exec(r.error)?.[1] : undefined;
+  return lead ?? (r.status === 'failed' ? 'E_ROTATION_FAILED' : null);
 }
 
 /** Subject, issuer, fingerprint and validity of a PEM certificate. */
