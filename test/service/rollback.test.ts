@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FleetPage, RotationDetail, RotationSummary } from '../../manager/http/api-types.ts';
+import type { AuditPage, FleetPage, RotationDetail, RotationSummary } from '../../manager/http/api-types.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 
 const AGENT = fileURLToPath(new URL('../../bin/trustroll-agent.mjs', import.meta.url));
@@ -60,8 +60,17 @@ describe('abort with rollback through trustroll serve: agent processes over Mosq
     assert.equal(aborted.body.status, 'aborted');
     assert.equal(aborted.body.rollback.possible, false);
     assert.match(aborted.body.rollback.reason ?? '', /P4 was (applied by|sent to) printer-1/);
+    // The code reaches the API answer, the rotation's recorded error and the audit entry.
+    assert.equal(aborted.body.errorCode, 'E_ROLLBACK_IMPOSSIBLE', aborted.text);
+    assert.match(aborted.body.error ?? '', /^E_ROLLBACK_IMPOSSIBLE: aborted by operator:alice; .*P4/);
+    assert.equal((await fleet.api<RotationSummary>(`/api/rotations/${id}`)).body.errorCode, 'E_ROLLBACK_IMPOSSIBLE');
+    const entries = (await fleet.api<AuditPage>(`/api/audit?rotation=${id}&order=desc&limit=50`)).body.entries;
+    const stopped = entries.find((e) => e.action === 'rotation.aborted');
+    assert.equal(stopped?.code, 'E_ROLLBACK_IMPOSSIBLE', JSON.stringify(stopped));
+    assert.match(String((stopped!.detail as { reason: string }).reason), /P4 was (applied by|sent to) printer-1/);
     await fleet.restartDevice('printer-2');
     await fleet.api(`/api/rotations/${id}/resume`, { body: {} });
     await fleet.until('complete', async () => (await fleet.api<RotationSummary>(`/api/rotations/${id}`)).body.status === 'complete', 120_000);
+    assert.equal((await fleet.api<RotationSummary>(`/api/rotations/${id}`)).body.errorCode, null, 'resumed to completion: no error any more');
   });
 });
