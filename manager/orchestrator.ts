@@ -3,8 +3,10 @@
  * once every prerequisite is acknowledged by the device and by every peer
  * (protocol/schedule.ts decides legality), keeps one step in flight per
  * device, retries with back-off, stops the rotation where it is after too
- * many failures, and resumes from SQLite after a restart without
- * re-sending acknowledged steps. The CA (RotationAuthority) decides *how*.
+ * many failures of a device that is online (a step of an offline device is
+ * held and sent again when it is back: presence-gate.ts), and resumes from
+ * SQLite after a restart without re-sending acknowledged steps. The CA
+ * (RotationAuthority) decides *how*.
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock, Timers } from '../protocol/clock.ts';
@@ -15,7 +17,6 @@ import { isReady, validateSchedule } from '../protocol/schedule.ts';
 import { RENEW, ROLLBACK_OF, SCHEDULES, type Role, type Schedule } from '../protocol/steps.ts';
 import { changesRoot, phaseRows, phaseSchedule, rollbackBlocker } from './phase.ts';
 import { parseWire } from '../protocol/validate.ts';
-import { parseCertificate, validity } from '../protocol/pem.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { NewRootChoice, RotationAuthority } from './authority.ts';
 import { assertVerifiable, planNewRoot } from './algorithm-plan.ts';
@@ -29,7 +30,8 @@ import { assertPayloadAccepted } from './payload-gate.ts';
 import { rotationStatus } from './rotation-status.ts';
 import { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
 import { dueAction, heldFields, isHeld, unheld, type PresenceSource } from './presence-gate.ts';
-import { assertRootSide, openRotation } from './rotation-guards.ts';
+import { assertRootSide, openRotation, refuseWhileOpen } from './rotation-guards.ts';
+import { planRenewal } from './renewal-plan.ts';
 
 export { DEFAULT_POLICY, type RotationPolicy } from './rotation-policy.ts';
 export { assertRootSide, openRotation } from './rotation-guards.ts';
@@ -104,7 +106,7 @@ export class Orchestrator {
    * default the active root's), persist, dispatch.
    */
   async start(opts: { schedule: Schedule; rotationId?: string; unsafe?: boolean; newRoot?: NewRootChoice; distributeOldWithNew?: boolean; onCreated?: (rotationId: string) => void }): Promise<string> {
-    this.refuseWhileOpen();
+    refuseWhileOpen(this.o.db);
     const side = opts.schedule.root;
     assertRootSide(this.o.authority, opts.schedule);
     const plan = planNewRoot(this.o.db, this.o.authority.activeRoot(side).cert, opts.newRoot);
@@ -141,17 +143,6 @@ export class Orchestrator {
     return id;
   }
 
-  /** E_ROTATION_ACTIVE while a rotation is open: devices may be part-way through it. */
-  private refuseWhileOpen(): void {
-    const link = this.o.db.openLinkRotation();
-    if (link) throw new ManagerError('E_ROTATION_ACTIVE', `management-root rotation ${link} is open; devices share their sequence numbers with it, so no fleet rotation can start. Finish it ("trustroll link rotate --resume") first`);
-    const open = openRotation(this.o.db);
-    if (!open) return;
-    const steps = this.o.db.steps(open.id);
-    const acked = steps.filter((r) => r.status === 'acked').length;
-    throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status} (${acked}/${steps.length} steps acknowledged); devices may be part-way through it, so no other rotation can start. Resume it ("trustroll rotate --resume ${open.id}" or POST /api/rotations/${open.id}/resume) and a new rotation can start once it completes`);
-  }
-
   /**
    * Renew the certificates of `deviceIds` under the active root (schedule
    * `renew`: one step per device, no prerequisites, since every peer already
@@ -164,31 +155,11 @@ export class Orchestrator {
    * the root of its side (the one that signs it).
    */
   async startRenewal(opts: { deviceIds: readonly string[]; rotationId?: string; onCreated?: (rotationId: string) => void }): Promise<string> {
-    this.refuseWhileOpen();
-    const separate = this.o.authority.separateRoots?.() ?? false;
-    const ids = [...new Set(opts.deviceIds)];
-    if (ids.length === 0) throw new ManagerError('E_BAD_REQUEST', 'a renewal needs at least one device id');
-    const devices = ids.map((d) => this.o.db.device(d));
-    const id = opts.rotationId ?? `renew-${this.o.clock.now().toISOString().slice(0, 10)}-${randomUUID().slice(0, 8)}`;
-    const now = this.o.clock.now();
-    // The row's D and R1 columns hold the active root (with separate roots: the server root); a renewal activates nothing.
-    const root = this.o.authority.activeRoot().cert;
-    const leaves = new Map(devices.map((d) => [d.id, this.o.authority.issueLeaf({ commonName: d.commonName, spki: d.spki, role: d.role }, now)]));
-    const short = devices.filter((d) => notAfterOf(leaves.get(d.id)!) <= notAfterOf(d.certificate));
-    if (short.length > 0) {
-      const side = separate ? short[0]!.role : undefined;
-      const signer = side ? `the ${side} root, which signs ${short[0]!.id}'s certificate,` : 'the active root';
-      const rotate = side ? `"trustroll rotate --root ${side}"` : '"trustroll rotate"';
-      throw new ManagerError('E_RENEWAL_NOT_LONGER', `a renewed certificate for ${short.map((d) => d.id).slice(0, 10).join(', ')}${short.length > 10 ? ` and ${short.length - 10} more` : ''} would not outlive the current one: ${signer} expires ${new Date(notAfterOf(this.o.authority.activeRoot(side).cert)).toISOString()}. Rotate the root (${rotate}); its new certificates extend every device it signs`);
-    }
-    const steps = devices.map((d) => ({ deviceId: d.id, step: RENEW.steps.find((s) => s.role === d.role)!.id }));
-    const row: RotationRow = {
-      id, schedule: RENEW.name, status: 'running', unsafe: false, distribution: root, newRoot: root,
-      createdAt: now.toISOString(), updatedAt: now.toISOString(), error: null,
-    };
+    refuseWhileOpen(this.o.db);
+    const { id, row, leaves, steps } = planRenewal(this.o.db, this.o.authority, this.o.clock.now(), opts.deviceIds, opts.rotationId);
     this.o.db.insertRotation(row, leaves, steps);
     opts.onCreated?.(id);
-    this.o.logger.info('renewal started', { rotationId: id, schedule: RENEW.name, devices: devices.length });
+    this.o.logger.info('renewal started', { rotationId: id, schedule: RENEW.name, devices: steps.length });
     this.load(id, RENEW);
     this.o.events?.status?.(this.rotation!, 'started');
     this.pump();
@@ -631,9 +602,4 @@ export class Orchestrator {
     this.inbox.length = 0;
     this.disarmSweep();
   }
-}
-
-/** A certificate's notAfter in epoch ms. */
-function notAfterOf(pem: string): number {
-  return validity(parseCertificate(pem, 'certificate')).notAfter.getTime();
 }

@@ -33,3 +33,14 @@ export function openRotation(db: FleetDb): RotationRow | null {
   }
   return null;
 }
+
+/** E_ROTATION_ACTIVE while a rotation (or a management-root rotation) is open: devices may be part-way through it. */
+export function refuseWhileOpen(db: FleetDb): void {
+  const link = db.openLinkRotation();
+  if (link) throw new ManagerError('E_ROTATION_ACTIVE', `management-root rotation ${link} is open; devices share their sequence numbers with it, so no fleet rotation can start. Finish it ("trustroll link rotate --resume") first`);
+  const open = openRotation(db);
+  if (!open) return;
+  const steps = db.steps(open.id);
+  const acked = steps.filter((r) => r.status === 'acked').length;
+  throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status} (${acked}/${steps.length} steps acknowledged); devices may be part-way through it, so no other rotation can start. Resume it ("trustroll rotate --resume ${open.id}" or POST /api/rotations/${open.id}/resume) and a new rotation can start once it completes`);
+}
