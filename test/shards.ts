@@ -76,6 +76,7 @@ export const KNOWN_SECONDS: Readonly<Record<string, number>> = {
   'test/service/sleepers.test.ts': 49,
   'test/service/offline-wait.test.ts': 47,
   'test/service/rollback.test.ts': 38,
+  'test/service/api-hardening.test.ts': 30,
   'test/cli/agent-algorithm.test.ts': 37,
   'test/rotation/fleet-safety.test.ts': 32,
   'test/image/emulated-rotation.test.ts': 30,
