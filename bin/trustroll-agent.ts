@@ -19,13 +19,13 @@ import { createLogger } from '../protocol/log.ts';
 import type { StateStore } from '../agent/state-store.ts';
 import { CommandLine, UsageExit, type OptionValues } from './command-line.ts';
 import { stopRequested } from './stop-signal.ts';
-import { trustrollVersion } from './version.ts';
+import { versionLine } from './version.ts';
 
 // What only one command needs is imported when that command runs: the
 // running agent (`run`, for months) never holds the technician's tools in
 // memory, nor they the runtime (image/README.md, "Memory").
 
-const program = new CommandLine('trustroll-agent', 'trustroll device agent', trustrollVersion());
+const program = new CommandLine('trustroll-agent', 'trustroll device agent', versionLine());
 const logger = createLogger();
 /** How long after `ready` the start-up's garbage is handed back (agent/startup-memory.ts). */
 const STARTUP_RELEASE_DELAY_MS = 1000;

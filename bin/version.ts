@@ -1,13 +1,16 @@
 /**
  * The release version `--version` prints: the bundler writes it into the
- * firmware bundle; from a checkout or the npm package it is read from the
- * package.json above this file.
+ * firmware bundle, with the commit the bundle was built from; from a
+ * checkout or the npm package it is read from the package.json above this
+ * file.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 declare const __TRUSTROLL_VERSION__: string | undefined;
+/** Set by the bundler (cross-compile/bundle.ts): "commit 0123456789ab" or "commit 0123456789ab, dirty". */
+declare const __TRUSTROLL_SOURCE__: string | undefined;
 
 /** trustroll's version, e.g. "0.1.0". */
 export function trustrollVersion(): string {
@@ -20,4 +23,10 @@ export function trustrollVersion(): string {
     }
     if (dirname(dir) === dir) return 'unknown';
   }
+}
+
+/** What `--version` prints: the version, and for a firmware bundle the commit it was built from ("0.1.0 (commit 0123456789ab, dirty)"). */
+export function versionLine(): string {
+  const source = typeof __TRUSTROLL_SOURCE__ === 'string' ? __TRUSTROLL_SOURCE__ : '';
+  return source ? `${trustrollVersion()} (${source})` : trustrollVersion();
 }
