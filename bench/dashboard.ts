@@ -19,8 +19,8 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { CaAuthority } from '../manager/ca-authority.ts';
-import { FleetDb } from '../manager/fleet-db.ts';
+import { CaAuthority } from '../manager/pki/ca-authority.ts';
+import { FleetDb } from '../manager/fleet/fleet-db.ts';
 import type { FleetPage } from '../manager/http/api-types.ts';
 import { latencySummary, percentile, round } from './stats.ts';
 

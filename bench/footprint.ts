@@ -42,9 +42,9 @@ import { buildImage, type ImageBuild } from '../image/build.ts';
 import { emulatedAgent, emulatedNode, emulationUnavailable, type CommandLine } from '../image/emulate.ts';
 import { provisionDevice } from '../demo/device-provisioning.ts';
 import { freePort, Mosquitto } from '../demo/mosquitto.ts';
-import { CaAuthority } from '../manager/ca-authority.ts';
-import { FleetDb } from '../manager/fleet-db.ts';
-import { ManagementPki, type TlsIdentity } from '../manager/management-pki.ts';
+import { CaAuthority } from '../manager/pki/ca-authority.ts';
+import { FleetDb } from '../manager/fleet/fleet-db.ts';
+import { ManagementPki, type TlsIdentity } from '../manager/pki/management-pki.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 

@@ -1,9 +1,9 @@
 /**
  * `trustroll audit ...`: the manager's audit trail from the command line.
  * `verify` re-checks the hash chain, every rotation's order and the log
- * against the signed checkpoints (manager/audit-anchor.ts), on the data
+ * against the signed checkpoints (manager/audit/audit-anchor.ts), on the data
  * folder or offline on an export with only the manager's public key;
- * `export` writes the entries and the checkpoints (manager/audit-export.ts);
+ * `export` writes the entries and the checkpoints (manager/audit/audit-export.ts);
  * `public-key` prints what an auditor verifies with; `checkpoint` signs the
  * current head now. docs/audit.md walks an auditor through them.
  */
@@ -11,16 +11,16 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { checkCheckpoints, describeAnchorReport, type CheckpointSource } from '../manager/audit-anchor.ts';
-import { describeAuditReport, verifyAudit } from '../manager/audit-check.ts';
-import { AuditCheckpointer } from '../manager/audit-checkpoint.ts';
-import { auditPaths, CheckpointStore, dataFolderPublicKey, loadOrCreateAuditKey, readPublicKey } from '../manager/audit-checkpoint-store.ts';
-import { exportLines, parseExport } from '../manager/audit-export.ts';
-import { AuditLog, type AuditRow } from '../manager/audit-log.ts';
-import { checkpointVerifierKey } from '../manager/audit-note.ts';
+import { checkCheckpoints, describeAnchorReport, type CheckpointSource } from '../manager/audit/audit-anchor.ts';
+import { describeAuditReport, verifyAudit } from '../manager/audit/audit-check.ts';
+import { AuditCheckpointer } from '../manager/audit/audit-checkpoint.ts';
+import { auditPaths, CheckpointStore, dataFolderPublicKey, loadOrCreateAuditKey, readPublicKey } from '../manager/audit/audit-checkpoint-store.ts';
+import { exportLines, parseExport } from '../manager/audit/audit-export.ts';
+import { AuditLog, type AuditRow } from '../manager/audit/audit-log.ts';
+import { checkpointVerifierKey } from '../manager/audit/audit-note.ts';
 import { ManagerError } from '../manager/errors.ts';
-import { FleetDb } from '../manager/fleet-db.ts';
-import { writeFileAtomic } from '../manager/key-vault.ts';
+import { FleetDb } from '../manager/fleet/fleet-db.ts';
+import { writeFileAtomic } from '../manager/pki/key-vault.ts';
 import { systemClock, systemTimers } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
 

@@ -7,7 +7,7 @@
  * for a device over a weekend does not fill the log with identical lines.
  */
 import type { RotationDetail } from '../manager/http/api-types.ts';
-import type { RotationStatus } from '../manager/rotation-status.ts';
+import type { RotationStatus } from '../manager/rotation/rotation-status.ts';
 
 /** A device-step that holds the rotation up. */
 export interface ProgressBlocker {

@@ -10,16 +10,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CaAuthority } from '../manager/ca-authority.ts';
+import { CaAuthority } from '../manager/pki/ca-authority.ts';
 import type { CaKeyAlgorithm } from '../manager/ca/keys.ts';
-import { rootAlgorithm } from '../manager/algorithm-plan.ts';
+import { rootAlgorithm } from '../manager/rotation/algorithm-plan.ts';
 import { X509Certificate } from 'node:crypto';
-import { EmbeddedBroker } from '../manager/embedded-broker.ts';
-import { FleetDb } from '../manager/fleet-db.ts';
-import { ManagementPki } from '../manager/management-pki.ts';
-import type { MqttManagerTransport } from '../manager/mqtt-transport.ts';
+import { EmbeddedBroker } from '../manager/broker/embedded-broker.ts';
+import { FleetDb } from '../manager/fleet/fleet-db.ts';
+import { ManagementPki } from '../manager/pki/management-pki.ts';
+import type { MqttManagerTransport } from '../manager/transport/mqtt-transport.ts';
 import { buildOrchestrator, mqttTransport } from '../manager/manager.ts';
-import type { Orchestrator } from '../manager/orchestrator.ts';
+import type { Orchestrator } from '../manager/rotation/orchestrator.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger, type Logger } from '../protocol/log.ts';
 import { NAIVE, SCHEDULES, type Role } from '../protocol/steps.ts';
@@ -29,7 +29,7 @@ import { paced } from './paced-transport.ts';
 import { startFleetProcesses, stopAll, type DeviceProc } from './device-process.ts';
 import { fleetShape, provisionDevice, serverPorts } from './device-provisioning.ts';
 import { Mosquitto } from './mosquitto.ts';
-import { setRoute } from '../manager/topology.ts';
+import { setRoute } from '../manager/fleet/topology.ts';
 import { planRoutes, relaysOf, type DemoTopology } from './topology-plan.ts';
 
 /** Demo settings. */

@@ -14,7 +14,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mosquittoAcl } from '../protocol/topics.ts';
-import type { ManagementPki } from '../manager/management-pki.ts';
+import type { ManagementPki } from '../manager/pki/management-pki.ts';
 
 /** Where the Debian package installs the broker. */
 export const MOSQUITTO_BIN = '/usr/sbin/mosquitto';

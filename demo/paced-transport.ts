@@ -2,7 +2,7 @@
  * A manager transport that paces a rotation for demos and tests, so real
  * traffic meets every intermediate state.
  */
-import type { ManagerTransport } from '../manager/transport.ts';
+import type { ManagerTransport } from '../manager/transport/transport.ts';
 
 /**
  * Pace the rotation so real traffic meets every intermediate state:

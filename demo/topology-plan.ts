@@ -1,6 +1,6 @@
 /**
  * Which devices of a demo or test fleet reach the broker and which go
- * through a relay (manager/topology.ts): `server-relay` puts every client
+ * through a relay (manager/fleet/topology.ts): `server-relay` puts every client
  * behind a printer, `client-relay` every printer behind a client, `mixed`
  * one of each (the rest direct), `direct` none.
  */

@@ -11,21 +11,21 @@ import { systemClock, systemTimers, type Clock, type Timers } from '../protocol/
 import { commandSigner } from '../protocol/command-signature.ts';
 import type { Logger } from '../protocol/log.ts';
 import type { DeviceState } from '../protocol/messages/device-state.ts';
-import { ackVerifier } from './ack-verifier.ts';
-import { AuditLog, type AuditRow } from './audit-log.ts';
-import { auditedEvents } from './audit-recorder.ts';
-import { AuditCheckpointer } from './audit-checkpoint.ts';
-import { CheckpointStore, loadOrCreateAuditKey } from './audit-checkpoint-store.ts';
-import type { RotationAuthority } from './authority.ts';
-import { CaAuthority } from './ca-authority.ts';
+import { ackVerifier } from './transport/ack-verifier.ts';
+import { AuditLog, type AuditRow } from './audit/audit-log.ts';
+import { auditedEvents } from './audit/audit-recorder.ts';
+import { AuditCheckpointer } from './audit/audit-checkpoint.ts';
+import { CheckpointStore, loadOrCreateAuditKey } from './audit/audit-checkpoint-store.ts';
+import type { RotationAuthority } from './rotation/authority.ts';
+import { CaAuthority } from './pki/ca-authority.ts';
 import { ManagerError } from './errors.ts';
-import { FleetDb } from './fleet-db.ts';
-import type { ManagementPki } from './management-pki.ts';
-import { MqttManagerTransport } from './mqtt-transport.ts';
-import { Orchestrator, type OrchestratorEvents, type RotationPolicy } from './orchestrator.ts';
-import { followPresence, type PresenceSource } from './presence-gate.ts';
-import type { ManagerTransport } from './transport.ts';
-import { attachReconciler, type Reconciler } from './reconcile.ts';
+import { FleetDb } from './fleet/fleet-db.ts';
+import type { ManagementPki } from './pki/management-pki.ts';
+import { MqttManagerTransport } from './transport/mqtt-transport.ts';
+import { Orchestrator, type OrchestratorEvents, type RotationPolicy } from './rotation/orchestrator.ts';
+import { followPresence, type PresenceSource } from './rotation/presence-gate.ts';
+import type { ManagerTransport } from './transport/transport.ts';
+import { attachReconciler, type Reconciler } from './fleet/reconcile.ts';
 
 /** What an orchestrator is built from. */
 export interface OrchestratorWiring {

@@ -29,7 +29,7 @@
  *
  * Identities are the common names of management-PKI client certificates:
  * `trustroll-manager` for the manager, the device id for a device. The same
- * rules are enforced by the embedded broker (manager/embedded-broker.ts) and
+ * rules are enforced by the embedded broker (manager/broker/embedded-broker.ts) and
  * by Mosquitto through the ACL file `mosquittoAcl()` renders.
  */
 import { ProtocolError } from './errors.ts';
@@ -86,7 +86,7 @@ export function routedTopic(deviceId: string, via: string | null, kind: TopicKin
 }
 
 /**
- * The manager's newest signed audit checkpoint (manager/audit-note.ts),
+ * The manager's newest signed audit checkpoint (manager/audit/audit-note.ts),
  * retained, QoS 1: a copy of the audit chain's head outside the manager's
  * data folder. Only the manager writes it; the ACL lets the manager read it,
  * and a broker operator may add read access for an auditor's identity.

@@ -255,9 +255,9 @@ export interface AuditPage {
 }
 
 /** One broker health sample ($SYS); defined where it is made. */
-export type { BrokerSample } from '../broker-monitor.ts';
+export type { BrokerSample } from '../broker/broker-monitor.ts';
 import type { RootSide } from '../../protocol/steps.ts';
-import type { BrokerSample } from '../broker-monitor.ts';
+import type { BrokerSample } from '../broker/broker-monitor.ts';
 
 /** GET /api/broker */
 export interface BrokerView {

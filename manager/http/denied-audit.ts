@@ -10,7 +10,7 @@
  * minute; past that, refusals are counted and one `http.denied.suppressed`
  * entry per address says how many were not recorded one by one.
  */
-import type { AuditInput } from '../audit-log.ts';
+import type { AuditInput } from '../audit/audit-log.ts';
 
 /** What one refused request was. */
 export interface Denial {

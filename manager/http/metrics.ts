@@ -5,8 +5,8 @@
  * the database at start and fed by every acknowledgement after.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { StepRow } from '../fleet-db.ts';
-import { phaseSchedule } from '../phase.ts';
+import type { StepRow } from '../fleet/fleet-db.ts';
+import { phaseSchedule } from '../rotation/phase.ts';
 import type { ManagerService } from '../service/manager-service.ts';
 
 const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];

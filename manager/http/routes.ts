@@ -9,7 +9,7 @@ import { SCHEDULES } from '../../protocol/steps.ts';
 import { ManagerError } from '../errors.ts';
 import type { AuditPage, BrokerView, CertificatesView, DeviceDetail, FleetQuery, Me, ScheduleView, SchedulerView, StepView } from './api-types.ts';
 import { requireAdmin } from './auth.ts';
-import { phaseRows, phaseSchedule } from '../phase.ts';
+import { phaseRows, phaseSchedule } from '../rotation/phase.ts';
 import type { ManagerService } from '../service/manager-service.ts';
 import { toEntry } from '../service/manager-service.ts';
 import { certInfo, computeWaits, rotationDetail, rotationSummary, rotationTimeline } from '../service/rotation-view.ts';

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { ManagerError } from '../errors.ts';
-import { writeFileAtomic } from '../key-vault.ts';
+import { writeFileAtomic } from '../pki/key-vault.ts';
 
 /** The TLS files of a broker listener (PEM text). */
 export interface BrokerTlsFiles {

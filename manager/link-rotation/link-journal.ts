@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from '../../protocol/messages/command.ts';
 import { ManagerError } from '../errors.ts';
-import { writeFileAtomic } from '../key-vault.ts';
+import { writeFileAtomic } from '../pki/key-vault.ts';
 import { stagingDir } from './link-material.ts';
 
 /** The broker and device steps in the order the manager runs them (protocol/link-schedule.ts). */

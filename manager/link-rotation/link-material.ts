@@ -23,7 +23,7 @@ import { LeafIssuer } from '../ca/leaf-issuer.ts';
 import { createRootUpdate } from '../ca/root-update.ts';
 import type { RootMaterial } from '../ca/root.ts';
 import { ManagerError } from '../errors.ts';
-import { writeFileAtomic } from '../key-vault.ts';
+import { writeFileAtomic } from '../pki/key-vault.ts';
 
 /** The staged material of one management-root rotation (PEM; keys stay in files). */
 export interface LinkMaterial {

@@ -13,7 +13,7 @@
  * rotations) and its issuer root (its own side's), either of which may
  * have moved.
  */
-import { changesRoot } from '../phase.ts';
+import { changesRoot } from '../rotation/phase.ts';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../../protocol/clock.ts';
 import { commandSigner } from '../../protocol/command-signature.ts';
@@ -24,11 +24,11 @@ import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import { fingerprintPem } from '../../protocol/pem.ts';
 import { MAX_CHAIN_LINKS } from '../../protocol/messages/command.ts';
 import { SCHEDULES, type RootSide } from '../../protocol/steps.ts';
-import type { AuditInput } from '../audit-log.ts';
-import { buildCatchUpCommand } from '../commands.ts';
+import type { AuditInput } from '../audit/audit-log.ts';
+import { buildCatchUpCommand } from '../rotation/commands.ts';
 import type { Manager } from '../manager.ts';
-import type { ManagementPki } from '../management-pki.ts';
-import { openRotation } from '../orchestrator.ts';
+import type { ManagementPki } from '../pki/management-pki.ts';
+import { openRotation } from '../rotation/orchestrator.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS catch_ups (

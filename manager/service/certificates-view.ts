@@ -4,7 +4,7 @@
  * certificates expire, for one timeline.
  */
 import { SCHEDULES } from '../../protocol/steps.ts';
-import { changesRoot } from '../phase.ts';
+import { changesRoot } from '../rotation/phase.ts';
 import type { CertificatesView } from '../http/api-types.ts';
 import type { ManagerService } from './manager-service.ts';
 import { certInfo } from './rotation-view.ts';

@@ -8,8 +8,8 @@
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../../protocol/clock.ts';
 import { deviceSequence } from '../../protocol/schedule.ts';
-import { phaseRows, phaseSchedule } from '../phase.ts';
-import type { FleetDb, RotationRow, StepRow } from '../fleet-db.ts';
+import { phaseRows, phaseSchedule } from '../rotation/phase.ts';
+import type { FleetDb, RotationRow, StepRow } from '../fleet/fleet-db.ts';
 import type { DeviceStepStatus, FleetDevice, FleetPage, FleetQuery, TrustSlot } from '../http/api-types.ts';
 import type { Presence } from './presence.ts';
 

@@ -6,29 +6,29 @@
  * the hash-chained audit log, and the views the HTTP API and the dashboard
  * read. Live changes are emitted as coalesced `live` events.
  */
-import { changesRoot } from '../phase.ts';
+import { changesRoot } from '../rotation/phase.ts';
 import { EventEmitter } from 'node:events';
 import { fingerprintPem } from '../../protocol/pem.ts';
 import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import { ROLLBACK_OF, SCHEDULES, SIDE_SCHEDULES, type RootSide } from '../../protocol/steps.ts';
-import { BrokerMonitor } from '../broker-monitor.ts';
+import { BrokerMonitor } from '../broker/broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
-import { planNewRoot, type NewRootPlan } from '../algorithm-plan.ts';
+import { planNewRoot, type NewRootPlan } from '../rotation/algorithm-plan.ts';
 import type { CaKeyAlgorithm } from '../ca/keys.ts';
-import type { RotationRow, StepRow } from '../fleet-db.ts';
+import type { RotationRow, StepRow } from '../fleet/fleet-db.ts';
 import type { AuditEntry, BrokerView, FleetPage, LiveEvent, RotationSummary, TrustSlot } from '../http/api-types.ts';
 import { openManager, type Manager } from '../manager.ts';
-import type { ManagementPki } from '../management-pki.ts';
-import { DEFAULT_POLICY, openRotation, type RotationPolicy } from '../orchestrator.ts';
+import type { ManagementPki } from '../pki/management-pki.ts';
+import { DEFAULT_POLICY, openRotation, type RotationPolicy } from '../rotation/orchestrator.ts';
 import { CatchUps } from './catch-up.ts';
 import type { Scheduler } from './scheduler.ts';
 import { FleetView } from './fleet-view.ts';
 import { Presence } from './presence.ts';
 import { rotationSummary } from './rotation-view.ts';
 import { ServiceDb } from './service-db.ts';
-import type { AuditInput, AuditRow } from '../audit-log.ts';
+import type { AuditInput, AuditRow } from '../audit/audit-log.ts';
 
 /** How the service is started. */
 export interface ManagerServiceOptions {

@@ -10,10 +10,10 @@ import { X509Certificate } from 'node:crypto';
 import { fingerprint, dn } from '../../protocol/pem.ts';
 import { deviceSequence, rollbackBlockedBy, stepOf } from '../../protocol/schedule.ts';
 import { SCHEDULES, type Role, type Schedule } from '../../protocol/steps.ts';
-import { phaseRows, phaseSchedule, rollbackBlocker } from '../phase.ts';
-import type { FleetDb, RotationRow, StepRow } from '../fleet-db.ts';
+import { phaseRows, phaseSchedule, rollbackBlocker } from '../rotation/phase.ts';
+import type { FleetDb, RotationRow, StepRow } from '../fleet/fleet-db.ts';
 import type { Blocker, CertInfo, RotationDetail, RotationSummary, StepProgress, Timeline, Wait } from '../http/api-types.ts';
-import { buildPeers } from '../peering.ts';
+import { buildPeers } from '../fleet/peering.ts';
 import type { Presence } from './presence.ts';
 
 const MAX_WAITS = 200;

@@ -11,13 +11,13 @@ import { existsSync, readFileSync, rmSync, watchFile, unwatchFile } from 'node:f
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../protocol/log.ts';
-import { EmbeddedBroker } from '../embedded-broker.ts';
+import { EmbeddedBroker } from '../broker/embedded-broker.ts';
 import { ManagerError } from '../errors.ts';
 import { buildHttpServer } from '../http/server.ts';
-import { writeFileAtomic } from '../key-vault.ts';
-import type { ManagementPki } from '../management-pki.ts';
-import { OperatorPki } from '../operator-pki.ts';
-import type { RotationPolicy } from '../orchestrator.ts';
+import { writeFileAtomic } from '../pki/key-vault.ts';
+import type { ManagementPki } from '../pki/management-pki.ts';
+import { OperatorPki } from '../pki/operator-pki.ts';
+import type { RotationPolicy } from '../rotation/orchestrator.ts';
 import { ManagerService } from './manager-service.ts';
 import { Scheduler, schedulerConfig, schedulerEnabled, serviceHost, type SchedulerConfig } from './scheduler.ts';
 import { systemClock } from '../../protocol/clock.ts';

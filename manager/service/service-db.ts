@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
-import type { FleetDb } from '../fleet-db.ts';
+import type { FleetDb } from '../fleet/fleet-db.ts';
 import { ManagerError } from '../errors.ts';
 import type { OperatorRole } from '../http/api-types.ts';
 

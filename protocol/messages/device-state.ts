@@ -47,7 +47,7 @@ export interface TlsCounters {
 /**
  * A roll-back the device's storage detected (the newest copy lost, an
  * older one loaded): the device runs on the older state until the manager
- * re-sends the acknowledged steps it lost (manager/reconcile.ts).
+ * re-sends the acknowledged steps it lost (manager/fleet/reconcile.ts).
  */
 export interface RegressionFlag {
   code: 'E_STORE_REGRESSED';

@@ -9,7 +9,7 @@ import { subjectOf } from '../support/forge.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { createRootUpdate, type RootUpdate } from '../../manager/ca/root-update.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
-import { buildCatchUpCommand } from '../../manager/commands.ts';
+import { buildCatchUpCommand } from '../../manager/rotation/commands.ts';
 import type { Ack } from '../../protocol/messages/ack.ts';
 import type { ChainLink, StepPayload } from '../../protocol/messages/command.ts';
 import { fingerprintPem } from '../../protocol/pem.ts';

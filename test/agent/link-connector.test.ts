@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { LinkConnector } from '../../agent/link-rotation/link-connector.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { silentLogger } from '../../protocol/log.ts';
 import { spkiOf } from '../../protocol/pem.ts';
 

@@ -6,7 +6,7 @@ import { checkLinkFiles } from '../../agent/link-tls.ts';
 import { LinkRotator } from '../../agent/link-rotation/link-rotator.ts';
 import { linkStatePath } from '../../agent/link-rotation/link-store.ts';
 import { stageLinkMaterial, type LinkMaterial } from '../../manager/link-rotation/link-material.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { commandSigner, commandVerifier } from '../../protocol/command-signature.ts';
 import { LINK_ROTATION } from '../../protocol/link-schedule.ts';
 import { createLogger } from '../../protocol/log.ts';

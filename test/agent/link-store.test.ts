@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DeviceRecord } from '../../agent/device-record.ts';
 import { LINK_KEY_LABEL, LinkStore } from '../../agent/link-rotation/link-store.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { isProtocolError } from '../../protocol/errors.ts';
 
 describe('agent: the link record is the truth, link.ca and link.cert follow it', () => {

@@ -17,7 +17,7 @@ import { RecordStateStore } from '../../agent/record-state-store.ts';
 import { openHal } from '../../hal/config.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { systemClock } from '../../protocol/clock.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { damageSlot } from '../faults/support/eeprom-damage.ts';

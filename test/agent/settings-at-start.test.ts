@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../demo/mosquitto.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 
 const AGENT = fileURLToPath(new URL('../../bin/trustroll-agent.mjs', import.meta.url));
 

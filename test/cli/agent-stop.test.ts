@@ -16,9 +16,9 @@ import { join } from 'node:path';
 import { startDevice } from '../../demo/device-process.ts';
 import { provisionDevice, serverPorts } from '../../demo/device-provisioning.ts';
 import { Mosquitto } from '../../demo/mosquitto.ts';
-import { CaAuthority } from '../../manager/ca-authority.ts';
-import { FleetDb } from '../../manager/fleet-db.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { CaAuthority } from '../../manager/pki/ca-authority.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { createLogger } from '../../protocol/log.ts';
 import type { Role } from '../../protocol/steps.ts';
 

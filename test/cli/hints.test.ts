@@ -132,9 +132,9 @@ describe('manager: re-enrolling a device', function () {
     const { mkdtempSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { generateKeyPairSync, sign } = await import('node:crypto');
-    const { CaAuthority } = await import('../../manager/ca-authority.ts');
-    const { FleetDb } = await import('../../manager/fleet-db.ts');
-    const { enrollFromCsr } = await import('../../manager/enrollment.ts');
+    const { CaAuthority } = await import('../../manager/pki/ca-authority.ts');
+    const { FleetDb } = await import('../../manager/fleet/fleet-db.ts');
+    const { enrollFromCsr } = await import('../../manager/pki/enrollment.ts');
     const { buildCsr } = await import('../../protocol/csr.ts');
     const dir = mkdtempSync(join(tmpdir(), 'trustroll-reenrol-'));
     try {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { Mosquitto, freePort } from '../../demo/mosquitto.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 
 const MANAGER = fileURLToPath(new URL('../../bin/trustroll.mjs', import.meta.url));
 const AGENT = fileURLToPath(new URL('../../bin/trustroll-agent.mjs', import.meta.url));

@@ -7,7 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { fromDetail, fromStatus, progressLine, RotateProgress, type ProgressState } from '../../bin/rotate-progress.ts';
-import type { RotationStatus } from '../../manager/rotation-status.ts';
+import type { RotationStatus } from '../../manager/rotation/rotation-status.ts';
 
 /** A stdout stand-in that records every write. */
 function recorder(isTTY: boolean, columns?: number): { writes: string[]; write(t: string): boolean; isTTY: boolean; columns?: number } {

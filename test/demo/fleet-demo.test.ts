@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runFleetDemo } from '../../demo/fleet-demo.ts';
 import { Mosquitto } from '../../demo/mosquitto.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/trustroll.mjs', import.meta.url));
 

@@ -49,7 +49,7 @@ describe('agent bundle', function () {
 
   it('refuses manager or demo code and the manager\'s packages', () => {
     assert.doesNotThrow(() => checkAgentInputs(meta('agent/agent.ts', 'node_modules/mqtt/build/index.js')));
-    for (const bad of ['manager/orchestrator.ts', 'demo/fleet-demo.ts', 'test/support/forge.ts', 'node_modules/fastify/fastify.js', 'node_modules/@peculiar/x509/build/x509.cjs.js']) {
+    for (const bad of ['manager/rotation/orchestrator.ts', 'demo/fleet-demo.ts', 'test/support/forge.ts', 'node_modules/fastify/fastify.js', 'node_modules/@peculiar/x509/build/x509.cjs.js']) {
       assert.throws(() => checkAgentInputs(meta('agent/agent.ts', bad)), (e: unknown) => e instanceof BuildError && e.code === 'E_BUILD_BUNDLE', bad);
     }
   });

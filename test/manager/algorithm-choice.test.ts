@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { fleetLog, InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { checkWithNode, checkWithOpenssl, type FleetSnapshot } from '../../demo/auth-matrix.ts';
 import { MemoryKeyStore } from '../../demo/memory-key-store.ts';
-import { enrollFromCsr } from '../../manager/enrollment.ts';
+import { enrollFromCsr } from '../../manager/pki/enrollment.ts';
 import { ManagerError } from '../../manager/errors.ts';
-import { FleetDb } from '../../manager/fleet-db.ts';
-import { parseVerifies, planNewRoot, rootAlgorithm } from '../../manager/algorithm-plan.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
+import { parseVerifies, planNewRoot, rootAlgorithm } from '../../manager/rotation/algorithm-plan.ts';
 import { buildCsr } from '../../protocol/csr.ts';
 import { BATCHED, SIX_STEP } from '../../protocol/steps.ts';
 

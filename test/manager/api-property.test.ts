@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { buildHttpServer } from '../../manager/http/server.ts';
-import { OperatorPki } from '../../manager/operator-pki.ts';
+import { OperatorPki } from '../../manager/pki/operator-pki.ts';
 import { ManagerService } from '../../manager/service/manager-service.ts';
 import { mqttFleets } from '../support/mqtt-fleets.ts';
 

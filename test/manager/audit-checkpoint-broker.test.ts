@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type MqttClient } from 'mqtt';
 import { Mosquitto } from '../../demo/mosquitto.ts';
-import { CheckpointStore, dataFolderPublicKey } from '../../manager/audit-checkpoint-store.ts';
-import { openCheckpoint, type AuditCheckpoint } from '../../manager/audit-note.ts';
-import { CaAuthority } from '../../manager/ca-authority.ts';
+import { CheckpointStore, dataFolderPublicKey } from '../../manager/audit/audit-checkpoint-store.ts';
+import { openCheckpoint, type AuditCheckpoint } from '../../manager/audit/audit-note.ts';
+import { CaAuthority } from '../../manager/pki/ca-authority.ts';
 import { openManager, type Manager } from '../../manager/manager.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { AUDIT_CHECKPOINT_TOPIC, MANAGER_IDENTITY, mayPublish, mayReceive, maySubscribe, mosquittoAcl } from '../../protocol/topics.ts';
 

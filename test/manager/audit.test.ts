@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
-import { auditHash, AuditLog, AUDIT_GENESIS, type AuditRow } from '../../manager/audit-log.ts';
-import { verifyAudit } from '../../manager/audit-check.ts';
+import { auditHash, AuditLog, AUDIT_GENESIS, type AuditRow } from '../../manager/audit/audit-log.ts';
+import { verifyAudit } from '../../manager/audit/audit-check.ts';
 import { BATCHED, SIX_STEP } from '../../protocol/steps.ts';
 
 /** Re-chain rows after a forger reordered or edited them (so only the order check can catch it). */

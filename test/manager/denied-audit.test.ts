@@ -4,7 +4,7 @@
  * one `http.denied.suppressed` entry when the minute ends.
  */
 import { strict as assert } from 'node:assert';
-import type { AuditInput } from '../../manager/audit-log.ts';
+import type { AuditInput } from '../../manager/audit/audit-log.ts';
 import { DeniedAudit } from '../../manager/http/denied-audit.ts';
 
 describe('DeniedAudit: refused requests in the audit log, a flood held to a budget per address and minute', () => {

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { X509Certificate } from 'node:crypto';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
-import { acceptRekey, enrollFromCsr } from '../../manager/enrollment.ts';
+import { acceptRekey, enrollFromCsr } from '../../manager/pki/enrollment.ts';
 import { ManagerError } from '../../manager/errors.ts';
 import { buildCsr } from '../../protocol/csr.ts';
 import { SIX_STEP } from '../../protocol/steps.ts';

@@ -1,5 +1,5 @@
 /**
- * The manager's gate on optional step fields (manager/payload-gate.ts):
+ * The manager's gate on optional step fields (manager/rotation/payload-gate.ts):
  * which devices would receive OldWithNew, which of them run an agent that
  * reported it does not apply it, and which never reported. Over the fleet
  * database and the orchestrator, without a broker (the MQTT path is in
@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { ManagerError } from '../../manager/errors.ts';
-import { FleetDb } from '../../manager/fleet-db.ts';
-import { openRotation } from '../../manager/orchestrator.ts';
-import { payloadGate } from '../../manager/payload-gate.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
+import { openRotation } from '../../manager/rotation/orchestrator.ts';
+import { payloadGate } from '../../manager/rotation/payload-gate.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { SCHEDULES } from '../../protocol/steps.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The orchestrator with a presence source (manager/presence-gate.ts), in
+ * The orchestrator with a presence source (manager/rotation/presence-gate.ts), in
  * process and with a fake presence: a step due while its device is offline
  * is held (no attempt counted, nothing resent) and goes out again at once,
  * with the same sequence number, when the device is back; a device that
@@ -9,10 +9,10 @@
 import { strict as assert } from 'node:assert';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { buildOrchestrator } from '../../manager/manager.ts';
-import type { RotationRow, StepRow } from '../../manager/fleet-db.ts';
-import type { RotationPolicy } from '../../manager/orchestrator.ts';
-import { dueAction, StatePresence, HELD_CODE } from '../../manager/presence-gate.ts';
-import { describeRotationStatus, rotationStatus } from '../../manager/rotation-status.ts';
+import type { RotationRow, StepRow } from '../../manager/fleet/fleet-db.ts';
+import type { RotationPolicy } from '../../manager/rotation/orchestrator.ts';
+import { dueAction, StatePresence, HELD_CODE } from '../../manager/rotation/presence-gate.ts';
+import { describeRotationStatus, rotationStatus } from '../../manager/rotation/rotation-status.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { systemClock } from '../../protocol/clock.ts';
 import { createLogger } from '../../protocol/log.ts';

@@ -1,5 +1,5 @@
 /**
- * The manager's regression repair (manager/reconcile.ts) on a real fleet
+ * The manager's regression repair (manager/fleet/reconcile.ts) on a real fleet
  * database: a device reporting a lastSeq below what it acknowledged gets
  * the lost commands re-sent one at a time in sequence order (at once when
  * it flags the roll-back itself, after a grace period otherwise, so a state
@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetDb } from '../../manager/fleet-db.ts';
-import { Reconciler, setBaseline, type Regression } from '../../manager/reconcile.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
+import { Reconciler, setBaseline, type Regression } from '../../manager/fleet/reconcile.ts';
 import { createLogger } from '../../protocol/log.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';

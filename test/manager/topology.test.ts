@@ -1,5 +1,5 @@
 /**
- * Routes of relayed devices (manager/topology.ts): a device goes through
+ * Routes of relayed devices (manager/fleet/topology.ts): a device goes through
  * an enrolled peer of the other role that talks to it over mutual TLS and
  * reaches the broker itself; the fleet's topology label follows.
  */
@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetDb } from '../../manager/fleet-db.ts';
-import { describeTopology, setRoute, topology } from '../../manager/topology.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
+import { describeTopology, setRoute, topology } from '../../manager/fleet/topology.ts';
 import type { Role } from '../../protocol/steps.ts';
 
 describe('manager topology: routes through relays', () => {

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetDb } from '../../manager/fleet-db.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
 import { computeWaits } from '../../manager/service/rotation-view.ts';
 import { Presence } from '../../manager/service/presence.ts';
 import { ServiceDb } from '../../manager/service/service-db.ts';

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { createServer, type Server } from 'node:net';
 import { Mosquitto } from '../../demo/mosquitto.ts';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 
 /** Listen on 127.0.0.1:`port` with a plain TCP server that accepts and holds connections. */
 function squat(port: number): Promise<Server> {

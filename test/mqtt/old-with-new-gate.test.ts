@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'mqtt';
 import { MqttFleet } from '../../demo/mqtt-fleet.ts';
 import { ManagerError } from '../../manager/errors.ts';
-import { openRotation } from '../../manager/orchestrator.ts';
+import { openRotation } from '../../manager/rotation/orchestrator.ts';
 import { OPTIONAL_PAYLOAD_FIELDS } from '../../protocol/messages/command.ts';
 import { assertDeviceState, type DeviceState } from '../../protocol/messages/device-state.ts';
 import { fingerprintPem } from '../../protocol/pem.ts';

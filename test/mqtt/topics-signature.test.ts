@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { generateKeyPairSync } from 'node:crypto';
 import { inspect } from 'node:util';
-import { ManagementPki } from '../../manager/management-pki.ts';
+import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { commandKeyId, commandSigner, commandVerifier, signCommand, verifyCommandSignature } from '../../protocol/command-signature.ts';
 import { isProtocolError } from '../../protocol/errors.ts';
 import type { Command } from '../../protocol/messages/command.ts';

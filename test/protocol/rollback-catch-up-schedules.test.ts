@@ -8,8 +8,8 @@ import {
 import { assertCommand, payloadFields } from '../../protocol/messages/command.ts';
 import { canonicalJson } from '../../protocol/canonical-json.ts';
 import { isProtocolError } from '../../protocol/errors.ts';
-import { buildCatchUpCommand, buildCommand } from '../../manager/commands.ts';
-import type { RotationRow, StepRow } from '../../manager/fleet-db.ts';
+import { buildCatchUpCommand, buildCommand } from '../../manager/rotation/commands.ts';
+import type { RotationRow, StepRow } from '../../manager/fleet/fleet-db.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { createRootUpdate } from '../../manager/ca/root-update.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';

@@ -4,8 +4,8 @@ import { rollbackBlockedBy, validateSchedule } from '../../protocol/schedule.ts'
 import { CATCH_UP, RENEW, SAFE_SCHEDULES, SIX_STEP, type StepDef } from '../../protocol/steps.ts';
 import { assertCommand, payloadFields } from '../../protocol/messages/command.ts';
 import { isProtocolError } from '../../protocol/errors.ts';
-import { buildCommand } from '../../manager/commands.ts';
-import type { RotationRow, StepRow } from '../../manager/fleet-db.ts';
+import { buildCommand } from '../../manager/rotation/commands.ts';
+import type { RotationRow, StepRow } from '../../manager/fleet/fleet-db.ts';
 import { createRoot } from '../../manager/ca/root.ts';
 import { LeafIssuer } from '../../manager/ca/leaf-issuer.ts';
 

@@ -5,8 +5,8 @@ import { checkWithNode } from '../../demo/auth-matrix.ts';
 import { ManualClock } from '../../protocol/clock.ts';
 import { fingerprintPem, parseCertificate, validity } from '../../protocol/pem.ts';
 import { CLIENT_ROOT, SIX_STEP } from '../../protocol/steps.ts';
-import { openRotation } from '../../manager/orchestrator.ts';
-import { rollbackBlocker } from '../../manager/phase.ts';
+import { openRotation } from '../../manager/rotation/orchestrator.ts';
+import { rollbackBlocker } from '../../manager/rotation/phase.ts';
 import { abortRotation } from '../../manager/service/manager-service.ts';
 import { createLogger } from '../../protocol/log.ts';
 

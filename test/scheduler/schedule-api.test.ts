@@ -5,9 +5,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
-import { verifyAudit } from '../../manager/audit-check.ts';
-import { AuditLog } from '../../manager/audit-log.ts';
-import { FleetDb } from '../../manager/fleet-db.ts';
+import { verifyAudit } from '../../manager/audit/audit-check.ts';
+import { AuditLog } from '../../manager/audit/audit-log.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
 import type { AuditPage, RotationSummary, SchedulerView } from '../../manager/http/api-types.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 

@@ -16,7 +16,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AuditEntry, AuditPage, RotationSummary } from '../../manager/http/api-types.ts';
-import { OperatorPki } from '../../manager/operator-pki.ts';
+import { OperatorPki } from '../../manager/pki/operator-pki.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 
 const MANAGER_BIN = fileURLToPath(new URL('../../bin/trustroll.mjs', import.meta.url));

@@ -9,7 +9,7 @@ import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FleetDb } from '../../manager/fleet-db.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
 import type { FleetPage, RotationDetail, RotationSummary } from '../../manager/http/api-types.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 

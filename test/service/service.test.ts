@@ -4,10 +4,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import parsePrometheus from 'parse-prometheus-text-format';
-import { FleetDb } from '../../manager/fleet-db.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
 import type { FleetPage, Me, RotationDetail, RotationSummary } from '../../manager/http/api-types.ts';
-import { AuditLog } from '../../manager/audit-log.ts';
-import { verifyAudit } from '../../manager/audit-check.ts';
+import { AuditLog } from '../../manager/audit/audit-log.ts';
+import { verifyAudit } from '../../manager/audit/audit-check.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 
 type Metric = { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string>; count?: string }[] };

@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
-import { verifyAudit } from '../../manager/audit-check.ts';
-import { AuditLog } from '../../manager/audit-log.ts';
-import { FleetDb } from '../../manager/fleet-db.ts';
+import { verifyAudit } from '../../manager/audit/audit-check.ts';
+import { AuditLog } from '../../manager/audit/audit-log.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
 import type { DeviceDetail, FleetPage, RotationSummary } from '../../manager/http/api-types.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 

@@ -4,7 +4,7 @@
  * prerequisites were acknowledged.
  */
 import { strict as assert } from 'node:assert';
-import type { AuditReport } from '../../manager/audit-check.ts';
+import type { AuditReport } from '../../manager/audit/audit-check.ts';
 
 /** Fail unless `report` shows an intact chain and no ordering violation. */
 export function assertAuditClean(report: AuditReport): void {

@@ -10,7 +10,7 @@
 import type tls from 'node:tls';
 import { InProcessFleet } from '../../demo/in-process-fleet.ts';
 import { HandshakeMatrix, type HandshakeTally } from '../../demo/handshake-matrix.ts';
-import type { RotationRow } from '../../manager/fleet-db.ts';
+import type { RotationRow } from '../../manager/fleet/fleet-db.ts';
 import type { Schedule } from '../../protocol/steps.ts';
 
 /** Options of a live rotation. */

@@ -1,0 +1,397 @@
+/**
+ * The manager's side of the MQTT link (ManagerTransport): mqtts with the
+ * manager's management certificate, a persistent session (clean: false,
+ * client id `trustroll-manager`) so acknowledgements published while the
+ * manager is away wait for it, QoS 1 for commands and acknowledgements,
+ * the retained desired state per device, and reconnection.
+ *
+ * Delivery is at-least-once; order and exactly-once effect come from the
+ * command envelope (per-device sequence numbers, signed). An
+ * acknowledgement is accepted only from the topic of the device it names
+ * (the broker ties that topic to the device's certificate). When a device
+ * reports that the retained desired state is ahead of it (status `behind`,
+ * e.g. it lost its session), the last command sent to it is published
+ * again at once instead of waiting for the orchestrator's time-out.
+ *
+ * Relayed devices (topology.ts): commands and desired state go to
+ * `{relay}/via/{device}/...`; an acknowledgement or state arriving that way
+ * counts only when the device is routed through that relay (`misrouted`
+ * otherwise), and acknowledgements still need the device's own signature.
+ *
+ * Broker statistics ride on the same connection (Mosquitto ties the
+ * session to the certificate's name, so the manager has exactly one): the
+ * transport also subscribes to `$SYS/#` at QoS 0, in a subscription of its
+ * own, and hands every `$SYS` message to `sys` listeners (broker-monitor.ts)
+ * and never to the acknowledgement path; a `sys` listener added later makes
+ * the transport subscribe again, so the broker resends its retained
+ * statistics (the version is published only once). A broker that refuses it (no
+ * `topic read $SYS/#` for trustroll-manager) costs one warning; commands
+ * and acknowledgements flow as before.
+ *
+ * Events (for a dashboard): `connect`, `offline`, `error` (Error),
+ * `state` (DeviceState), `sys` (topic, payload text, retained). Counters
+ * are in `stats`. Keys are never logged.
+ */
+import { Waiters } from '../../protocol/waiters.ts';
+import { EventEmitter } from 'node:events';
+import { connect, type IPublishPacket, type MqttClient } from 'mqtt';
+import { systemClock, type Clock } from '../../protocol/clock.ts';
+import type { Logger } from '../../protocol/log.ts';
+import type { Command } from '../../protocol/messages/command.ts';
+import { assertDeviceState, desiredFor, type DeviceState } from '../../protocol/messages/device-state.ts';
+import { ACK_FILTER, AUDIT_CHECKPOINT_TOPIC, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, RELAY_ACK_FILTER, RELAY_STATE_FILTER, routedTopic, STATE_FILTER, SYS_FILTER } from '../../protocol/topics.ts';
+import { parseWire } from '../../protocol/validate.ts';
+import { ManagerError } from '../errors.ts';
+import type { AckHandler, ManagerTransport } from './transport.ts';
+
+/** Acknowledgements kept for a handler that is not registered yet (a restarted manager's session backlog). */
+const MAX_EARLY_ACKS = 100_000;
+
+/** How the manager reaches the broker. */
+export interface MqttTransportOptions {
+  /** mqtts://host:port */
+  url: string;
+  /** Management CA and the manager's certificate and key (PEM). */
+  tls: { ca: string; cert: string; key: string };
+  logger: Logger;
+  clock?: Clock;
+  /** Default `trustroll-manager` (the broker requires it to equal the certificate CN). */
+  clientId?: string;
+  reconnectPeriodMs?: number;
+  connectTimeoutMs?: number;
+  keepaliveSec?: number;
+  /** The relay a device is reached through, or null for a direct device (topology.ts; default: all direct). */
+  routeOf?: (deviceId: string) => string | null;
+}
+
+/** Counters and connection state for a dashboard. */
+export interface TransportStats {
+  connected: boolean;
+  connects: number;
+  disconnects: number;
+  commandsPublished: number;
+  desiredPublished: number;
+  republished: number;
+  acksReceived: number;
+  acksDropped: number;
+  statesReceived: number;
+  /** Relayed messages dropped because they came through a relay the device is not routed through. */
+  misrouted: number;
+  /** `$SYS` messages handed to `sys` listeners. */
+  sysMessages: number;
+  /** The `$SYS/#` subscription: not answered yet, granted, or refused by the broker. */
+  sysSubscription: SysSubscription;
+  lastError: string | null;
+}
+
+/** State of the transport's `$SYS/#` subscription. */
+export type SysSubscription = 'pending' | 'granted' | 'refused';
+
+/** Events a MqttManagerTransport emits. */
+export interface TransportEvents {
+  connect: [];
+  offline: [];
+  error: [Error];
+  state: [DeviceState];
+  /** A broker statistic: `$SYS/...` topic, payload as text, and whether it came from the retained store. */
+  sys: [topic: string, payload: string, retained: boolean];
+}
+
+/** ManagerTransport over MQTT 3.1.1. */
+export class MqttManagerTransport extends EventEmitter<TransportEvents> implements ManagerTransport {
+  readonly stats: TransportStats = {
+    connected: false, connects: 0, disconnects: 0, commandsPublished: 0, desiredPublished: 0, republished: 0,
+    acksReceived: 0, acksDropped: 0, statesReceived: 0, misrouted: 0, sysMessages: 0, sysSubscription: 'pending', lastError: null,
+  };
+  private readonly client: MqttClient;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private handler: AckHandler | null = null;
+  /** Acknowledgements that arrived (from the persistent session) before a handler was registered. */
+  private early: object[] = [];
+  /** Last command sent per device and not yet acknowledged. */
+  private readonly pending = new Map<string, Command>();
+  private readonly desiredSeq = new Map<string, number>();
+  private readonly states = new Map<string, DeviceState>();
+  private subscribed = false;
+  private sysResubscribe = false;
+  private sysListenerFailures = 0;
+  private closed = false;
+  private readonly waiters = new Waiters();
+
+  constructor(private readonly o: MqttTransportOptions) {
+    super();
+    this.log = o.logger.child({ component: 'mqtt-transport' });
+    this.clock = o.clock ?? systemClock;
+    this.client = connect(o.url, {
+      ...o.tls, rejectUnauthorized: true,
+      clientId: o.clientId ?? MANAGER_IDENTITY, clean: false, protocolVersion: MQTT_PROTOCOL_VERSION,
+      reconnectPeriod: o.reconnectPeriodMs ?? 1_000, connectTimeout: o.connectTimeoutMs ?? 10_000,
+      keepalive: o.keepaliveSec ?? 30, resubscribe: false,
+    });
+    this.client.on('connect', (connack) => this.onConnect(connack.sessionPresent));
+    // A listener added later (a dashboard's BrokerMonitor) needs the retained statistics too: subscribing again makes the broker resend them.
+    (this as EventEmitter).on('newListener', (event: string | symbol) => { if (event === 'sys') this.resubscribeSys(); });
+    this.client.on('close', () => {
+      if (!this.stats.connected) return;
+      this.stats.connected = false;
+      this.subscribed = false;
+      this.stats.disconnects++;
+      this.log.warn('broker connection lost; reconnecting');
+      this.emit('offline');
+    });
+    this.client.on('error', (err) => {
+      this.stats.lastError = err.message;
+      this.log.warn('broker connection error', { reason: err.message, code: (err as { code?: string }).code });
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
+    // Handled before MQTT.js sends the PUBACK; once closing, nothing is PUBACKed, so the broker keeps it for the next session.
+    this.client.handleMessage = (packet, done) => {
+      if (this.closed) return;
+      try {
+        this.onMessage(packet.topic, packet.payload as Buffer, packet);
+      } catch (err) {
+        this.log.error('message handling failed; not acknowledged, reconnecting so the broker redelivers it', { topic: packet.topic, reason: (err as Error).message });
+        this.client.stream?.destroy();
+        return;
+      }
+      done();
+    };
+  }
+
+  /** Connect and wait until subscribed: E_BROKER_SUBSCRIBE when the ACL refuses, E_BROKER_CONNECT after `timeoutMs`. */
+  static async connect(o: MqttTransportOptions, timeoutMs = o.connectTimeoutMs ?? 10_000): Promise<MqttManagerTransport> {
+    const t = new MqttManagerTransport(o);
+    try {
+      await t.ready(timeoutMs);
+    } catch (err) {
+      await t.close();
+      throw err;
+    }
+    return t;
+  }
+
+  /** Resolves once connected and subscribed to every device's acks and state; E_BROKER_CONNECT / E_BROKER_SUBSCRIBE otherwise. */
+  ready(timeoutMs = 10_000): Promise<void> {
+    if (this.subscribed) return Promise.resolve();
+    return this.waiters.wait(timeoutMs, () => new ManagerError('E_BROKER_CONNECT', `${this.o.url}: not connected after ${timeoutMs} ms (${this.stats.lastError ?? 'no answer'})`));
+  }
+
+  private settle(err: Error | null): void {
+    this.waiters.settle(err);
+  }
+
+  private onConnect(sessionPresent: boolean): void {
+    this.stats.connects++;
+    this.stats.connected = true;
+    this.log.info('connected to broker', { sessionPresent, connects: this.stats.connects });
+    const filters = [ACK_FILTER, STATE_FILTER, RELAY_ACK_FILTER, RELAY_STATE_FILTER];
+    this.client.subscribe(filters, { qos: LINK_QOS }, (err) => {
+      if (err) {
+        const reason = `${err.message}; refused: ${refusedTopics(err, filters).join(', ')}`;
+        this.stats.lastError = reason;
+        this.log.error('broker refused the manager\'s subscriptions; check the ACL for trustroll-manager', { reason });
+        const error = new ManagerError('E_BROKER_SUBSCRIBE', reason);
+        this.settle(error);
+        if (this.listenerCount('error') > 0) this.emit('error', error);
+        return;
+      }
+      this.subscribed = true;
+      this.settle(null);
+      this.emit('connect');
+    });
+    this.subscribeSys();
+  }
+
+  /** `$SYS/#` at QoS 0, apart from the link's subscriptions: a refusal is logged once and changes nothing else. */
+  private subscribeSys(): void {
+    this.client.subscribe(SYS_FILTER, { qos: 0 }, (err) => {
+      if (this.closed) return;
+      if (!err) {
+        this.stats.sysSubscription = 'granted';
+        return;
+      }
+      if (refusedTopics(err, [SYS_FILTER]).length === 0 || !(err as { packet?: unknown }).packet) {
+        // Not a SUBACK refusal (the connection went away): the next connect subscribes again.
+        this.log.debug('$SYS/# subscription not answered', { reason: err.message });
+        return;
+      }
+      const first = this.stats.sysSubscription !== 'refused';
+      this.stats.sysSubscription = 'refused';
+      if (first) this.log.warn('broker refused the $SYS/# subscription: no broker statistics; allow trustroll-manager to read $SYS/# (topic read $SYS/#) and set sys_interval', { reason: err.message });
+    });
+  }
+
+  /** Subscribe to `$SYS/#` again, once for every listener added in the same tick. */
+  private resubscribeSys(): void {
+    if (this.sysResubscribe) return;
+    this.sysResubscribe = true;
+    setImmediate(() => {
+      this.sysResubscribe = false;
+      if (this.stats.connected && !this.closed) this.subscribeSys();
+    });
+  }
+
+  /** The `$SYS/#` subscription's state (BrokerMonitor reports a refusal at once). */
+  get sysSubscription(): SysSubscription {
+    return this.stats.sysSubscription;
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (isSysTopic(topic)) return this.onSys(topic, payload, packet.retain);
+    const t = parseDeviceTopic(topic);
+    if (!t || payload.length === 0) return;
+    let msg: unknown;
+    try {
+      msg = parseWire(payload, t.kind);
+    } catch (err) {
+      this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
+      this.log.warn('unreadable message dropped', { deviceId: t.deviceId, topic, code: (err as { code?: string }).code });
+      return;
+    }
+    const route = t.via === undefined ? null : this.routeOf(t.deviceId);
+    if (t.via !== undefined && route !== t.via) {
+      // The broker vouches only for the relay; a relay may speak only for the devices routed through it.
+      this.stats.misrouted++;
+      this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
+      this.log.warn('relayed message from a relay the device is not routed through; dropped', { deviceId: t.deviceId, topic, relay: t.via, route });
+      return;
+    }
+    const named = (msg as { deviceId?: unknown } | null)?.deviceId;
+    if (named !== t.deviceId) {
+      this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
+      this.log.warn('message names another device than its topic; dropped', { deviceId: t.deviceId, topic, named: String(named) });
+      return;
+    }
+    if (t.kind === 'ack') {
+      this.stats.acksReceived++;
+      if (this.handler) this.handler(msg as object);
+      else if (this.early.length < MAX_EARLY_ACKS) this.early.push(msg as object);
+    } else if (t.kind === 'state') {
+      this.onState(msg, packet.retain);
+    }
+  }
+
+  /** Each listener on its own: a failing one is logged, never turned into a reconnect, and the others still get the message. */
+  private onSys(topic: string, payload: Buffer, retained: boolean): void {
+    this.stats.sysMessages++;
+    const text = payload.toString('utf8');
+    for (const listener of this.listeners('sys')) {
+      try {
+        listener(topic, text, retained);
+      } catch (err) {
+        // Warned once; a listener failing on every statistic would otherwise flood the log.
+        const fields = { topic, reason: (err as Error).message, failures: ++this.sysListenerFailures };
+        if (this.sysListenerFailures === 1) this.log.warn('$SYS listener failed; message skipped for it (further failures at debug level)', fields);
+        else this.log.debug('$SYS listener failed', fields);
+      }
+    }
+  }
+
+  private onState(msg: unknown, retained: boolean): void {
+    try {
+      assertDeviceState(msg);
+    } catch (err) {
+      this.log.warn('invalid device state dropped', { reason: (err as Error).message });
+      return;
+    }
+    this.stats.statesReceived++;
+    this.states.set(msg.deviceId, msg);
+    this.log.debug('device state', { deviceId: msg.deviceId, status: msg.status, lastSeq: msg.lastSeq, retained });
+    this.emit('state', msg);
+    const cmd = this.pending.get(msg.deviceId);
+    if (msg.status === 'behind' && cmd && (msg.lastSeq ?? 0) < cmd.seq) {
+      this.stats.republished++;
+      this.log.info('device is behind its desired state; command sent again', { deviceId: cmd.deviceId, rotationId: cmd.rotationId, step: cmd.step, seq: cmd.seq });
+      this.publishCommand(cmd);
+    }
+  }
+
+  /** A device's relay (null: direct); a failing lookup counts as direct. */
+  private routeOf(deviceId: string): string | null {
+    try {
+      return this.o.routeOf?.(deviceId) ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  private publishCommand(cmd: Command, via = this.routeOf(cmd.deviceId)): void {
+    this.client.publish(routedTopic(cmd.deviceId, via, 'cmd'), JSON.stringify(cmd), { qos: LINK_QOS });
+    this.stats.commandsPublished++;
+  }
+
+  /** Publish a command (QoS 1) and, unless it is older than the last one, the retained desired state. */
+  send(cmd: Command): void {
+    const log = { deviceId: cmd.deviceId, rotationId: cmd.rotationId, step: cmd.step, seq: cmd.seq };
+    if (this.closed) {
+      this.log.debug('transport closed; command not published (resume resends it)', log);
+      return;
+    }
+    // One route lookup (a database read) serves the command and its desired state.
+    const via = this.routeOf(cmd.deviceId);
+    try {
+      this.publishCommand(cmd, via);
+    } catch (err) {
+      this.log.error('command not published', { ...log, reason: (err as Error).message });
+      return;
+    }
+    if (cmd.seq >= (this.pending.get(cmd.deviceId)?.seq ?? 0)) this.pending.set(cmd.deviceId, cmd);
+    if (cmd.seq >= (this.desiredSeq.get(cmd.deviceId) ?? 0)) {
+      this.desiredSeq.set(cmd.deviceId, cmd.seq);
+      this.client.publish(routedTopic(cmd.deviceId, via, 'desired'), JSON.stringify(desiredFor(cmd, this.clock.now())), { qos: LINK_QOS, retain: true });
+      this.stats.desiredPublished++;
+    }
+    this.log.debug('command published', log);
+  }
+
+  /** Forget the command kept for a behind-report resend, once the orchestrator accepted its acknowledgement (a forged ack never clears it). */
+  accepted(deviceId: string, seq: number): void {
+    const pending = this.pending.get(deviceId);
+    if (pending && seq >= pending.seq) this.pending.delete(deviceId);
+  }
+
+  /** Publish the newest signed audit checkpoint, retained (QoS 1; queued while the broker is away); resolves once the broker has it. */
+  publishAuditCheckpoint(note: string): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.client.publish(AUDIT_CHECKPOINT_TOPIC, note, { qos: LINK_QOS, retain: true }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** Remove a device's retained desired state (after a rotation, or when the device is retired). */
+  clearDesired(deviceId: string): void {
+    this.desiredSeq.delete(deviceId);
+    this.client.publish(routedTopic(deviceId, this.routeOf(deviceId), 'desired'), '', { qos: LINK_QOS, retain: true });
+  }
+
+  /** Register the acknowledgement handler; acknowledgements received before it are handed over now. */
+  onAck(handler: AckHandler): void {
+    this.handler = handler;
+    const early = this.early;
+    this.early = [];
+    for (const ack of early) handler(ack);
+  }
+
+  /** The last state each device reported (birth, behind, or its last will). */
+  devices(): ReadonlyMap<string, DeviceState> {
+    return this.states;
+  }
+
+  /** True while connected and subscribed. */
+  get connected(): boolean {
+    return this.stats.connected && this.subscribed;
+  }
+
+  /**
+   * Leave the broker. The socket is dropped without waiting: acknowledgements
+   * not yet handled stay un-PUBACKed in the persistent session for the next
+   * run, and commands the broker had not confirmed are resent by `resume`.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stats.connected = false;
+    this.settle(new ManagerError('E_BROKER_CONNECT', 'transport closed'));
+    await this.client.endAsync(true);
+  }
+}
