@@ -13,7 +13,7 @@ import { date, expiry, fpFull, full, num, time } from '../lib/format.js';
 import { Badge, ErrorBox, Facts, Loading, Presence } from '../ui/common.js';
 import { Dialog } from '../ui/dialog.js';
 import { BlockerPhrase } from './waits.js';
-import { Trusts } from './fleet.js';
+import { Trusts } from './trusts.js';
 
 /** The exclusion dialog: a reason is required, and the consequence is spelled out. */
 function ExcludeDialog({ device, onClose, onDone }) {

@@ -9,9 +9,10 @@ import { useEffect, useState } from 'preact/hooks';
 import { query, useApi } from '../lib/api.js';
 import { useLive } from '../lib/live.js';
 import { href, navigate, useDebounced, useNow, useThrottled } from '../lib/hooks.js';
-import { expiry, fp, fpFull, full, num, time, date } from '../lib/format.js';
+import { expiry, full, num, time, date } from '../lib/format.js';
 import { Badge, ErrorBox, Loading, Pager, Presence } from '../ui/common.js';
 import { DevicePanel } from './device-panel.js';
+import { Trusts } from './trusts.js';
 
 const FILTERS = ['q', 'role', 'presence', 'status', 'sort', 'offset', 'limit', 'device'];
 const COLUMNS = [
@@ -44,13 +45,6 @@ function Select({ label, value, options, onChange }) {
     <select value=${value} onChange=${(e) => onChange(e.currentTarget.value)}>
       ${options.map(([v, t]) => html`<option value=${v}>${t}</option>`)}
     </select></label>`;
-}
-
-/** Trust chips: "R0 3f2a:91c0", the full fingerprint in the tooltip. */
-export function Trusts({ trusts }) {
-  if (!trusts || trusts.length === 0) return html`<span class="muted">—</span>`;
-  return html`<span class="trusts">${trusts.map((t) => html`<span class=${`chip l-${t.label}`}
-      title=${`${t.slot} root: ${t.label === 'unknown' ? 'not a root the manager knows' : t.label}\nSHA-256 ${fpFull(t.sha256)}`}>${t.label === 'unknown' ? '?' : t.label} <code>${fp(t.sha256)}</code></span>`)}</span>`;
 }
 
 function Row({ d, now, selected, open }) {
