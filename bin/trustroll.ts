@@ -36,7 +36,8 @@ import { ServiceDb } from '../manager/service/service-db.ts';
 import { addAuditCommands } from './audit-commands.ts';
 import { liveService, runService } from '../manager/service/run-service.ts';
 import { callService } from '../manager/service/service-client.ts';
-import { DEFAULT_CHECK_CRON, describeSchedulerView, schedulerConfig, storedSchedulerView } from '../manager/service/scheduler.ts';
+import { DEFAULT_CHECK_CRON, describeSchedulerView, schedulerConfig } from '../manager/service/scheduler.ts';
+import { storedSchedulerView } from '../manager/service/scheduler-host.ts';
 import type { RotationDetail, RotationSummary } from '../manager/http/api-types.ts';
 import type { LogLevel } from '../protocol/log.ts';
 

@@ -19,7 +19,8 @@ import type { ManagementPki } from '../pki/management-pki.ts';
 import { OperatorPki } from '../pki/operator-pki.ts';
 import type { RotationPolicy } from '../rotation/orchestrator.ts';
 import { ManagerService } from './manager-service.ts';
-import { Scheduler, schedulerConfig, schedulerEnabled, serviceHost, type SchedulerConfig } from './scheduler.ts';
+import { Scheduler, schedulerConfig, schedulerEnabled, type SchedulerConfig } from './scheduler.ts';
+import { serviceHost } from './scheduler-host.ts';
 import { systemClock } from '../../protocol/clock.ts';
 
 /** Settings of `trustroll serve`. */

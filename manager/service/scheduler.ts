@@ -9,18 +9,14 @@
  * decisions) is served by GET /api/schedule and kept in the manager
  * database for `trustroll status`.
  */
-import { X509Certificate } from 'node:crypto';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { AuditInput } from '../audit/audit-log.ts';
 import { ManagerError } from '../errors.ts';
-import type { FleetDb } from '../fleet/fleet-db.ts';
 import type { SchedulerDecisionView, SchedulerView } from '../http/api-types.ts';
-import { openRotation } from '../rotation/orchestrator.ts';
 import { nextWindowStart, parseWindow, windowOpen } from './maintenance-window.ts';
 import { decide, DEFAULT_CHECK_CRON, firstRootSide, formatDuration, renewalDueAt, rotationDueAt, type Decision, type ScheduleFacts, type SchedulerConfig } from './schedule-decision.ts';
-import type { ManagerService } from './manager-service.ts';
 
 export { DEFAULT_CHECK_CRON, type SchedulerConfig } from './schedule-decision.ts';
 
@@ -48,7 +44,10 @@ export function schedulerEnabled(c: SchedulerConfig): boolean {
   return c.rotateBeforeS !== null || c.renewBeforeS !== null;
 }
 
-/** What the scheduler needs from the service around it (serviceHost builds it from a ManagerService). */
+/**
+ * What the scheduler needs from the service around it, all it knows of it
+ * (scheduler-host.ts builds one from a ManagerService; tests give their own).
+ */
 export interface SchedulerHost {
   facts(): ScheduleFacts;
   startRotation(schedule: string, actor: string, opts: { excludeOfflineAfterS: number | null }): Promise<{ id: string }>;
@@ -181,48 +180,6 @@ const fingerprint = (d: Decision) => `${d.outcome}:${d.code}:${d.deviceIds.join(
 
 function view(d: Decision, now: Date, outcome: SchedulerDecisionView['outcome'], code: string, reason: string, rotationId: string | null): SchedulerDecisionView {
   return { at: now.toISOString(), what: d.what, outcome, code, reason, rotationId, devices: d.deviceIds.length, deviceIds: d.deviceIds.slice(0, 20) };
-}
-
-const STATE_SCHEMA = 'CREATE TABLE IF NOT EXISTS scheduler_state (k TEXT PRIMARY KEY, v TEXT NOT NULL)';
-
-/** The scheduler's host over a running ManagerService: facts from its database, CA and presence; work started as the operator actions are. */
-export function serviceHost(service: ManagerService): SchedulerHost {
-  const db = service.m.db;
-  db.db.exec(STATE_SCHEMA);
-  const validity = new Map<string, { pem: string; notBefore: Date; notAfter: Date }>();
-  const datesOf = (key: string, pem: string) => {
-    const hit = validity.get(key);
-    if (hit && hit.pem === pem) return hit;
-    const c = new X509Certificate(pem);
-    const v = { pem, notBefore: new Date(c.validFrom), notAfter: new Date(c.validTo) };
-    validity.set(key, v);
-    return v;
-  };
-  return {
-    facts: () => {
-      const open = openRotation(db);
-      const ca = service.m.ca;
-      const roots = ca.separateRoots() ? (['server', 'client'] as const).map((side) => ({ side, notAfter: datesOf(`\u0000root-${side}`, ca.activeRoot(side).cert).notAfter })) : null;
-      return {
-        rootNotAfter: roots ? new Date(Math.min(...roots.map((r) => r.notAfter.getTime()))) : datesOf('\u0000root', ca.activeRoot().cert).notAfter,
-        ...(roots ? { roots } : {}),
-        devices: db.devices().map((d) => ({ id: d.id, role: d.role, ...datesOf(d.id, d.certificate), online: service.presence.get(d.id)?.online ?? null })),
-        open: open ? { id: open.id, schedule: open.schedule, status: open.status } : null,
-      };
-    },
-    startRotation: (schedule, actor, opts) => service.startRotation(schedule, actor, opts),
-    startRenewal: (ids, actor, opts) => service.startRenewal(ids, actor, opts),
-    audit: (e) => { service.audit(e); },
-    save: (v) => { db.db.prepare("INSERT INTO scheduler_state (k, v) VALUES ('view', ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v").run(JSON.stringify(v)); },
-  };
-}
-
-/** The view the last `trustroll serve` with a scheduler kept in the database, or null. */
-export function storedSchedulerView(db: FleetDb): SchedulerView | null {
-  const table = db.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'scheduler_state'").get();
-  if (!table) return null;
-  const row = db.db.prepare("SELECT v FROM scheduler_state WHERE k = 'view'").get() as { v: string } | undefined;
-  return row ? JSON.parse(row.v) as SchedulerView : null;
 }
 
 /** The `trustroll status` lines for the scheduler (`live`: a service runs on the data folder now). */
