@@ -22,12 +22,13 @@
  *   GET  /api/events                           Server-Sent Events (LiveEvent)
  *   GET  /metrics                              Prometheus text format
  */
+import type { OperatorRole } from '../pki/operator-pki.ts';
 
 /** mTLS role of a device. */
 export type Role = 'server' | 'client';
 
-/** Operator roles: `read` sees everything, `admin` may also act. */
-export type OperatorRole = 'read' | 'admin';
+/** Operator roles: `read` sees everything, `admin` may also act (the operator PKI's word, pki/operator-pki.ts). */
+export type { OperatorRole };
 
 /** Every error response: `{ error: { code, message } }` with 400/401/403/404/409/500; `message` does not repeat the code. */
 export interface ApiError {

@@ -19,8 +19,10 @@ import { createRoot, type RootMaterial } from '../ca/root.ts';
 import { LeafIssuer } from '../ca/leaf-issuer.ts';
 import { randomSerial } from '../ca/fields.ts';
 import { ManagerError } from '../errors.ts';
-import type { OperatorRole } from '../http/api-types.ts';
 import { writeFileAtomic } from './key-vault.ts';
+
+/** Operator roles, carried in the certificate's OU (and by API tokens): `read` sees everything, `admin` may also act. */
+export type OperatorRole = 'read' | 'admin';
 
 const DAY = 86_400_000;
 const BACKDATE_MS = 3_600_000;

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
 import type { FleetDb } from '../fleet/fleet-db.ts';
 import { ManagerError } from '../errors.ts';
-import type { OperatorRole } from '../http/api-types.ts';
+import type { OperatorRole } from '../pki/operator-pki.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS presence (
