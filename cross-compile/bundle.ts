@@ -5,13 +5,16 @@
  * native addons stay outside: every `require('bindings')(name)` and
  * `require('…/x.node')` is pointed at `addons/<name>` next to the bundle,
  * where the cross-compiled files go. Arch-independent: built once, copied
- * into every target.
+ * into every target. The same sources and commit give the same bytes
+ * wherever the output folder is (the source map names sources from the
+ * repository root).
  */
 import { build, type Metafile, type Plugin } from 'esbuild';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
 import { BuildError } from './errors.ts';
 import { REPO_ROOT } from './paths.ts';
+import { describeSource, type SourceState } from './source.ts';
 
 /** File name of the bundle; its map is `<name>.map`, its licences `<name>.LEGAL.txt`. */
 export const BUNDLE_FILE = 'trustroll-agent.mjs';
@@ -56,7 +59,7 @@ export function agentNodeFlags(nodeVersion: string): string[] {
 export const AGENT_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1', MALLOC_TRIM_THRESHOLD_: '131072' };
 
 /** Source folders and files the agent's bundle may contain (besides node_modules). */
-const AGENT_SOURCES = [/^agent\//, /^hal\//, /^protocol\//, /^bin\/(trustroll-agent|command-line|stop-signal|version)\.ts$/];
+export const AGENT_SOURCES: readonly RegExp[] = [/^agent\//, /^hal\//, /^protocol\//, /^bin\/(trustroll-agent|technician-commands|command-line|stop-signal|version)\.ts$/];
 /** Packages only the manager uses: the agent's bundle must not contain them. */
 export const MANAGER_ONLY_PACKAGES = ['fastify', 'aedes', '@peculiar/x509', 'prom-client', 'preact', 'htm', 'uplot', 'tsx', 'esbuild'];
 
@@ -66,7 +69,19 @@ export interface BundleResult {
   map: string;
   bytes: number;
   /** Inputs by origin: our folders, and packages from node_modules. */
-  inputs: { ours: string[]; packages: string[] };
+  inputs: BundleInputs;
+  /** esbuild's legal comments (`/*!` blocks, `@license`) from the bundled sources; empty when there are none. */
+  legalComments: string;
+}
+
+/** The bundle's inputs by origin. */
+export interface BundleInputs {
+  /** Our sources, repository-relative. */
+  ours: string[];
+  /** Names of the node_modules packages esbuild bundled code from. */
+  packages: string[];
+  /** Their folders, repository-relative (a nested copy is its own package: node_modules/mqtt/node_modules/lru-cache). */
+  packageDirs: string[];
 }
 
 /** esbuild plugin: native addons are loaded from `addons/` next to the bundle. */
@@ -146,27 +161,44 @@ const BANNER = [
   `globalThis.__trustrollAddon = (name) => __trFileURLToPath(new URL('./${ADDON_DIR}/' + name.replace(/\\.node$/, '') + '.node', import.meta.url));`,
 ].join('\n');
 
-/** Sorts the metafile's inputs into our sources and package names; throws if anything outside the agent slipped in. */
-export function checkAgentInputs(meta: Metafile): BundleResult['inputs'] {
+/** The package folder an input file belongs to: the innermost node_modules/<name> (or @scope/name) above it, or null. */
+export function packageDirOf(input: string): string | null {
+  return /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)?.[1] ?? null;
+}
+
+/** Sorts the metafile's inputs into our sources and packages; throws if anything outside the agent slipped in. */
+export function checkAgentInputs(meta: Metafile): BundleInputs {
   const ours = new Set<string>();
   const packages = new Set<string>();
+  const packageDirs = new Set<string>();
   for (const input of Object.keys(meta.inputs)) {
     if (/^trustroll-(addon|unused):/.test(input)) continue;
-    const nm = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
-    if (nm) packages.add(nm[1]!);
-    else if (AGENT_SOURCES.some((re) => re.test(input))) ours.add(input);
+    const dir = packageDirOf(input);
+    if (dir) {
+      packageDirs.add(dir);
+      packages.add(/node_modules\/((?:@[^/]+\/)?[^/]+)$/.exec(dir)![1]!);
+    } else if (AGENT_SOURCES.some((re) => re.test(input))) ours.add(input);
     else throw new BuildError('E_BUILD_BUNDLE', `the agent bundle would contain ${input}, which is not agent, HAL or protocol code`);
   }
   const banned = [...packages].filter((p) => MANAGER_ONLY_PACKAGES.includes(p));
   if (banned.length) throw new BuildError('E_BUILD_BUNDLE', `the agent bundle would contain the manager's packages ${banned.join(', ')}`);
-  return { ours: [...ours].sort(), packages: [...packages].sort() };
+  return { ours: [...ours].sort(), packages: [...packages].sort(), packageDirs: [...packageDirs].sort() };
 }
 
-/** Builds the bundle into `outDir`; the version is written into it for `--version`. */
-export async function bundleAgent(outDir: string): Promise<BundleResult> {
+/** Rewrites the source map's `sources` from paths relative to the output folder to paths from the repository root, so the map does not depend on where the bundle was built. */
+function sourcesFromRepoRoot(mapFile: string, outDir: string): void {
+  const map = JSON.parse(readFileSync(mapFile, 'utf8')) as { sources: string[] };
+  map.sources = map.sources.map((s) => relative(REPO_ROOT, resolve(outDir, s)).replaceAll('\\', '/'));
+  writeFileSync(mapFile, JSON.stringify(map));
+}
+
+/** Builds the bundle into `outDir`; the version and the commit (`source`) are written into it for `--version`. */
+export async function bundleAgent(outDir: string, source?: Pick<SourceState, 'commit' | 'dirty'>): Promise<BundleResult> {
   mkdirSync(outDir, { recursive: true });
   const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
   const file = join(outDir, BUNDLE_FILE);
+  // A legal-comments file left by an earlier build must not be read as this one's.
+  rmSync(`${file}.LEGAL.txt`, { force: true });
   let result;
   try {
     result = await build({
@@ -184,12 +216,16 @@ export async function bundleAgent(outDir: string): Promise<BundleResult> {
       metafile: true,
       logLevel: 'silent',
       banner: { js: BANNER },
-      define: { __TRUSTROLL_VERSION__: JSON.stringify(version) },
+      define: { __TRUSTROLL_VERSION__: JSON.stringify(version), __TRUSTROLL_SOURCE__: JSON.stringify(source ? describeSource(source) : '') },
       plugins: [addonsBesideBundle, leaveOutUnused, builtinsForPolyfills],
     });
   } catch (err) {
     throw new BuildError('E_BUILD_BUNDLE', (err as Error).message);
   }
   const inputs = checkAgentInputs(result.metafile);
-  return { file, map: `${file}.map`, bytes: statSync(file).size, inputs };
+  sourcesFromRepoRoot(`${file}.map`, outDir);
+  const legalFile = `${file}.LEGAL.txt`;
+  let legalComments = '';
+  try { legalComments = readFileSync(legalFile, 'utf8'); } catch { /* esbuild writes none when the sources have no legal comments */ }
+  return { file, map: `${file}.map`, bytes: statSync(file).size, inputs, legalComments };
 }

@@ -13,6 +13,9 @@ export const BUILD_ERRORS = {
   E_BUILD_DIST: 'tsc could not compile the sources into dist/ or the compiled files still name .ts sources: read the compiler messages.',
   E_BUILD_BUNDLE: 'The agent bundle failed to build or pulls in code it must not (the manager\'s): read the esbuild messages.',
   E_BUILD_IMAGE: 'The image could not be assembled or packed: read the message; the output folder is left as it was.',
+  E_BUILD_SOURCE: 'The build cannot tell its commit time: build from a git checkout or set SOURCE_DATE_EPOCH (whole seconds).',
+  E_BUILD_LICENSE: 'A component the image ships has no licence text or no SBOM entry: add the package\'s licence file (image/licenses/<package>.LICENSE when the package ships none) or fix the component list.',
+  E_BUILD_FLOOR: 'A shipped ELF file needs a newer glibc/libstdc++ symbol version than the documented floor (cross-compile/targets.ts, image/README.md): raise the floor in both, or build it against an older C library.',
 } as const;
 
 export type BuildErrorCode = keyof typeof BUILD_ERRORS;

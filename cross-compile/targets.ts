@@ -4,6 +4,7 @@
  * registry (the `node-linux-<arch>` packages carry the binary and its
  * headers), pinned by version and integrity so a release rebuilds the same.
  */
+import type { LibcFloor } from './elf-floor.ts';
 import { BuildError } from './errors.ts';
 
 /** An official Node binary package from the npm registry. */
@@ -14,6 +15,14 @@ export interface RuntimePackage {
   /** The registry's `dist.integrity` (sha512) of the package tarball. */
   integrity: string;
 }
+
+/**
+ * The runtime's licence as an SPDX expression: Node.js is MIT, and its
+ * binary carries libraries under the others (OpenSSL, V8, ICU, libuv,
+ * …; their texts are in the release's LICENSE, which the image ships). The
+ * set OpenEmbedded's meta-oe nodejs recipe declares.
+ */
+export const NODE_RUNTIME_LICENSE = 'MIT AND ISC AND BSD-2-Clause AND BSD-3-Clause AND Artistic-2.0 AND Apache-2.0';
 
 /** One cross-compile target. */
 export interface Target {
@@ -36,6 +45,16 @@ export interface Target {
   runtime: RuntimePackage;
   /** Said in README and the image's build-info: what the runtime means for support. */
   support: string;
+  /**
+   * The newest glibc / libstdc++ symbol versions the image's ELF files (the
+   * runtime and the addons) may require: what the target root filesystem
+   * must provide. Measured from the built files (cross-compile/elf-floor.ts)
+   * and documented in image/README.md ("What the target root filesystem
+   * must provide"), which a test checks against this; the build fails
+   * (E_BUILD_FLOOR) when a file needs more. Null for a target that is not
+   * shipped.
+   */
+  libcFloor: LibcFloor | null;
 }
 
 export const TARGETS: Record<'arm64' | 'armv7', Target> = {
@@ -53,6 +72,8 @@ export const TARGETS: Record<'arm64' | 'armv7', Target> = {
       integrity: 'sha512-IZx0J52/1NDwAsY2iyWR9nlPIYuYviTWetjj8+ElvYQh2+XRhLfCfkbFEF/2O5vGI2hcUbyPNHV+nz342FbJXw==',
     },
     support: 'Node 24 LTS (supported upstream until April 2028)',
+    // Runtime: GLIBC_2.28, GLIBCXX_3.4.21, CXXABI_1.3.11; the addons (Debian 12's cross glibc 2.36 and GCC 12): GLIBC_2.34, GLIBCXX_3.4.29.
+    libcFloor: { GLIBC: '2.34', GLIBCXX: '3.4.29', CXXABI: '1.3.11' },
   },
   armv7: {
     arch: 'armv7',
@@ -69,6 +90,8 @@ export const TARGETS: Record<'arm64' | 'armv7', Target> = {
       integrity: 'sha512-pCMLAP35VPJjuaFFkZ8kN8xQmpjH/eBUiIznFyJROtzLpuXqV75xAB12Zloy6b45T0mgujHUAT4Jad9L2G9mYg==',
     },
     support: 'Node 20.11, the newest armv7l build the npm registry carries; Node 20 reached end of life in April 2026, so this runtime gets no security fixes: replace it with a supported armv7l Node from the device vendor or a distribution before shipping',
+    // Runtime: GLIBC_2.28, GLIBCXX_3.4.26, CXXABI_1.3.9; the addons: GLIBC_2.34, GLIBCXX_3.4.29.
+    libcFloor: { GLIBC: '2.34', GLIBCXX: '3.4.29', CXXABI: '1.3.9' },
   },
 };
 
@@ -90,6 +113,7 @@ export const HOST_X64_NODE24: Target = {
   elfMachine: 'Advanced Micro Devices X86-64',
   runtime: HOST_NODE24,
   support: 'Node 24 LTS (test runtime)',
+  libcFloor: null,
 };
 
 /** The target named by `--arch`, or a clear error listing the known ones. */

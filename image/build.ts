@@ -3,7 +3,8 @@
  * into its root filesystem, packed as a versioned tarball with a SHA-256
  * manifest (and a squashfs when mksquashfs is installed), in image/out/<arch>/:
  *
- *   opt/trustroll/...                         runtime, bundle, addons (cross-compile/build.ts)
+ *   opt/trustroll/...                         runtime, bundle, addons, LEGAL.txt (cross-compile/build.ts)
+ *   opt/trustroll/share/sbom.spdx.json        SPDX 2.3 SBOM (image/sbom.ts), also beside the tarball
  *   opt/trustroll/MANIFEST.sha256             sha256sum -c format, every other file, paths from /
  *   usr/bin/trustroll-agent -> /opt/trustroll/bin/trustroll-agent
  *   etc/trustroll/                            agent.json goes here (template in /opt/trustroll/share)
@@ -13,20 +14,22 @@
  *
  * Owners are root (0:0) in the archive; the state folder belongs to the
  * agent's user at run time (systemd's StateDirectory, or the init script).
- * Archives are reproducible: sorted, fixed owners and times (SOURCE_DATE_EPOCH
- * or the time of the last commit that touched the agent or the build). An
+ * Reproducible (image/pack.ts): two builds of one commit give the same
+ * bytes; every file carries SOURCE_DATE_EPOCH, or the commit's time. An
  * image whose inputs are unchanged is reused, not packed again.
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { crossCompile, type BuildInfo } from '../cross-compile/build.ts';
+import { crossCompile, type BuildInfo, type CrossBuild } from '../cross-compile/build.ts';
 import { BuildError } from '../cross-compile/errors.ts';
 import { REPO_ROOT } from '../cross-compile/paths.ts';
+import { describeSource, sourceState, type SourceState } from '../cross-compile/source.ts';
 import { targetOf, type Target } from '../cross-compile/targets.ts';
+import { normaliseTree, packSquashfs, packTarball } from './pack.ts';
+import { checkSbom, SBOM, spdxDocument, type FileHashes } from './sbom.ts';
 
 const FILES = join(dirname(fileURLToPath(import.meta.url)), 'files');
 /** image/out/: one folder per arch. */
@@ -41,6 +44,8 @@ export interface ImageBuild {
   rootfs: string;
   tarball: string;
   squashfs: string | null;
+  /** The SBOM beside the tarball (the same file as /opt/trustroll/share/sbom.spdx.json). */
+  sbom: string;
   /** Path (relative to the overlay root) -> sha256, as in the manifest. */
   manifest: Map<string, string>;
   info: BuildInfo;
@@ -48,87 +53,68 @@ export interface ImageBuild {
   seconds: { crossCompile: number; image: number };
 }
 
+/** Where an image is built and from what. */
+export interface ImageOptions {
+  /** Output folder of this arch's image (default image/out/<arch>). */
+  out?: string;
+  /** Output folder of its cross-compile (default cross-compile/out/<arch>). */
+  crossOut?: string;
+  /** The commit and time stamp (default: this checkout's; SOURCE_DATE_EPOCH wins). */
+  source?: SourceState;
+}
+
 const walkFiles = (root: string, dir = ''): string[] => readdirSync(join(root, dir), { withFileTypes: true }).flatMap((e) => {
   const rel = dir ? `${dir}/${e.name}` : e.name;
   return e.isDirectory() ? walkFiles(root, rel) : e.isFile() ? [rel] : [];
 });
 
-/** The time stamp every archived file gets. */
-function sourceDateEpoch(): number {
-  const env = Number(process.env.SOURCE_DATE_EPOCH);
-  if (Number.isInteger(env) && env > 0) return env;
-  const git = spawnSync('git', ['log', '-1', '--format=%ct', '--', 'agent', 'hal', 'protocol', 'bin', 'cross-compile', 'image', 'package.json'], { cwd: REPO_ROOT, encoding: 'utf8' });
-  return git.status === 0 && Number(git.stdout.trim()) > 0 ? Number(git.stdout.trim()) : 0;
-}
+const hashes = (file: string): FileHashes => {
+  const data = readFileSync(file);
+  return { sha1: createHash('sha1').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex') };
+};
 
-/** Writes the overlay tree for a cross-compiled target into `rootfs`. */
-function assemble(rootfs: string, optTree: string): Map<string, string> {
+/** Writes the overlay tree for a cross-compiled target into `rootfs`, with its SBOM and manifest, modes and times normalised. */
+function assemble(rootfs: string, cross: CrossBuild, name: string): Map<string, string> {
   const put = (rel: string, from: string, mode: number) => {
     mkdirSync(dirname(join(rootfs, rel)), { recursive: true });
     copyFileSync(from, join(rootfs, rel));
     chmodSync(join(rootfs, rel), mode);
   };
-  cpSync(optTree, join(rootfs, 'opt', 'trustroll'), { recursive: true });
+  cpSync(cross.root, join(rootfs, 'opt', 'trustroll'), { recursive: true });
   put('opt/trustroll/share/agent.json.example', join(FILES, 'agent.json.example'), 0o644);
   put('opt/trustroll/share/doc/README.md', join(REPO_ROOT, 'image', 'README.md'), 0o644);
   put('usr/lib/systemd/system/trustroll-agent.service', join(FILES, 'trustroll-agent.service'), 0o644);
   put('etc/init.d/trustroll-agent', join(FILES, 'trustroll-agent.init'), 0o755);
   mkdirSync(join(rootfs, 'usr', 'bin'), { recursive: true });
   symlinkSync('../../opt/trustroll/bin/trustroll-agent', join(rootfs, 'usr', 'bin', 'trustroll-agent'));
-  mkdirSync(join(rootfs, 'etc', 'trustroll'), { recursive: true, mode: 0o755 });
+  mkdirSync(join(rootfs, 'etc', 'trustroll'), { recursive: true });
   mkdirSync(join(rootfs, 'var', 'lib', 'trustroll'), { recursive: true });
-  chmodSync(join(rootfs, 'var', 'lib', 'trustroll'), 0o700);
+
+  const files = new Map(walkFiles(rootfs).sort().map((rel) => [rel, hashes(join(rootfs, rel))] as const));
+  const sbom = spdxDocument({ name, version: cross.info.version, arch: cross.target.arch, source: cross.source, components: cross.components, files, excluded: [SBOM, MANIFEST] });
+  checkSbom(sbom, cross.components);
+  writeFileSync(join(rootfs, SBOM), JSON.stringify(sbom, null, 2) + '\n');
 
   const manifest = new Map<string, string>();
-  for (const rel of walkFiles(rootfs).sort()) manifest.set(rel, createHash('sha256').update(readFileSync(join(rootfs, rel))).digest('hex'));
-  writeFileSync(join(rootfs, MANIFEST), [...manifest].map(([rel, sha]) => `${sha}  /${rel}\n`).join(''), { mode: 0o644 });
+  for (const rel of walkFiles(rootfs).sort()) manifest.set(rel, files.get(rel)?.sha256 ?? hashes(join(rootfs, rel)).sha256);
+  writeFileSync(join(rootfs, MANIFEST), [...manifest].map(([rel, sha]) => `${sha}  /${rel}\n`).join(''));
+  normaliseTree(rootfs, cross.source.epoch);
   return manifest;
-}
-
-/** Packs `rootfs` into a reproducible tar.gz. */
-async function packTarball(rootfs: string, file: string, epoch: number): Promise<void> {
-  const r = await run('sh', ['-c', 'tar --format=gnu --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$2" -C "$1" -cf - . | gzip -9n > "$3"', 'sh', rootfs, String(epoch), file]);
-  if (r.status !== 0) throw new BuildError('E_BUILD_IMAGE', `tar/gzip ${file}: ${r.output.trim()}`);
-}
-
-/** Runs a command to its end without blocking (the tarball and the squashfs are packed at the same time); its status and output. */
-function run(command: string, args: string[]): Promise<{ status: number | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    p.stdout.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
-    p.stderr.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
-    p.once('error', reject);
-    p.once('close', (status) => resolve({ status, output }));
-  });
-}
-
-/** Packs `rootfs` into a squashfs, if mksquashfs exists; returns false when it does not. */
-async function packSquashfs(rootfs: string, file: string, epoch: number): Promise<boolean> {
-  if (spawnSync('mksquashfs', ['-version']).error) return false;
-  rmSync(file, { force: true });
-  const r = await run('mksquashfs', [rootfs, file, '-all-root', '-noappend', '-no-progress', '-comp', 'xz', '-mkfs-time', String(epoch), '-all-time', String(epoch)]);
-  if (r.status !== 0) throw new BuildError('E_BUILD_IMAGE', `mksquashfs ${file}: ${r.output.trim().slice(-400)}`);
-  return true;
 }
 
 /** File beside the tarball holding the hash of everything the image was made from. */
 const IMAGE_KEY = '.image-key';
 
-/** Hash of the image's inputs: every file of the cross-compiled tree except the build time, the overlay's files and this script. */
-function imageKey(optTree: string): string {
+/** Hash of the image's inputs: every file of the cross-compiled tree (its build-info names the commit and the time), the overlay's files and these scripts. */
+function imageKey(cross: CrossBuild): string {
   const h = createHash('sha256');
-  for (const rel of walkFiles(optTree).sort()) {
-    let data = readFileSync(join(optTree, rel));
-    if (rel === 'build-info.json') data = Buffer.from(data.toString('utf8').replace(/"builtAt": "[^"]*"/, ''));
-    h.update(rel).update(data);
-  }
+  for (const rel of walkFiles(cross.root).sort()) h.update(rel).update(readFileSync(join(cross.root, rel)));
   for (const f of readdirSync(FILES).sort()) h.update(f).update(readFileSync(join(FILES, f)));
-  h.update(readFileSync(join(REPO_ROOT, 'image', 'README.md'))).update(readFileSync(fileURLToPath(import.meta.url))).update(String(sourceDateEpoch()));
-  return h.digest('hex');
+  for (const f of ['README.md', 'build.ts', 'pack.ts', 'sbom.ts']) h.update(readFileSync(join(REPO_ROOT, 'image', f)));
+  return h.update(String(cross.source.epoch)).digest('hex');
 }
 
-/** The previous build of the same inputs, if image/out/<arch> still holds it. */
+/** The previous build of the same inputs, if the output folder still holds it. */
 function reuse(outDir: string, name: string, key: string, info: BuildInfo, crossSeconds: number, started: number): ImageBuild | null {
   const keyFile = join(outDir, IMAGE_KEY);
   const tarball = join(outDir, `${name}.tar.gz`);
@@ -142,21 +128,23 @@ function reuse(outDir: string, name: string, key: string, info: BuildInfo, cross
   const squashfs = join(outDir, `${name}.squashfs`);
   const haveSquash = existsSync(squashfs);
   return {
-    arch: info.arch, rootfs, tarball, squashfs: haveSquash ? squashfs : null, manifest, info,
+    arch: info.arch, rootfs, tarball, squashfs: haveSquash ? squashfs : null, sbom: join(outDir, `${name}.spdx.json`), manifest, info,
     bytes: { tarball: statSync(tarball).size, squashfs: haveSquash ? statSync(squashfs).size : null, unpacked: du(rootfs) },
     seconds: { crossCompile: crossSeconds, image: (Date.now() - started) / 1000 },
   };
 }
 
 const du = (root: string): number => walkFiles(root).reduce((n, rel) => n + lstatSync(join(root, rel)).size, 0);
+const sha256File = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** Cross-compiles the target (cached native parts reused) and builds its image. */
-export async function buildImage(target: Target, log: (line: string) => void = () => {}): Promise<ImageBuild> {
-  const cross = await crossCompile(target, log);
+export async function buildImage(target: Target, log: (line: string) => void = () => {}, opts: ImageOptions = {}): Promise<ImageBuild> {
+  const source = opts.source ?? sourceState();
+  const cross = await crossCompile(target, log, { out: opts.crossOut, source });
   const started = Date.now();
-  const outDir = join(IMAGE_OUT, target.arch);
+  const outDir = opts.out ?? join(IMAGE_OUT, target.arch);
   const name = `trustroll-agent-${cross.info.version}-linux-${target.arch}`;
-  const key = imageKey(cross.root);
+  const key = imageKey(cross);
   const reused = reuse(outDir, name, key, cross.info, cross.seconds, started);
   if (reused) {
     log(`image ${target.arch}: inputs unchanged, reusing ${reused.tarball}`);
@@ -167,18 +155,17 @@ export async function buildImage(target: Target, log: (line: string) => void = (
   mkdirSync(work, { recursive: true });
   try {
     const rootfs = join(work, 'rootfs');
-    const manifest = assemble(rootfs, cross.root);
-    const epoch = sourceDateEpoch();
+    const manifest = assemble(rootfs, cross, 'trustroll-agent');
     const tarball = join(work, `${name}.tar.gz`);
     const squashfs = join(work, `${name}.squashfs`);
     // Both read the finished rootfs and write their own file: packed at the same time (gzip uses one core, mksquashfs the others).
-    const [tarDone, squashDone] = await Promise.allSettled([packTarball(rootfs, tarball, epoch), packSquashfs(rootfs, squashfs, epoch)]);
+    const [tarDone, squashDone] = await Promise.allSettled([packTarball(rootfs, tarball, source.epoch), packSquashfs(rootfs, squashfs, source.epoch)]);
     for (const d of [tarDone, squashDone]) if (d.status === 'rejected') throw d.reason;
     const haveSquash = (squashDone as PromiseFulfilledResult<boolean>).value;
-    const tarSha = createHash('sha256').update(readFileSync(tarball)).digest('hex');
-    writeFileSync(`${tarball}.sha256`, `${tarSha}  ${name}.tar.gz\n`);
+    writeFileSync(`${tarball}.sha256`, `${sha256File(tarball)}  ${name}.tar.gz\n`);
     copyFileSync(join(rootfs, MANIFEST), join(work, 'MANIFEST.sha256'));
-    if (haveSquash) writeFileSync(`${squashfs}.sha256`, `${createHash('sha256').update(readFileSync(squashfs)).digest('hex')}  ${name}.squashfs\n`);
+    copyFileSync(join(rootfs, SBOM), join(work, `${name}.spdx.json`));
+    if (haveSquash) writeFileSync(`${squashfs}.sha256`, `${sha256File(squashfs)}  ${name}.squashfs\n`);
     writeFileSync(join(work, IMAGE_KEY), key);
     rmSync(outDir, { recursive: true, force: true });
     renameSync(work, outDir);
@@ -189,6 +176,7 @@ export async function buildImage(target: Target, log: (line: string) => void = (
       rootfs: final(rootfs),
       tarball: final(tarball),
       squashfs: haveSquash ? final(squashfs) : null,
+      sbom: join(outDir, `${name}.spdx.json`),
       manifest,
       info: cross.info,
       bytes: { tarball: statSync(final(tarball)).size, squashfs: haveSquash ? statSync(final(squashfs)).size : null, unpacked: du(final(rootfs)) },
@@ -199,13 +187,17 @@ export async function buildImage(target: Target, log: (line: string) => void = (
   }
 }
 
+/** One line on what was built from what: the commit, the files' time and the C library it needs. */
+const describeBuild = (info: BuildInfo): string =>
+  `${describeSource(info.source)}, files dated ${info.source.date} (${info.source.dateFrom}); needs ${Object.entries(info.libc.needs).map(([f, v]) => `${f}_${v}`).join(', ')}`;
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   try {
     const { values } = parseArgs({ options: { arch: { type: 'string' }, json: { type: 'boolean', default: false } } });
     const img = await buildImage(targetOf(values.arch), (l) => process.stderr.write(`${l}\n`));
-    const summary = { arch: img.arch, tarball: img.tarball, squashfs: img.squashfs, files: img.manifest.size, bytes: img.bytes, seconds: img.seconds, runtime: img.info.runtime };
+    const summary = { arch: img.arch, tarball: img.tarball, squashfs: img.squashfs, sbom: img.sbom, files: img.manifest.size, bytes: img.bytes, seconds: img.seconds, runtime: img.info.runtime, source: img.info.source, libc: img.info.libc.needs };
     process.stdout.write(values.json ? JSON.stringify(summary) + '\n'
-      : `image ${img.arch}: ${relative(process.cwd(), img.tarball)} (${(img.bytes.tarball / 1e6).toFixed(1)} MB, ${img.manifest.size} files, ${(img.bytes.unpacked / 1e6).toFixed(1)} MB unpacked)${img.squashfs ? `, ${relative(process.cwd(), img.squashfs)} (${(img.bytes.squashfs! / 1e6).toFixed(1)} MB)` : ', no squashfs (mksquashfs not installed)'}; runtime Node ${img.info.runtime.version}: ${img.info.runtime.support}\n`);
+      : `image ${img.arch}: ${relative(process.cwd(), img.tarball)} (${(img.bytes.tarball / 1e6).toFixed(1)} MB, ${img.manifest.size} files, ${(img.bytes.unpacked / 1e6).toFixed(1)} MB unpacked)${img.squashfs ? `, ${relative(process.cwd(), img.squashfs)} (${(img.bytes.squashfs! / 1e6).toFixed(1)} MB)` : ', no squashfs (mksquashfs not installed)'}; ${describeBuild(img.info)}; runtime Node ${img.info.runtime.version}: ${img.info.runtime.support}\n`);
   } catch (err) {
     process.stderr.write(`image: ${(err as Error).message}\n`);
     process.exitCode = err instanceof BuildError && err.code === 'E_BUILD_ARCH' ? 2 : 1;
