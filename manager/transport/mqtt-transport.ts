@@ -6,9 +6,9 @@
  * the retained desired state per device, and reconnection.
  *
  * Delivery is at-least-once; order and exactly-once effect come from the
- * command envelope (per-device sequence numbers, signed). An
- * acknowledgement is accepted only from the topic of the device it names
- * (the broker ties that topic to the device's certificate). When a device
+ * command envelope (per-device sequence numbers, signed). A message is
+ * accepted only from the topic of the device it names (mqtt-inbound.ts:
+ * the broker ties that topic to the device's certificate). When a device
  * reports that the retained desired state is ahead of it (status `behind`,
  * e.g. it lost its session), the last command sent to it is published
  * again at once instead of waiting for the orchestrator's time-out.
@@ -19,14 +19,8 @@
  * otherwise), and acknowledgements still need the device's own signature.
  *
  * Broker statistics ride on the same connection (Mosquitto ties the
- * session to the certificate's name, so the manager has exactly one): the
- * transport also subscribes to `$SYS/#` at QoS 0, in a subscription of its
- * own, and hands every `$SYS` message to `sys` listeners (broker-monitor.ts)
- * and never to the acknowledgement path; a `sys` listener added later makes
- * the transport subscribe again, so the broker resends its retained
- * statistics (the version is published only once). A broker that refuses it (no
- * `topic read $SYS/#` for trustroll-manager) costs one warning; commands
- * and acknowledgements flow as before.
+ * session to the certificate's name, so the manager has exactly one): its
+ * `$SYS/#` subscription and `sys` listeners are mqtt-sys-feed.ts.
  *
  * Events (for a dashboard): `connect`, `offline`, `error` (Error),
  * `state` (DeviceState), `sys` (topic, payload text, retained). Counters
@@ -39,63 +33,17 @@ import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { Command } from '../../protocol/messages/command.ts';
 import { assertDeviceState, desiredFor, type DeviceState } from '../../protocol/messages/device-state.ts';
-import { ACK_FILTER, AUDIT_CHECKPOINT_TOPIC, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, parseDeviceTopic, RELAY_ACK_FILTER, RELAY_STATE_FILTER, routedTopic, STATE_FILTER, SYS_FILTER } from '../../protocol/topics.ts';
-import { parseWire } from '../../protocol/validate.ts';
+import { ACK_FILTER, AUDIT_CHECKPOINT_TOPIC, isSysTopic, refusedTopics, LINK_QOS, MANAGER_IDENTITY, MQTT_PROTOCOL_VERSION, RELAY_ACK_FILTER, RELAY_STATE_FILTER, routedTopic, STATE_FILTER } from '../../protocol/topics.ts';
 import { ManagerError } from '../errors.ts';
+import { acceptDeviceMessage } from './mqtt-inbound.ts';
+import { SysFeed } from './mqtt-sys-feed.ts';
+import type { MqttTransportOptions, SysSubscription, TransportEvents, TransportStats } from './mqtt-transport-types.ts';
 import type { AckHandler, ManagerTransport } from './transport.ts';
+
+export type { MqttTransportOptions, SysSubscription, TransportEvents, TransportStats } from './mqtt-transport-types.ts';
 
 /** Acknowledgements kept for a handler that is not registered yet (a restarted manager's session backlog). */
 const MAX_EARLY_ACKS = 100_000;
-
-/** How the manager reaches the broker. */
-export interface MqttTransportOptions {
-  /** mqtts://host:port */
-  url: string;
-  /** Management CA and the manager's certificate and key (PEM). */
-  tls: { ca: string; cert: string; key: string };
-  logger: Logger;
-  clock?: Clock;
-  /** Default `trustroll-manager` (the broker requires it to equal the certificate CN). */
-  clientId?: string;
-  reconnectPeriodMs?: number;
-  connectTimeoutMs?: number;
-  keepaliveSec?: number;
-  /** The relay a device is reached through, or null for a direct device (topology.ts; default: all direct). */
-  routeOf?: (deviceId: string) => string | null;
-}
-
-/** Counters and connection state for a dashboard. */
-export interface TransportStats {
-  connected: boolean;
-  connects: number;
-  disconnects: number;
-  commandsPublished: number;
-  desiredPublished: number;
-  republished: number;
-  acksReceived: number;
-  acksDropped: number;
-  statesReceived: number;
-  /** Relayed messages dropped because they came through a relay the device is not routed through. */
-  misrouted: number;
-  /** `$SYS` messages handed to `sys` listeners. */
-  sysMessages: number;
-  /** The `$SYS/#` subscription: not answered yet, granted, or refused by the broker. */
-  sysSubscription: SysSubscription;
-  lastError: string | null;
-}
-
-/** State of the transport's `$SYS/#` subscription. */
-export type SysSubscription = 'pending' | 'granted' | 'refused';
-
-/** Events a MqttManagerTransport emits. */
-export interface TransportEvents {
-  connect: [];
-  offline: [];
-  error: [Error];
-  state: [DeviceState];
-  /** A broker statistic: `$SYS/...` topic, payload as text, and whether it came from the retained store. */
-  sys: [topic: string, payload: string, retained: boolean];
-}
 
 /** ManagerTransport over MQTT 3.1.1. */
 export class MqttManagerTransport extends EventEmitter<TransportEvents> implements ManagerTransport {
@@ -114,8 +62,7 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
   private readonly desiredSeq = new Map<string, number>();
   private readonly states = new Map<string, DeviceState>();
   private subscribed = false;
-  private sysResubscribe = false;
-  private sysListenerFailures = 0;
+  private readonly sys: SysFeed;
   private closed = false;
   private readonly waiters = new Waiters();
 
@@ -129,9 +76,10 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       reconnectPeriod: o.reconnectPeriodMs ?? 1_000, connectTimeout: o.connectTimeoutMs ?? 10_000,
       keepalive: o.keepaliveSec ?? 30, resubscribe: false,
     });
+    this.sys = new SysFeed({ client: this.client, stats: this.stats, log: this.log, listeners: () => this.listeners('sys') as ((topic: string, payload: string, retained: boolean) => void)[], closed: () => this.closed });
     this.client.on('connect', (connack) => this.onConnect(connack.sessionPresent));
     // A listener added later (a dashboard's BrokerMonitor) needs the retained statistics too: subscribing again makes the broker resend them.
-    (this as EventEmitter).on('newListener', (event: string | symbol) => { if (event === 'sys') this.resubscribeSys(); });
+    (this as EventEmitter).on('newListener', (event: string | symbol) => { if (event === 'sys') this.sys.resubscribe(); });
     this.client.on('close', () => {
       if (!this.stats.connected) return;
       this.stats.connected = false;
@@ -200,36 +148,7 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
       this.settle(null);
       this.emit('connect');
     });
-    this.subscribeSys();
-  }
-
-  /** `$SYS/#` at QoS 0, apart from the link's subscriptions: a refusal is logged once and changes nothing else. */
-  private subscribeSys(): void {
-    this.client.subscribe(SYS_FILTER, { qos: 0 }, (err) => {
-      if (this.closed) return;
-      if (!err) {
-        this.stats.sysSubscription = 'granted';
-        return;
-      }
-      if (refusedTopics(err, [SYS_FILTER]).length === 0 || !(err as { packet?: unknown }).packet) {
-        // Not a SUBACK refusal (the connection went away): the next connect subscribes again.
-        this.log.debug('$SYS/# subscription not answered', { reason: err.message });
-        return;
-      }
-      const first = this.stats.sysSubscription !== 'refused';
-      this.stats.sysSubscription = 'refused';
-      if (first) this.log.warn('broker refused the $SYS/# subscription: no broker statistics; allow trustroll-manager to read $SYS/# (topic read $SYS/#) and set sys_interval', { reason: err.message });
-    });
-  }
-
-  /** Subscribe to `$SYS/#` again, once for every listener added in the same tick. */
-  private resubscribeSys(): void {
-    if (this.sysResubscribe) return;
-    this.sysResubscribe = true;
-    setImmediate(() => {
-      this.sysResubscribe = false;
-      if (this.stats.connected && !this.closed) this.subscribeSys();
-    });
+    this.sys.subscribe();
   }
 
   /** The `$SYS/#` subscription's state (BrokerMonitor reports a refusal at once). */
@@ -238,53 +157,16 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    if (isSysTopic(topic)) return this.onSys(topic, payload, packet.retain);
-    const t = parseDeviceTopic(topic);
-    if (!t || payload.length === 0) return;
-    let msg: unknown;
-    try {
-      msg = parseWire(payload, t.kind);
-    } catch (err) {
-      this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
-      this.log.warn('unreadable message dropped', { deviceId: t.deviceId, topic, code: (err as { code?: string }).code });
-      return;
-    }
-    const route = t.via === undefined ? null : this.routeOf(t.deviceId);
-    if (t.via !== undefined && route !== t.via) {
-      // The broker vouches only for the relay; a relay may speak only for the devices routed through it.
-      this.stats.misrouted++;
-      this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
-      this.log.warn('relayed message from a relay the device is not routed through; dropped', { deviceId: t.deviceId, topic, relay: t.via, route });
-      return;
-    }
-    const named = (msg as { deviceId?: unknown } | null)?.deviceId;
-    if (named !== t.deviceId) {
-      this.stats.acksDropped += t.kind === 'ack' ? 1 : 0;
-      this.log.warn('message names another device than its topic; dropped', { deviceId: t.deviceId, topic, named: String(named) });
-      return;
-    }
-    if (t.kind === 'ack') {
+    if (isSysTopic(topic)) return this.sys.deliver(topic, payload, packet.retain);
+    const m = acceptDeviceMessage(topic, payload, (id) => this.routeOf(id), this.stats, this.log);
+    if (!m) return;
+    const msg = m.msg;
+    if (m.kind === 'ack') {
       this.stats.acksReceived++;
       if (this.handler) this.handler(msg as object);
       else if (this.early.length < MAX_EARLY_ACKS) this.early.push(msg as object);
-    } else if (t.kind === 'state') {
+    } else if (m.kind === 'state') {
       this.onState(msg, packet.retain);
-    }
-  }
-
-  /** Each listener on its own: a failing one is logged, never turned into a reconnect, and the others still get the message. */
-  private onSys(topic: string, payload: Buffer, retained: boolean): void {
-    this.stats.sysMessages++;
-    const text = payload.toString('utf8');
-    for (const listener of this.listeners('sys')) {
-      try {
-        listener(topic, text, retained);
-      } catch (err) {
-        // Warned once; a listener failing on every statistic would otherwise flood the log.
-        const fields = { topic, reason: (err as Error).message, failures: ++this.sysListenerFailures };
-        if (this.sysListenerFailures === 1) this.log.warn('$SYS listener failed; message skipped for it (further failures at debug level)', fields);
-        else this.log.debug('$SYS listener failed', fields);
-      }
     }
   }
 
