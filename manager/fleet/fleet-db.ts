@@ -1,83 +1,20 @@
 /**
+ * manager/fleet/: what the manager knows of its devices. This file is the
+ * room's front, the manager database; around it are the database's shape
+ * (fleet-schema.ts), who talks to whom (peering.ts), how each device is
+ * reached, directly or through a relay (topology.ts), and the repair of
+ * devices that lost steps they had acknowledged (reconcile.ts).
+ *
  * The manager's durable state in SQLite: enrolled devices and their
  * per-device sequence counters, the peering graph, rotations with their
  * material, and one row per (rotation, device, step). Every change is one
  * transaction; a restarted manager rebuilds everything from here.
  */
 import Database from 'better-sqlite3';
-import type { Role } from '../../protocol/steps.ts';
 import { ManagerError } from '../errors.ts';
+import { ADDED_COLUMNS, SCHEMA, STEP_COLS, type DeviceRow, type RotationRow, type StepRow, type StepStatus } from './fleet-schema.ts';
 
-/** An enrolled device. */
-export interface DeviceRow {
-  id: string;
-  role: Role;
-  commonName: string;
-  spki: Buffer;
-  certificate: string;
-  nextSeq: number;
-}
-
-/** Where one step of one device stands. */
-/** `excluded`: an operator took the device out of the rotation; its peers no longer wait for it. */
-export type StepStatus = 'pending' | 'sent' | 'acked' | 'failed' | 'excluded';
-
-/** One (rotation, device, step) row. */
-export interface StepRow {
-  rotationId: string;
-  deviceId: string;
-  step: string;
-  status: StepStatus;
-  seq: number | null;
-  attempts: number;
-  command: string | null;
-  sentAt: string | null;
-  ackedAt: string | null;
-  /** When the in-flight attempt times out or the next retry is due (epoch ms). */
-  dueAt: number | null;
-  errorCode: string | null;
-  errorMessage: string | null;
-}
-
-/**
- * Lifecycle of a rotation. Open: running, paused, failed, aborted (each can
- * be resumed) and rolling-back. Closed: complete and rolled-back.
- */
-export type RotationStatusName = 'running' | 'paused' | 'complete' | 'failed' | 'aborted' | 'rolling-back' | 'rolled-back';
-
-/** A rotation's header and material. */
-export interface RotationRow {
-  id: string;
-  schedule: string;
-  /** `paused`: nothing new is sent, acknowledgements are still recorded; `aborted`: stopped by an operator, resumable. */
-  status: RotationStatusName;
-  unsafe: boolean;
-  distribution: string;
-  newRoot: string;
-  createdAt: string;
-  updatedAt: string;
-  error: string | null;
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS devices (
-  id TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('server','client')),
-  common_name TEXT NOT NULL, spki BLOB NOT NULL, certificate TEXT NOT NULL,
-  next_seq INTEGER NOT NULL DEFAULT 1);
-CREATE TABLE IF NOT EXISTS peers (server_id TEXT NOT NULL, client_id TEXT NOT NULL, PRIMARY KEY (server_id, client_id));
-CREATE TABLE IF NOT EXISTS rotations (
-  id TEXT PRIMARY KEY, schedule TEXT NOT NULL, status TEXT NOT NULL, unsafe INTEGER NOT NULL,
-  distribution TEXT NOT NULL, new_root TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, error TEXT);
-CREATE TABLE IF NOT EXISTS leaves (rotation_id TEXT NOT NULL, device_id TEXT NOT NULL, certificate TEXT NOT NULL, PRIMARY KEY (rotation_id, device_id));
-CREATE TABLE IF NOT EXISTS steps (
-  rotation_id TEXT NOT NULL, device_id TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
-  seq INTEGER, attempts INTEGER NOT NULL DEFAULT 0, command TEXT, sent_at TEXT, acked_at TEXT, due_at INTEGER,
-  error_code TEXT, error_message TEXT, PRIMARY KEY (rotation_id, device_id, step));
-`;
-
-const STEP_COLS = `rotation_id AS rotationId, device_id AS deviceId, step, status, seq, attempts, command, sent_at AS sentAt,
-  acked_at AS ackedAt, due_at AS dueAt, error_code AS errorCode, error_message AS errorMessage`;
+export type { DeviceRow, RotationRow, RotationStatusName, StepRow, StepStatus } from './fleet-schema.ts';
 
 /** Access to the manager database. */
 export class FleetDb {
@@ -89,11 +26,7 @@ export class FleetDb {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
       this.db.exec(SCHEMA);
-      this.addColumnIfMissing('devices', 'verifies', 'TEXT');
-      this.addColumnIfMissing('rotations', 'old_with_new', 'TEXT');
-      this.addColumnIfMissing('devices', 'via', 'TEXT');
-      this.addColumnIfMissing('rotations', 'push_old_with_new', 'INTEGER');
-      this.addColumnIfMissing('devices', 'accepts', 'TEXT');
+      for (const [table, column, type] of ADDED_COLUMNS) this.addColumnIfMissing(table, column, type);
       const v = this.stmt("SELECT v FROM meta WHERE k = 'schema'").get() as { v: string } | undefined;
       if (!v) this.stmt("INSERT INTO meta (k, v) VALUES ('schema', '1')").run();
       else if (v.v !== '1') throw new Error(`schema version ${v.v}`);
