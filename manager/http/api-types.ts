@@ -2,6 +2,8 @@
  * The manager's HTTP API as types: the contract between the service
  * (manager/http/routes-*.ts), the dashboard (manager/dashboard/) and
  * scripts. Every body is JSON; every error is `ApiError` with a stable code.
+ * The audit, broker and scheduler views are in api-types-ops.ts and
+ * re-exported here, so this module is the whole contract.
  *
  *   GET  /api/me                               Me
  *   GET  /api/fleet?offset&limit&q&role&presence&status&sort   FleetPage
@@ -22,7 +24,11 @@
  *   GET  /api/events                           Server-Sent Events (LiveEvent)
  *   GET  /metrics                              Prometheus text format
  */
+import type { RootSide } from '../../protocol/steps.ts';
 import type { OperatorRole } from '../pki/operator-pki.ts';
+import type { AuditEntry, BrokerSample } from './api-types-ops.ts';
+
+export type { AuditEntry, AuditPage, BrokerSample, BrokerView, SchedulerDecisionView, SchedulerView } from './api-types-ops.ts';
 
 /** mTLS role of a device. */
 export type Role = 'server' | 'client';
@@ -233,46 +239,6 @@ export interface ScheduleView {
   sequence: { server: string[]; client: string[] };
 }
 
-/** One audit entry (append-only, hash-chained, manager-wide sequence). */
-export interface AuditEntry {
-  seq: number;
-  at: string;
-  /** `operator:alice`, `token:ci`, `manager`, or `device:<id>`. */
-  actor: string;
-  action: string;
-  rotationId: string | null;
-  deviceId: string | null;
-  step: string | null;
-  code: string | null;
-  detail: Record<string, unknown> | null;
-  hash: string;
-}
-
-/** GET /api/audit */
-export interface AuditPage {
-  entries: AuditEntry[];
-  /** Pass as `after` (asc) or `before` (desc) for the next page; null at the end. */
-  next: number | null;
-}
-
-/** One broker health sample ($SYS); defined where it is made. */
-export type { BrokerSample } from '../broker/broker-monitor.ts';
-import type { RootSide } from '../../protocol/steps.ts';
-import type { BrokerSample } from '../broker/broker-monitor.ts';
-
-/** GET /api/broker */
-export interface BrokerView {
-  url: string;
-  /** The manager's own MQTT session. */
-  connected: boolean;
-  latest: BrokerSample | null;
-  history: BrokerSample[];
-  /** No $SYS message for a while: `note` says what to configure. */
-  stale: boolean;
-  note: string | null;
-  transport: { connects: number; disconnects: number; commandsPublished: number; republished: number; acksReceived: number; acksDropped: number; statesReceived: number };
-}
-
 /** GET /api/certificates */
 export interface CertificatesView {
   /** `side`: which root of a fleet with separate client and server roots (absent: the fleet's one root, or not a fleet root). */
@@ -284,39 +250,6 @@ export interface CertificatesView {
     /** Device certificates expiring per month (`YYYY-MM`). */
     byMonth: { month: string; count: number }[];
   };
-}
-
-/** One decision of the scheduler (newest first in SchedulerView). */
-export interface SchedulerDecisionView {
-  at: string;
-  what: 'rotate' | 'renew';
-  /** `start`: work started; `skip`: not now (see `code`); `refused`: the start was refused (`code` is the error code). */
-  outcome: 'start' | 'skip' | 'refused';
-  code: string;
-  reason: string;
-  rotationId: string | null;
-  /** Renewal: how many devices, and the first few of them. */
-  devices: number;
-  deviceIds: string[];
-}
-
-/** GET /api/schedule: the scheduler's settings, what falls due when, and its last decisions. */
-export interface SchedulerView {
-  /** False when `trustroll serve` runs without --rotate-before and --renew-before. */
-  enabled: boolean;
-  config: {
-    checkCron: string; rotateBefore: string | null; renewBefore: string | null; windows: string[]; timeZone: 'UTC' | 'local';
-    rotateSchedule: string; excludeOfflineAfter: string | null;
-  };
-  lastCheck: string | null;
-  nextCheck: string | null;
-  window: { open: boolean; nextStart: string | null };
-  /** `root`: with separate roots, the root that expires first (the one due first). */
-  rotation: { rootNotAfter: string; dueAt: string | null; root?: RootSide };
-  renewal: { dueAt: string | null; dueNow: number };
-  open: { id: string; schedule: string; status: string } | null;
-  decisions: SchedulerDecisionView[];
-  updatedAt: string;
 }
 
 /** Server-Sent Events on /api/events: `event: <type>`, `data: <JSON>`; coalesced to a few per second. */
