@@ -31,6 +31,8 @@ export interface AgentOptions {
   /** Schedules this device accepts; default SAFE_SCHEDULES (an unsafe order is refused even if signed). */
   schedules?: Readonly<Record<string, Schedule>>;
   verifySignature?: (cmd: Command, signedBytes: Buffer) => void;
+  /** Told of every refused command before its acknowledgement leaves (refusals.ts keeps the last one durably). */
+  onRefused?: (ack: Ack, raw: Buffer | string | object) => Promise<void>;
 }
 
 /**
@@ -183,7 +185,10 @@ export class Agent {
     });
     const log = { deviceId: ack.deviceId, rotationId: ack.rotationId, step: ack.step, seq: ack.seq };
     if (ack.ok) this.opts.logger.info(changed ? 'step applied' : 'redelivered step acknowledged again', { ...log, storeHash: ack.state.storeHash });
-    else this.opts.logger.warn('command rejected', { ...log, code: ack.error?.code, reason: ack.error?.message });
+    else {
+      this.opts.logger.warn('command rejected', { ...log, code: ack.error?.code, reason: ack.error?.message });
+      await this.opts.onRefused?.(ack, raw);
+    }
     // Listeners (TLS hot reload) finish before the acknowledgement leaves the device.
     if (changed && this.listeners.size > 0) {
       const record = this.record;

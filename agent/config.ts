@@ -16,9 +16,12 @@ import type { Clock } from '../protocol/clock.ts';
 import type { Logger } from '../protocol/log.ts';
 import { SAFE_SCHEDULES, SCHEDULES, type Role } from '../protocol/steps.ts';
 import type { Command } from '../protocol/messages/command.ts';
+import type { Ack } from '../protocol/messages/ack.ts';
 import { Agent } from './agent.ts';
+import { configDigest } from './config-digest.ts';
 import { AgentError } from './errors.ts';
 import { RecordStateStore } from './record-state-store.ts';
+import { RefusalLog } from './refusals.ts';
 import type { StateStore } from './state-store.ts';
 
 /** Where the device record lives. */
@@ -56,7 +59,9 @@ export interface AgentConfig {
   probe?: { targets: { host: string; port: number; serverId: string }[]; intervalMs: number };
   /** Accept the unsafe "naive" schedule too. Only for the demo's contrast run; never on a real device. */
   allowUnsafeSchedules?: boolean;
-  /** Where the running agent keeps its health file (default: next to the store; see health-file.ts). */
+  /** Volatile folder for the health file (tmpfs, e.g. /run/trustroll; default: a `run` folder beside the state; see state-paths.ts). */
+  runtimeDir?: string;
+  /** Where the running agent keeps its health file (default: `<runtimeDir>/<deviceId>.health.json`). */
   healthFile?: string;
   /** This device relays for peers that cannot reach the broker (relay topologies; see relay/). */
   relay?: RelayConfig;
@@ -107,6 +112,7 @@ export const agentConfigSchema = {
       ],
     },
     allowUnsafeSchedules: { type: 'boolean' },
+    runtimeDir: { type: 'string', minLength: 1 },
     healthFile: { type: 'string', minLength: 1 },
     link: {
       type: 'object',
@@ -242,6 +248,8 @@ export interface AgentRuntime {
   agent: Agent | null;
   /** Roll-back report of the HAL record store (EEPROM), or null when the backend cannot tell. */
   halIntegrity(): RecordStoreIntegrity | null;
+  /** The last refused command, kept durably (with `keepRefusals`), else null. */
+  refusals: RefusalLog | null;
   close(): Promise<void>;
 }
 
@@ -253,7 +261,7 @@ export async function openStateStore(store: StoreConfig, records: RecordStore): 
 }
 
 /** Open the HAL and the state store the configuration names, and the agent if provisioned. */
-export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger; verifySignature?: (cmd: Command, signedBytes: Buffer) => void }): Promise<AgentRuntime> {
+export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock; logger: Logger; verifySignature?: (cmd: Command, signedBytes: Buffer) => void; keepRefusals?: boolean }): Promise<AgentRuntime> {
   if (config.store.kind === 'sqlite' && !existsSync(dirname(resolve(config.store.path)))) {
     throw new AgentError('E_AGENT_CONFIG', `setting "store.path": the folder ${dirname(resolve(config.store.path))} does not exist; create it (the agent makes only the store file) or fix the path`);
   }
@@ -273,8 +281,13 @@ export async function openAgentRuntime(config: AgentConfig, deps: { clock: Clock
   };
   try {
     const provisioned = (await store.load()) !== null;
-    const opts = { deviceId: config.deviceId, role: config.role, store, keys: hal.keys, clock: deps.clock, logger: deps.logger.child({ deviceId: config.deviceId }), verifySignature: deps.verifySignature, schedules: config.allowUnsafeSchedules ? SCHEDULES : SAFE_SCHEDULES };
-    return { config, keys: hal.keys, store, agent: provisioned ? await Agent.open(opts) : null, halIntegrity: () => hal.records.integrity?.() ?? null, close };
+    const logger = deps.logger.child({ deviceId: config.deviceId });
+    const refusals = deps.keepRefusals ? await RefusalLog.open(hal.records, logger, configDigest(config, null).sha256) : null;
+    const opts = {
+      deviceId: config.deviceId, role: config.role, store, keys: hal.keys, clock: deps.clock, logger, verifySignature: deps.verifySignature,
+      schedules: config.allowUnsafeSchedules ? SCHEDULES : SAFE_SCHEDULES, ...(refusals ? { onRefused: (ack: Ack, raw: Buffer | string | object) => refusals.record(ack, raw) } : {}),
+    };
+    return { config, keys: hal.keys, store, agent: provisioned ? await Agent.open(opts) : null, halIntegrity: () => hal.records.integrity?.() ?? null, refusals, close };
   } catch (err) {
     await close();
     throw err;

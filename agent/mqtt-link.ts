@@ -65,6 +65,8 @@ export interface DeviceLinkOptions {
   stateIntervalMs?: number;
   /** Management-root rotation (agent/link-rotation): takes the link's own commands; after an applied one the link reconnects. */
   linkRotation?: LinkRotationHook;
+  /** Told of a refused link command (management-root rotation) before its acknowledgement leaves; the agent reports its own. */
+  onRefused?: (ack: Ack, raw: Buffer) => Promise<void>;
   /** More subscriptions on the same session (a relay's `via/+/...` topics) and where their messages go. */
   extra?: { filters: readonly string[]; onMessage: (topic: string, payload: Buffer, retained: boolean) => void };
 }
@@ -235,7 +237,10 @@ export class DeviceLink {
     const result = rotation ? await rotation.handle(packet.payload as Buffer) : { ack: await this.o.agent.handle(packet.payload as Buffer), changed: false };
     const ack = result.ack;
     if (result.changed) this.renewAfterPuback = true;
-    if (!ack.ok) this.stats.rejected++;
+    if (!ack.ok) {
+      this.stats.rejected++;
+      if (rotation) await this.o.onRefused?.(ack, packet.payload as Buffer);
+    }
     this.client.publish(this.topics.ack, JSON.stringify(ack), { qos: LINK_QOS });
     this.stats.acksPublished++;
     this.log.debug('command acknowledged', { rotationId: ack.rotationId, step: ack.step, seq: ack.seq, ok: ack.ok, code: ack.error?.code, dup: packet.dup });

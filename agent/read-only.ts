@@ -41,12 +41,12 @@ function halPaths(config: AgentConfig): [string, string][] {
   return out;
 }
 
-/** Open the HAL only if everything it would create already exists. */
+/** Open the HAL for reading only if everything it would create already exists (its folders need not be writable by this user). */
 async function openHalIfPresent(config: AgentConfig): Promise<Hal> {
   for (const [path, setting] of halPaths(config)) {
     if (!existsSync(path)) throw new HalError('E_HAL_CONFIG', `${path} does not exist; the device was never initialised here, or the setting points elsewhere`, { setting });
   }
-  return openHal(config.hal);
+  return openHal(config.hal, { readOnly: true });
 }
 
 /** Open the device of `config` for reading; never throws for a broken HAL or store (see the fields). */

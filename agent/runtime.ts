@@ -4,8 +4,9 @@
  * management channel, serves the device's mutual-TLS service (server role)
  * or handshakes with its servers (client role), and reports what it does as
  * JSON log lines until it is stopped. Its handshake counters travel in the
- * retained state message; its health (link, counters, key backend) goes to
- * the health file that `status` and `selftest` read.
+ * retained state message; its health (link, counters, key backend, refused
+ * commands, write access to its folders) goes to the health file in its
+ * runtime folder that `status` and `selftest` read.
  */
 import type { Clock } from '../protocol/clock.ts';
 import { commandVerifier } from '../protocol/command-signature.ts';
@@ -14,7 +15,7 @@ import type { TlsCounters } from '../protocol/messages/device-state.ts';
 import { openAgentRuntime, type AgentConfig, type AgentRuntime } from './config.ts';
 import { AgentError } from './errors.ts';
 import { healthFilePath } from './health-file.ts';
-import { HealthReporter } from './health-reporter.ts';
+import { HealthReporter, reportFailedStart } from './health-reporter.ts';
 import { checkLinkFiles, openLinkTls, readCommandKeys, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
 import { withLinkRotation } from './link-rotation/link-setup.ts';
@@ -49,15 +50,35 @@ export interface RunningDevice {
   stop(): Promise<void>;
 }
 
-/** Start the device described by `config`; it must be provisioned and have a `link` (or, relayed, a `via`). */
-export async function runDevice(config: AgentConfig, deps: { clock: Clock; logger: Logger }): Promise<RunningDevice> {
+/** How the device runs: its clock and logger, and the configuration file it came from (for the health file). */
+export interface RunDeps {
+  clock: Clock;
+  logger: Logger;
+  configPath?: string;
+}
+
+/**
+ * Start the device described by `config`; it must be provisioned and have a
+ * `link` (or, relayed, a `via`). A start that fails leaves its reason and
+ * the agent's user in the health file before the error is thrown.
+ */
+export async function runDevice(config: AgentConfig, deps: RunDeps): Promise<RunningDevice> {
+  try {
+    return await startDevice(config, deps);
+  } catch (err) {
+    await reportFailedStart(healthFilePath(config), config, deps.configPath ?? null, err, deps.clock.now());
+    throw err;
+  }
+}
+
+async function startDevice(config: AgentConfig, deps: RunDeps): Promise<RunningDevice> {
   const { link, via, relay } = config;
   if (!link && !via) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent (or "via" for a device whose commands come through a relay)');
   const r = relay || via ? await relayModules() : null;
   // Every file the link names is parsed and matched before anything is opened, listens or connects.
   const checked = link ? checkLinkFiles(link) : null;
   const commandKeys = checked ? checked.commandKeys : readCommandKeys(via!.commandKeys, 'via.commandKeys');
-  const rt: AgentRuntime = await openAgentRuntime(config, { ...deps, verifySignature: commandVerifier(commandKeys) });
+  const rt: AgentRuntime = await openAgentRuntime(config, { clock: deps.clock, logger: deps.logger, verifySignature: commandVerifier(commandKeys), keepRefusals: true });
   let linkTls: LinkTls | null = null;
   try {
     if (link) linkTls = await openLinkTls(link, rt.keys, checked!);
@@ -80,17 +101,18 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   let mqtt: DeviceLink | null = null;
   // Server role: incoming handshakes (the token terminator reports accepted ones only); client role: the connector's.
   const tlsCounters = (): TlsCounters | null => {
+    // `failed` counts trust failures only; a peer that never got to a handshake is `unreachable`; self-test probes count in neither.
     if (server instanceof DeviceTlsServer) {
       const s = server.stats();
-      return { attempts: s.accepted + s.rejected + s.aborted, ok: s.accepted, failed: s.rejected + s.aborted, fallbacks: 0, since };
+      return { attempts: s.accepted + s.rejected + s.alerted + s.aborted, ok: s.accepted, failed: s.rejected + s.alerted, unreachable: s.aborted, fallbacks: 0, since };
     }
     if (server) {
       const s = server.stats();
-      return { attempts: s.accepted, ok: s.accepted, failed: 0, fallbacks: 0, since };
+      return { attempts: s.accepted, ok: s.accepted, failed: 0, unreachable: 0, fallbacks: 0, since };
     }
     if (connector) {
       const s = connector.stats();
-      return { attempts: s.attempted, ok: s.ok, failed: s.failed, fallbacks: s.fallbacks, since };
+      return { attempts: s.attempted, ok: s.ok, failed: s.failed, unreachable: s.unreachable, fallbacks: s.fallbacks, since };
     }
     return null;
   };
@@ -128,7 +150,7 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
     // The management root rotates too (agent/link-rotation): link commands, and the link material each connection presents.
     mqtt = new DeviceLink(withLinkRotation({
       url: link.url, agent, tls: linkTls!.tls, clock: deps.clock, logger, stream: linkTls!.stream,
-      tlsCounters, stateIntervalMs: link.stateIntervalMs,
+      tlsCounters, stateIntervalMs: link.stateIntervalMs, onRefused: (ack, raw) => rt.refusals!.record(ack, raw),
       ...(hub ? { extra: { filters: hub.filters(), onMessage: (topic: string, payload: Buffer, retained: boolean) => hub.fromBroker(topic, payload, retained) } } : {}),
     }, { link, checked: checked!, linkTls: linkTls!, keys: rt.keys }));
     uplink = mqtt;
@@ -186,8 +208,8 @@ export async function runDevice(config: AgentConfig, deps: { clock: Clock; logge
   report.unref();
   const healthFile = healthFilePath(config);
   const health = await HealthReporter.start({
-    path: healthFile, deviceId: config.deviceId, role: config.role, url: uplinkUrl, link: uplink, keys: rt.keys,
-    tls: tlsCounters, tlsPort: server?.port ?? null, clock: deps.clock, logger,
+    path: healthFile, config, configPath: deps.configPath ?? null, url: uplinkUrl, link: uplink, keys: rt.keys,
+    tls: tlsCounters, refused: () => rt.refusals!.summary(), tlsPort: server?.port ?? null, clock: deps.clock, logger,
   });
   return {
     deviceId: config.deviceId,

@@ -2,8 +2,11 @@
  * The technician's local status check: reads the device's trust store,
  * verifies its integrity, and reports what the device trusts, what it
  * presents, where it stands in a rotation, and anything that needs action.
- * With the configuration it also reports the running agent's link (from its
- * health file) and the key backend's health (a real signature).
+ * With the configuration it also runs the checks it shares with the
+ * self-test (selftest/device-checks.ts: the running agent, its
+ * configuration, permissions, link files, link and refused commands) and
+ * the key backend's check (a real signature), and gives one verdict: OK,
+ * OK with warnings, or NOT OK with what to do for each problem.
  * Fingerprints and names only; no key material.
  */
 import type { RecordStoreIntegrity } from '../hal/record-store.ts';
@@ -16,6 +19,7 @@ import type { DeviceRecord } from './device-record.ts';
 import { healthFilePath, readHealth } from './health-file.ts';
 import type { ReadOnlyDevice } from './read-only.ts';
 import { keyCheck } from './selftest/local-checks.ts';
+import type { Check } from './selftest/report.ts';
 import type { HistoryEntry } from './state-store.ts';
 
 /** One certificate as a technician sees it. */
@@ -49,17 +53,25 @@ export interface DeviceStatus {
   agent?: AgentRunState;
   /** The key backend and the device key (with --config only). */
   hal?: HalHealth;
+  /** The checks shared with the self-test (with --config only). */
+  checks?: Check[];
+  /** Every failed check and warning, with what to do (`checks` that are not ok, and the key backend's). */
+  problems: Check[];
+  /** fail: something needs action now (exit 1); warn: worth a look; ok: nothing to do. */
+  verdict: 'ok' | 'warn' | 'fail';
 }
 
 /** Whether the agent runs here and how its link is. */
 export interface AgentRunState {
-  state: 'running' | 'stale' | 'stopped' | 'absent';
+  state: 'running' | 'stopped' | 'absent';
   healthFile: string;
   pid: number | null;
+  /** The user the agent runs (or last ran) as. */
+  user: string | null;
   updatedAt: string | null;
   link: { url: string; connected: boolean; since: string | null; lastError: string | null } | null;
   tls: TlsCounters | null;
-  /** Why the agent is not known to run (absent/stopped/stale). */
+  /** Why the agent is not known to run (absent/stopped). */
   reason: string | null;
 }
 
@@ -76,21 +88,25 @@ export interface HalHealth {
 export function agentRunState(config: AgentConfig, now: Date): AgentRunState {
   const healthFile = healthFilePath(config);
   const v = readHealth(healthFile, now);
-  if (v.state === 'absent') return { state: 'absent', healthFile, pid: null, updatedAt: null, link: null, tls: null, reason: v.reason };
+  if (v.state === 'absent') return { state: 'absent', healthFile, pid: null, user: null, updatedAt: null, link: null, tls: null, reason: v.reason };
   const h = v.health;
-  const reason = v.state === 'stopped' ? `stopped${h.stoppedAt ? ` at ${h.stoppedAt}` : ` (pid ${h.pid} is gone; last report ${h.updatedAt})`}`
-    : v.state === 'stale' ? `pid ${h.pid} is alive but has not reported for ${Math.round(v.ageMs / 1000)} s` : null;
-  const link = { url: h.link.url, connected: h.link.connected, since: h.link.since, lastError: h.link.lastError };
-  return { state: v.state, healthFile, pid: h.pid, updatedAt: h.updatedAt, link, tls: h.tls, reason };
+  const reason = v.state === 'running' ? null
+    : h.startError ? `its start at ${h.startedAt} failed: ${h.startError.message}`
+    : h.stoppedAt ? `stopped at ${h.stoppedAt}` : `pid ${h.pid} is gone; last report ${h.updatedAt}`;
+  const link = h.link ? { url: h.link.url, connected: h.link.connected, since: h.link.since, lastError: h.link.lastError } : null;
+  return { state: v.state, healthFile, pid: h.pid, user: h.user.name, updatedAt: h.updatedAt, link, tls: h.tls, reason };
 }
 
-/** Add the agent's and the key backend's health to a status, with a warning for each problem. */
-export function withHealth(s: DeviceStatus, agent: AgentRunState, hal: HalHealth): DeviceStatus {
-  const warnings = [...s.warnings];
-  if (!hal.ok) warnings.push(`the device key is not usable (${hal.code ?? 'key backend'}): ${hal.action ?? hal.message}`);
-  if (agent.state === 'running' && agent.link && !agent.link.connected) warnings.push(`the agent is not connected to ${agent.link.url.startsWith('mqtt') ? 'the broker ' : ''}${agent.link.url}${agent.link.lastError ? ` (${agent.link.lastError})` : ''}`);
-  if (agent.state === 'stale') warnings.push(`the agent ${agent.reason}; restart it if it hangs`);
-  return { ...s, warnings, agent, hal };
+/** Add the agent, the key backend and the shared checks to a status, and decide the verdict. */
+export function withChecks(s: DeviceStatus, agent: AgentRunState, hal: HalHealth, checks: Check[]): DeviceStatus {
+  const keyProblem: Check[] = hal.ok ? [] : [{ name: 'key', status: 'fail', message: `the device key is not usable: ${hal.message}`, ...(hal.code ? { code: hal.code } : {}), ...(hal.action ? { action: hal.action } : {}) }];
+  const problems = [...s.problems, ...keyProblem, ...checks.filter((c) => c.status === 'fail' || c.status === 'warn')];
+  return { ...s, agent, hal, checks, problems, verdict: verdictOf(s.warnings, problems, s.regression) };
+}
+
+function verdictOf(warnings: string[], problems: Check[], regression: DeviceStatus['regression']): DeviceStatus['verdict'] {
+  if (regression || problems.some((p) => p.status === 'fail')) return 'fail';
+  return warnings.length > 0 || problems.length > 0 ? 'warn' : 'ok';
 }
 
 /** The key backend's health: the same real signature check as the self-test's key check. */
@@ -129,8 +145,7 @@ export function deviceStatus(record: DeviceRecord, history: HistoryEntry[], now:
   ];
   const warnings: string[] = [];
   for (const c of [...trust, ...identities]) {
-    if (c.daysLeft < 0) warnings.push(`${c.slot} expired on ${c.notAfter}`);
-    else if (c.daysLeft < 30) warnings.push(`${c.slot} expires in ${c.daysLeft} days`);
+    if (c.daysLeft >= 0 && c.daysLeft < 30) warnings.push(`${c.slot} expires in ${c.daysLeft} days`);
   }
   const regression = integrity?.rolledBack
     ? { code: 'E_STORE_REGRESSED' as const, message: `${integrity.detail}; this device runs on an older trust state (last command #${record.lastSeq}) than it acknowledged; the manager re-sends the lost steps when the agent is connected (check "trustroll status" on the manager; if it repeats, replace the storage part)`, lostWrites: integrity.lostWrites, missingWrites: integrity.missingWrites }
@@ -145,12 +160,19 @@ export function deviceStatus(record: DeviceRecord, history: HistoryEntry[], now:
     // After a roll-back the manager may consider this rotation complete: do not call it "in progress, safe".
     if (remaining.length > 0 && !regression) warnings.push(`rotation ${record.rotation.id} is in progress (next: ${remaining[0]}); this is safe, the manager continues it`);
   }
-  return { deviceId: record.deviceId, role: record.role, trust, identities, rotation, lastSeq: record.lastSeq, history, warnings, regression };
+  // An expired certificate is a failure, not a note: peers refuse the device's own, and an expired root verifies nothing.
+  const problems: Check[] = [...trust, ...identities].filter((c) => c.daysLeft < 0).map((c) => ({
+    name: 'certificate', status: 'fail', code: 'E_VALIDITY', message: `${c.slot} expired on ${c.notAfter}`,
+    action: identities.includes(c) ? 'the device cannot authenticate: have the manager issue a new certificate (a rotation or re-enrollment) and provision it' : 'rotate the fleet\'s root on the manager (trustroll rotate)',
+  }));
+  return { deviceId: record.deviceId, role: record.role, trust, identities, rotation, lastSeq: record.lastSeq, history, warnings, regression, problems, verdict: verdictOf(warnings, problems, regression) };
 }
 
 /** Human-readable rendering. */
 export function describeStatus(s: DeviceStatus): string {
   const cert = (c: CertLine) => `  ${c.slot}: ${c.subject}\n    issuer ${c.issuer}; valid to ${c.notAfter} (${c.daysLeft} days); sha256 ${c.sha256.slice(0, 16)}…`;
+  const problem = (c: Check) => [`  ${c.status === 'fail' ? 'FAIL' : 'WARN'} ${c.name}: ${c.message}`, ...(c.action ? [`       what to do: ${c.action}`] : []), ...(c.code ? [`       code: ${c.code}`] : [])];
+  const fails = s.problems.filter((p) => p.status === 'fail').length;
   return [
     `device ${s.deviceId} (${s.role}), last command #${s.lastSeq}`,
     'trusts:', ...s.trust.map(cert),
@@ -158,15 +180,18 @@ export function describeStatus(s: DeviceStatus): string {
     s.rotation ? `rotation ${s.rotation.id} (${s.rotation.schedule}): done ${s.rotation.completed.join(', ') || 'none'}; remaining ${s.rotation.remaining.join(', ') || 'none'}` : 'no rotation recorded',
     ...s.history.map((h) => `  ${h.at} #${h.seq} ${h.rotationId} ${h.step} store ${h.storeHash.slice(0, 12)}…`),
     ...(s.agent ? [describeAgent(s.agent)] : []),
-    ...(s.hal ? [`hal: ${s.hal.backend} ${s.hal.ok ? 'OK' : 'NOT OK'}: ${s.hal.message}${s.hal.action ? `\n  what to do: ${s.hal.action}` : ''}`] : []),
+    ...(s.hal ? [`hal: ${s.hal.backend} ${s.hal.ok ? 'OK' : 'NOT OK'}: ${s.hal.message}`] : []),
     ...(s.regression ? [`ERROR ${s.regression.code}: the trust store rolled back (${s.regression.missingWrites} of ${s.regression.lostWrites} lost write(s) still missing)`] : []),
-    ...(s.warnings.length ? ['warnings:', ...s.warnings.map((w) => `  ${w}`)] : ['status: OK']),
+    ...(s.warnings.length ? ['warnings:', ...s.warnings.map((w) => `  ${w}`)] : []),
+    ...(s.problems.length ? ['problems:', ...s.problems.flatMap(problem)] : []),
+    s.verdict === 'ok' ? 'status: OK' : s.verdict === 'warn' ? 'status: OK with warnings' : `status: NOT OK (${fails} problem${fails === 1 ? '' : 's'}; what to do is under "problems")`,
   ].join('\n');
 }
 
 function describeAgent(a: AgentRunState): string {
   if (a.state !== 'running' || !a.link) return `agent: not running (${a.reason}); link: unknown`;
   const link = a.link.connected ? `connected to ${a.link.url} since ${a.link.since}` : `NOT connected to ${a.link.url}${a.link.lastError ? ` (${a.link.lastError})` : ''}; retrying`;
-  const tls = a.tls ? `; handshakes since ${a.tls.since}: ${a.tls.attempts} attempted, ${a.tls.ok} ok, ${a.tls.failed} failed, ${a.tls.fallbacks} fallbacks` : '';
-  return `agent: running (pid ${a.pid}, reported ${a.updatedAt}); link ${link}${tls}`;
+  const t = a.tls;
+  const tls = t ? `; handshakes since ${t.since}: ${t.attempts} attempted, ${t.ok} ok, ${t.failed} failed (trust), ${t.unreachable ?? 0} peer unreachable, ${t.fallbacks} fallbacks` : '';
+  return `agent: running (pid ${a.pid}, user ${a.user}, reported ${a.updatedAt}); link ${link}${tls}`;
 }

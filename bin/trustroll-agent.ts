@@ -3,22 +3,22 @@
  *   init       create the device key in the configured HAL (if missing) and print its CSR
  *   provision  store the root and the device certificate (factory or first boot)
  *   run        the device runtime (management link, mTLS service or handshakes)
- *   status     the field technician's local check of the trust store, the agent's link and the key (read-only)
- *   selftest   the technician's self-test: key, store, chain, broker link, live handshakes (read-only)
- * Exit codes: 0 ok, 1 a check failed (status: a certificate expired, the key is unusable, or the store rolled back: E_STORE_REGRESSED / E_HAL_ROLLBACK), 2 bad usage or configuration.
+ *   status     the field technician's local check: trust store, the agent, its link, permissions, refused commands, the key (read-only; technician-commands.ts)
+ *   selftest   the technician's self-test: all of that, plus a broker probe and live handshakes (read-only; technician-commands.ts)
+ * Exit codes: 0 ok, 1 a check failed (the verdict is NOT OK, or the store rolled back: E_STORE_REGRESSED / E_HAL_ROLLBACK), 2 bad usage or configuration.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { KEY_ALGORITHMS, type KeyAlgorithm } from '../hal/key-store.ts';
-import type { DeviceStatus } from '../agent/status.ts';
 import { AgentError } from '../agent/errors.ts';
 import { HalError } from '../hal/errors.ts';
 import { loadAgentConfig, openAgentRuntime } from '../agent/config.ts';
 import { releaseStartupMemory } from '../agent/startup-memory.ts';
 import { systemClock } from '../protocol/clock.ts';
 import { createLogger } from '../protocol/log.ts';
-import type { StateStore } from '../agent/state-store.ts';
 import { CommandLine, UsageExit, type OptionValues } from './command-line.ts';
 import { stopRequested } from './stop-signal.ts';
+import { exitCodeForError, registerTechnicianCommands } from './technician-commands.ts';
 import { versionLine } from './version.ts';
 
 // What only one command needs is imported when that command runs: the
@@ -31,16 +31,6 @@ const logger = createLogger();
 const STARTUP_RELEASE_DELAY_MS = 1000;
 const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
 const KEY = 'device';
-
-/** The technician's tools print one line for any failure, never a stack trace, even for an error nothing caught. */
-function oneLineFailures(): void {
-  const fail = (err: unknown) => {
-    process.stderr.write(`trustroll-agent: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  };
-  process.on('uncaughtException', fail);
-  process.on('unhandledRejection', fail);
-}
 
 const CONFIG = { flags: '--config <file>', description: 'agent configuration (JSON)', required: true };
 
@@ -108,7 +98,7 @@ program.command({
     const o = v as { config: string };
     const stop = stopRequested();
     const { runDevice } = await import('../agent/runtime.ts');
-    const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger });
+    const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger, configPath: resolve(o.config) });
     // Stopped while it links (up to 30 s): it stops at once, without printing ready.
     const linked = await Promise.race([device.linked, stop.then(() => null)]);
     if (linked !== null) {
@@ -132,73 +122,7 @@ program.command({
   },
 });
 
-program.command({
-  name: 'status',
-  description: 'show what this device trusts and presents, where it stands in a rotation, and (with --config) the agent\'s link and the key\'s health',
-  options: [
-    { flags: '--config <file>', description: 'agent configuration (JSON)' },
-    { flags: '--store <path>', description: 'or: the device trust store (SQLite file), opened read-only' },
-    { flags: '--json', description: 'print JSON' },
-  ],
-  action: async (v: OptionValues) => {
-    const o = v as { config?: string; store?: string; json: boolean };
-    oneLineFailures();
-    if (!o.config === !o.store) throw new AgentError('E_AGENT_CONFIG', 'give exactly one of --config or --store');
-    const now = new Date();
-    const { agentRunState, deviceStatus, describeStatus, halHealth, withHealth } = await import('../agent/status.ts');
-    let status: DeviceStatus;
-    if (o.store) {
-      const { SqliteStateStore } = await import('../agent/sqlite-state-store.ts');
-      const store: StateStore = new SqliteStateStore(o.store, {}, { readonly: true });
-      try {
-        const record = await store.load();
-        if (!record) throw new AgentError('E_AGENT_NOT_PROVISIONED', 'no trust store yet; provision the device');
-        status = deviceStatus(record, await store.history(10), now);
-      } finally {
-        await store.close();
-      }
-    } else {
-      // Read-only: creates nothing (no empty store, key folder or EEPROM file) and works next to the running agent.
-      const config = loadAgentConfig(o.config!);
-      const { openReadOnly } = await import('../agent/read-only.ts');
-      const dev = await openReadOnly(config);
-      try {
-        if (!dev.record) throw dev.storeError ?? new AgentError('E_AGENT_NOT_PROVISIONED', 'no trust store yet; provision the device');
-        status = withHealth(deviceStatus(dev.record, dev.history, now, dev.store?.integrity?.() ?? null), agentRunState(config, now), await halHealth(dev));
-      } finally {
-        await dev.close();
-      }
-    }
-    process.stdout.write((o.json ? JSON.stringify(status, null, 2) : describeStatus(status)) + '\n');
-    process.exitCode = status.warnings.some((w) => /expired/.test(w)) || status.hal?.ok === false || status.regression ? 1 : 0;
-  },
-});
-
-program.command({
-  name: 'selftest',
-  description: 'check that the key signs, the store is intact, the certificate chains, the broker link is up and peers complete mutual TLS (changes nothing)',
-  options: [
-    CONFIG,
-    { flags: '--peer <[name@]host:port>', description: 'a peer to handshake with instead of probe.targets (client role; repeatable)', repeatable: true },
-    { flags: '--timeout <ms>', description: 'per connection', default: '5000' },
-    { flags: '--json', description: 'print one JSON object' },
-  ],
-  action: async (v: OptionValues) => {
-    const o = v as { config: string; peer: string[]; timeout: string; json: boolean };
-    oneLineFailures();
-    const config = loadAgentConfig(o.config);
-    const { parsePeer } = await import('../agent/selftest/peer-checks.ts');
-    const { describeReport, exitCodeOf } = await import('../agent/selftest/report.ts');
-    const { runSelftest } = await import('../agent/selftest/selftest.ts');
-    const peers = o.peer.map(parsePeer);
-    if (peers.length && config.role !== 'client') throw new AgentError('E_AGENT_CONFIG', `--peer: ${config.deviceId} is a server-role device; it does not connect to peers (its own TLS port is checked)`);
-    const timeoutMs = Number(o.timeout);
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 100 || timeoutMs > 600_000) throw new AgentError('E_AGENT_CONFIG', `--timeout "${o.timeout}": give milliseconds between 100 and 600000`);
-    const report = await runSelftest(config, { peers, timeoutMs });
-    process.stdout.write((o.json ? JSON.stringify(report, null, 2) : describeReport(report)) + '\n');
-    process.exitCode = exitCodeOf(report);
-  },
-});
+registerTechnicianCommands(program, CONFIG);
 
 try {
   await program.run(process.argv.slice(2));
@@ -208,6 +132,6 @@ try {
   else {
     process.stderr.write(`trustroll-agent: ${(err as Error).message}\n`);
     // A storage roll-back is a failed check of the device, not a usage or configuration mistake.
-    process.exitCode = /^(E_STORE_REGRESSED|E_HAL_ROLLBACK)\b/.test((err as Error).message) ? 1 : 2;
+    process.exitCode = exitCodeForError(err);
   }
 }

@@ -83,10 +83,10 @@ async function openSharedEeprom(cfg: EepromConfig): Promise<{ store: AbStore; re
   return { store, addUser: () => void users++, release: async () => void (--users === 0 && (await store.close())) };
 }
 
-async function openKeys(k: KeysConfig, eeprom: () => Promise<{ store: AbStore; release: () => Promise<void>; addUser: () => void }>): Promise<KeyStore> {
+async function openKeys(k: KeysConfig, eeprom: () => Promise<{ store: AbStore; release: () => Promise<void>; addUser: () => void }>, readOnly: boolean): Promise<KeyStore> {
   switch (k.backend) {
     case 'file':
-      return FileKeyStore.open(k.dir);
+      return FileKeyStore.open(k.dir, { readOnly });
     case 'eeprom': {
       const [{ readKek }, { EepromKeyStore }] = await Promise.all([import('./soft/seal.ts'), import('./eeprom/eeprom-key-store.ts')]);
       const protection = k.protection === 'sealed' ? { mode: 'sealed' as const, kek: await readKek(k.kekFile!, 'keys.kekFile') } : { mode: 'plain' as const };
@@ -112,15 +112,19 @@ async function openKeys(k: KeysConfig, eeprom: () => Promise<{ store: AbStore; r
   }
 }
 
-/** Validates `config` and opens its key and record stores. */
-export async function openHal(config: unknown): Promise<Hal> {
+/**
+ * Validates `config` and opens its key and record stores. `readOnly` (the
+ * technician's tools): the file backend's folders are neither created nor
+ * required to be writable by the user running the tool.
+ */
+export async function openHal(config: unknown, o: { readOnly?: boolean } = {}): Promise<Hal> {
   const c = checkHalConfig(config);
   let shared: Promise<Awaited<ReturnType<typeof openSharedEeprom>>> | undefined;
   const eeprom = () => (shared ??= openSharedEeprom(c.eeprom!));
-  const keys = await openKeys(c.keys, eeprom);
+  const keys = await openKeys(c.keys, eeprom, o.readOnly ?? false);
   try {
     let records: RecordStore;
-    if (c.records.backend === 'file') records = await FileRecordStore.open(c.records.dir);
+    if (c.records.backend === 'file') records = await FileRecordStore.open(c.records.dir, { readOnly: o.readOnly ?? false });
     else {
       const { EepromRecordStore } = await import('./eeprom/eeprom-record-store.ts');
       const e = await eeprom();

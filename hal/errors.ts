@@ -4,6 +4,7 @@
  * checks that it does. Messages name the config setting to fix when a
  * setting is the cause, and never contain PINs, keys or record contents.
  */
+import { userInfo } from 'node:os';
 
 /** Stable HAL error codes, with the situation each one stands for. */
 export const HAL_ERROR_CODES = {
@@ -37,6 +38,8 @@ export const HAL_ERROR_CODES = {
   E_HAL_UNSEAL: 'sealed key could not be unsealed',
   /** The underlying device, file system or token failed an operation. */
   E_HAL_IO: 'backend I/O failed',
+  /** The process's user may not write a folder or file the backend keeps its data in (ownership, mode, read-only mount, immutable flag). */
+  E_HAL_PERMISSION: 'no write permission',
   /** A TLS terminator for a hardware key could not be started or died. */
   E_HAL_TLS: 'TLS with hardware key failed',
   /** The store was used after `close()`. */
@@ -67,6 +70,25 @@ export class HalError extends Error {
 /** True when `err` is a HalError, optionally with the given code. */
 export function isHalError(err: unknown, code?: HalErrorCode): err is HalError {
   return err instanceof HalError && (code === undefined || err.code === code);
+}
+
+/**
+ * A folder the backend must write is not writable by this process's user:
+ * E_HAL_PERMISSION naming the path, the user and the errno (EACCES,
+ * EPERM, EROFS). A permission problem, not a setting to change: no
+ * setting is named.
+ */
+export function permissionError(what: string, path: string, err: unknown): HalError {
+  const uid = process.getuid?.();
+  let user = `uid ${uid ?? '?'}`;
+  try {
+    user = `${userInfo().username} (uid ${uid})`;
+  } catch {
+    // No passwd entry: the uid names the user.
+  }
+  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  const why = code === 'EROFS' ? 'its file system is mounted read-only' : code === 'EPERM' ? 'it is immutable (chattr +i) or a security module forbids it' : 'ownership or mode';
+  return new HalError('E_HAL_PERMISSION', `${what} ${path} is not writable by the agent's user ${user}: ${code}, ${why}; give that user write access to ${path}`, { cause: err });
 }
 
 /** Wraps an unknown backend failure as E_HAL_IO unless it is already a HalError. */

@@ -4,10 +4,8 @@
  * The broker forces the MQTT client id to the certificate's CN
  * (`use_username_as_clientid`), so a second connection as the device would
  * take over the running agent's session and kick it off. Hence:
- * - an agent is running (its health file is fresh and its pid alive): the
+ * - an agent is running (its health file names a live process): the
  *   link's state is read from the health file, and the broker is left alone;
- * - the agent's pid is alive but its file is stale: nothing is probed (the
- *   probe could still kick a hung agent off) and the check fails;
  * - no agent runs: the broker is probed without disturbing the device's
  *   persistent session: a TLS handshake with the link certificate (the
  *   broker's certificate must chain to link.ca; the broker must accept the
@@ -16,13 +14,16 @@
  *   no SUBSCRIBE, no PUBLISH, and no PUBACK for anything the broker
  *   delivers (handleMessage never acknowledges), so every queued command is
  *   redelivered to the agent when it connects; then DISCONNECT.
+ * The link files the configuration on disk names are checked either way
+ * (linkFilesCheck): a running agent holds its key in memory and would not
+ * start again without the file.
  */
 import { connect, MqttClient, type IClientOptions } from 'mqtt';
 import type { KeyStore } from '../../hal/key-store.ts';
 import { MQTT_PROTOCOL_VERSION } from '../../protocol/topics.ts';
 import type { AgentConfig, LinkConfig } from '../config.ts';
-import { FRESH_FOR_MS, healthFilePath, readHealth } from '../health-file.ts';
-import { openLinkTls } from '../link-tls.ts';
+import type { HealthView } from '../health-file.ts';
+import { checkLinkFiles, openLinkTls } from '../link-tls.ts';
 import { plainMessage, type Check } from './report.ts';
 
 const BROKER_CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_|ALTNAME|HOSTNAME|ERR_TLS_CERT/;
@@ -89,51 +90,69 @@ async function probeBroker(config: AgentConfig & { link: LinkConfig }, keys: Key
   }
 }
 
-/** The link check: the running agent's link from its health file, else a non-disturbing probe of the broker. */
-export async function linkCheck(config: AgentConfig, keys: KeyStore | null, now: Date, timeoutMs: number): Promise<Check> {
-  if (config.via) return relayCheck(config, now);
-  if (!config.link) return { name: 'link', status: 'skipped', message: 'no "link" in the configuration: this device is not managed over MQTT' };
-  const path = healthFilePath(config);
-  const view = readHealth(path, now);
-  if (view.state === 'running') {
-    const { health } = view;
-    const l = health.link;
-    if (l.connected) {
-      return { name: 'link', status: 'ok', message: `the running agent (pid ${health.pid}) is connected to ${l.url} since ${l.since} (${l.connects} connect(s), ${l.disconnects} lost)`, details: { source: 'health file', path, health } };
-    }
-    return {
-      name: 'link', status: 'fail', code: 'E_AGENT_LINK',
-      message: `the running agent (pid ${health.pid}) is not connected to the broker ${l.url}${l.lastError ? `: ${l.lastError}` : ''}; it keeps retrying`,
-      action: 'check that the broker runs and link.url is right; if the broker refuses the device, check link.cert (CN = device id, from the management CA) and the broker ACL',
-      details: { source: 'health file', path, health },
-    };
+/** The running agent's link as its health file tells it: fails while it is not connected (the broker unreachable or refusing). */
+export function runningLinkCheck(view: Extract<HealthView, { state: 'running' }>, path: string): Check {
+  const { health } = view;
+  const l = health.link!;
+  if (l.connected) {
+    return { name: 'link', status: 'ok', message: `the running agent (pid ${health.pid}) is connected to ${l.url} since ${l.since} (${l.connects} connect(s), ${l.disconnects} lost)`, details: { source: 'health file', path } };
   }
-  if (view.state === 'stale') {
-    return {
-      name: 'link', status: 'fail', code: 'E_AGENT_LINK',
-      message: `an agent (pid ${view.health.pid}) seems to run but has not updated ${path} for ${Math.round(view.ageMs / 1000)} s (limit ${FRESH_FOR_MS / 1000} s); the broker was not probed, as that could take over the agent's session`,
-      action: 'check the agent\'s log and the free space where the health file lives; restart the agent (trustroll-agent run) if it hangs',
-    };
-  }
-  const why = view.state === 'stopped' ? `the agent is not running (it stopped ${view.health.stoppedAt ? `at ${view.health.stoppedAt}` : `without a clean stop; last report ${view.health.updatedAt}`})` : `the agent is not running (${view.reason})`;
-  const r = await probeBroker(config as AgentConfig & { link: LinkConfig }, keys, timeoutMs);
-  if (!r.ok) return { name: 'link', status: 'fail', code: 'E_AGENT_LINK', message: `${why}, and ${r.message}`, action: r.action };
   return {
-    name: 'link', status: 'warn', code: 'E_AGENT_LINK',
-    message: `${why}; the broker at ${config.link.url} accepted the device's management certificate${r.protocol ? ` (${r.protocol})` : ''} and its MQTT session (probed with clean=false and no will; nothing subscribed, published or acknowledged)`,
-    action: 'start the agent (trustroll-agent run) so the device receives its rotation steps',
+    name: 'link', status: 'fail', code: 'E_AGENT_LINK',
+    message: `the running agent (pid ${health.pid}) is not connected to the broker ${l.url}${l.lastError ? `: ${l.lastError}` : ''}; it keeps retrying`,
+    action: 'check that the broker runs and is reachable from the device at the host and port of link.url; if the broker refuses the device, check link.cert (CN = device id, from the management CA) and the broker ACL; the agent reconnects by itself',
+    details: { source: 'health file', path },
   };
 }
 
+/** The link check: the running agent's link from its health file, else a non-disturbing probe of the broker. */
+export async function linkCheck(config: AgentConfig, keys: KeyStore | null, view: HealthView, path: string, timeoutMs: number): Promise<Check> {
+  if (config.via) return relayCheck(config, view, path);
+  if (!config.link) return { name: 'link', status: 'skipped', message: 'no "link" in the configuration: this device is not managed over MQTT' };
+  if (view.state === 'running' && view.health.link) return runningLinkCheck(view, path);
+  const r = await probeBroker(config as AgentConfig & { link: LinkConfig }, keys, timeoutMs);
+  if (!r.ok) return { name: 'link', status: 'fail', code: 'E_AGENT_LINK', message: `no agent is running, and ${r.message}`, action: r.action };
+  return {
+    name: 'link', status: 'ok',
+    message: `no agent is running (see the agent check); the broker at ${config.link.url} accepted the device's management certificate${r.protocol ? ` (${r.protocol})` : ''} and its MQTT session (probed with clean=false and no will; nothing subscribed, published or acknowledged)`,
+  };
+}
+
+/** What to do when a link file is missing, unreadable or does not match. */
+function linkFilesAction(config: AgentConfig, message: string): string {
+  const reissue = `issue the link files again on the manager ("trustroll mgmt device --dir <mgmt dir> --id ${config.deviceId} --out <folder>") and put ca.pem, device.pem, device.key and command-key.pem where link.ca, link.cert, link.key and link.commandKeys point`;
+  if (/\(EACCES\)|\(EPERM\)/.test(message)) return 'the file exists but cannot be read by this user: run the check as root or as the agent\'s user, or give the agent\'s user read access to it';
+  if (/"link\.key(Label)?"/.test(message)) return `the management link's key is gone or does not match its certificate: restore it from a backup, or ${reissue}; then restart the agent`;
+  return `${reissue}; then restart the agent`;
+}
+
+/** The link files the configuration on disk names: each readable, parsed, and matching (the certificate issued by link.ca, the key its key). */
+export async function linkFilesCheck(config: AgentConfig, keys: KeyStore | null, view: HealthView): Promise<Check> {
+  const name = 'link files';
+  const link = config.link;
+  if (!link) return { name, status: 'skipped', message: 'no "link" in the configuration' };
+  const still = view.state === 'running' ? ' (the running agent still holds them in memory, but would not start again)' : '';
+  try {
+    const checked = checkLinkFiles(link);
+    if (link.keyLabel !== undefined) {
+      const info = keys ? await keys.get(link.keyLabel) : null;
+      if (keys && !info) throw new Error(`setting "link.keyLabel": the HAL has no key "${link.keyLabel}"`);
+      if (info && !info.spki.equals(checked.certSpki)) throw new Error(`setting "link.keyLabel": HAL key "${link.keyLabel}" does not match the certificate in "link.cert" (${link.cert})`);
+    }
+    return { name, status: 'ok', message: `link.ca, link.cert, ${link.key !== undefined ? 'link.key' : `the HAL key "${link.keyLabel}"`} and the command key(s) ${Object.keys(link.commandKeys).map((k) => `"${k}"`).join(', ')} read and match` };
+  } catch (err) {
+    const message = plainMessage(err);
+    return { name, status: 'fail', code: 'E_AGENT_CONFIG', message: `the management link cannot be used: ${message}${still}`, action: linkFilesAction(config, message) };
+  }
+}
+
 /** A relayed device's channel (config `via`): what the running agent reports about its exchanges with the relay. */
-function relayCheck(config: AgentConfig, now: Date): Check {
+function relayCheck(config: AgentConfig, view: HealthView, path: string): Check {
   const via = config.via!;
-  const path = healthFilePath(config);
-  const view = readHealth(path, now);
   const how = config.role === 'client' ? `polls relay ${via.relay} at ${via.host}:${via.port}` : `takes pushes from relay ${via.relay} on its mutual-TLS service`;
-  if (view.state !== 'running') {
+  if (view.state !== 'running' || !view.health.link) {
     const seeAlso = config.role === 'client' ? `; the peer check "peer ${via.relay}" below is a handshake with the relay` : '';
-    return { name: 'link', status: 'warn', code: 'E_AGENT_RELAY', message: `this device ${how}, and the agent is not running (${view.state === 'absent' ? view.reason : view.state})${seeAlso}`, action: 'start the agent (trustroll-agent run) so the device receives its rotation steps through its relay' };
+    return { name: 'link', status: 'skipped', message: `this device ${how}, and no agent is running (see the agent check)${seeAlso}` };
   }
   const l = view.health.link;
   if (l.connected) return { name: 'link', status: 'ok', message: `the running agent (pid ${view.health.pid}) ${how}; last good exchange since ${l.since} (${l.connects} up, ${l.disconnects} lost)`, details: { source: 'health file', path } };

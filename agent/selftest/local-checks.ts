@@ -38,7 +38,8 @@ export function halAction(config: AgentConfig, err: unknown): string {
       return 'the key image in the EEPROM is damaged: replace the part or provision the device again';
     case 'E_HAL_CONFIG':
       if (setting === 'keys.module') return `check hal.keys.module: the PKCS#11 module must exist and load (${keys.backend === 'pkcs11' ? keys.module : 'see the message'})`;
-      return `fix the setting ${setting ? `hal.${setting}` : 'named in the message'} in the agent configuration`;
+      // HAL settings are named relative to "hal" (keys.module) by the HAL, in full (hal.keys.dir) by the agent's own checks.
+      return `fix the setting ${setting ? (setting.startsWith('hal.') ? setting : `hal.${setting}`) : 'named in the message'} in the agent configuration`;
     default:
       return `check the key backend (${keys.backend}) and the agent log; see docs/errors.md for ${codeOf(err) ?? 'the error'}`;
   }

@@ -23,6 +23,7 @@ import { readHealth, healthFilePath } from '../health-file.ts';
 import type { ReadOnlyDevice } from '../read-only.ts';
 import { DeviceTlsConnector, type ConnectResult } from '../tls/device-tls-connector.ts';
 import { TLS_ERRORS, type TlsErrorCode } from '../tls/errors.ts';
+import { SELFTEST_SERVERNAME } from '../tls/material.ts';
 import { codeOf, plainMessage, type Check } from './report.ts';
 
 /** A peer to handshake with; `serverId` is learnt from its certificate when not given. */
@@ -40,11 +41,15 @@ export function parsePeer(spec: string): PeerTarget {
   return { host: m[2]!.replace(/^\[|\]$/g, ''), port, ...(m[1] ? { serverId: m[1] } : {}) };
 }
 
-/** The certificate a TLS server presents, read without a client certificate (its refusal comes after). */
+/**
+ * The certificate a TLS server presents, read without a client certificate
+ * (its refusal comes after). Sent with SELFTEST_SERVERNAME, so a trustroll
+ * server counts it as a probe, not as a failed handshake.
+ */
 export function presentedCertificate(host: string, port: number, timeoutMs: number): Promise<{ cert: X509Certificate } | { error: string; code: string }> {
   return new Promise((resolve) => {
     let done = false;
-    const sock = tls.connect({ host, port, rejectUnauthorized: false, minVersion: 'TLSv1.2' });
+    const sock = tls.connect({ host, port, servername: SELFTEST_SERVERNAME, rejectUnauthorized: false, minVersion: 'TLSv1.2' });
     const finish = (r: { cert: X509Certificate } | { error: string; code: string }) => {
       if (done) return;
       done = true;

@@ -2,12 +2,16 @@
  * `trustroll-agent selftest`: everything a technician needs to know works
  * on this device, checked for real and without changing anything (see
  * read-only.ts): the HAL key signs, the trust store is intact, the presented
- * certificate chains to a held root, the broker link is up (link-check.ts),
- * and live mutual-TLS handshakes succeed (peer-checks.ts).
+ * certificate chains to a held root, the agent runs the configuration on
+ * disk and can write its folders, its link files are usable, the broker
+ * link is up (link-check.ts), no command is being refused
+ * (device-checks.ts), and live mutual-TLS handshakes succeed
+ * (peer-checks.ts). Its own handshakes are marked (SELFTEST_SERVERNAME) so
+ * the device's counters do not count them as failures.
  */
 import type { AgentConfig } from '../config.ts';
 import { openReadOnly } from '../read-only.ts';
-import { linkCheck } from './link-check.ts';
+import { deviceChecks } from './device-checks.ts';
 import { chainCheck, keyCheck, storeCheck, trustSummary } from './local-checks.ts';
 import { clientPeerChecks, serverServiceCheck, type PeerTarget } from './peer-checks.ts';
 import { buildReport, type SelftestReport } from './report.ts';
@@ -19,6 +23,8 @@ export interface SelftestOptions {
   /** Per connection (ms); default 5 000. */
   timeoutMs?: number;
   now?: () => Date;
+  /** The configuration file `config` was read from (the checks name it, and compare it with the running agent's). */
+  configPath?: string;
 }
 
 /** Run every check of the device configured by `config`. */
@@ -28,7 +34,7 @@ export async function runSelftest(config: AgentConfig, o: SelftestOptions = {}):
   const dev = await openReadOnly(config);
   try {
     const checks = [await keyCheck(dev), storeCheck(dev), chainCheck(dev, now())];
-    checks.push(await linkCheck(config, dev.hal?.keys ?? null, now(), timeoutMs));
+    checks.push(...(await deviceChecks(dev, o.configPath ?? null, now(), { probe: true, timeoutMs })));
     if (config.role === 'client') {
       const peers = o.peers?.length ? o.peers : withRelay(config, config.probe?.targets ?? []);
       checks.push(...(await clientPeerChecks(dev, peers, timeoutMs)));

@@ -86,7 +86,10 @@ export interface DeviceTlsConnectorOptions {
 export interface DeviceTlsConnectorStats {
   attempted: number;
   ok: number;
+  /** Connections whose handshake failed: refused, untrusted, or not a trustroll peer. */
   failed: number;
+  /** Connections that never reached a handshake: the peer did not answer (E_TLS_CONNECT, E_TLS_TIMEOUT). */
+  unreachable: number;
   fallbacks: number;
   /** Identity sequences run again (both reasons). */
   retries: number;
@@ -95,6 +98,9 @@ export interface DeviceTlsConnectorStats {
   /** Secure contexts built (reused ones not counted). */
   contextsBuilt: number;
 }
+
+/** The codes of a peer that did not answer, counted apart from trust failures. */
+const UNREACHABLE = new Set<TlsErrorCode | undefined>(['E_TLS_CONNECT', 'E_TLS_TIMEOUT']);
 
 interface Slot { identity: IdentitySlot; fingerprint: string; context: tls.SecureContext }
 interface Material { hash: string; slots: Slot[]; anchors: X509Certificate[] }
@@ -105,7 +111,7 @@ export class DeviceTlsConnector {
   private contexts = new Map<string, tls.SecureContext>();
   private readonly keyCache: TlsKeyCache;
   private readonly log: Logger;
-  private readonly counts: DeviceTlsConnectorStats = { attempted: 0, ok: 0, failed: 0, fallbacks: 0, retries: 0, handshakes: 0, contextsBuilt: 0 };
+  private readonly counts: DeviceTlsConnectorStats = { attempted: 0, ok: 0, failed: 0, unreachable: 0, fallbacks: 0, retries: 0, handshakes: 0, contextsBuilt: 0 };
   private unsubscribe: () => void = () => undefined;
   private closed = false;
 
@@ -173,7 +179,7 @@ export class DeviceTlsConnector {
       ok: won !== null, serverId: target.serverId, identity: won?.slot.identity ?? null, fingerprint: won?.slot.fingerprint ?? null,
       fallback: won?.slot.identity === 'fallback', retries, error: won ? null : last.error, attempts, protocol: won?.out.protocol ?? null, ms: performance.now() - t0,
     };
-    this.counts[result.ok ? 'ok' : 'failed']++;
+    this.counts[result.ok ? 'ok' : UNREACHABLE.has(result.error?.code) ? 'unreachable' : 'failed']++;
     if (result.fallback) this.counts.fallbacks++;
     const fields = { server: target.serverId, identity: result.identity, fallback: result.fallback, retries, code: result.error?.code, reason: result.error?.message, protocol: result.protocol };
     if (!result.ok) this.log.warn('tls connection failed', fields);

@@ -28,7 +28,7 @@ import type { KeyStore } from '../../hal/key-store.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { Agent } from '../agent.ts';
 import { TlsError } from './errors.ts';
-import { greetingLine, LineSplitter, shortFingerprint, tlsStateHash, TlsKeyCache } from './material.ts';
+import { greetingLine, LineSplitter, SELFTEST_SERVERNAME, shortFingerprint, tlsStateHash, TlsKeyCache } from './material.ts';
 import type { RelayHandler } from '../relay/relay-server.ts';
 import { MAX_RELAY_LINE, parseRelayRequest, RELAY_PREFIX, relayLine } from '../relay/wire.ts';
 
@@ -57,8 +57,12 @@ export interface DeviceTlsServerStats {
   accepted: number;
   /** Handshakes refused because the client certificate did not verify. */
   rejected: number;
-  /** Handshakes that failed for another reason (peer hung up, alert from the client, timeout). */
+  /** Handshakes the client broke off with an alert (it refused this device's certificate, or the protocol). */
+  alerted: number;
+  /** Handshakes that ended before trust was judged (the client hung up, reset, or timed out): a peer gone, not a trust failure. */
   aborted: number;
+  /** The technician's self-test probes (SELFTEST_SERVERNAME): counted apart, never as failures. */
+  probes: number;
   /** Secure contexts applied after start. */
   reloads: number;
   /** Connections currently open. */
@@ -68,7 +72,7 @@ export interface DeviceTlsServerStats {
 /** A running server-role TLS service; see the module comment. */
 export class DeviceTlsServer {
   private readonly sockets = new Set<tls.TLSSocket>();
-  private readonly counts = { accepted: 0, rejected: 0, aborted: 0, reloads: 0 };
+  private readonly counts = { accepted: 0, rejected: 0, alerted: 0, aborted: 0, probes: 0, reloads: 0 };
   private readonly keyCache: TlsKeyCache;
   private readonly log: Logger;
   private appliedHash = '';
@@ -197,9 +201,16 @@ export class DeviceTlsServer {
   }
 
   private onHandshakeError(err: Error, sock: tls.TLSSocket): void {
+    if ((sock as tls.TLSSocket & { servername?: string | false }).servername === SELFTEST_SERVERNAME) {
+      this.counts.probes++;
+      return;
+    }
     if (sock.authorizationError) {
       this.counts.rejected++;
       this.log.warn('client certificate rejected', { reason: String(sock.authorizationError) });
+    } else if (/ALERT/.test(String((err as { code?: string }).code ?? ''))) {
+      this.counts.alerted++;
+      this.log.warn('client broke off the handshake with an alert', { code: (err as { code?: string }).code });
     } else {
       this.counts.aborted++;
       this.log.debug('handshake aborted', { code: (err as { code?: string }).code, reason: err.message });

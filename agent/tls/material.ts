@@ -18,6 +18,12 @@ import { TlsError } from './errors.ts';
 
 /** Greeting prefix; the line is `trustroll-ok <server-id> <client-cn>\n`. */
 export const GREETING = 'trustroll-ok';
+/**
+ * The server name (SNI) the technician's self-test sends when it only reads
+ * the certificate a TLS port presents: a trustroll server counts such a
+ * connection as a probe, never as a failed handshake.
+ */
+export const SELFTEST_SERVERNAME = 'selftest.trustroll.invalid';
 /** Longest line either side accepts (bytes); longer input closes the connection. */
 export const MAX_LINE = 1024;
 

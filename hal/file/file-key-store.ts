@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { KEY_ALGORITHMS, type HealthReport, type KeyAlgorithm, type KeyInfo, type KeyStore, type TlsKeyRef } from '../key-store.ts';
-import { HalError, asHalError } from '../errors.ts';
+import { HalError, asHalError, permissionError } from '../errors.ts';
 import { assertName, assertSignInput } from '../names.ts';
 import { atomicCreateFile, durableRemove, ensurePrivateDir } from './atomic-write.ts';
 import { frame, unframe } from './framing.ts';
@@ -21,13 +21,18 @@ export class FileKeyStore implements KeyStore {
 
   private constructor(private readonly dir: string) {}
 
-  /** Opens (creating if needed, mode 0700) the key directory. */
-  static async open(dir: string): Promise<FileKeyStore> {
+  /**
+   * Opens (creating if needed, mode 0700) the key directory; E_HAL_PERMISSION
+   * when this process's user may not write it. `readOnly` (the technician's
+   * tools): only reads, so the folder must exist and nothing is created or checked for writing.
+   */
+  static async open(dir: string, o: { readOnly?: boolean } = {}): Promise<FileKeyStore> {
+    if (o.readOnly) return new FileKeyStore(dir);
     try {
       await ensurePrivateDir(dir);
       await fs.access(dir, fs.constants.W_OK);
     } catch (err) {
-      throw new HalError('E_HAL_CONFIG', `key directory ${dir} is not writable: ${(err as Error).message}`, { setting: 'keys.dir', cause: err });
+      throw permissionError('key directory', dir, err);
     }
     return new FileKeyStore(dir);
   }

@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { RecordStore } from '../record-store.ts';
-import { HalError, asHalError } from '../errors.ts';
+import { HalError, asHalError, permissionError } from '../errors.ts';
 import { assertName } from '../names.ts';
 import { atomicWriteFile, durableRemove, ensurePrivateDir } from './atomic-write.ts';
 import { frame, unframe } from './framing.ts';
@@ -18,13 +18,18 @@ export class FileRecordStore implements RecordStore {
 
   private constructor(private readonly dir: string) {}
 
-  /** Opens (creating if needed, mode 0700) the record directory. */
-  static async open(dir: string): Promise<FileRecordStore> {
+  /**
+   * Opens (creating if needed, mode 0700) the record directory; E_HAL_PERMISSION
+   * when this process's user may not write it. `readOnly` (the technician's
+   * tools): only reads, so the folder must exist and nothing is created or checked for writing.
+   */
+  static async open(dir: string, o: { readOnly?: boolean } = {}): Promise<FileRecordStore> {
+    if (o.readOnly) return new FileRecordStore(dir);
     try {
       await ensurePrivateDir(dir);
       await fs.access(dir, fs.constants.W_OK);
     } catch (err) {
-      throw new HalError('E_HAL_CONFIG', `record directory ${dir} is not writable: ${(err as Error).message}`, { setting: 'records.dir', cause: err });
+      throw permissionError('record directory', dir, err);
     }
     return new FileRecordStore(dir);
   }

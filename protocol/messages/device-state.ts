@@ -33,13 +33,19 @@ export interface DesiredState {
  * A device's mutual-TLS handshake counters, cumulative since its agent
  * started (`since`): a client-role device counts its outgoing handshakes
  * (`fallbacks`: the new certificate was refused and the old one worked), a
- * server-role device the incoming ones (`fallbacks` stays 0). The manager's
- * metrics read them; they never change a trust store.
+ * server-role device the incoming ones (`fallbacks` stays 0). `failed`
+ * counts trust failures (a certificate refused either way, a handshake
+ * broken off with an alert); `unreachable` the connections that never got
+ * that far (a client: the peer did not answer; a server: the client hung up
+ * or timed out). `unreachable` is optional: agents before it counted those
+ * in `failed`. The technician's self-test probes count in neither. The
+ * manager's metrics read them; they never change a trust store.
  */
 export interface TlsCounters {
   attempts: number;
   ok: number;
   failed: number;
+  unreachable?: number;
   fallbacks: number;
   since: string;
 }
@@ -93,7 +99,7 @@ const count = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER };
 /** Schema of the optional `tls` counters of a device-state message. */
 export const TLS_COUNTERS_SCHEMA = {
   type: 'object', additionalProperties: false, required: ['attempts', 'ok', 'failed', 'fallbacks', 'since'],
-  properties: { attempts: count, ok: count, failed: count, fallbacks: count, since: time },
+  properties: { attempts: count, ok: count, failed: count, unreachable: count, fallbacks: count, since: time },
 } as const;
 
 /** Schema of the optional `regression` flag of a device-state message. */

@@ -58,13 +58,16 @@ describe('trustroll-agent selftest: failures name what is wrong and what to do (
     if (this.currentTest?.state === 'failed') console.error(selftestFleetLog.slice(-30).join('\n'));
   });
 
-  it('a healthy device whose agent is not running: warns that the agent is stopped, exit 0 (the broker is probed without touching the session)', async () => {
+  it('a healthy device whose agent is not running: the agent check fails (E_AGENT_NOT_RUNNING, exit 1); the broker is probed without touching the session', async () => {
     const dev = await fleet.provision('console-ok', 'client');
-    const r = await selftest(dev, 0);
-    assert.equal(r.result, 'warn');
-    assert.deepEqual(r.checks.map((c) => [c.name, c.status]), [['key', 'ok'], ['store', 'ok'], ['chain', 'ok'], ['link', 'warn'], ['peers', 'skipped']]);
-    assert.match(check(r, 'link').message, /the agent is not running .*; the broker at mqtts:\/\/127\.0\.0\.1:\d+ accepted the device's management certificate/);
-    assert.match(check(r, 'link').action!, /trustroll-agent run/);
+    const r = await selftest(dev, 1);
+    assert.equal(r.result, 'fail');
+    assert.deepEqual(r.checks.map((c) => [c.name, c.status]), [
+      ['key', 'ok'], ['store', 'ok'], ['chain', 'ok'], ['config', 'ok'], ['permissions', 'ok'], ['agent', 'fail'], ['link files', 'ok'], ['link', 'ok'], ['commands', 'ok'], ['peers', 'skipped'],
+    ]);
+    assert.equal(check(r, 'agent').code, 'E_AGENT_NOT_RUNNING');
+    assert.match(check(r, 'agent').action!, /trustroll-agent run --config .*agent\.json/);
+    assert.match(check(r, 'link').message, /no agent is running .*; the broker at mqtts:\/\/127\.0\.0\.1:\d+ accepted the device's management certificate/);
     assert.equal(r.trusts.length, 1);
     assert.equal(r.trusts[0]!.slot, 'current root');
   });
@@ -92,8 +95,10 @@ describe('trustroll-agent selftest: failures name what is wrong and what to do (
     hsm = await startSoftHsm('selftest-token');
     const hal = { keys: { backend: 'pkcs11' as const, module: SOFTHSM_MODULE, tokenLabel: hsm.tokenLabel, pin: hsm.pin, moduleEnv: hsm.env }, records: { backend: 'file' as const, dir: join(fleet.dir, 'hsm-records') } };
     const dev = await fleet.provision('console-hsm', 'client', { hal });
-    const ok = await selftest(dev, 0);
+    const ok = await selftest(dev, 1);
     assert.equal(check(ok, 'key').status, 'ok');
+    assert.equal(check(ok, 'agent').code, 'E_AGENT_NOT_RUNNING', 'the only failure: no agent runs');
+    assert.deepEqual(ok.checks.filter((c) => c.status === 'fail').map((c) => c.name), ['agent']);
     assert.match(check(ok, 'key').message, /the HAL key \(pkcs11: token "selftest-token" .*logged in\) signed a random challenge/);
     const variant = (name: string, keys: object) => {
       const path = join(dev.dir, `${name}.json`);
@@ -164,7 +169,7 @@ describe('trustroll-agent selftest: failures name what is wrong and what to do (
     const running = await fleet.start('console-link');
     await fleet.broker.stop();
     try {
-      await until(() => { const v = readHealth(running.healthFile, new Date()); return v.state === 'running' && !v.health.link.connected; }, 10_000, 'the health file to show the lost link');
+      await until(() => { const v = readHealth(running.healthFile, new Date()); return v.state === 'running' && v.health.link?.connected === false; }, 10_000, 'the health file to show the lost link');
       const r = await selftest(dev, 1);
       const link = check(r, 'link');
       assert.equal(link.code, 'E_AGENT_LINK');
@@ -172,7 +177,9 @@ describe('trustroll-agent selftest: failures name what is wrong and what to do (
       assert.match(link.action!, /check that the broker runs/);
       const status = await cli('status', '--config', dev.configPath);
       noStack(status);
-      assert.match(status.stdout, new RegExp(`agent: running \\(pid ${process.pid}, reported .*\\); link NOT connected to mqtts://`));
+      assert.equal(status.code, 1, 'broker unreachable: NOT OK');
+      assert.match(status.stdout, new RegExp(`agent: running \\(pid ${process.pid}, user .*, reported .*\\); link NOT connected to mqtts://`));
+      assert.match(status.stdout, /FAIL link: the running agent .* is not connected to the broker/);
       assert.match(status.stdout, /hal: file OK: the HAL key/);
     } finally {
       await fleet.stop('console-link');
@@ -190,7 +197,7 @@ describe('trustroll-agent selftest: failures name what is wrong and what to do (
       const r = await selftest(dev, 1);
       const link = check(r, 'link');
       assert.equal(link.code, 'E_AGENT_LINK');
-      assert.match(link.message, /the agent is not running .*, and the broker at mqtts:\/\/127\.0\.0\.1:\d+ does not answer \(ECONNREFUSED\)/);
+      assert.match(link.message, /no agent is running, and the broker at mqtts:\/\/127\.0\.0\.1:\d+ does not answer \(ECONNREFUSED\)/);
       assert.match(link.action!, /link\.url/);
     } finally {
       await fleet.broker.start();

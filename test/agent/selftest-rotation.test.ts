@@ -40,7 +40,7 @@ describe('trustroll-agent selftest at every phase of a rotation (Mosquitto, live
       for (const dev of f.devices.values()) {
         const r = await runSelftest(dev.config);
         assert.equal(r.result, 'ok', `${dev.id} ${label}:\n${problems(r)}`);
-        assert.deepEqual(r.checks.map((c) => c.name), ['key', 'store', 'chain', 'link', dev.role === 'server' ? 'tls service' : 'peer printer-1']);
+        assert.deepEqual(r.checks.map((c) => c.name), ['key', 'store', 'chain', 'config', 'permissions', 'agent', 'link files', 'link', 'commands', dev.role === 'server' ? 'tls service' : 'peer printer-1']);
         assert.match(r.checks.find((c) => c.name === 'link')!.message, /running agent \(pid \d+\) is connected/);
         trusted.get(dev.id)!.push(r.trusts.map((t) => `${t.slot}:${t.sha256.slice(0, 8)}`));
       }
@@ -50,7 +50,7 @@ describe('trustroll-agent selftest at every phase of a rotation (Mosquitto, live
         const out = await exec(process.execPath, [AGENT, 'selftest', '--config', f.devices.get('console-1')!.configPath]);
         assert.match(out.stdout, /trusts:\n {2}current root: CN=Selftest Fleet Root.*\n {2}distribution root D \(NewWithOld\)/);
         assert.match(out.stdout, /\[ok  \] peer printer-1: peer printer-1 \(127\.0\.0\.1:\d+\) accepted the device certificate/);
-        assert.match(out.stdout, /result: OK \(5 ok, 0 warning\(s\), 0 failed, 0 skipped\)/);
+        assert.match(out.stdout, /result: OK \(10 ok, 0 warning\(s\), 0 failed, 0 skipped\)/);
       }
     };
     await phase('before the rotation');
@@ -74,7 +74,8 @@ describe('trustroll-agent selftest at every phase of a rotation (Mosquitto, live
     assert.ok(sent.some((c) => c.deviceId === 'printer-1' && c.step === 'P1'), 'P1 is queued in the printer\'s session');
     const out = await exec(process.execPath, [AGENT, 'selftest', '--config', f.devices.get('printer-1')!.configPath, '--json']).catch((e: { stdout: string }) => e);
     const report = JSON.parse(out.stdout) as SelftestReport;
-    assert.equal(report.checks.find((c) => c.name === 'link')!.status, 'warn', problems(report));
+    assert.equal(report.checks.find((c) => c.name === 'link')!.status, 'ok', problems(report));
+    assert.equal(report.checks.find((c) => c.name === 'agent')!.code, 'E_AGENT_NOT_RUNNING');
     assert.match(report.checks.find((c) => c.name === 'link')!.message, /accepted the device's management certificate/);
     const acked = () => f.db.steps(rotationId).some((s) => s.deviceId === 'printer-1' && s.step === 'P1' && s.status === 'acked');
     assert.ok(!acked());

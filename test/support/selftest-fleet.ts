@@ -12,7 +12,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../agent/agent.ts';
-import type { AgentConfig } from '../../agent/config.ts';
+import { loadAgentConfig, type AgentConfig } from '../../agent/config.ts';
 import { readHealth } from '../../agent/health-file.ts';
 import { runDevice, type RunningDevice } from '../../agent/runtime.ts';
 import { SqliteStateStore } from '../../agent/sqlite-state-store.ts';
@@ -136,10 +136,11 @@ export class SelftestFleet {
   /** Run a device's agent in this process and wait until it is linked. */
   async start(id: string): Promise<RunningDevice> {
     const dev = this.devices.get(id)!;
-    dev.running = await runDevice(dev.config, { clock: systemClock, logger });
+    // From the file, as trustroll-agent run does: the health file records which configuration the agent runs.
+    dev.running = await runDevice(loadAgentConfig(dev.configPath), { clock: systemClock, logger, configPath: dev.configPath });
     if (!(await dev.running.linked)) throw new Error(`${id} did not link to the broker`);
     const path = dev.running.healthFile;
-    await until(() => { const v = readHealth(path, new Date()); return v.state === 'running' && v.health.link.connected; }, 5_000, `${id}'s health file to show the link`);
+    await until(() => { const v = readHealth(path, new Date()); return v.state === 'running' && !!v.health.link?.connected; }, 5_000, `${id}'s health file to show the link`);
     return dev.running;
   }
 

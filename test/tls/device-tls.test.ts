@@ -122,7 +122,7 @@ for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
       assert.equal(r.fallback, true);
       assert.equal(r.identity, 'fallback');
       assert.deepEqual(r.attempts.map((a) => [a.identity, a.ok, a.error?.code ?? null]), [['active', false, 'E_TLS_REJECTED'], ['fallback', true, null]]);
-      assert.deepEqual({ ...connector.stats(), contextsBuilt: 0 }, { attempted: 1, ok: 1, failed: 0, fallbacks: 1, retries: 0, handshakes: 2, contextsBuilt: 0 });
+      assert.deepEqual({ ...connector.stats(), contextsBuilt: 0 }, { attempted: 1, ok: 1, failed: 0, unreachable: 0, fallbacks: 1, retries: 0, handshakes: 2, contextsBuilt: 0 });
       assert.equal(server.stats().rejected, 1, 'the server counted the refused certificate');
       assert.equal(server.stats().accepted, 1);
       // Once the server stores D (P1) the new certificate is accepted first time.
@@ -140,7 +140,7 @@ for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
       assert.equal(r.ok, false);
       assert.equal(r.error?.code, 'E_TLS_REJECTED', JSON.stringify(r));
       assert.equal(r.attempts.length, 1);
-      assert.deepEqual({ ...connector.stats(), contextsBuilt: 0 }, { attempted: 1, ok: 0, failed: 1, fallbacks: 0, retries: 0, handshakes: 1, contextsBuilt: 0 });
+      assert.deepEqual({ ...connector.stats(), contextsBuilt: 0 }, { attempted: 1, ok: 0, failed: 1, unreachable: 0, fallbacks: 0, retries: 0, handshakes: 1, contextsBuilt: 0 });
       assert.equal(server.stats().rejected, 1);
       assert.ok(f.lines.some((l) => l.includes('client certificate rejected')), 'the server logged the rejection');
       assert.ok(!f.lines.some((l) => l.includes('PRIVATE KEY')), 'no key material in logs');
