@@ -11,7 +11,7 @@ import type { AuditPage, BrokerView, CertificatesView, DeviceDetail, FleetQuery,
 import { requireAdmin } from './auth.ts';
 import { phaseRows, phaseSchedule } from '../rotation/phase.ts';
 import type { ManagerService } from '../service/manager-service.ts';
-import { toEntry } from '../service/manager-service.ts';
+import { toEntry } from '../service/audit-view.ts';
 import { certInfo, computeWaits, rotationDetail, rotationSummary, rotationTimeline } from '../service/rotation-view.ts';
 import { certificatesView } from '../service/certificates-view.ts';
 import { CA_KEY_ALGORITHMS, type CaKeyAlgorithm } from '../ca/keys.ts';

@@ -2,9 +2,10 @@
  * Checks the orchestrator makes before it starts anything, kept apart so
  * that other modules (enrollment, the scheduler, catch-ups) can ask the
  * same questions without the orchestrator: which rotation is still open,
- * and whether a schedule fits the CA's root layout.
+ * which schedules may start one, and whether a schedule fits the CA's root
+ * layout.
  */
-import type { Schedule } from '../../protocol/steps.ts';
+import { ROLLBACK_OF, SCHEDULES, SIDE_SCHEDULES, type RootSide, type Schedule } from '../../protocol/steps.ts';
 import type { RotationAuthority } from './authority.ts';
 import { ManagerError } from '../errors.ts';
 import type { FleetDb, RotationRow } from '../fleet/fleet-db.ts';
@@ -43,4 +44,20 @@ export function refuseWhileOpen(db: FleetDb): void {
   const steps = db.steps(open.id);
   const acked = steps.filter((r) => r.status === 'acked').length;
   throw new ManagerError('E_ROTATION_ACTIVE', `rotation ${open.id} is ${open.status} (${acked}/${steps.length} steps acknowledged); devices may be part-way through it, so no other rotation can start. Resume it ("trustroll rotate --resume ${open.id}" or POST /api/rotations/${open.id}/resume) and a new rotation can start once it completes`);
+}
+
+/**
+ * The schedule an operator's request starts, and the root it rotates. Only
+ * forward schedules with a rollback start rotations (not naive, not a
+ * rollback or catch-up schedule); in a separate-roots fleet, one root's own
+ * schedule: named (client-root, server-root) or picked by `root`.
+ * E_BAD_REQUEST otherwise.
+ */
+export function startableSchedule(scheduleName: string, root?: RootSide): { schedule: Schedule; root: RootSide | undefined } {
+  const named = SCHEDULES[scheduleName]?.root;
+  if (named && root && root !== named) throw new ManagerError('E_BAD_REQUEST', `schedule ${scheduleName} rotates the ${named} root, not the ${root} root; give one of them`);
+  const side = root ?? named;
+  const schedule = side ? SIDE_SCHEDULES[side] : ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
+  if (!schedule) throw new ManagerError('E_BAD_REQUEST', `schedule ${JSON.stringify(scheduleName)} cannot start a rotation; use ${Object.keys(ROLLBACK_OF).join(' or ')}`);
+  return { schedule, root: side };
 }

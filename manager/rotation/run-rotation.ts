@@ -12,7 +12,7 @@ import { userInfo } from 'node:os';
 import { openManager } from '../manager.ts';
 import type { MqttManagerTransport } from '../transport/mqtt-transport.ts';
 import { openRotation } from './orchestrator.ts';
-import { abortRotation } from '../service/manager-service.ts';
+import { abortRotation } from './abort-rotation.ts';
 import type { ManagementPki } from '../pki/management-pki.ts';
 import type { RotationPolicy } from './orchestrator.ts';
 import type { NewRootChoice } from './authority.ts';

@@ -11,6 +11,9 @@ import { deviceSequence } from '../../protocol/schedule.ts';
 import { phaseRows, phaseSchedule } from '../rotation/phase.ts';
 import type { FleetDb, RotationRow, StepRow } from '../fleet/fleet-db.ts';
 import type { DeviceStepStatus, FleetDevice, FleetPage, FleetQuery, TrustSlot } from '../http/api-types.ts';
+import type { CaAuthority } from '../pki/ca-authority.ts';
+import { changesRoot } from '../rotation/phase.ts';
+import { fingerprintPem } from '../../protocol/pem.ts';
 import type { Presence } from './presence.ts';
 
 const DAY = 86_400_000;
@@ -171,4 +174,20 @@ function stepOf(rotation: RotationRow | null, role: 'server' | 'client', rows: S
     rotationId: rotation.id, step: shown.step, stepStatus: status, attempts: shown.attempts, lastAckAt,
     lastError: errored?.errorCode ? { code: errored.errorCode, message: errored.errorMessage ?? '' } : null, excluded,
   };
+}
+
+/** Fingerprint → R0/D/R1 label for the trust stores devices report: the roots of every root rotation (a renewal has none) and the active root(s). */
+export function rootLabels(db: FleetDb, ca: Pick<CaAuthority, 'separateRoots' | 'activeRoot'>): Map<string, TrustSlot['label']> {
+  const labels = new Map<string, TrustSlot['label']>();
+  // A renewal changes no root: its D/R1 columns hold the active root.
+  const rotations = db.rotations().filter(changesRoot);
+  rotations.forEach((r, i) => {
+    labels.set(fingerprintPem(r.distribution), 'D');
+    labels.set(fingerprintPem(r.newRoot), i === rotations.length - 1 ? 'R1' : 'R0');
+  });
+  for (const side of ca.separateRoots() ? ['server', 'client'] as const : [undefined]) {
+    const active = fingerprintPem(ca.activeRoot(side).cert);
+    if (!labels.has(active)) labels.set(active, 'R0');
+  }
+  return labels;
 }

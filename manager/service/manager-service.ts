@@ -4,30 +4,35 @@
  * run, paused, aborted and resumed (a running rotation survives a restart
  * of the service), every operator action and every step event written to
  * the hash-chained audit log, and the views the HTTP API and the dashboard
- * read. Live changes are emitted as coalesced `live` events.
+ * read. Live changes are emitted as coalesced `live` events (live-feed.ts);
+ * the offline policy is offline-policy.ts, the views are *-view.ts.
  */
-import { changesRoot } from '../rotation/phase.ts';
 import { EventEmitter } from 'node:events';
-import { fingerprintPem } from '../../protocol/pem.ts';
 import { systemClock, type Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { DeviceState } from '../../protocol/messages/device-state.ts';
-import { ROLLBACK_OF, SCHEDULES, SIDE_SCHEDULES, type RootSide } from '../../protocol/steps.ts';
+import type { RootSide } from '../../protocol/steps.ts';
 import { BrokerMonitor } from '../broker/broker-monitor.ts';
 import { ManagerError } from '../errors.ts';
 import { planNewRoot, type NewRootPlan } from '../rotation/algorithm-plan.ts';
 import type { CaKeyAlgorithm } from '../ca/keys.ts';
 import type { RotationRow, StepRow } from '../fleet/fleet-db.ts';
-import type { AuditEntry, BrokerView, FleetPage, LiveEvent, RotationSummary, TrustSlot } from '../http/api-types.ts';
+import type { BrokerView, LiveEvent, RotationSummary } from '../http/api-types.ts';
 import { openManager, type Manager } from '../manager.ts';
 import type { ManagementPki } from '../pki/management-pki.ts';
 import { DEFAULT_POLICY, openRotation, type RotationPolicy } from '../rotation/orchestrator.ts';
+import { startableSchedule } from '../rotation/rotation-guards.ts';
+import { abortRotation } from '../rotation/abort-rotation.ts';
 import { CatchUps } from './catch-up.ts';
 import type { Scheduler } from './scheduler.ts';
-import { FleetView } from './fleet-view.ts';
+import { FleetView, rootLabels } from './fleet-view.ts';
 import { Presence } from './presence.ts';
 import { rotationSummary } from './rotation-view.ts';
 import { ServiceDb } from './service-db.ts';
+import { LiveFeed } from './live-feed.ts';
+import { applyOfflinePolicy } from './offline-policy.ts';
+import { offlinePolicyText, ROUTINE, startDetail, toEntry } from './audit-view.ts';
+import { brokerView } from './broker-view.ts';
 import type { AuditInput, AuditRow } from '../audit/audit-log.ts';
 
 /** How the service is started. */
@@ -65,9 +70,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   private readonly policyTimer: NodeJS.Timeout;
   private readonly log: Logger;
   private readonly clock: Clock;
-  private changedDevices = new Set<string>();
-  private liveTimer: NodeJS.Timeout | null = null;
-  private rotationDirty = false;
+  private readonly live: LiveFeed;
   private closed = false;
 
   private constructor(readonly m: Manager, readonly o: ManagerServiceOptions) {
@@ -76,8 +79,12 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     this.log = o.logger.child({ component: 'manager-service' });
     this.clock = o.clock ?? systemClock;
     this.sdb = new ServiceDb(m.db);
-    this.presence = new Presence(this.sdb, this.clock, (ids) => this.noteFleetChange(ids));
-    this.fleet = new FleetView(m.db, this.presence, this.clock, () => this.rootLabels());
+    this.live = new LiveFeed({
+      intervalMs: o.liveIntervalMs ?? 250, emit: (e) => this.emitLive(e), counts: () => this.fleet.counts(),
+      rotation: () => { const rot = this.m.orchestrator.current(); return rot ? rotationSummary(this.m.db, this.m.db.rotation(rot.id) ?? rot) : null; },
+    });
+    this.presence = new Presence(this.sdb, this.clock, (ids) => this.live.noteDevices(ids));
+    this.fleet = new FleetView(m.db, this.presence, this.clock, () => rootLabels(m.db, m.ca));
     m.transport.on('state', (s: DeviceState) => {
       this.presence.note(s);
       this.catchUps.consider(s);
@@ -87,7 +94,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
       m, pki: o.pki, clock: this.clock, logger: o.logger, audit: (e) => this.audit(e),
       ackTimeoutMs: policy.ackTimeoutMs, maxAttempts: policy.maxAttempts, onChange: (id) => this.changed([id]),
     });
-    this.policyTimer = setInterval(() => this.applyOfflinePolicy(), o.policyIntervalMs ?? 1000).unref();
+    const offline = { orchestrator: m.orchestrator, sdb: this.sdb, fleet: this.fleet, clock: this.clock, log: this.log, audit: (e: AuditInput) => { this.audit(e); } };
+    this.policyTimer = setInterval(() => applyOfflinePolicy(offline), o.policyIntervalMs ?? 1000).unref();
     this.broker = new BrokerMonitor(m.transport, { intervalMs: o.brokerSysIntervalMs, clock: this.clock, logger: o.logger });
     this.broker.on('sample', (sample) => this.emitLive({ type: 'broker', sample, stale: false }));
     this.broker.on('stale', (stale) => { const sample = this.broker.latest(); if (sample) this.emitLive({ type: 'broker', sample, stale }); });
@@ -95,12 +103,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
 
   /** The broker view of the API. */
   brokerView(): BrokerView {
-    const t = this.m.transport.stats;
-    return {
-      url: this.o.brokerUrl, connected: this.m.transport.connected, latest: this.broker.latest(), history: [...this.broker.history()],
-      stale: this.broker.stale, note: this.broker.staleReason,
-      transport: { connects: t.connects, disconnects: t.disconnects, commandsPublished: t.commandsPublished, republished: t.republished, acksReceived: t.acksReceived, acksDropped: t.acksDropped, statesReceived: t.statesReceived },
-    };
+    return brokerView(this.o.brokerUrl, this.m.transport, this.broker);
   }
 
   /**
@@ -167,14 +170,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
    * docs/lifecycle.md, "OldWithNew").
    */
   async startRotation(scheduleName: string, actor: string, opts: { excludeOfflineAfterS?: number | null; algorithm?: CaKeyAlgorithm; subject?: string; root?: RootSide; distributeOldWithNew?: boolean } = {}): Promise<RotationSummary> {
-    // Only forward schedules with a rollback start rotations (not naive, not a rollback or catch-up schedule);
-    // in a separate-roots fleet, one root's own schedule: named (client-root, server-root) or picked by `root`.
-    const named = SCHEDULES[scheduleName]?.root;
-    if (named && opts.root && opts.root !== named) throw new ManagerError('E_BAD_REQUEST', `schedule ${scheduleName} rotates the ${named} root, not the ${opts.root} root; give one of them`);
-    const side = opts.root ?? named;
-    if (side && !opts.root) opts = { ...opts, root: side };
-    const schedule = side ? SIDE_SCHEDULES[side] : ROLLBACK_OF[scheduleName] ? SCHEDULES[scheduleName] : undefined;
-    if (!schedule) throw new ManagerError('E_BAD_REQUEST', `schedule ${JSON.stringify(scheduleName)} cannot start a rotation; use ${Object.keys(ROLLBACK_OF).join(' or ')}`);
+    const { schedule, root } = startableSchedule(scheduleName, opts.root);
+    if (root && !opts.root) opts = { ...opts, root };
     const newRoot = { algorithm: opts.algorithm, subject: opts.subject };
     let id: string;
     let plan: NewRootPlan | undefined;
@@ -183,13 +180,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
       id = await this.m.orchestrator.start({
         schedule, newRoot, distributeOldWithNew: opts.distributeOldWithNew, onCreated: (rotationId) => {
           this.sdb.setExcludeOfflineAfter(rotationId, opts.excludeOfflineAfterS ?? null);
-          this.audit({
-            actor, action: 'operator.start', rotationId, detail: {
-              schedule: schedule.name, ...(opts.root ? { root: opts.root } : {}), offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait',
-              algorithm: plan!.to, ...(plan!.from !== plan!.to ? { algorithmFrom: plan!.from } : {}), ...(opts.subject ? { subject: opts.subject } : {}),
-              ...(plan!.warnings.length ? { warnings: plan!.warnings } : {}), ...(opts.distributeOldWithNew ? { distributeOldWithNew: true } : {}),
-            },
-          });
+          this.audit({ actor, action: 'operator.start', rotationId, detail: startDetail(schedule.name, opts, plan!) });
         },
       });
     } catch (err) {
@@ -211,7 +202,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
       id = await this.m.orchestrator.startRenewal({
         deviceIds, onCreated: (rotationId) => {
           this.sdb.setExcludeOfflineAfter(rotationId, opts.excludeOfflineAfterS ?? null);
-          this.audit({ actor, action: 'operator.renew', rotationId, detail: { devices: deviceIds.length, deviceIds: deviceIds.slice(0, 50), offlinePolicy: opts.excludeOfflineAfterS ? `exclude after ${opts.excludeOfflineAfterS} s` : 'wait' } });
+          this.audit({ actor, action: 'operator.renew', rotationId, detail: { devices: deviceIds.length, deviceIds: deviceIds.slice(0, 50), offlinePolicy: offlinePolicyText(opts.excludeOfflineAfterS) } });
         },
       });
     } catch (err) {
@@ -246,31 +237,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     if (this.m.orchestrator.current()?.id !== open.id) this.m.orchestrator.attach(open.id);
     const steps = this.m.orchestrator.exclude(deviceId);
     this.fleet.invalidate();
-    this.rotationDirty = true;
-    this.scheduleLive();
+    this.live.noteRotation();
     return steps;
-  }
-
-  /** Exclude every device of the running rotation that has been offline longer than its policy allows. */
-  private applyOfflinePolicy(): void {
-    const rot = this.m.orchestrator.current();
-    if (!rot || (rot.status !== 'running' && rot.status !== 'rolling-back')) return;
-    const limit = this.sdb.excludeOfflineAfter(rot.id);
-    if (limit === null) return;
-    const now = this.clock.now().getTime();
-    for (const line of this.fleet.all()) {
-      if (line.rotationId !== rot.id || line.excluded || line.stepStatus === 'done' || line.online === true) continue;
-      const since = Date.parse(line.since ?? rot.createdAt);
-      const away = (now - Math.max(since, Date.parse(rot.createdAt))) / 1000;
-      if (away < limit) continue;
-      try {
-        this.audit({ actor: `policy:exclude-after-${limit}s`, action: 'policy.exclude', rotationId: rot.id, deviceId: line.id, detail: { offlineSince: line.since, seconds: Math.round(away) } });
-        this.m.orchestrator.exclude(line.id);
-        this.fleet.build();
-      } catch (err) {
-        this.log.warn('offline policy could not exclude the device', { deviceId: line.id, rotationId: rot.id, reason: (err as Error).message });
-      }
-    }
   }
 
   /** A rotation by id, or E_ROTATION_UNKNOWN. */
@@ -278,22 +246,6 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     const r = this.m.db.rotation(id);
     if (!r) throw new ManagerError('E_ROTATION_UNKNOWN', `no rotation ${id} in this manager database`);
     return r;
-  }
-
-  /** Fingerprint → R0/D/R1 label for the trust stores devices report. */
-  rootLabels(): Map<string, TrustSlot['label']> {
-    const labels = new Map<string, TrustSlot['label']>();
-    // A renewal changes no root: its D/R1 columns hold the active root.
-    const rotations = this.m.db.rotations().filter(changesRoot);
-    rotations.forEach((r, i) => {
-      labels.set(fingerprintPem(r.distribution), 'D');
-      labels.set(fingerprintPem(r.newRoot), i === rotations.length - 1 ? 'R1' : 'R0');
-    });
-    for (const side of this.m.ca.separateRoots() ? ['server', 'client'] as const : [undefined]) {
-      const active = fingerprintPem(this.m.ca.activeRoot(side).cert);
-      if (!labels.has(active)) labels.set(active, 'R0');
-    }
-    return labels;
   }
 
   // --- orchestrator events ---
@@ -316,29 +268,8 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
 
   private changed(ids: readonly string[]): void {
     this.fleet.invalidate();
-    this.rotationDirty = true;
-    this.noteFleetChange(ids);
-  }
-
-  private noteFleetChange(ids: readonly string[]): void {
-    for (const id of ids) if (this.changedDevices.size < 100) this.changedDevices.add(id);
-    this.scheduleLive();
-  }
-
-  private scheduleLive(): void {
-    if (this.liveTimer || this.closed) return;
-    this.liveTimer = setTimeout(() => this.flushLive(), this.o.liveIntervalMs ?? 250);
-  }
-
-  private flushLive(): void {
-    this.liveTimer = null;
-    if (this.closed) return;
-    const counts: FleetPage['counts'] = this.fleet.counts();
-    this.emitLive({ type: 'fleet', counts, changed: [...this.changedDevices] });
-    this.changedDevices.clear();
-    const rot = this.m.orchestrator.current();
-    if (this.rotationDirty && rot) this.emitLive({ type: 'rotation', rotation: rotationSummary(this.m.db, this.m.db.rotation(rot.id) ?? rot) });
-    this.rotationDirty = false;
+    this.live.noteRotation();
+    this.live.noteDevices(ids);
   }
 
   /** Publish a live event to every listener (SSE clients). */
@@ -350,7 +281,7 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.liveTimer) clearTimeout(this.liveTimer);
+    this.live.close();
     this.presence.close();
     this.broker.close();
     this.catchUps.close();
@@ -362,35 +293,4 @@ export class ManagerService extends EventEmitter<ServiceEvents> {
     }
     await this.m.close();
   }
-}
-
-/**
- * Abort the loaded rotation: roll every device back to its state before
- * the rotation while that is still possible, else stop where it is (every
- * intermediate state authenticates) and say why.
- */
-export function abortRotation(orchestrator: Manager['orchestrator'], actor: string, log: Logger): 'rolling-back' | 'aborted' {
-  const rot = orchestrator.current();
-  if (rot && rot.status !== 'rolling-back') {
-    try {
-      orchestrator.rollback(`aborted by ${actor}: rolling back`);
-      return 'rolling-back';
-    } catch (err) {
-      if ((err as ManagerError).code !== 'E_ROLLBACK_IMPOSSIBLE') throw err;
-      log.warn('rollback no longer possible; the rotation stops where it is', { rotationId: rot.id, reason: (err as Error).message });
-      // The rotation's recorded error (and so the API answer and the audit entry) carries the code.
-      orchestrator.abort(`E_ROLLBACK_IMPOSSIBLE: aborted by ${actor}; ${(err as Error).message.replace(/^E_[A-Z_]+: /, '')}`);
-      return 'aborted';
-    }
-  }
-  orchestrator.abort(`aborted by ${actor}: stopped sending, every device stays where it is`);
-  return 'aborted';
-}
-
-/** Audit actions not streamed live (one per command and acknowledgement). */
-const ROUTINE: ReadonlySet<string> = new Set(['step.sent', 'step.acked', 'step.resent']);
-
-/** The API form of an audit row. */
-export function toEntry(r: AuditRow): AuditEntry {
-  return { seq: r.seq, at: r.at, actor: r.actor, action: r.action, rotationId: r.rotationId, deviceId: r.deviceId, step: r.step, code: r.code, detail: r.detail, hash: r.hash };
 }

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import type { MqttFleet } from '../../demo/mqtt-fleet.ts';
-import { abortRotation } from '../../manager/service/manager-service.ts';
+import { abortRotation } from '../../manager/rotation/abort-rotation.ts';
 import { createLogger } from '../../protocol/log.ts';
 import { BATCHED, SIX_STEP, type Schedule } from '../../protocol/steps.ts';
 import { mqttFleets } from '../support/mqtt-fleets.ts';

@@ -7,7 +7,7 @@ import { fingerprintPem, parseCertificate, validity } from '../../protocol/pem.t
 import { CLIENT_ROOT, SIX_STEP } from '../../protocol/steps.ts';
 import { openRotation } from '../../manager/rotation/orchestrator.ts';
 import { rollbackBlocker } from '../../manager/rotation/phase.ts';
-import { abortRotation } from '../../manager/service/manager-service.ts';
+import { abortRotation } from '../../manager/rotation/abort-rotation.ts';
 import { createLogger } from '../../protocol/log.ts';
 
 const DAY = 86_400_000;
