@@ -57,8 +57,8 @@ export const DEFAULT_JOBS = 2;
  */
 export const GROUPS: readonly { files: readonly string[]; why: string }[] = [
   {
-    files: ['test/image/image.test.ts', 'test/image/emulated-rotation.test.ts'],
-    why: 'both build the arm64 image into cross-compile/out/arm64/ and image/out/ (test/image/support.ts builds it once per process)',
+    files: ['test/image/image.test.ts', 'test/image/libc-floor.test.ts', 'test/image/reproducible.test.ts', 'test/image/emulated-rotation.test.ts'],
+    why: 'they build the arm64 image into cross-compile/out/arm64/ and image/out/ (test/image/support.ts builds it once per process)',
   },
 ];
 
@@ -77,6 +77,7 @@ export const KNOWN_SECONDS: Readonly<Record<string, number>> = {
   'test/service/offline-wait.test.ts': 47,
   'test/service/rollback.test.ts': 38,
   'test/service/api-hardening.test.ts': 30,
+  'test/dashboard/cross-site.test.ts': 14,
   'test/cli/agent-algorithm.test.ts': 37,
   'test/rotation/fleet-safety.test.ts': 32,
   'test/image/emulated-rotation.test.ts': 30,
