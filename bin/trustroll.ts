@@ -111,7 +111,7 @@ const mgmt = program.command('mgmt')
 mgmt.command('init')
   .description('create it in <dir>: keys 0600, broker files, ACL and a Mosquitto listener snippet')
   .requiredOption('--dir <dir>', 'where to keep it')
-  .option('--broker-host <name...>', 'DNS names the broker is reached at (besides localhost)')
+  .option('--broker-host <name...>', 'DNS names or IP addresses the broker is reached at (besides localhost and loopback; an address becomes an IP subjectAltName)')
   .action(async (o: { dir: string; brokerHost?: string[] }) => {
     if (existsSync(join(o.dir, 'ca-key.pem'))) throw new ManagerError('E_KEY_VAULT', `${o.dir} already holds a management PKI; refusing to overwrite it`);
     const pki = await ManagementPki.create({ now: new Date(), brokerDnsNames: o.brokerHost ?? [] });

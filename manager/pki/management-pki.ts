@@ -19,6 +19,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { writeFileAtomic } from './key-vault.ts';
 import { ManagerError } from '../errors.ts';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { commandKeyId, type CommandSigningKey } from '../../protocol/command-signature.ts';
@@ -39,9 +40,23 @@ export interface ManagementPkiOptions {
   subject?: string;
   caLifetimeDays?: number;
   leafLifetimeDays?: number;
-  /** Extra DNS names / IP addresses the broker is reached at. */
+  /**
+   * Extra names the broker is reached at. An IP address given here becomes an
+   * IP subjectAltName (a DNS entry holding an address never matches it:
+   * clients connecting to mqtts://10.20.30.40 would fail the host check).
+   */
   brokerDnsNames?: readonly string[];
   brokerIpAddresses?: readonly string[];
+}
+
+/** The broker certificate's subjectAltNames: localhost and loopback, plus `o`'s names, each address as an IP entry. */
+export function brokerAltNames(o: Pick<ManagementPkiOptions, 'brokerDnsNames' | 'brokerIpAddresses'>): { dnsNames: string[]; ipAddresses: string[] } {
+  const names = o.brokerDnsNames ?? [];
+  const unique = (xs: string[]) => [...new Set(xs)];
+  return {
+    dnsNames: unique(['localhost', ...names.filter((n) => isIP(n) === 0)]),
+    ipAddresses: unique(['127.0.0.1', '::1', ...names.filter((n) => isIP(n) !== 0), ...(o.brokerIpAddresses ?? [])]),
+  };
 }
 
 /** Paths of the PEM files a broker needs (see writeBrokerFiles). */
@@ -90,7 +105,7 @@ export class ManagementPki {
       key: key.pem,
       cert: this.issuer.issue({
         commonName: 'trustroll-broker', publicKey: key.spki, profile: 'server',
-        dnsNames: ['localhost', ...(o.brokerDnsNames ?? [])], ipAddresses: ['127.0.0.1', '::1', ...(o.brokerIpAddresses ?? [])], ...this.validity(),
+        ...brokerAltNames(o), ...this.validity(),
       }),
     };
     this.manager = this.client(MANAGER_IDENTITY);
