@@ -52,6 +52,11 @@ export function auditedEvents(log: AuditLog, db: FleetDb, clock: Clock, inner: O
       put({ actor: 'manager', action: 'step.resent', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, detail: { seq: row.seq, attempt: row.attempts, command: row.command ? commandHash(row.command) : null } });
       inner.resent?.(row);
     },
+    held(row) {
+      // No attempt is spent while the device is away; the release is the step.resent that follows (same seq and attempt count).
+      put({ actor: 'manager', action: 'step.held', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step, code: row.errorCode, detail: { seq: row.seq, attempts: row.attempts } });
+      inner.held?.(row);
+    },
     acked(row, ack) {
       put({
         actor: `device:${row.deviceId}`, action: 'step.acked', rotationId: row.rotationId, deviceId: row.deviceId, step: row.step,

@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FleetDb } from '../../manager/fleet/fleet-db.ts';
-import type { FleetPage, RotationDetail, RotationSummary } from '../../manager/http/api-types.ts';
+import type { AuditPage, FleetPage, RotationDetail, RotationSummary } from '../../manager/http/api-types.ts';
 import { ServiceFleet } from '../support/service-fleet.ts';
 
 const ACK_MS = 500;
@@ -63,6 +63,8 @@ describe('offline devices never fail a rotation under the default wait policy; s
     assert.equal(status.status, 0, status.stderr);
     assert.match(status.stdout, /console-2 \(client\): P2=held:offline/, status.stdout);
     assert.ok(fleet.serviceLog.some((l) => l.includes('step held') && l.includes('"deviceId":"console-2"')), 'the hold is logged');
+    const heldEntries = (await fleet.api<AuditPage>(`/api/audit?rotation=${id}&limit=1000`)).body.entries.filter((e) => e.action === 'step.held');
+    assert.deepEqual(heldEntries.map((e) => [e.deviceId, e.step, e.code, (e.detail as { attempts: number }).attempts]), [['console-2', 'P2', 'E_DEVICE_OFFLINE', 1]], 'the hold is audited once, with no attempt spent');
 
     // A printer counts the handshake the killed console left half-done as failed: its tally before the console's return is the baseline
     // (reported with its P1, after the kill). The consoles' own tallies must show no failure at all.
