@@ -34,8 +34,8 @@ import { targetOf, type Target } from './targets.ts';
 export interface BuildInfo {
   name: 'trustroll-agent';
   version: string;
-  /** The commit it was built from; dirty when the image's sources had uncommitted changes; the time every packed file carries. */
-  source: { commit: string; dirty: boolean; date: string; dateFrom: SourceState['epochFrom'] };
+  /** The commit it was built from; dirty when the image's sources had uncommitted changes; the time every packed file carries (the same whether it came from SOURCE_DATE_EPOCH or the commit). */
+  source: { commit: string; dirty: boolean; date: string };
   arch: Target['arch'];
   nodeArch: Target['nodeArch'];
   runtime: { package: string; version: string; modules: string; support: string };
@@ -118,7 +118,7 @@ export async function crossCompile(target: Target, log: (line: string) => void =
   const info: BuildInfo = {
     name: 'trustroll-agent',
     version: pkg.version,
-    source: { commit: source.commit, dirty: source.dirty, date: new Date(source.epoch * 1000).toISOString(), dateFrom: source.epochFrom },
+    source: { commit: source.commit, dirty: source.dirty, date: new Date(source.epoch * 1000).toISOString() },
     arch: target.arch,
     nodeArch: target.nodeArch,
     runtime: { package: target.runtime.name, version: target.runtime.version, modules, support: target.support },

@@ -188,7 +188,8 @@ export function checkAgentInputs(meta: Metafile): BundleInputs {
 /** Rewrites the source map's `sources` from paths relative to the output folder to paths from the repository root, so the map does not depend on where the bundle was built. */
 function sourcesFromRepoRoot(mapFile: string, outDir: string): void {
   const map = JSON.parse(readFileSync(mapFile, 'utf8')) as { sources: string[] };
-  map.sources = map.sources.map((s) => relative(REPO_ROOT, resolve(outDir, s)).replaceAll('\\', '/'));
+  // A plugin's virtual module ("trustroll-addon:pkcs11.node") is no path: kept as it is.
+  map.sources = map.sources.map((s) => (/^[a-z][\w-]*:/.test(s) ? s : relative(REPO_ROOT, resolve(outDir, s)).replaceAll('\\', '/')));
   writeFileSync(mapFile, JSON.stringify(map));
 }
 

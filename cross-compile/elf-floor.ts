@@ -36,14 +36,15 @@ export function compareVersions(a: string, b: string): number {
 
 /** The highest version per family among version names like "GLIBC_2.34", "GLIBCXX_3.4.29" (others, e.g. GCC_3.5, are left out). */
 export function highestPerFamily(names: Iterable<string>): Partial<LibcFloor> {
-  const out: Partial<LibcFloor> = {};
+  const found: Partial<LibcFloor> = {};
   for (const name of names) {
     const m = /^([A-Z]+)_(\d+(?:\.\d+)*)$/.exec(name);
     const family = m?.[1] as FloorFamily | undefined;
     if (!m || !family || !FLOOR_FAMILIES.includes(family)) continue;
-    if (out[family] === undefined || compareVersions(m[2]!, out[family]!) > 0) out[family] = m[2]!;
+    if (found[family] === undefined || compareVersions(m[2]!, found[family]!) > 0) found[family] = m[2]!;
   }
-  return out;
+  // In FLOOR_FAMILIES' order, so build-info reads the same whatever order the file lists them in.
+  return Object.fromEntries(FLOOR_FAMILIES.filter((f) => found[f] !== undefined).map((f) => [f, found[f]!]));
 }
 
 /** The version names `objdump -p` lists under "Version References" (what the file requires, per library). */
@@ -78,4 +79,10 @@ export function checkFloor(files: ElfNeeds[], floor: LibcFloor, what: string): v
     .filter((family) => f.needs[family] !== undefined && compareVersions(f.needs[family]!, floor[family]) > 0)
     .map((family) => `${f.file} needs ${family}_${f.needs[family]} (floor ${family}_${floor[family]})`));
   if (over.length) throw new BuildError('E_BUILD_FLOOR', `${what}: ${over.join('; ')}`);
+}
+
+/** The rows image/README.md's floor table has for one image: one per ELF file (relative to /opt/trustroll), then its floor. */
+export function floorTableRows(arch: string, files: ElfNeeds[], floor: LibcFloor): string[] {
+  const cells = (n: Partial<LibcFloor>) => FLOOR_FAMILIES.map((f) => (n[f] ? `${f}_${n[f]}` : '-')).join(' | ');
+  return [...files.map((f) => `| ${arch} | \`${f.file}\` | ${cells(f.needs)} |`), `| ${arch} | floor | ${cells(floor)} |`];
 }

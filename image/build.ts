@@ -46,6 +46,8 @@ export interface ImageBuild {
   squashfs: string | null;
   /** The SBOM beside the tarball (the same file as /opt/trustroll/share/sbom.spdx.json). */
   sbom: string;
+  /** The commit and the time it was built from, and where that time came from. */
+  source: SourceState;
   /** Path (relative to the overlay root) -> sha256, as in the manifest. */
   manifest: Map<string, string>;
   info: BuildInfo;
@@ -115,7 +117,7 @@ function imageKey(cross: CrossBuild): string {
 }
 
 /** The previous build of the same inputs, if the output folder still holds it. */
-function reuse(outDir: string, name: string, key: string, info: BuildInfo, crossSeconds: number, started: number): ImageBuild | null {
+function reuse(outDir: string, name: string, key: string, info: BuildInfo, source: SourceState, crossSeconds: number, started: number): ImageBuild | null {
   const keyFile = join(outDir, IMAGE_KEY);
   const tarball = join(outDir, `${name}.tar.gz`);
   const rootfs = join(outDir, 'rootfs');
@@ -128,7 +130,7 @@ function reuse(outDir: string, name: string, key: string, info: BuildInfo, cross
   const squashfs = join(outDir, `${name}.squashfs`);
   const haveSquash = existsSync(squashfs);
   return {
-    arch: info.arch, rootfs, tarball, squashfs: haveSquash ? squashfs : null, sbom: join(outDir, `${name}.spdx.json`), manifest, info,
+    arch: info.arch, rootfs, tarball, squashfs: haveSquash ? squashfs : null, sbom: join(outDir, `${name}.spdx.json`), source, manifest, info,
     bytes: { tarball: statSync(tarball).size, squashfs: haveSquash ? statSync(squashfs).size : null, unpacked: du(rootfs) },
     seconds: { crossCompile: crossSeconds, image: (Date.now() - started) / 1000 },
   };
@@ -145,7 +147,7 @@ export async function buildImage(target: Target, log: (line: string) => void = (
   const outDir = opts.out ?? join(IMAGE_OUT, target.arch);
   const name = `trustroll-agent-${cross.info.version}-linux-${target.arch}`;
   const key = imageKey(cross);
-  const reused = reuse(outDir, name, key, cross.info, cross.seconds, started);
+  const reused = reuse(outDir, name, key, cross.info, source, cross.seconds, started);
   if (reused) {
     log(`image ${target.arch}: inputs unchanged, reusing ${reused.tarball}`);
     return reused;
@@ -177,6 +179,7 @@ export async function buildImage(target: Target, log: (line: string) => void = (
       tarball: final(tarball),
       squashfs: haveSquash ? final(squashfs) : null,
       sbom: join(outDir, `${name}.spdx.json`),
+      source,
       manifest,
       info: cross.info,
       bytes: { tarball: statSync(final(tarball)).size, squashfs: haveSquash ? statSync(final(squashfs)).size : null, unpacked: du(final(rootfs)) },
@@ -188,16 +191,16 @@ export async function buildImage(target: Target, log: (line: string) => void = (
 }
 
 /** One line on what was built from what: the commit, the files' time and the C library it needs. */
-const describeBuild = (info: BuildInfo): string =>
-  `${describeSource(info.source)}, files dated ${info.source.date} (${info.source.dateFrom}); needs ${Object.entries(info.libc.needs).map(([f, v]) => `${f}_${v}`).join(', ')}`;
+const describeBuild = (info: BuildInfo, source: SourceState): string =>
+  `${describeSource(info.source)}, files dated ${info.source.date} (${source.epochFrom}); needs ${Object.entries(info.libc.needs).map(([f, v]) => `${f}_${v}`).join(', ')}`;
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   try {
     const { values } = parseArgs({ options: { arch: { type: 'string' }, json: { type: 'boolean', default: false } } });
     const img = await buildImage(targetOf(values.arch), (l) => process.stderr.write(`${l}\n`));
-    const summary = { arch: img.arch, tarball: img.tarball, squashfs: img.squashfs, sbom: img.sbom, files: img.manifest.size, bytes: img.bytes, seconds: img.seconds, runtime: img.info.runtime, source: img.info.source, libc: img.info.libc.needs };
+    const summary = { arch: img.arch, tarball: img.tarball, squashfs: img.squashfs, sbom: img.sbom, files: img.manifest.size, bytes: img.bytes, seconds: img.seconds, runtime: img.info.runtime, source: { ...img.info.source, dateFrom: img.source.epochFrom }, libc: img.info.libc.needs };
     process.stdout.write(values.json ? JSON.stringify(summary) + '\n'
-      : `image ${img.arch}: ${relative(process.cwd(), img.tarball)} (${(img.bytes.tarball / 1e6).toFixed(1)} MB, ${img.manifest.size} files, ${(img.bytes.unpacked / 1e6).toFixed(1)} MB unpacked)${img.squashfs ? `, ${relative(process.cwd(), img.squashfs)} (${(img.bytes.squashfs! / 1e6).toFixed(1)} MB)` : ', no squashfs (mksquashfs not installed)'}; ${describeBuild(img.info)}; runtime Node ${img.info.runtime.version}: ${img.info.runtime.support}\n`);
+      : `image ${img.arch}: ${relative(process.cwd(), img.tarball)} (${(img.bytes.tarball / 1e6).toFixed(1)} MB, ${img.manifest.size} files, ${(img.bytes.unpacked / 1e6).toFixed(1)} MB unpacked)${img.squashfs ? `, ${relative(process.cwd(), img.squashfs)} (${(img.bytes.squashfs! / 1e6).toFixed(1)} MB)` : ', no squashfs (mksquashfs not installed)'}; ${describeBuild(img.info, img.source)}; runtime Node ${img.info.runtime.version}: ${img.info.runtime.support}\n`);
   } catch (err) {
     process.stderr.write(`image: ${(err as Error).message}\n`);
     process.exitCode = err instanceof BuildError && err.code === 'E_BUILD_ARCH' ? 2 : 1;

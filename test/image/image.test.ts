@@ -1,10 +1,12 @@
 /**
  * The firmware image per arch (`npm run image -- --arch …`): the tarball's
  * SHA-256 manifest, the init script and the systemd unit, the addons and
- * the runtime as ELF for the right CPU, the published config schema, and
- * the agent from the unpacked tarball under qemu: --version, a config that
- * fails the schema stops it naming the field, status of an unprovisioned
- * device. Runs in CI (arm64) and wherever the cross-compile cache is warm.
+ * the runtime as ELF for the right CPU, the published config schema, the
+ * legal notice and the SBOM covering every bundled package (and the
+ * recipes declaring them), and the agent from the unpacked tarball under
+ * qemu: --version naming the commit, a config that fails the schema stops
+ * it naming the field, status of an unprovisioned device. Runs in CI
+ * (arm64) and wherever the cross-compile cache is warm.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -14,10 +16,14 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Ajv } from 'ajv';
 import { agentConfigSchema, checkAgentConfig } from '../../agent/config.ts';
+import { REPO_ROOT } from '../../cross-compile/paths.ts';
 import { TARGETS, type Target } from '../../cross-compile/targets.ts';
 import type { ImageBuild } from '../../image/build.ts';
 import { MANIFEST } from '../../image/build.ts';
 import { AGENT_ENV, agentNodeFlags } from '../../cross-compile/bundle.ts';
+import { describeSource } from '../../cross-compile/source.ts';
+import { recipeValues } from '../../image/recipe-values.ts';
+import { SBOM, type SpdxDocument } from '../../image/sbom.ts';
 import { emulatedAgent, emulatedNode } from '../../image/emulate.ts';
 import { imageFor, imageTestSkipReason, unpack } from './support.ts';
 
@@ -77,14 +83,20 @@ for (const target of Object.values(TARGETS) as Target[]) {
     it('lays out runtime, bundle, addons, config template, state folder, unit, init script and the PATH entry', () => {
       for (const f of ['opt/trustroll/bin/node', 'opt/trustroll/bin/trustroll-agent', 'opt/trustroll/lib/trustroll-agent.mjs', 'opt/trustroll/lib/trustroll-agent.mjs.map',
         'opt/trustroll/lib/addons/better_sqlite3.node', 'opt/trustroll/lib/addons/pkcs11.node', 'opt/trustroll/share/agent-config.schema.json',
-        'opt/trustroll/share/agent.json.example', 'opt/trustroll/build-info.json', 'usr/lib/systemd/system/trustroll-agent.service', 'etc/init.d/trustroll-agent']) {
+        'opt/trustroll/share/agent.json.example', 'opt/trustroll/build-info.json', 'opt/trustroll/LEGAL.txt', 'opt/trustroll/share/sbom.spdx.json',
+        'usr/lib/systemd/system/trustroll-agent.service', 'etc/init.d/trustroll-agent']) {
         assert.ok(lstatSync(join(root, f)).isFile(), f);
       }
       assert.equal(readlinkSync(join(root, 'usr/bin/trustroll-agent')), '../../opt/trustroll/bin/trustroll-agent');
       assert.equal(lstatSync(join(root, 'var/lib/trustroll')).mode & 0o777, 0o700);
       assert.ok(lstatSync(join(root, 'etc/trustroll')).isDirectory());
-      const info = JSON.parse(readFileSync(join(root, 'opt/trustroll/build-info.json'), 'utf8')) as { version: string; arch: string; runtime: { version: string; support: string } };
+      const info = JSON.parse(readFileSync(join(root, 'opt/trustroll/build-info.json'), 'utf8')) as { version: string; arch: string; runtime: { version: string; support: string }; source: { commit: string; dirty: boolean }; builtAt?: string };
       assert.equal(info.version, pkgVersion);
+      // The commit it was built from: this checkout's HEAD or, if a commit landed since the build, one of its ancestors.
+      assert.match(info.source.commit, /^[0-9a-f]{40}$/);
+      assert.equal(spawnSync('git', ['merge-base', '--is-ancestor', info.source.commit, 'HEAD'], { cwd: REPO_ROOT }).status, 0, `${info.source.commit} is in this checkout's history`);
+      assert.equal(typeof info.source.dirty, 'boolean');
+      assert.equal(info.builtAt, undefined, 'no wall-clock time');
       assert.equal(info.arch, target.arch);
       assert.equal(info.runtime.version, target.runtime.version);
     });
@@ -124,6 +136,44 @@ for (const target of Object.values(TARGETS) as Target[]) {
       }
     });
 
+    it('carries the licence text and an SBOM entry of every bundled package, and the recipes declare them', () => {
+      const legal = readFileSync(join(root, 'opt/trustroll/LEGAL.txt'));
+      const text = legal.toString('utf8');
+      const sbom = JSON.parse(readFileSync(join(root, SBOM), 'utf8')) as SpdxDocument;
+      assert.equal(sbom.spdxVersion, 'SPDX-2.3');
+      assert.equal(readFileSync(img.sbom, 'utf8'), readFileSync(join(root, SBOM), 'utf8'), 'the SBOM beside the tarball');
+      const fileHash = (rel: string) => sbom.files.find((f) => f.fileName === `./${rel}`)?.checksums.find((c) => c.algorithm === 'SHA256')?.checksumValue;
+      // Every package esbuild bundled (build-info's list comes from the metafile), the runtime and the addons' packages.
+      const names = [...img.info.bundle.packages, target.runtime.name, ...img.info.addons.map((a) => a.pkg), 'sqlite'];
+      for (const name of names) {
+        const c = img.info.components.find((x) => x.name === name);
+        assert.ok(c, `${name} is a component`);
+        assert.ok(text.includes(`\n${c.name} ${c.version}\nLicence: ${c.license}\n`), `${name}: LEGAL.txt section`);
+        const p = sbom.packages.find((x) => x.name === name && x.versionInfo === c.version);
+        assert.ok(p, `${name}: SBOM entry`);
+        assert.equal(p.licenseConcluded, c.license, `${name}: SBOM licence`);
+        assert.ok(p.checksums?.[0]?.checksumValue.match(/^[0-9a-f]{64,128}$/), `${name}: SBOM hash`);
+      }
+      // Each shipped file's SHA-256, as the manifest has it, and the bundle made from every package.
+      for (const [rel, sha] of img.manifest) if (rel !== SBOM) assert.equal(fileHash(rel), sha, rel);
+      const bundleId = sbom.files.find((f) => f.fileName === './opt/trustroll/lib/trustroll-agent.mjs')!.SPDXID;
+      for (const name of img.info.bundle.packages) {
+        const p = sbom.packages.find((x) => x.name === name)!;
+        assert.ok(sbom.relationships.some((r) => r.spdxElementId === bundleId && r.relationshipType === 'GENERATED_FROM' && r.relatedSpdxElement === p.SPDXID), name);
+      }
+      // The recipes: Yocto's LICENSE and LEGAL.txt md5 for this CPU, Buildroot's licences and the hash file of this CPU.
+      const v = recipeValues(img.info.components, legal);
+      const bb = readFileSync(join(REPO_ROOT, 'image/recipes/yocto', `trustroll-agent_${pkgVersion}.bb`), 'utf8');
+      const mk = readFileSync(join(REPO_ROOT, 'image/recipes/buildroot/trustroll-agent/trustroll-agent.mk'), 'utf8');
+      const hash = readFileSync(join(REPO_ROOT, 'image/recipes/buildroot/trustroll-agent', `${pkgVersion}-${target.arch}`, 'trustroll-agent.hash'), 'utf8');
+      const want = [`LICENSE = "${v.yoctoLicense}"`, `TRUSTROLL_LEGAL_MD5:${target.arch === 'arm64' ? 'aarch64' : 'arm'} = "${v.legalMd5}"`, `TRUSTROLL_AGENT_LICENSE = ${v.buildrootLicense}`, `sha256  ${v.legalSha256}  opt/trustroll/LEGAL.txt`];
+      assert.deepEqual(want.filter((line) => ![bb, mk, hash].some((f) => f.includes(`${line}\n`))), [], 'lines the recipes must have for this image');
+      assert.match(bb, /LIC_FILES_CHKSUM = "file:\/\/opt\/trustroll\/LEGAL\.txt;md5=\$\{TRUSTROLL_LEGAL_MD5\}"/);
+      assert.match(mk, /TRUSTROLL_AGENT_LICENSE_FILES = opt\/trustroll\/LEGAL\.txt\n/);
+      assert.doesNotMatch(bb, /INSANE_SKIP.*file-rdeps/, 'the glibc floor is not hidden from Yocto\'s file-rdeps check');
+      assert.doesNotMatch(bb, /set-me/, 'no placeholder');
+    });
+
     it('publishes the schema the agent checks with, and its config template passes it', () => {
       const published = JSON.parse(readFileSync(join(root, 'opt/trustroll/share/agent-config.schema.json'), 'utf8')) as Record<string, unknown>;
       assert.deepEqual(published.properties, JSON.parse(JSON.stringify(agentConfigSchema.properties)));
@@ -135,10 +185,11 @@ for (const target of Object.values(TARGETS) as Target[]) {
       assert.equal(validate({ ...(example as object), role: 'printer' }), false);
     });
 
-    it('runs under qemu: --version, and a config that fails the schema stops the agent naming the setting', () => {
+    it('runs under qemu: --version naming the commit, and a config that fails the schema stops the agent naming the setting', () => {
       const v = run(emulatedAgent(target, root, ['--version']));
       assert.equal(v.status, 0, v.stderr);
-      assert.equal(v.stdout.trim(), pkgVersion);
+      assert.equal(v.stdout.trim(), `${pkgVersion} (${describeSource(img.info.source)})`);
+      assert.match(v.stdout, /^\d+\.\d+\.\d+ \(commit [0-9a-f]{12}(, dirty)?\)\n$/);
       assert.equal(v.stderr, '', 'the launcher\'s flags start this runtime without a warning');
       const node = run(emulatedNode(target, root, ['-p', 'process.arch + " " + process.version']));
       assert.equal(node.stdout.trim(), `${target.nodeArch} v${target.runtime.version}`);

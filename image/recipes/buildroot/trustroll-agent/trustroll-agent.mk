@@ -4,12 +4,23 @@
 #
 ################################################################################
 
-TRUSTROLL_AGENT_VERSION = 0.1.0
+TRUSTROLL_AGENT_RELEASE = 0.1.0
 TRUSTROLL_AGENT_ARCH = $(if $(BR2_aarch64),arm64,armv7)
-TRUSTROLL_AGENT_SOURCE = trustroll-agent-$(TRUSTROLL_AGENT_VERSION)-linux-$(TRUSTROLL_AGENT_ARCH).tar.gz
+# The version names the CPU: each CPU's tarball has its own legal notice file
+# (the runtimes' LICENSE files differ), so each has its hash file, in
+# <version>/trustroll-agent.hash.
+TRUSTROLL_AGENT_VERSION = $(TRUSTROLL_AGENT_RELEASE)-$(TRUSTROLL_AGENT_ARCH)
+TRUSTROLL_AGENT_SOURCE = trustroll-agent-$(TRUSTROLL_AGENT_RELEASE)-linux-$(TRUSTROLL_AGENT_ARCH).tar.gz
 TRUSTROLL_AGENT_SITE = file://$(call qstrip,$(BR2_PACKAGE_TRUSTROLL_AGENT_TARBALL_DIR))
-TRUSTROLL_AGENT_LICENSE = Apache-2.0, MIT
-TRUSTROLL_AGENT_LICENSE_FILES = opt/trustroll/share/licenses/node.LICENSE
+# The tarball is built locally ('npm run image'), with its .sha256 beside it;
+# its hash changes with every commit, so the hash file holds the licence's only.
+BR_NO_CHECK_HASH_FOR += $(TRUSTROLL_AGENT_SOURCE)
+# trustroll (Apache-2.0), the Node runtime (MIT, with the libraries built into
+# it), the bundled npm packages, SQLite (blessing) in the better-sqlite3 addon:
+# every text is in LEGAL.txt, and the SPDX SBOM (opt/trustroll/share/sbom.spdx.json)
+# names each component with its version, licence and hashes.
+TRUSTROLL_AGENT_LICENSE = Apache-2.0, Artistic-2.0, blessing, BSD-2-Clause, BSD-3-Clause, ISC, MIT
+TRUSTROLL_AGENT_LICENSE_FILES = opt/trustroll/LEGAL.txt
 # The tarball holds the tree from /, not a top-level folder.
 TRUSTROLL_AGENT_STRIP_COMPONENTS = 0
 
