@@ -1,21 +1,24 @@
 /**
  * The operator's view of a rotation, from the manager database alone (no
  * broker needed): per device, each step's status, attempts and error, and
- * for the next step who it waits for.
+ * for the next step who it waits for (waits.ts: every device-step, the
+ * JSON's full lists; the text names five per device and counts the rest),
+ * with the device-steps that hold others up, most-blocking first.
  */
-import { blockers, deviceSequence } from '../../protocol/schedule.ts';
+import { deviceSequence } from '../../protocol/schedule.ts';
 import { SCHEDULES, type Role } from '../../protocol/steps.ts';
 import { phaseRows, phaseSchedule } from './phase.ts';
-import { buildPeers } from '../fleet/peering.ts';
 import { ManagerError } from '../errors.ts';
 import type { FleetDb, RotationRow } from '../fleet/fleet-db.ts';
 import { HELD_CODE } from './presence-gate.ts';
+import { whoWaits, type DeviceWait, type HoldUp, type WaitGroup } from './waits.ts';
 
 /** One device's line in the status. */
 export interface DeviceProgress {
   deviceId: string;
   role: Role;
   steps: { step: string; status: string; attempts: number; error: string | null }[];
+  /** Every device-step its next step waits for, as `device:step`. */
   waitingFor: string[];
 }
 
@@ -25,6 +28,10 @@ export interface RotationStatus {
   devices: DeviceProgress[];
   acked: number;
   total: number;
+  /** How many devices' next step waits for another device-step. */
+  waitsTotal: number;
+  /** Every device-step some device waits for, with how many it holds up; most-blocking first. */
+  blockers: HoldUp[];
 }
 
 /** Status of `rotationId`, or of the most recent rotation. */
@@ -34,22 +41,27 @@ export function rotationStatus(db: FleetDb, rotationId?: string, opts: { honourP
   const every = db.steps(rotation.id);
   const schedule = phaseSchedule(rotation, every);
   const rows = phaseRows(every, schedule);
-  const roles = new Map<string, Role>(db.devices().filter((d) => rows.some((r) => r.deviceId === d.id)).map((d) => [d.id, d.role]));
-  const peers = buildPeers(roles, db.peering());
-  const byKey = new Map(rows.map((r) => [`${r.deviceId}\u0000${r.step}`, r]));
-  // An excluded device's steps no longer hold its peers up.
-  const acked = (dev: string, step: string) => { const st = byKey.get(`${dev}\u0000${step}`)?.status; return st === 'acked' || st === 'excluded'; };
-  const devices = [...roles].map(([deviceId, role]) => {
-    const seq = deviceSequence(schedule, role);
-    const steps = seq.map((step) => {
-      const r = byKey.get(`${deviceId}\u0000${step}`);
+  const w = whoWaits(db, schedule, rows, opts);
+  const waits = rotation.status === 'complete' ? [] : w.waits;
+  const waiting = new Map(waits.map((x) => [x.deviceId, x]));
+  const named = waitNames();
+  const devices = [...w.roles].map(([deviceId, role]) => {
+    const steps = deviceSequence(schedule, role).map((step) => {
+      const r = w.row(deviceId, step);
       return { step, status: r?.status ?? 'pending', attempts: r?.attempts ?? 0, error: r?.errorCode ? `${r.errorCode}: ${r.errorMessage}` : null };
     });
-    const next = steps.find((s) => s.status !== 'acked' && s.status !== 'excluded');
-    const waitingFor = next?.status === 'pending' && rotation.status !== 'complete' ? blockers(schedule, next.step, deviceId, peers.get(deviceId) ?? [], acked, opts) : [];
-    return { deviceId, role, steps, waitingFor };
+    const wait = waiting.get(deviceId);
+    return { deviceId, role, steps, waitingFor: wait ? named(wait) : [] };
   });
-  return { rotation, devices, acked: rows.filter((r) => r.status === 'acked').length, total: rows.length };
+  const blockers = rotation.status === 'complete' ? [] : w.holdUps.sort((a, b) => b.blocks - a.blocks || a.deviceId.localeCompare(b.deviceId));
+  return { rotation, devices, acked: rows.filter((r) => r.status === 'acked').length, total: rows.length, waitsTotal: waits.length, blockers };
+}
+
+/** A wait's device-steps as `device:step`; a list shared by many waits is spelled out once and shared too. */
+function waitNames(): (w: DeviceWait) => string[] {
+  const spelled = new Map<WaitGroup, string[]>();
+  const of = (g: WaitGroup) => spelled.get(g) ?? spelled.set(g, g.devices.map((d) => `${d}:${g.step}`)).get(g)!;
+  return (w) => (w.on.length === 1 ? of(w.on[0]!) : w.on.flatMap(of));
 }
 
 /** Which root a schedule changes, for the status line (nothing for the single fleet root). */

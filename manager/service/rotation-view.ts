@@ -2,18 +2,17 @@
  * The rotation view of the dashboard and the API: progress per step, an
  * acknowledgement timeline, and the question operators ask most: which
  * pending step waits for whom ("P4 of printer-17 waits for P2 of
- * console-3, offline since 10:42"). Waits are computed in O(devices +
- * edges): with every client talking to every server, the devices missing a
- * step are listed once and shared by every device that waits on them.
+ * console-3, offline since 10:42"), answered by rotation/waits.ts, the
+ * same answer `trustroll status` gives, with presence added.
  */
 import { X509Certificate } from 'node:crypto';
 import { fingerprint, dn } from '../../protocol/pem.ts';
-import { deviceSequence, rollbackBlockedBy, stepOf } from '../../protocol/schedule.ts';
-import { SCHEDULES, type Role, type Schedule } from '../../protocol/steps.ts';
+import { rollbackBlockedBy } from '../../protocol/schedule.ts';
+import { SCHEDULES, type Schedule } from '../../protocol/steps.ts';
 import { phaseRows, phaseSchedule, rollbackBlocker } from '../rotation/phase.ts';
 import type { FleetDb, RotationRow, StepRow } from '../fleet/fleet-db.ts';
 import type { Blocker, CertInfo, RotationDetail, RotationSummary, StepProgress, Timeline, Wait } from '../http/api-types.ts';
-import { buildPeers } from '../fleet/peering.ts';
+import { firstBlockers, whoWaits } from '../rotation/waits.ts';
 import type { Presence } from './presence.ts';
 
 const MAX_WAITS = 200;
@@ -83,71 +82,35 @@ export function rotationDetail(db: FleetDb, r: RotationRow, presence: Presence, 
 }
 
 /**
- * Pending device-steps, who they wait for, and the device-steps that hold up
- * the most. With `deviceId`, only that device's wait is listed (a device
- * beyond the first MAX_WAITS of a large fleet still gets its answer).
+ * The rotation page's waits (the API's rotation detail, drawn by the
+ * dashboard as is): from the one answer of rotation/waits.ts, every count
+ * in full (`waitsTotal`, each wait's `more`, each blocker's `blocks`) and
+ * the lists cut for the page: the first MAX_WAITS waits with
+ * MAX_BLOCKERS_PER_WAIT blockers each, the MAX_BLOCKERS most-blocking
+ * device-steps, offline ones first. With `deviceId`, only that device's
+ * wait is listed (a device beyond the first MAX_WAITS of a large fleet
+ * still gets its answer).
  */
 export function computeWaits(db: FleetDb, schedule: Schedule, rows: readonly StepRow[], presence: Presence, opts: { honourPreferred?: boolean; deviceId?: string } = {}): { waits: Wait[]; waitsTotal: number; blockers: (Blocker & { blocks: number })[] } {
-  const roles = new Map<string, Role>();
-  const devices = new Map(db.devices().map((d) => [d.id, d.role]));
-  const byKey = new Map<string, StepRow>();
-  for (const row of rows) {
-    byKey.set(`${row.deviceId}\u0000${row.step}`, row);
-    const role = devices.get(row.deviceId);
-    if (role) roles.set(row.deviceId, role);
-  }
-  const done = (dev: string, step: string) => { const s = byKey.get(`${dev}\u0000${step}`)?.status; return s === 'acked' || s === 'excluded'; };
-  const edges = db.peering();
-  const allToAll = edges.length === 0;
-  const peers = allToAll ? null : buildPeers(roles, edges);
-  // Devices of each role that have not done each step (shared by every waiter when all talk to all).
-  const missing = new Map<string, string[]>();
-  const missingOf = (step: string): string[] => {
-    let list = missing.get(step);
-    if (!list) {
-      const role = stepOf(schedule, step).role;
-      missing.set(step, (list = [...roles].filter(([id, r]) => r === role && !done(id, step)).map(([id]) => id)));
-    }
-    return list;
-  };
+  const w = whoWaits(db, schedule, rows, opts);
   const blocker = (deviceId: string, step: string): Blocker => {
-    const row = byKey.get(`${deviceId}\u0000${step}`);
+    const row = w.row(deviceId, step);
     const p = presence.get(deviceId);
     return {
-      deviceId, step, role: roles.get(deviceId) ?? 'client', online: p ? p.online : null, since: p?.since ?? null,
+      deviceId, step, role: w.roles.get(deviceId) ?? 'client', online: p ? p.online : null, since: p?.since ?? null,
       status: row?.status ?? 'pending', attempts: row?.attempts ?? 0, lastError: row?.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
     };
   };
-  const blocks = new Map<string, number>();
-  const waits: Wait[] = [];
-  let waitsTotal = 0;
-  const sequences: Record<Role, string[]> = { server: deviceSequence(schedule, 'server'), client: deviceSequence(schedule, 'client') };
-  for (const [deviceId, role] of roles) {
-    if (opts.deviceId !== undefined && deviceId !== opts.deviceId) continue;
-    const next = sequences[role].map((s) => byKey.get(`${deviceId}\u0000${s}`)).find((r) => r && r.status !== 'acked' && r.status !== 'excluded');
-    if (!next || next.status !== 'pending') continue;
-    const found: [string, string][] = [];
-    let count = 0;
-    for (const pre of stepOf(schedule, next.step).after) {
-      if (pre.strength === 'preferred' && opts.honourPreferred === false) continue;
-      const who = pre.scope === 'self' ? (done(deviceId, pre.step) ? [] : [deviceId]) : allToAll ? missingOf(pre.step) : (peers!.get(deviceId) ?? []).filter((p) => !done(p, pre.step));
-      for (const b of who) {
-        const k = `${b}\u0000${pre.step}`;
-        blocks.set(k, (blocks.get(k) ?? 0) + 1);
-        if (found.length < MAX_BLOCKERS_PER_WAIT) found.push([b, pre.step]);
-        count++;
-      }
-    }
-    if (count === 0) continue;
-    waitsTotal++;
-    if (waits.length < MAX_WAITS) waits.push({ deviceId, role, step: next.step, waitingFor: found.map(([b, s]) => blocker(b, s)), more: count - found.length });
-  }
+  const waits: Wait[] = w.waits.slice(0, MAX_WAITS).map((x) => {
+    const found = firstBlockers(x, MAX_BLOCKERS_PER_WAIT);
+    return { deviceId: x.deviceId, role: x.role, step: x.step, waitingFor: found.map((b) => blocker(b.deviceId, b.step)), more: x.count - found.length };
+  });
   // Offline blockers first, then by how many they hold up.
-  const ranked = [...blocks].map(([k, n]) => { const [d, s] = k.split('\u0000') as [string, string]; return { ...blocker(d, s), blocks: n }; })
+  const ranked = w.holdUps.map((h) => ({ ...blocker(h.deviceId, h.step), blocks: h.blocks }))
     .sort((a, b) => Number(a.online !== false) - Number(b.online !== false) || b.blocks - a.blocks || a.deviceId.localeCompare(b.deviceId))
     .slice(0, MAX_BLOCKERS);
-  waits.sort((a, b) => Number(a.waitingFor.every((w) => w.online !== false)) - Number(b.waitingFor.every((w) => w.online !== false)) || a.deviceId.localeCompare(b.deviceId));
-  return { waits, waitsTotal, blockers: ranked };
+  waits.sort((a, b) => Number(a.waitingFor.every((x) => x.online !== false)) - Number(b.waitingFor.every((x) => x.online !== false)) || a.deviceId.localeCompare(b.deviceId));
+  return { waits, waitsTotal: w.waits.length, blockers: ranked };
 }
 
 /** Acknowledgements per step over time, in at most ~120 buckets. */
