@@ -67,6 +67,17 @@ export class GatedTransport implements ManagerTransport {
     for (const c of batch) this.inner.send(c);
     return batch;
   }
+  /** Send what is held for one device only (the rest stays held); returns the commands sent. */
+  releaseFor(deviceId: string): Command[] {
+    const batch = this.held.filter((c) => c.deviceId === deviceId);
+    this.held = this.held.filter((c) => c.deviceId !== deviceId);
+    for (const c of batch) this.inner.send(c);
+    return batch;
+  }
+  /** Send commands again, unchanged (as the manager's resend does). */
+  resend(cmds: Command[]): void {
+    for (const c of cmds) this.inner.send(c);
+  }
   close(): Promise<void> {
     return this.inner.close();
   }
@@ -125,6 +136,13 @@ export class SelftestFleet {
     const dev: FleetDevice = { id, role, dir, configPath, config, running: null };
     this.devices.set(id, dev);
     return dev;
+  }
+
+  /** Change a device's configuration file (and the copy the fleet keeps); the running agent keeps what it started with. */
+  editConfig(id: string, change: (c: AgentConfig) => AgentConfig): void {
+    const dev = this.devices.get(id)!;
+    dev.config = change(structuredClone(dev.config));
+    writeFileSync(dev.configPath, JSON.stringify(dev.config, null, 2));
   }
 
   /** The probe target of a server-role device. */
