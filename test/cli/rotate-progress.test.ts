@@ -1,12 +1,12 @@
 /**
- * The progress line of `trustroll rotate` (bin/rotate-progress.ts): fed
+ * The progress line of `trustroll rotate` (bin/trustroll/rotate-progress.ts): fed
  * successive states, it prints nothing for an unchanged state off a
  * terminal and one line per change; on a terminal it rewrites one line in
  * place (carriage return + clear line) and ends it with a newline only at
  * the end.
  */
 import { strict as assert } from 'node:assert';
-import { fromDetail, fromStatus, progressLine, RotateProgress, type ProgressState } from '../../bin/rotate-progress.ts';
+import { fromDetail, fromStatus, progressLine, RotateProgress, type ProgressState } from '../../bin/trustroll/rotate-progress.ts';
 import type { RotationStatus } from '../../manager/rotation/rotation-status.ts';
 
 /** A stdout stand-in that records every write. */

@@ -9,17 +9,17 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { ManagerError } from '../manager/errors.ts';
-import { FleetDb } from '../manager/fleet/fleet-db.ts';
-import { EmbeddedBroker } from '../manager/broker/embedded-broker.ts';
-import { embeddedBrokerControl, scriptedBroker } from '../manager/link-rotation/broker-control.ts';
-import { loadLinkJournal, LINK_PHASES } from '../manager/link-rotation/link-journal.ts';
-import { recordLinkCertificate, recordedLinkCertificates } from '../manager/link-rotation/link-material.ts';
-import { brokerFilesNow } from '../manager/link-rotation/broker-files.ts';
-import { rotateManagementRoot } from '../manager/link-rotation/link-rotation.ts';
-import { liveService } from '../manager/service/run-service.ts';
-import { createLogger } from '../protocol/log.ts';
-import { fingerprintPem } from '../protocol/pem.ts';
+import { ManagerError } from '../../manager/errors.ts';
+import { FleetDb } from '../../manager/fleet/fleet-db.ts';
+import { EmbeddedBroker } from '../../manager/broker/embedded-broker.ts';
+import { embeddedBrokerControl, scriptedBroker } from '../../manager/link-rotation/broker-control.ts';
+import { loadLinkJournal, LINK_PHASES } from '../../manager/link-rotation/link-journal.ts';
+import { recordLinkCertificate, recordedLinkCertificates } from '../../manager/link-rotation/link-material.ts';
+import { brokerFilesNow } from '../../manager/link-rotation/broker-files.ts';
+import { rotateManagementRoot } from '../../manager/link-rotation/link-rotation.ts';
+import { liveService } from '../../manager/service/run-service.ts';
+import { createLogger } from '../../protocol/log.ts';
+import { fingerprintPem } from '../../protocol/pem.ts';
 
 const positive = (v: string) => {
   const n = Number.parseInt(v, 10);

@@ -6,8 +6,8 @@
  * file) a line is printed only when it changed, so a rotation that waits
  * for a device over a weekend does not fill the log with identical lines.
  */
-import type { RotationDetail } from '../manager/http/api-types.ts';
-import type { RotationStatus } from '../manager/rotation/rotation-status.ts';
+import type { RotationDetail } from '../../manager/http/api-types.ts';
+import type { RotationStatus } from '../../manager/rotation/rotation-status.ts';
 
 /** A device-step that holds the rotation up. */
 export interface ProgressBlocker {

@@ -11,29 +11,18 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { checkCheckpoints, describeAnchorReport, type CheckpointSource } from '../manager/audit/audit-anchor.ts';
-import { describeAuditReport, verifyAudit } from '../manager/audit/audit-check.ts';
-import { AuditCheckpointer } from '../manager/audit/audit-checkpoint.ts';
-import { auditPaths, CheckpointStore, dataFolderPublicKey, loadOrCreateAuditKey, readPublicKey } from '../manager/audit/audit-checkpoint-store.ts';
-import { exportLines, parseExport } from '../manager/audit/audit-export.ts';
-import { AuditLog, type AuditRow } from '../manager/audit/audit-log.ts';
-import { checkpointVerifierKey } from '../manager/audit/audit-note.ts';
-import { ManagerError } from '../manager/errors.ts';
-import { FleetDb } from '../manager/fleet/fleet-db.ts';
-import { writeFileAtomic } from '../manager/pki/key-vault.ts';
-import { systemClock, systemTimers } from '../protocol/clock.ts';
-import { createLogger } from '../protocol/log.ts';
-
-/** Run `fn` on the data folder's fleet database; E_MANAGER_DB when there is none. */
-function withFleetDb<T>(data: string, fn: (db: FleetDb) => T): T {
-  if (!existsSync(join(data, 'manager.db'))) throw new ManagerError('E_MANAGER_DB', `no manager database in ${data}; check --data`);
-  const db = new FleetDb(join(data, 'manager.db'));
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
-}
+import { checkCheckpoints, describeAnchorReport, type CheckpointSource } from '../../manager/audit/audit-anchor.ts';
+import { describeAuditReport, verifyAudit } from '../../manager/audit/audit-check.ts';
+import { AuditCheckpointer } from '../../manager/audit/audit-checkpoint.ts';
+import { auditPaths, CheckpointStore, dataFolderPublicKey, loadOrCreateAuditKey, readPublicKey } from '../../manager/audit/audit-checkpoint-store.ts';
+import { exportLines, parseExport } from '../../manager/audit/audit-export.ts';
+import { AuditLog, type AuditRow } from '../../manager/audit/audit-log.ts';
+import { checkpointVerifierKey } from '../../manager/audit/audit-note.ts';
+import { ManagerError } from '../../manager/errors.ts';
+import { writeFileAtomic } from '../../manager/pki/key-vault.ts';
+import { systemClock, systemTimers } from '../../protocol/clock.ts';
+import { createLogger } from '../../protocol/log.ts';
+import { withFleetDb } from './options.ts';
 
 /** A file given on the command line, as text; E_AUDIT_INPUT when it cannot be read. */
 function readInput(path: string, what: string): string {
