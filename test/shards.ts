@@ -81,6 +81,8 @@ export const KNOWN_SECONDS: Readonly<Record<string, number>> = {
   'test/cli/agent-algorithm.test.ts': 37,
   'test/rotation/fleet-safety.test.ts': 32,
   'test/image/emulated-rotation.test.ts': 30,
+  // Not from the CI table: alone on this machine at load 3-4 (2026-12-07), its second image build from scratch.
+  'test/image/reproducible.test.ts': 50,
   'test/demo/topologies.test.ts': 30,
   'test/cli/operator-flow.test.ts': 29,
   'test/demo/rsa-fleet-demo.test.ts': 25,
