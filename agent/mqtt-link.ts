@@ -15,13 +15,9 @@
  * the next packet — commands are processed one at a time. A PUBACK is never
  * sent on a connection other than the one the command came in on.
  *
- * The retained state topic carries a birth message (state summary) on every
- * connect and after each applied step, and the last will `offline`. With
- * `tlsCounters`, the message also carries the device's handshake counters
- * and is published again when they changed, at most every `stateIntervalMs`
- * (default 30 s). When a
- * retained desired state (seen on subscribe, i.e. after being away) is
- * ahead of the device, it reports `behind` so the manager resends at once.
+ * The retained state topic (mqtt-link-state.ts) carries a birth message on
+ * every connect and after each applied step, `behind` when the retained
+ * desired state is ahead of the device, and the last will `offline`.
  * Reconnects with exponential back-off and jitter.
  */
 import { Waiters } from '../protocol/waiters.ts';
@@ -34,8 +30,9 @@ import { offlineState, type DesiredState, type DeviceState, type TlsCounters } f
 import { deviceTopic, LINK_QOS, MQTT_PROTOCOL_VERSION, refusedTopics } from '../protocol/topics.ts';
 import type { Agent } from './agent.ts';
 import { AgentError } from './errors.ts';
+import { reconnectWithNewMaterial } from './link-rotation/link-reconnect.ts';
 import type { LinkRotationHook } from './link-rotation/link-rotator.ts';
-import { deviceStateMessage, readDesired } from './state-message.ts';
+import { LinkState } from './mqtt-link-state.ts';
 
 /** Test and integration hooks. */
 export interface DeviceLinkHooks {
@@ -86,9 +83,8 @@ export interface LinkStats {
 /** A device's MQTT session to the broker. */
 export class DeviceLink {
   readonly stats: LinkStats = { connects: 0, disconnects: 0, commands: 0, redelivered: 0, acksPublished: 0, rejected: 0, behindReports: 0, lastError: null };
-  /** The last desired state the manager published for this device. */
-  desired: DesiredState | null = null;
   private readonly client: MqttClient;
+  private readonly state: LinkState;
   private readonly log: Logger;
   private readonly topics: { cmd: string; desired: string; ack: string; state: string };
   private readonly stores = { incomingStore: new Store(), outgoingStore: new Store() };
@@ -102,10 +98,6 @@ export class DeviceLink {
   private readonly unsubscribeChange: () => void;
   /** When the current session got its subscriptions, or null while not connected. */
   private since: Date | null = null;
-  /** The status of the last state message (a counter refresh repeats it) and the counters it carried. */
-  private lastStatus: 'online' | 'behind' = 'online';
-  private lastTls = '';
-  private stateTimer: NodeJS.Timeout | null = null;
   private readonly linkListeners = new Set<(connected: boolean) => void>();
 
   constructor(private readonly o: DeviceLinkOptions) {
@@ -132,11 +124,18 @@ export class DeviceLink {
       this.stats.lastError = err.message;
       this.log.warn('broker connection error', { reason: err.message, code: (err as { code?: string }).code });
     });
-    this.unsubscribeChange = o.agent.onChange(() => this.publishState('online'));
-    if (o.tlsCounters) {
-      this.stateTimer = setInterval(() => this.refreshState(), o.stateIntervalMs ?? 30_000);
-      this.stateTimer.unref();
-    }
+    this.state = new LinkState({
+      agent: o.agent, clock: o.clock, log: this.log, tlsCounters: o.tlsCounters, intervalMs: o.stateIntervalMs,
+      lastSeq: () => o.linkRotation?.lastSeq() ?? o.agent.status().lastSeq,
+      publish: (payload) => this.client.publish(this.topics.state, payload, { qos: LINK_QOS, retain: true }),
+      connected: () => this.connected, closing: () => this.closing, onBehind: () => { this.stats.behindReports++; },
+    });
+    this.unsubscribeChange = o.agent.onChange(() => this.state.publish('online'));
+  }
+
+  /** The last desired state the manager published for this device. */
+  get desired(): DesiredState | null {
+    return this.state.desired;
   }
 
   /** Resolves once connected and subscribed; E_AGENT_LINK when refused or after `timeoutMs`. */
@@ -187,7 +186,7 @@ export class DeviceLink {
       this.settle(null);
       this.linkChanged(true);
     });
-    this.publishState('online');
+    this.state.publish('online');
   }
 
   private onClose(): void {
@@ -218,10 +217,14 @@ export class DeviceLink {
     const puback = () => { if (gen === this.generation && this.client.connected && !this.client.stream?.destroyed) done(); };
     try {
       if (packet.topic === this.topics.cmd) await this.onCommand(packet);
-      else if (packet.topic === this.topics.desired) this.onDesired(packet);
+      else if (packet.topic === this.topics.desired) this.state.onDesired(packet.payload as Buffer, packet.retain);
       else this.o.extra?.onMessage(packet.topic, packet.payload as Buffer, packet.retain);
       puback();
-      if (this.renewAfterPuback) this.renewLinkMaterial();
+      if (this.renewAfterPuback) {
+        // A link step changed the link material: reconnect with it once the acknowledgement has left.
+        this.renewAfterPuback = false;
+        reconnectWithNewMaterial(this.client, this.log, () => this.closing);
+      }
     } catch (err) {
       // Not acknowledged: drop the connection so the broker redelivers after the back-off.
       this.stats.lastError = (err as Error).message;
@@ -247,64 +250,15 @@ export class DeviceLink {
     await this.o.hooks?.beforePuback?.(ack, this);
   }
 
-  private onDesired(packet: IPublishPacket): void {
-    if (packet.payload.length === 0) {
-      this.desired = null;
-      return;
-    }
-    const desired = readDesired(packet.payload as Buffer, this.o.agent.deviceId, this.log);
-    if (!desired) return;
-    this.desired = desired;
-    const lastSeq = this.o.linkRotation?.lastSeq() ?? this.o.agent.status().lastSeq;
-    if (packet.retain && lastSeq < desired.seq) {
-      this.stats.behindReports++;
-      this.log.warn('behind the desired state after being away; asking the manager to resend', { rotationId: desired.rotationId, step: desired.step, seq: desired.seq, lastSeq });
-      this.publishState('behind');
-    }
-  }
-
   /** This device's state message: online (birth), or behind the retained desired state. */
   stateMessage(status: 'online' | 'behind'): DeviceState {
-    return deviceStateMessage(this.o.agent, status, { desired: this.desired, tls: this.o.tlsCounters?.() ?? null, clock: this.o.clock });
-  }
-
-  private publishState(status: 'online' | 'behind'): void {
-    if (this.closing) return;
-    const msg = this.stateMessage(status);
-    this.lastStatus = status;
-    this.lastTls = JSON.stringify(msg.tls ?? null);
-    this.client.publish(this.topics.state, JSON.stringify(msg), { qos: LINK_QOS, retain: true });
-  }
-
-  /** Publish the state again (same status) if the handshake counters changed since the last one; only while connected. */
-  private refreshState(): void {
-    if (!this.connected || JSON.stringify(this.o.tlsCounters?.() ?? null) === this.lastTls) return;
-    this.publishState(this.lastStatus);
+    return this.state.message(status);
   }
 
   /** Publish on this session (QoS 1) and resolve once the broker has it (PUBACK); E_AGENT_LINK while not connected. */
   async publishConfirmed(topic: string, payload: string, retain: boolean): Promise<void> {
     if (!this.connected) throw new AgentError('E_AGENT_LINK', `${this.o.url}: not connected; ${topic} not published`);
     await this.client.publishAsync(topic, payload, { qos: LINK_QOS, retain });
-  }
-
-  /**
-   * A link step changed the link material: once the acknowledgement has
-   * left (the broker confirmed it, or after 5 s), drop the connection; the
-   * reconnect presents the new material, and the persistent session keeps
-   * everything queued for the device meanwhile.
-   */
-  private renewLinkMaterial(): void {
-    this.renewAfterPuback = false;
-    const until = Date.now() + 5_000;
-    const go = () => {
-      const inflight = Object.keys((this.client as unknown as { outgoing?: object }).outgoing ?? {}).length;
-      if (inflight > 0 && this.client.connected && Date.now() < until) return void setTimeout(go, 10);
-      if (this.closing) return;
-      this.log.info('reconnecting with the new link material');
-      this.client.stream?.destroy();
-    };
-    setTimeout(go, 0);
   }
 
   /** Simulate a power cut or a network loss: the socket goes without DISCONNECT (the broker publishes the last will); reconnects with back-off. */
@@ -330,7 +284,7 @@ export class DeviceLink {
     this.closing = true;
     // Whoever still waits for the link (a start that never linked) is told now, not at its time-out.
     this.settle(new AgentError('E_AGENT_LINK', `${this.o.url}: the link was closed before it connected`));
-    if (this.stateTimer) clearInterval(this.stateTimer);
+    this.state.close();
     this.unsubscribeChange();
     // Not connected (still connecting, or waiting to retry): nothing to DISCONNECT, and a
     // graceful end would leave a half-open connection to time out (30 s) before the process can exit.
