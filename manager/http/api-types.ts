@@ -81,8 +81,8 @@ export interface FleetDevice {
   lastAckAt: string | null;
   lastError: { code: string; message: string } | null;
   excluded: boolean;
-  /** Handshake counters the agent reports in its state message. */
-  tls: { attempts: number; ok: number; failed: number; fallbacks: number } | null;
+  /** Handshake counters the agent reports in its state message (`failed`: trust failures; `unreachable`: peer not answering, null from agents before it). */
+  tls: { attempts: number; ok: number; failed: number; unreachable: number | null; fallbacks: number } | null;
   /** The relay that carries its commands (a peer over mutual TLS), or null when it reaches the broker itself. */
   via: string | null;
   /** The devices it relays for. */

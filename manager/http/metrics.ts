@@ -83,10 +83,11 @@ export function buildMetrics(service: ManagerService): Registry {
       this.reset();
       const sum = new Map<string, number>();
       for (const p of service.presence.all()) {
-        const tls = (p.state as { tls?: { attempts: number; ok: number; failed: number; fallbacks: number } }).tls;
+        const tls = (p.state as { tls?: { attempts: number; ok: number; failed: number; unreachable?: number; fallbacks: number } }).tls;
         const role = p.state.role ?? 'unknown';
         if (!tls) continue;
-        for (const result of ['attempts', 'ok', 'failed', 'fallbacks'] as const) sum.set(`${role}/${result}`, (sum.get(`${role}/${result}`) ?? 0) + tls[result]);
+        // failed: trust failures; unreachable (agents that report it): peers that did not answer, kept apart.
+        for (const result of ['attempts', 'ok', 'failed', 'unreachable', 'fallbacks'] as const) sum.set(`${role}/${result}`, (sum.get(`${role}/${result}`) ?? 0) + (tls[result] ?? 0));
       }
       for (const [k, n] of sum) {
         const [role, result] = k.split('/') as [string, string];

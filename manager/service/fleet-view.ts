@@ -79,7 +79,7 @@ export class FleetView {
         id: d.id, role: d.role, online: p ? p.online : null, since: p?.since ?? null, lastSeen: p?.lastSeen ?? null, trusts,
         certNotAfter: notAfter?.toISOString() ?? null, certDaysLeft: notAfter ? Math.floor((notAfter.getTime() - now) / DAY) : null,
         ...stepOf(rotation, d.role, byDevice.get(d.id)),
-        tls: tls ? { attempts: tls.attempts, ok: tls.ok, failed: tls.failed, fallbacks: tls.fallbacks } : null,
+        tls: tls ? { attempts: tls.attempts, ok: tls.ok, failed: tls.failed, unreachable: tls.unreachable ?? null, fallbacks: tls.fallbacks } : null,
         via: routes.get(d.id) ?? null, relaysFor: relaysFor.get(d.id) ?? [], accepts: accepts.get(d.id) ?? null,
       });
     }

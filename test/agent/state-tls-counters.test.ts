@@ -81,6 +81,8 @@ describe('device state message: tls handshake counters (real Mosquitto, live age
     const s2 = second.get('printer-1')!.tls!;
     assert.ok(s2.ok > s1.ok, `the server counts accepted handshakes: ${s1.ok} -> ${s2.ok}`);
     assert.equal(s2.failed, 0);
+    assert.equal(s2.unreachable, 0, 'this agent reports peers that did not answer apart');
+    assert.equal(c2.unreachable, 0);
     assert.equal(s2.fallbacks, 0);
     // Republished when the counters change, but at most every link.stateIntervalMs (200 ms here).
     const live = await liveStates(f, 'console-1', 1_000);
@@ -89,12 +91,13 @@ describe('device state message: tls handshake counters (real Mosquitto, live age
     assert.ok(handshakes > live.length * 2, `${handshakes} handshakes reported by ${live.length} messages`);
   });
 
-  it('the schema keeps the field optional and strict', () => {
+  it('the schema keeps the field optional and strict (unreachable optional: older agents do not send it)', () => {
     const base = { v: 1, kind: 'state', deviceId: 'd1', status: 'online' } as const;
     const tls = { attempts: 3, ok: 2, failed: 1, fallbacks: 0, since: '2026-12-02T00:00:00.000Z' };
     assertDeviceState(base);
     assertDeviceState({ ...base, tls });
-    for (const bad of [{ ...tls, extra: 1 }, { ...tls, ok: -1 }, { ...tls, failed: 1.5 }, { attempts: 1, ok: 1, failed: 0, since: tls.since }, { ...tls, since: 'yesterday' }]) {
+    assertDeviceState({ ...base, tls: { ...tls, unreachable: 4 } });
+    for (const bad of [{ ...tls, extra: 1 }, { ...tls, ok: -1 }, { ...tls, failed: 1.5 }, { ...tls, unreachable: -1 }, { attempts: 1, ok: 1, failed: 0, since: tls.since }, { ...tls, since: 'yesterday' }]) {
       assert.throws(() => assertDeviceState({ ...base, tls: bad }), /E_SCHEMA/, JSON.stringify(bad));
     }
   });

@@ -78,7 +78,7 @@ export function DevicePanel({ id, me, onClose, onChanged }) {
         ['Step', d.step ? html`${d.step} <${Badge} status=${d.stepStatus} /> ${d.attempts ? `(${d.attempts} attempt${d.attempts === 1 ? '' : 's'})` : ''}` : '—'],
         ['Last ack', html`<span title=${full(d.lastAckAt)}>${time(d.lastAckAt, now)}</span>`],
         d.lastError && ['Last error', html`<code class="code bad">${d.lastError.code}</code> ${d.lastError.message}`],
-        d.tls && ['Handshakes', `${num(d.tls.ok)} ok, ${num(d.tls.failed)} failed, ${num(d.tls.fallbacks)} with the old certificate (of ${num(d.tls.attempts)})`],
+        d.tls && ['Handshakes', `${num(d.tls.ok)} ok, ${num(d.tls.failed)} failed${d.tls.unreachable != null ? `, ${num(d.tls.unreachable)} peer unreachable` : ''}, ${num(d.tls.fallbacks)} with the old certificate (of ${num(d.tls.attempts)})`],
         ['Agent applies', d.accepts == null ? html`<span class="muted">not reported yet</span>`
           : d.accepts.length ? d.accepts.join(', ') : html`<span class="warn">no optional step fields: an agent from before OldWithNew; upgrade it before distributing OldWithNew</span>`],
         d.excluded && ['Excluded', html`<${Badge} status="excluded">excluded from the rotation<//>`],
