@@ -8,11 +8,13 @@
  * SHA-256. Runs with the other arm64 image tests (CI, or a warm cache).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { sourceState } from '../../cross-compile/source.ts';
+import { REPO_ROOT } from '../../cross-compile/paths.ts';
+import { IMAGE_SOURCES, sourceState } from '../../cross-compile/source.ts';
 import { TARGETS } from '../../cross-compile/targets.ts';
 import { buildImage, type ImageBuild } from '../../image/build.ts';
 import { imageFor, imageTestSkipReason } from './support.ts';
@@ -53,7 +55,9 @@ describe('reproducible image (arm64)', function () {
     assert.equal(second.info.source.date, first.info.source.date);
     // On a difference, name the files that differ (the manifests hash every file).
     const differ = [...first.manifest].filter(([rel, h]) => second.manifest.get(rel) !== h).map(([rel]) => rel);
-    assert.deepEqual(differ, [], 'files that differ between the two builds');
+    // In a checkout others edit meanwhile, a changed source makes a changed bundle: say which sources are uncommitted.
+    const editing = spawnSync('git', ['status', '--porcelain', '--', ...IMAGE_SOURCES], { cwd: REPO_ROOT, encoding: 'utf8' }).stdout.trim();
+    assert.deepEqual(differ, [], `files that differ between the two builds${editing ? ` (uncommitted sources, edited during the run?\n${editing})` : ''}`);
     const digests = { tarball: [sha256(first.tarball), sha256(second.tarball)], squashfs: first.squashfs && second.squashfs ? [sha256(first.squashfs), sha256(second.squashfs)] : null };
     process.stderr.write(`      tarball sha256 ${digests.tarball[0]} (${first.bytes.tarball} bytes), twice\n`);
     if (digests.squashfs) process.stderr.write(`      squashfs sha256 ${digests.squashfs[0]} (${first.bytes.squashfs} bytes), twice\n`);
