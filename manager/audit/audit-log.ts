@@ -1,4 +1,12 @@
 /**
+ * manager/audit/: the audit trail. This file is the room's front, the
+ * hash-chained log; around it are what the orchestrator's events write
+ * into it (audit-recorder.ts), the re-check of every rotation's order from
+ * the log alone (audit-check.ts), the signed checkpoints of its head
+ * (audit-note.ts: format; audit-checkpoint.ts: when; audit-checkpoint-store.ts:
+ * where), the log checked against them (audit-anchor.ts), and the export
+ * (audit-export.ts). docs/audit.md is the auditor's guide.
+ *
  * The manager's audit trail: one append-only table in the fleet database,
  * every entry numbered by a manager-wide sequence (order never depends on
  * timestamps) and chained by SHA-256 to the one before, so an edited,

@@ -1,4 +1,10 @@
 /**
+ * manager/broker/: the MQTT broker, from the manager's side. This file is
+ * the room's front, the embedded broker; around it are its `$SYS` tree
+ * (embedded-sys-tree.ts), the statistics' names and formats shared with
+ * Mosquitto (sys-topics.ts), and the broker's health as the dashboard
+ * shows it, read from either broker (broker-monitor.ts).
+ *
  * The zero-setup default broker: aedes (MQTT 3.1.1) behind a TLS server
  * that requires a client certificate from the management CA. The identity
  * of a client is its certificate's common name, never the client id it

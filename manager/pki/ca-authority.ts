@@ -1,4 +1,11 @@
 /**
+ * manager/pki/: the manager's authorities and their keys on disk. This file
+ * is the room's front, the fleet's CA; around it are the key vault
+ * (key-vault.ts), the management channel's own PKI (management-pki.ts),
+ * the operators' CA and certificates with their roles (operator-pki.ts),
+ * and enrollment, which issues a device its first certificate
+ * (enrollment.ts). Certificates and keys themselves are made in ../ca/.
+ *
  * The manager's CA ("how"): keeps the active root and, during a rotation,
  * the pending one; makes the RFC 9810 root key update set at step S and
  * issues the devices' new leaves for their existing public keys. State is a

@@ -1,4 +1,11 @@
 /**
+ * manager/transport/: how the manager reaches its devices. This file is the
+ * room's front, the one interface the orchestrator sends through; around
+ * it are the MQTT session (mqtt-transport.ts, with its types, its `$SYS`
+ * feed and what it accepts from a device topic), the in-process bus of
+ * tests and simulations (in-process-transport.ts), and the check of the
+ * devices' signatures on acknowledgements (ack-verifier.ts).
+ *
  * How the orchestrator reaches devices. It only ever sends a command and
  * receives acknowledgements; MQTT and the in-process bus implement this.
  */
