@@ -40,7 +40,7 @@ export interface OrchestratorWiring {
   clock?: Clock;
   timers?: Timers;
   policy?: Partial<RotationPolicy>;
-  /** Which devices are offline: their steps are held, not failed (presence-gate.ts); absent = every device counts as online. */
+  /** Which devices are offline: their steps are held, not failed (rotation/presence-gate.ts); absent = every device counts as online. */
   presence?: PresenceSource;
   events?: OrchestratorEvents;
   /** Record every event in this audit log (with `onAudit` told of each entry). */
@@ -93,11 +93,11 @@ export interface Manager {
   readonly ca: CaAuthority;
   readonly transport: MqttManagerTransport;
   readonly orchestrator: Orchestrator;
-  /** Re-sends acknowledged steps a device lost (reconcile.ts). */
+  /** Re-sends acknowledged steps a device lost (fleet/reconcile.ts). */
   readonly reconciler: Reconciler;
   /** The hash-chained audit trail every event of this manager is written to. */
   readonly audit: AuditLog;
-  /** Signs the audit chain's head into audit/ of the data folder and the broker's retained checkpoint (audit-checkpoint.ts). */
+  /** Signs the audit chain's head into audit/ of the data folder and the broker's retained checkpoint (audit/audit-checkpoint.ts). */
   readonly checkpoints: AuditCheckpointer;
   /** Stop timers and the MQTT session, close the database (state stays on disk and on the broker). */
   close(): Promise<void>;

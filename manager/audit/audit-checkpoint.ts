@@ -9,7 +9,7 @@
  * armed by the first entry after a checkpoint; none while nothing is
  * appended); a last one when the manager closes. Where: the data folder
  * (CheckpointStore) and every `publish` sink (the broker's retained
- * message, wired in manager.ts).
+ * message, wired in ../manager.ts).
  *
  * The checkpointer never signs a head that does not extend its previous
  * checkpoint: when the log is shorter than the last checkpoint or the entry

@@ -12,7 +12,7 @@
  * re-sent commands are stale acknowledgements it ignores.
  *
  * Hook: `attachReconciler(transport, { db, logger })` once per manager
- * (manager.ts does it); it listens to the transport's `state` events. The
+ * (../manager.ts does it); it listens to the transport's `state` events. The
  * same object answers `regressions()` for a dashboard, and
  * `setBaseline(db, deviceId, seq)` voids a device's earlier acknowledgements
  * when it is re-enrolled with a new store.

@@ -20,7 +20,7 @@ import { canVerify, rootAlgorithm } from '../rotation/algorithm-plan.ts';
  * never re-sent to the new store, and it must be provisioned again. Refused
  * while a rotation is open (its leaves are already issued). `verifies`: the
  * signature algorithms the device declared it can verify (RSA, ECDSA or an
- * exact algorithm; see algorithm-plan.ts); absent = both (on --replace: as
+ * exact algorithm; see ../rotation/algorithm-plan.ts); absent = both (on --replace: as
  * declared before). A device that cannot verify the active root is refused.
  */
 export function enrollFromCsr(db: FleetDb, ca: CaAuthority, req: { deviceId: string; role: Role; csrPem: string; now: Date; replace?: boolean; verifies?: readonly string[] }): string {

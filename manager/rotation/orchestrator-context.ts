@@ -55,7 +55,7 @@ export interface OrchestratorOptions {
   schedules?: Readonly<Record<string, Schedule>>;
   /** Adds the manager's signature to a command (management channel security). */
   sign?: (cmd: Command) => Command;
-  /** Accepts only acknowledgements signed by the device (see ack-verifier.ts); absent = not required. */
+  /** Accepts only acknowledgements signed by the device (see ../transport/ack-verifier.ts); absent = not required. */
   verifyAck?: (ack: Ack) => boolean;
   /** Which devices are offline (presence-gate.ts); absent = every device counts as online. */
   presence?: PresenceSource;

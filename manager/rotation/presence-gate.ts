@@ -11,7 +11,7 @@
  * `maxAttempts`.
  *
  * Presence comes in through `PresenceSource`, which the orchestrator
- * declares and manager.ts wires to the devices' retained state messages
+ * declares and ../manager.ts wires to the devices' retained state messages
  * (birth `online`, `behind`, last will `offline`); without one, every
  * device counts as online (the behaviour before presence).
  */

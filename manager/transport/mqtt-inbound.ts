@@ -3,7 +3,7 @@
  * message it can read, that names the device of its topic (the broker
  * ties that topic to the device's certificate) and, when it came through a
  * relay (`{relay}/via/{device}/...`), only from the relay the device is
- * routed through (topology.ts): the broker vouches only for the relay. A
+ * routed through (../fleet/topology.ts): the broker vouches only for the relay. A
  * message refused here is logged and counted (`acksDropped`, `misrouted`);
  * acknowledgements still need the device's own signature afterwards.
  */

@@ -1,7 +1,7 @@
 /**
  * The broker statistics on the manager's MQTT session: the transport also
  * subscribes to `$SYS/#` at QoS 0, in a subscription of its own, and hands
- * every `$SYS` message to its `sys` listeners (broker-monitor.ts), never
+ * every `$SYS` message to its `sys` listeners (../broker/broker-monitor.ts), never
  * to the acknowledgement path. A `sys` listener added later makes the
  * transport subscribe again, so the broker resends its retained statistics
  * (the version is published only once). A broker that refuses it (no

@@ -19,7 +19,7 @@ export interface MqttTransportOptions {
   reconnectPeriodMs?: number;
   connectTimeoutMs?: number;
   keepaliveSec?: number;
-  /** The relay a device is reached through, or null for a direct device (topology.ts; default: all direct). */
+  /** The relay a device is reached through, or null for a direct device (../fleet/topology.ts; default: all direct). */
   routeOf?: (deviceId: string) => string | null;
 }
 

@@ -13,7 +13,7 @@
  * e.g. it lost its session), the last command sent to it is published
  * again at once instead of waiting for the orchestrator's time-out.
  *
- * Relayed devices (topology.ts): commands and desired state go to
+ * Relayed devices (../fleet/topology.ts): commands and desired state go to
  * `{relay}/via/{device}/...`; an acknowledgement or state arriving that way
  * counts only when the device is routed through that relay (`misrouted`
  * otherwise), and acknowledgements still need the device's own signature.
