@@ -22,6 +22,11 @@
  * `withSqliteStore` is the same agent with its record in SQLite, and
  * `x64Node24` the same bundle and bare Node on the x64 build of the image's
  * Node 24 release (no emulator in the count).
+ * Beside each RSS: flash wear (bench/flash-writes.ts), the bytes the process
+ * wrote to block storage and the writes under the device's state folder
+ * while idle, per hour (idleFlashBytesPerHour, target 0), and on x86
+ * `underHandshakes`: the same for the printer and its client while the
+ * client handshakes with it every HANDSHAKE_INTERVAL_MS.
  * `nodeTlsFloor` is the floor under any agent on that Node: a program of a
  * few lines with no trustroll code that only loads Node's TLS and holds one
  * mutually authenticated connection to its own TLS server (server and
@@ -29,7 +34,7 @@
  * is what the agent itself adds.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,6 +46,7 @@ import { HOST_NODE24, targetOf } from '../cross-compile/targets.ts';
 import { buildImage, type ImageBuild } from '../image/build.ts';
 import { emulatedAgent, emulatedNode, emulationUnavailable, type CommandLine } from '../image/emulate.ts';
 import { provisionDevice } from '../demo/device-provisioning.ts';
+import { flashWindow, underHandshakes, type FlashWindow } from './flash-writes.ts';
 import { freePort, Mosquitto } from '../demo/mosquitto.ts';
 import { CaAuthority } from '../manager/pki/ca-authority.ts';
 import { FleetDb } from '../manager/fleet/fleet-db.ts';
@@ -90,8 +96,13 @@ function guestRssKb(pid: number): number {
   return kb;
 }
 
-/** Starts a long-running command, waits until `ready(line)` (or a fixed delay), idles, reads its RSS, stops it. */
-async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) | null, emulated = false): Promise<{ readyMs: number; idleRssMB: number; settledRssMB: number; emulatorRssMB?: { idle: number; settled: number } }> {
+/**
+ * Starts a long-running command, waits until `ready(line)` (or a fixed
+ * delay), idles, reads its RSS, stops it. Between the two RSS readings it
+ * measures what the process writes to block storage and, for an agent,
+ * under its state folder `stateDir` (bench/flash-writes.ts).
+ */
+async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) | null, emulated = false, stateDir?: string): Promise<{ readyMs: number; idleRssMB: number; settledRssMB: number; flash: FlashWindow; emulatorRssMB?: { idle: number; settled: number } }> {
   const t = Date.now();
   const p = spawn(cl.command, cl.args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...AGENT_ENV, TRUSTROLL_LOG: 'warn' } });
   let err = '';
@@ -107,9 +118,11 @@ async function idleRss(cl: CommandLine, readyLine: ((line: string) => boolean) |
     const rss = () => MB((emulated ? guestRssKb(p.pid!) : rssKb(p.pid!)) * 1024);
     const idleRssMB = rss();
     const idleEmulator = MB(rssKb(p.pid!) * 1024);
+    const writes = flashWindow(p.pid!, stateDir);
     await new Promise((r) => setTimeout(r, SETTLED_MS - IDLE_MS));
     const settledRssMB = rss();
-    return { readyMs, idleRssMB, settledRssMB, ...(emulated ? { emulatorRssMB: { idle: idleEmulator, settled: MB(rssKb(p.pid!) * 1024) } } : {}) };
+    const flash = writes.end();
+    return { readyMs, idleRssMB, settledRssMB, flash, ...(emulated ? { emulatorRssMB: { idle: idleEmulator, settled: MB(rssKb(p.pid!) * 1024) } } : {}) };
   } finally {
     p.kill('SIGTERM');
     await new Promise((r) => { if (p.exitCode !== null) r(null); else p.once('exit', r); setTimeout(r, 20_000).unref(); });
@@ -144,6 +157,10 @@ function writeTlsFloor(dir: string, ca: string, server: TlsIdentity, client: Tls
 
 const archs = (process.argv[2] ?? 'arm64,armv7').split(',').filter((a) => a && a !== 'none').map(targetOf);
 const work = mkdtempSync(join(tmpdir(), 'trustroll-footprint-'));
+/** The device's /run/trustroll: tmpfs (/dev/shm), as the health file is written there on the device. */
+const runtimeRoot = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'trustroll-footprint-run-'));
+/** The client's pause between two handshakes while the printer is measured under traffic. */
+const HANDSHAKE_INTERVAL_MS = 100;
 let broker: Mosquitto | null = null;
 try {
   // The bundle on x86: the same file as in the images, with this host's addons beside it.
@@ -169,12 +186,23 @@ try {
   const config = await device('printer-footprint', 'hal-records');
   const tlsFloor = writeTlsFloor(work, pki.ca, pki.broker, pki.device('printer-footprint-floor'));
   const sqliteConfig = await device('printer-footprint-sqlite', 'sqlite');
+  // Handshake traffic: a client-role device that handshakes with the printer in a loop.
+  const serverPort = (JSON.parse(readFileSync(config, 'utf8')) as { tls: { port: number } }).tls.port;
+  const clientConfig = await provisionDevice(work, 'console-footprint', 'client', { pki, ca, db, brokerUrl: broker.url, ports: new Map([['printer-footprint', serverPort]]), naive: false, store: 'hal-records', logger: createLogger({ level: 'warn', sink: () => undefined }) });
   db.close();
+  // As on the device (/run/trustroll): the health file on tmpfs, outside the persistent state folder that is watched.
+  for (const file of [config, sqliteConfig, clientConfig]) {
+    const c = JSON.parse(readFileSync(file, 'utf8')) as { runtimeDir?: string; probe?: { intervalMs: number } };
+    c.runtimeDir = join(runtimeRoot, 'run');
+    if (c.probe) c.probe.intervalMs = HANDSHAKE_INTERVAL_MS;
+    writeFileSync(file, JSON.stringify(c, null, 2));
+  }
+  const stateDir = (file: string) => join(file, '..');
 
   // Both processes: the same executable (under qemu: the same emulator and sysroot), the same Node flags, the same environment.
   const measure = async (agent: (args: string[]) => CommandLine, bare: CommandLine, runs = RUNS, emulated = false) => {
     const bareNode = { startMs: timeRuns({ command: bare.command, args: [...bare.args, '-e', '0'] }, runs), ...(await idleRss({ command: bare.command, args: [...bare.args, ...IDLE_NODE] }, null, emulated)) };
-    const a = { versionMs: timeRuns(agent(['--version']), runs), ...(await idleRss(agent(['run', '--config', config]), isReady, emulated)) };
+    const a = { versionMs: timeRuns(agent(['--version']), runs), ...(await idleRss(agent(['run', '--config', config]), isReady, emulated, stateDir(config))) };
     const floor = await idleRss({ command: bare.command, args: [...bare.args, tlsFloor] }, (l) => l === 'floor ready', emulated);
     const ratio = (x: number, y: number) => Number((x / y).toFixed(2));
     return {
@@ -182,7 +210,7 @@ try {
       started: { bareNode: shown({ command: bare.command, args: [...bare.args, ...IDLE_NODE] }), agent: shown(agent(['run', '--config', '<agent.json>'])) },
       bareNode,
       nodeTlsFloor: { idleRssMB: floor.idleRssMB, settledRssMB: floor.settledRssMB, rssRatio: ratio(floor.idleRssMB, bareNode.idleRssMB), settledRssRatio: ratio(floor.settledRssMB, bareNode.settledRssMB) },
-      agent: { ...a, rssRatio: ratio(a.idleRssMB, bareNode.idleRssMB), settledRssRatio: ratio(a.settledRssMB, bareNode.settledRssMB), aboveFloorMB: MB((a.idleRssMB - floor.idleRssMB) * 1e6) },
+      agent: { ...a, rssRatio: ratio(a.idleRssMB, bareNode.idleRssMB), settledRssRatio: ratio(a.settledRssMB, bareNode.settledRssMB), aboveFloorMB: MB((a.idleRssMB - floor.idleRssMB) * 1e6), idleFlashBytesPerHour: a.flash.blockBytesPerHour, idleStateFolderWritesPerHour: a.flash.stateFolder?.eventsPerHour ?? null },
     };
   };
 
@@ -190,7 +218,11 @@ try {
     node: process.version,
     nodeFlags: flags,
     ...(await measure(x64Bundle, { command: process.execPath, args: flags })),
-    withSqliteStore: { ...(await idleRss(x64Bundle(['run', '--config', sqliteConfig]), isReady)), note: 'the same agent with its record in SQLite ("store": {"kind": "sqlite"}) instead of the HAL record store' },
+    withSqliteStore: { ...(await idleRss(x64Bundle(['run', '--config', sqliteConfig]), isReady, false, stateDir(sqliteConfig))), note: 'the same agent with its record in SQLite ("store": {"kind": "sqlite"}) instead of the HAL record store' },
+    underHandshakes: {
+      ...(await underHandshakes({ server: x64Bundle(['run', '--config', config]), client: x64Bundle(['run', '--config', clientConfig]), serverState: stateDir(config), clientState: stateDir(clientConfig), env: { ...process.env, ...AGENT_ENV, TRUSTROLL_LOG: 'warn' }, warmMs: IDLE_MS, windowMs: SETTLED_MS - IDLE_MS })),
+      note: `the printer while a client-role agent handshakes with it every ${HANDSHAKE_INTERVAL_MS} ms (both measured)`,
+    },
     tsxDevelopment: { versionMs: timeRuns(x64Tsx(['--version'])), ...(await idleRss(x64Tsx(['run', '--config', config]), isReady)) },
   };
 
@@ -223,12 +255,13 @@ try {
     x64,
     x64Node24,
     emulated,
-    targets: { bundleBytes: '< 1 MB', idleRss: '<= 1.3x bare node' },
-    method: `bare node and agent: same executable, Node flags and environment (the launcher's ${Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}, TRUSTROLL_LOG=warn); bare node idles in setInterval; the agent is a server-role device linked to a local Mosquitto over mTLS; RSS (VmRSS) ${IDLE_MS / 1000} s (idleRssMB) and ${SETTLED_MS / 1000} s (settledRssMB) after ready (bare node: after 0.5 s); under qemu the guest's mappings only (below 2^46, without qemu's own code cache, heap and arenas), the emulator's whole RSS in emulatorRssMB`,
+    targets: { bundleBytes: '< 1 MB', idleRss: '<= 1.3x bare node', idleFlashBytesPerHour: 0, underHandshakes: 'bounded and small (flash bytes per hour)' },
+    method: `bare node and agent: same executable, Node flags and environment (the launcher's ${Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(' ')}, TRUSTROLL_LOG=warn); bare node idles in setInterval; the agent is a server-role device linked to a local Mosquitto over mTLS; RSS (VmRSS) ${IDLE_MS / 1000} s (idleRssMB) and ${SETTLED_MS / 1000} s (settledRssMB) after ready (bare node: after 0.5 s); under qemu the guest's mappings only (below 2^46, without qemu's own code cache, heap and arenas), the emulator's whole RSS in emulatorRssMB; flash: write_bytes of /proc/<pid>/io (bytes the process has written to block storage, page-granular; tmpfs and sockets not counted) and inotify events under the device's state folder, over the ${(SETTLED_MS - IDLE_MS) / 1000} s between the two RSS readings, scaled to an hour; the agent's runtimeDir (health file) on tmpfs as /run/trustroll on the device`,
     measuredAt: new Date().toISOString(),
   };
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 } finally {
   await broker?.stop();
   rmSync(work, { recursive: true, force: true });
+  rmSync(runtimeRoot, { recursive: true, force: true });
 }
