@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAgentConfig, openAgentRuntime, type AgentConfig, type AgentRuntime } from '../../agent/config.ts';
+import { healthFilePath, readHealth } from '../../agent/health-file.ts';
 import { linkCheck } from '../../agent/selftest/link-check.ts';
 import { runSelftest } from '../../agent/selftest/selftest.ts';
 import { summarize } from '../../agent/device-record.ts';
@@ -224,7 +225,8 @@ describe('relay: a hostile relay can neither forge, alter, reorder nor replay, a
   });
 
   it('the relayed client\'s self-test reports its channel through the relay', async () => {
-    const check = await linkCheck(loadAgentConfig(join(dir, 'devices', CLIENT, 'agent.json')), null, new Date(), 2_000);
+    const config = loadAgentConfig(join(dir, 'devices', CLIENT, 'agent.json'));
+    const check = await linkCheck(config, null, readHealth(healthFilePath(config), new Date()), healthFilePath(config), 2_000);
     assert.equal(check.status, 'ok', check.message);
     assert.match(check.message, /polls relay printer-1 at 127\.0\.0\.1:\d+/);
   });
@@ -261,8 +263,9 @@ describe('relay: a hostile relay can neither forge, alter, reorder nor replay, a
     const config: AgentConfig = { ...loaded, probe: undefined };
     const up = await runSelftest(config, { timeoutMs: 3_000 });
     const link = up.checks.find((c) => c.name === 'link')!;
-    assert.equal(link.status, 'warn', link.message);
-    assert.match(link.message, /agent is not running.*"peer printer-1" below is a handshake with the relay/);
+    assert.equal(link.status, 'skipped', link.message);
+    assert.match(link.message, /no agent is running \(see the agent check\); the peer check "peer printer-1" below is a handshake with the relay/);
+    assert.equal(up.checks.find((c) => c.name === 'agent')!.code, 'E_AGENT_NOT_RUNNING');
     const peer = up.checks.find((c) => c.name === `peer ${RELAY}`);
     assert.ok(peer, `a peer check of the relay: ${up.checks.map((c) => c.name).join(', ')}`);
     assert.equal(peer.status, 'ok', peer.message);
