@@ -128,16 +128,23 @@ export function procStartOf(pid: number): string | null {
   }
 }
 
-/** True while the process that wrote `h` exists (EPERM: it exists but belongs to someone else), and is not another process with its pid. */
+/** Start times this close (clock ticks: 1 s at Linux's 100 Hz) are one process: qemu-user computes its own, a tick or so off the kernel's. */
+const SAME_START_TICKS = 100;
+
+/**
+ * True while process `pid` exists (EPERM: it exists but belongs to someone
+ * else) and, given the start time it recorded, is that process and not a
+ * later one with its pid. A recorded 0 or an unreadable /proc is no
+ * evidence either way.
+ */
 export function processAlive(pid: number, procStart: string | null = null): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  if (procStart === null) return true;
-  const now = procStartOf(pid);
-  return now === null || now === procStart;
+  const now = procStart === null || Number(procStart) === 0 ? null : procStartOf(pid);
+  return now === null || Math.abs(Number(now) - Number(procStart)) <= SAME_START_TICKS;
 }
 
 /** What a reader concludes from the health file. */

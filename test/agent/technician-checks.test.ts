@@ -111,8 +111,10 @@ describe('technician checks (functions)', () => {
     const mine = procStartOf(process.pid);
     assert.ok(mine, '/proc is readable here');
     assert.equal(processAlive(process.pid, mine), true);
-    assert.equal(processAlive(process.pid, String(Number(mine) + 1)), false);
+    assert.equal(processAlive(process.pid, String(Number(mine) + 1)), true, 'a tick off (qemu-user computes its own) is the same process');
+    assert.equal(processAlive(process.pid, String(Number(mine) + 1_000)), false, 'ten seconds off: another process with the pid');
     assert.equal(processAlive(process.pid, null), true);
+    assert.equal(processAlive(process.pid, '0'), true, 'no start time recorded: no evidence');
     assert.ok(statSync('/proc').isDirectory());
   });
 });
