@@ -152,7 +152,8 @@ export type HealthView =
   | { state: 'running'; health: AgentHealth; ageMs: number }
   /** Stopped cleanly, failed to start (`health.startError`), or its process is gone. */
   | { state: 'stopped'; health: AgentHealth; ageMs: number }
-  | { state: 'absent'; reason: string };
+  /** No health file to go by; `unreadable`: there is one, but this user may not read it. */
+  | { state: 'absent'; reason: string; unreadable?: boolean };
 
 /** Read and judge the health file at `now` (never writes). */
 export function readHealth(path: string, now: Date): HealthView {
@@ -161,7 +162,8 @@ export function readHealth(path: string, now: Date): HealthView {
     raw = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return { state: 'absent', reason: code === 'ENOENT' ? `no health file at ${path}: the agent has not run since the device started` : `cannot read ${path} (${code ?? (err as Error).message}): run this as root or as the agent's user` };
+    if (code === 'ENOENT') return { state: 'absent', reason: `no health file at ${path}: the agent has not run since the device started` };
+    return { state: 'absent', reason: `cannot read ${path} (${code ?? (err as Error).message})`, unreadable: true };
   }
   let health: unknown;
   try {

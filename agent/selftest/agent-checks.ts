@@ -32,6 +32,9 @@ export function agentCheck(config: AgentConfig, configPath: string | null, view:
     const h = view.health;
     return { name, status: 'ok', message: `the agent runs (pid ${h.pid}, user ${h.user.name}, since ${h.startedAt}; last report ${h.updatedAt})` };
   }
+  if (view.state === 'absent' && view.unreadable) {
+    return { name, status: 'fail', code: 'E_AGENT_PERMISSION', message: `cannot tell whether the agent runs: ${view.reason}`, action: 'run this check as root or as the agent\'s user' };
+  }
   if (view.state === 'absent') return { name, status: 'fail', code: 'E_AGENT_NOT_RUNNING', message: `the agent is not running (${view.reason})`, action: start };
   const h = view.health;
   if (h.startError) {

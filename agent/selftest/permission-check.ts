@@ -104,6 +104,9 @@ const WHY: Record<string, string> = {
  */
 export function permissionsCheck(config: AgentConfig, view: HealthView): Check {
   const name = 'permissions';
+  if (view.state === 'absent' && view.unreadable) {
+    return { name, status: 'warn', code: 'E_AGENT_PERMISSION', message: `the agent's user is not known here (${view.reason})`, action: 'run this check as root or as the agent\'s user' };
+  }
   const running = view.state === 'running';
   const user = view.state === 'absent' ? currentUser() : view.health.user;
   const whose = view.state === 'absent' ? `user ${user.name} (uid ${user.uid}; the agent's user is not known: it has not run since the device started)` : `the agent's user ${user.name} (uid ${user.uid})`;
