@@ -59,6 +59,8 @@ export interface AgentConfig {
   probe?: { targets: { host: string; port: number; serverId: string }[]; intervalMs: number };
   /** Accept the unsafe "naive" schedule too. Only for the demo's contrast run; never on a real device. */
   allowUnsafeSchedules?: boolean;
+  /** Persistent folder for the agent's own files (the link record and rotated link files; default: the trust store's folder; see state-paths.ts). */
+  stateDir?: string;
   /** Volatile folder for the health file (tmpfs, e.g. /run/trustroll; default: a `run` folder beside the state; see state-paths.ts). */
   runtimeDir?: string;
   /** Where the running agent keeps its health file (default: `<runtimeDir>/<deviceId>.health.json`). */
@@ -112,6 +114,7 @@ export const agentConfigSchema = {
       ],
     },
     allowUnsafeSchedules: { type: 'boolean' },
+    stateDir: { type: 'string', minLength: 1 },
     runtimeDir: { type: 'string', minLength: 1 },
     healthFile: { type: 'string', minLength: 1 },
     link: {

@@ -64,17 +64,21 @@ export interface CheckedLink {
  * Check every file the link names before anything listens or connects:
  * `link.ca` parses as certificates, `link.cert` parses and is issued by one
  * of them, `link.key` is a private key matching `link.cert`, each
- * `link.commandKeys` entry is a public key. Errors are E_AGENT_CONFIG naming
- * the setting and the fix; nothing is created or changed.
+ * `link.commandKeys` entry is a public key. `rotated`: the CA and
+ * certificate of the link record, in force instead of the configured files
+ * after a management-root rotation. Errors are E_AGENT_CONFIG naming the
+ * setting and the fix; nothing is created or changed.
  */
-export function checkLinkFiles(link: LinkConfig): CheckedLink {
+export function checkLinkFiles(link: LinkConfig, rotated: { ca: string; cert: string; path: string } | null = null): CheckedLink {
   const fromMgmt = `give the file "trustroll mgmt device" wrote for this device`;
-  const ca = readPem(link.ca, 'link.ca');
-  const cas = certificatesIn(ca, 'link.ca', link.ca, `${fromMgmt} (ca.pem)`);
-  const cert = readPem(link.cert, 'link.cert');
-  const [leaf] = certificatesIn(cert, 'link.cert', link.cert, `${fromMgmt} (device.pem)`);
+  // After a management-root rotation the link record (agent/link-rotation/link-store.ts) holds the CA and certificate in force.
+  const [caAt, certAt] = rotated ? [rotated.path, rotated.path] : [link.ca, link.cert];
+  const ca = rotated?.ca ?? readPem(link.ca, 'link.ca');
+  const cas = certificatesIn(ca, 'link.ca', caAt, `${fromMgmt} (ca.pem)`);
+  const cert = rotated?.cert ?? readPem(link.cert, 'link.cert');
+  const [leaf] = certificatesIn(cert, 'link.cert', certAt, `${fromMgmt} (device.pem)`);
   if (!cas.some((c) => leaf!.checkIssued(c) && leaf!.verify(c.publicKey))) {
-    throw bad('link.cert', link.cert, `(${leaf!.subject.replace(/\n/g, ', ')}) is not issued by the CA in "link.ca" (${link.ca})`, 'give the device certificate and the CA of the same management PKI');
+    throw bad('link.cert', certAt, `(${leaf!.subject.replace(/\n/g, ', ')}) is not issued by the CA in "link.ca" (${caAt})`, 'give the device certificate and the CA of the same management PKI');
   }
   const certSpki = spkiDer(leaf!.publicKey);
   let key: string | undefined;
@@ -89,7 +93,7 @@ export function checkLinkFiles(link: LinkConfig): CheckedLink {
       throw bad('link.key', link.key, hint, `${fromMgmt} (device.key)`);
     }
     if (!spkiDer(createPublicKey(priv)).equals(certSpki)) {
-      throw bad('link.key', link.key, `does not match the certificate in "link.cert" (${link.cert})`, 'give the key and certificate of the same device');
+      throw bad('link.key', link.key, `does not match the certificate in "link.cert" (${certAt})`, 'give the key and certificate of the same device');
     }
   }
   const commandKeys = readCommandKeys(link.commandKeys, 'link.commandKeys');

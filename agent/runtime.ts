@@ -19,8 +19,10 @@ import { HealthReporter, reportFailedStart } from './health-reporter.ts';
 import { checkLinkFiles, openLinkTls, readCommandKeys, type LinkTls } from './link-tls.ts';
 import { DeviceLink } from './mqtt-link.ts';
 import { withLinkRotation } from './link-rotation/link-setup.ts';
+import { linkMaterialOf } from './link-rotation/link-store.ts';
 import type { RelayPusher } from './relay/relay-pusher.ts';
 import type { RelayUplink } from './relay/relay-uplink.ts';
+import { linkDirOf } from './state-paths.ts';
 import { lostRecordError } from './state-store.ts';
 import { DeviceTlsConnector } from './tls/device-tls-connector.ts';
 import { DeviceTlsServer } from './tls/device-tls-server.ts';
@@ -76,7 +78,9 @@ async function startDevice(config: AgentConfig, deps: RunDeps): Promise<RunningD
   if (!link && !via) throw new AgentError('E_AGENT_CONFIG', 'setting "link" is required to run the agent (or "via" for a device whose commands come through a relay)');
   const r = relay || via ? await relayModules() : null;
   // Every file the link names is parsed and matched before anything is opened, listens or connects.
-  const checked = link ? checkLinkFiles(link) : null;
+  // The link record under the state folder, once a management-root rotation wrote one, wins over the configured (factory) files.
+  const linkPlace = link ? { dir: linkDirOf(config), link } : null;
+  const checked = link ? checkLinkFiles(link, linkMaterialOf(linkPlace!)) : null;
   const commandKeys = checked ? checked.commandKeys : readCommandKeys(via!.commandKeys, 'via.commandKeys');
   const rt: AgentRuntime = await openAgentRuntime(config, { clock: deps.clock, logger: deps.logger, verifySignature: commandVerifier(commandKeys), keepRefusals: true });
   let linkTls: LinkTls | null = null;
@@ -152,7 +156,7 @@ async function startDevice(config: AgentConfig, deps: RunDeps): Promise<RunningD
       url: link.url, agent, tls: linkTls!.tls, clock: deps.clock, logger, stream: linkTls!.stream,
       tlsCounters, stateIntervalMs: link.stateIntervalMs, onRefused: (ack, raw) => rt.refusals!.record(ack, raw),
       ...(hub ? { extra: { filters: hub.filters(), onMessage: (topic: string, payload: Buffer, retained: boolean) => hub.fromBroker(topic, payload, retained) } } : {}),
-    }, { link, checked: checked!, linkTls: linkTls!, keys: rt.keys }));
+    }, { link, linkDir: linkPlace!.dir, checked: checked!, linkTls: linkTls!, keys: rt.keys }));
     uplink = mqtt;
     uplinkUrl = relay ? `${link.url} (relay for ${relay.for.join(', ')})` : link.url;
     if (hub && config.role === 'client') {

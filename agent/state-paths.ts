@@ -1,7 +1,7 @@
 /**
  * Where the agent writes, in one list: the persistent state (trust store,
  * the HAL's key and record folders or EEPROM file, the management link's
- * record folder) and the volatile runtime folder (the health file). The
+ * record folder under `stateDir`) and the volatile runtime folder (the health file). The
  * running agent checks these for itself (health-reporter.ts), and the
  * technician's tools check them for the agent's user (permissions.ts), so
  * a folder the agent cannot write is named as a permission problem with
@@ -39,6 +39,24 @@ export function runtimeDirOf(config: AgentConfig): string {
   return join(tmpdir(), 'trustroll-agent');
 }
 
+/**
+ * The persistent folder the agent writes its own files in (not the HAL's):
+ * the `stateDir` setting, else the trust store's folder (the SQLite file's,
+ * or the HAL record folder's parent: /var/lib/trustroll on the image), else
+ * (an EEPROM-only device without the setting) the folder of `link.cert`.
+ */
+export function stateDirOf(config: AgentConfig): string {
+  if (config.stateDir) return resolve(config.stateDir);
+  if (config.store.kind === 'sqlite') return dirname(resolve(config.store.path));
+  if (config.hal.records.backend === 'file') return dirname(resolve(config.hal.records.dir));
+  return config.link ? dirname(resolve(config.link.cert)) : join(tmpdir(), 'trustroll-agent');
+}
+
+/** Where the management link's record and its rotated CA and certificate live: `<stateDir>/link`. */
+export function linkDirOf(config: AgentConfig): string {
+  return join(stateDirOf(config), 'link');
+}
+
 /** Every folder or file the agent of `config` writes (persistent first, then the runtime folder). */
 export function statePaths(config: AgentConfig): StatePath[] {
   const out: StatePath[] = [];
@@ -52,8 +70,8 @@ export function statePaths(config: AgentConfig): StatePath[] {
   if (keys.backend === 'file') add(keys.dir, 'hal.keys.dir', 'dir', 'the device keys');
   if (keys.backend === 'tpm') add(keys.storeDir, 'hal.keys.storeDir', 'dir', 'the tpm2-pkcs11 key store');
   if ((keys.backend === 'eeprom' || records.backend === 'eeprom') && eeprom) add(eeprom.device, 'hal.eeprom.device', 'file', 'the EEPROM image');
-  // A management-root rotation rewrites link.ca and link.cert and keeps link-state.json beside link.cert (agent/link-rotation).
-  if (config.link?.key !== undefined) add(dirname(config.link.cert), 'link.cert', 'dir', 'the management link record (link-state.json, link.ca and link.cert after a management-root rotation)');
+  // A management-root rotation keeps its record and the new link CA and certificate there (agent/link-rotation); link.ca and link.cert are only read.
+  if (config.link?.key !== undefined) add(linkDirOf(config), 'stateDir', 'dir', 'the management link record (link-state.json, and link-ca.pem and link-cert.pem after a management-root rotation)');
   add(config.healthFile ? dirname(config.healthFile) : runtimeDirOf(config), config.healthFile ? 'healthFile' : 'runtimeDir', 'dir', 'the health file the technician\'s tools read', true);
   return out;
 }

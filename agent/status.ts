@@ -181,6 +181,8 @@ export function describeStatus(s: DeviceStatus): string {
     ...s.history.map((h) => `  ${h.at} #${h.seq} ${h.rotationId} ${h.step} store ${h.storeHash.slice(0, 12)}…`),
     ...(s.agent ? [describeAgent(s.agent)] : []),
     ...(s.hal ? [`hal: ${s.hal.backend} ${s.hal.ok ? 'OK' : 'NOT OK'}: ${s.hal.message}`] : []),
+    // Which link CA and certificate are in force: the configured (factory) files, or the rotation's record under the state folder.
+    ...(s.checks ?? []).filter((c) => c.name === 'link files' && c.status === 'ok').map((c) => `link files: ${c.message}`),
     ...(s.regression ? [`ERROR ${s.regression.code}: the trust store rolled back (${s.regression.missingWrites} of ${s.regression.lostWrites} lost write(s) still missing)`] : []),
     ...(s.warnings.length ? ['warnings:', ...s.warnings.map((w) => `  ${w}`)] : []),
     ...(s.problems.length ? ['problems:', ...s.problems.flatMap(problem)] : []),

@@ -29,7 +29,7 @@ import type { Agent } from '../agent.ts';
 import { identitiesOf, type DeviceRecord } from '../device-record.ts';
 import { dispatch } from '../dispatcher.ts';
 import type { CheckedLink } from '../link-tls.ts';
-import { LINK_KEY_LABEL, LinkStore } from './link-store.ts';
+import { LINK_KEY_LABEL, LinkStore, type LinkStorePlace } from './link-store.ts';
 
 /** TLS material for one link connection attempt. */
 export interface LinkTlsMaterial {
@@ -51,7 +51,8 @@ export interface LinkRotationHook {
 
 /** What the rotator needs from the runtime. */
 export interface LinkRotatorOptions {
-  link: { ca: string; cert: string };
+  /** The agent's link folder (`<stateDir>/link`) and the configured (factory) link files. */
+  place: LinkStorePlace;
   checked: CheckedLink;
   /** The link key as Node's TLS takes it (PEM), when it is not in a token. */
   key?: string;
@@ -83,7 +84,7 @@ export class LinkRotator implements LinkRotationHook {
   private readonly log: Logger;
 
   constructor(private readonly o: LinkRotatorOptions) {
-    this.store = new LinkStore(o.link);
+    this.store = new LinkStore(o.place);
     this.log = o.logger.child({ deviceId: o.agent.deviceId, component: 'link-rotation' });
     this.record = this.store.load() ?? initialRecord(o.agent.deviceId, o.checked);
   }

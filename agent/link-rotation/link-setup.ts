@@ -15,10 +15,10 @@ import { LinkConnector } from './link-connector.ts';
 import { LinkRotator } from './link-rotator.ts';
 
 /** The link options with link rotation added; unchanged for a token-held link key (`stream`). */
-export function withLinkRotation(opts: DeviceLinkOptions, c: { link: LinkConfig; checked: CheckedLink; linkTls: LinkTls; keys: KeyStore }): DeviceLinkOptions {
+export function withLinkRotation(opts: DeviceLinkOptions, c: { link: LinkConfig; linkDir: string; checked: CheckedLink; linkTls: LinkTls; keys: KeyStore }): DeviceLinkOptions {
   if (opts.stream || c.linkTls.stream) return opts;
   const rotator = new LinkRotator({
-    link: c.link, checked: c.checked, key: c.linkTls.tls.key, agent: opts.agent, keys: c.keys, clock: opts.clock, logger: opts.logger,
+    place: { dir: c.linkDir, link: c.link }, checked: c.checked, key: c.linkTls.tls.key, agent: opts.agent, keys: c.keys, clock: opts.clock, logger: opts.logger,
     verifySignature: commandVerifier(c.checked.commandKeys),
   });
   const connector = new LinkConnector(opts.url, () => rotator.material(), opts.logger.child({ deviceId: opts.agent.deviceId, component: 'link-connector' }));

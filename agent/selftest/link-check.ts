@@ -16,14 +16,19 @@
  *   redelivered to the agent when it connects; then DISCONNECT.
  * The link files the configuration on disk names are checked either way
  * (linkFilesCheck): a running agent holds its key in memory and would not
- * start again without the file.
+ * start again without the file. After a management-root rotation the link
+ * record under the state folder holds the CA and certificate in force
+ * (link-rotation/link-store.ts); both the probe and the check use them and
+ * say so.
  */
 import { connect, MqttClient, type IClientOptions } from 'mqtt';
 import type { KeyStore } from '../../hal/key-store.ts';
 import { MQTT_PROTOCOL_VERSION } from '../../protocol/topics.ts';
 import type { AgentConfig, LinkConfig } from '../config.ts';
 import type { HealthView } from '../health-file.ts';
+import { linkMaterialOf } from '../link-rotation/link-store.ts';
 import { checkLinkFiles, openLinkTls } from '../link-tls.ts';
+import { linkDirOf } from '../state-paths.ts';
 import { plainMessage, type Check } from './report.ts';
 
 const BROKER_CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_|ALTNAME|HOSTNAME|ERR_TLS_CERT/;
@@ -56,7 +61,7 @@ async function probeBroker(config: AgentConfig & { link: LinkConfig }, keys: Key
   if (!link.key && !keys) return { ok: false, message: 'the link key lives in the HAL, which did not open (see the key check)', action: 'fix the key backend first' };
   let linkTls;
   try {
-    linkTls = await openLinkTls(link, keys!);
+    linkTls = await openLinkTls(link, keys!, checkLinkFiles(link, linkMaterialOf({ dir: linkDirOf(config), link })));
   } catch (err) {
     return { ok: false, message: plainMessage(err), action: 'fix the file or key named in the message (the link settings come from "trustroll mgmt device")' };
   }
@@ -133,13 +138,17 @@ export async function linkFilesCheck(config: AgentConfig, keys: KeyStore | null,
   if (!link) return { name, status: 'skipped', message: 'no "link" in the configuration' };
   const still = view.state === 'running' ? ' (the running agent still holds them in memory, but would not start again)' : '';
   try {
-    const checked = checkLinkFiles(link);
+    const rotated = linkMaterialOf({ dir: linkDirOf(config), link });
+    const checked = checkLinkFiles(link, rotated);
     if (link.keyLabel !== undefined) {
       const info = keys ? await keys.get(link.keyLabel) : null;
       if (keys && !info) throw new Error(`setting "link.keyLabel": the HAL has no key "${link.keyLabel}"`);
       if (info && !info.spki.equals(checked.certSpki)) throw new Error(`setting "link.keyLabel": HAL key "${link.keyLabel}" does not match the certificate in "link.cert" (${link.cert})`);
     }
-    return { name, status: 'ok', message: `link.ca, link.cert, ${link.key !== undefined ? 'link.key' : `the HAL key "${link.keyLabel}"`} and the command key(s) ${Object.keys(link.commandKeys).map((k) => `"${k}"`).join(', ')} read and match` };
+    const [caCert, from] = rotated
+      ? ['the link CA and certificate of the management-root rotation', `in use: ${rotated.path}${rotated.source === 'legacy' ? ' (beside link.cert, where earlier versions kept it; the agent moves it on its next start)' : ''}, newer than the configured ${link.ca} and ${link.cert} (the factory's first material)`]
+      : ['link.ca, link.cert', `in use: the configured ${link.ca} and ${link.cert} (no management-root rotation recorded in ${linkDirOf(config)})`];
+    return { name, status: 'ok', message: `${caCert}, ${link.key !== undefined ? 'link.key' : `the HAL key "${link.keyLabel}"`} and the command key(s) ${Object.keys(link.commandKeys).map((k) => `"${k}"`).join(', ')} read and match; ${from}` };
   } catch (err) {
     const message = plainMessage(err);
     return { name, status: 'fail', code: 'E_AGENT_CONFIG', message: `the management link cannot be used: ${message}${still}`, action: linkFilesAction(config, message) };

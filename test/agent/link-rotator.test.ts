@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkLinkFiles } from '../../agent/link-tls.ts';
 import { LinkRotator } from '../../agent/link-rotation/link-rotator.ts';
-import { linkStatePath } from '../../agent/link-rotation/link-store.ts';
+import { LINK_FILES } from '../../agent/link-rotation/link-store.ts';
 import { stageLinkMaterial, type LinkMaterial } from '../../manager/link-rotation/link-material.ts';
 import { ManagementPki } from '../../manager/pki/management-pki.ts';
 import { commandSigner, commandVerifier } from '../../protocol/command-signature.ts';
@@ -23,6 +23,9 @@ describe('agent: link commands (management-root rotation) on the device', () => 
   let rotator: LinkRotator;
   let sign: (c: Command) => Command;
   let link: { url: string; ca: string; cert: string; key: string; commandKeys: Record<string, string> };
+  // The configured files are the factory's (read only); the rotation writes under the state folder's link folder.
+  let state = '';
+  const linkStatePath = () => join(state, LINK_FILES.record);
 
   beforeEach(async () => {
     f = await deviceFixture();
@@ -30,8 +33,9 @@ describe('agent: link commands (management-root rotation) on the device', () => 
     const mgmt = join(f.dir, 'mgmt');
     pki.save(mgmt);
     const id = f.client.id;
-    const linkDir = join(f.dir, 'link');
+    const linkDir = join(f.dir, 'etc');
     mkdirSync(linkDir);
+    state = join(f.dir, 'state', 'link');
     const put = (name: string, text: string) => { writeFileSync(join(linkDir, name), text); return join(linkDir, name); };
     const identity = pki.device(id);
     link = {
@@ -42,7 +46,7 @@ describe('agent: link commands (management-root rotation) on the device', () => 
     const checked = checkLinkFiles(link);
     sign = commandSigner(pki.commandKey);
     rotator = new LinkRotator({
-      link, checked, key: checked.key, agent: f.client.agent, keys: f.client.keys, clock: f.clock, logger: createLogger({ level: 'error' }),
+      place: { dir: state, link }, checked, key: checked.key, agent: f.client.agent, keys: f.client.keys, clock: f.clock, logger: createLogger({ level: 'error' }),
       verifySignature: commandVerifier(checked.commandKeys),
     });
   });
@@ -59,7 +63,7 @@ describe('agent: link commands (management-root rotation) on the device', () => 
     const stale = await send(sign(cmd(4, 'LC1')));
     assert.equal(stale.ack.error?.code, 'E_REPLAY');
     assert.equal(stale.changed, false);
-    assert.ok(!existsSync(linkStatePath(link)), 'nothing written');
+    assert.ok(!existsSync(linkStatePath()), 'nothing written');
     const fresh = await send(sign(cmd(6, 'LC1')));
     assert.equal(fresh.ack.ok, true, fresh.ack.error?.message);
     assert.equal(rotator.lastSeq(), 6);
@@ -69,7 +73,8 @@ describe('agent: link commands (management-root rotation) on the device', () => 
     const m = rotator.material();
     assert.deepEqual(m.map((x) => fingerprintPem(x.cert)), [fingerprintPem(material.devices[f.client.id]!), fingerprintPem(pki.device(f.client.id).cert)]);
     assert.equal(m[0]!.ca.match(/BEGIN CERTIFICATE/g)!.length, 3);
-    assert.equal(new X509Certificate(readFileSync(link.cert, 'utf8')).fingerprint256, new X509Certificate(material.devices[f.client.id]!).fingerprint256);
+    assert.equal(new X509Certificate(readFileSync(join(state, LINK_FILES.cert), 'utf8')).fingerprint256, new X509Certificate(material.devices[f.client.id]!).fingerprint256);
+    assert.equal(readFileSync(link.cert, 'utf8'), pki.device(f.client.id).cert, 'the configured (factory) certificate is only read');
   });
 
   it('refuses an unsigned command, LC2 before LC1, and a link certificate for another key, writing nothing', async () => {
@@ -85,7 +90,7 @@ describe('agent: link commands (management-root rotation) on the device', () => 
     ];
     assert.deepEqual(results.map((r) => r.ack.error?.code), ['E_SIGNATURE', 'E_OUT_OF_ORDER', 'E_LEAF_KEY_MISMATCH']);
     assert.ok(results.every((r) => !r.changed));
-    assert.ok(!existsSync(linkStatePath(link)), 'nothing written');
+    assert.ok(!existsSync(linkStatePath()), 'nothing written');
     assert.equal(readFileSync(link.ca, 'utf8'), pki.ca);
   });
 
@@ -95,8 +100,9 @@ describe('agent: link commands (management-root rotation) on the device', () => 
     const lc2 = await send(sign(cmd(2, 'LC2')));
     assert.equal(lc2.ack.ok, true, lc2.ack.error?.message);
     assert.deepEqual(rotator.material().map((x) => fingerprintPem(x.cert)), [fingerprintPem(material.devices[f.client.id]!)]);
-    assert.equal(readFileSync(link.ca, 'utf8').match(/BEGIN CERTIFICATE/g)!.length, 1);
-    const before = readFileSync(linkStatePath(link), 'utf8');
+    assert.equal(readFileSync(join(state, LINK_FILES.ca), 'utf8').match(/BEGIN CERTIFICATE/g)!.length, 1);
+    assert.equal(readFileSync(link.ca, 'utf8'), pki.ca, 'the configured (factory) CA is only read');
+    const before = readFileSync(linkStatePath(), 'utf8');
     const first = JSON.parse(before) as { body: string };
     const again = await send(lc1);
     assert.equal(again.changed, false);
@@ -105,6 +111,6 @@ describe('agent: link commands (management-root rotation) on the device', () => 
     assert.ok(first.body.includes(again.ack.sig!.value), 'byte for byte the stored one');
     const altered = await send(sign({ ...cmd(1, 'LC1'), issuedAt: new Date(f.clock.now().getTime() + 1).toISOString() }));
     assert.equal(altered.ack.error?.code, 'E_REPLAY', 'another command under a used sequence number');
-    assert.equal(readFileSync(linkStatePath(link), 'utf8'), before);
+    assert.equal(readFileSync(linkStatePath(), 'utf8'), before);
   });
 });

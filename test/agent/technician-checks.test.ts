@@ -71,7 +71,7 @@ describe('technician checks (functions)', () => {
     assert.deepEqual(statePaths(config).map((p) => [p.path, p.setting, p.volatile]), [
       ['/var/lib/trustroll/records', 'hal.records.dir', false],
       ['/var/lib/trustroll/keys', 'hal.keys.dir', false],
-      ['/var/lib/trustroll/link', 'link.cert', false],
+      ['/var/lib/trustroll/link', 'stateDir', false],
       ['/run/trustroll', 'runtimeDir', true],
     ]);
     assert.equal(runtimeDirOf({ ...config, runtimeDir: undefined }), '/var/lib/trustroll/run', 'development default: beside the state');

@@ -62,8 +62,8 @@ describe('mqtt: management-root rotation on the embedded broker (TLS material sw
     assert.deepEqual(brokerFilesNow(mgmt).ca.match(PEM)!.map(fingerprintPem), [fingerprintPem(newRoot)], 'a broker started now serves the new material');
     for (const [id] of ids) {
       const linkDir = join(dir, 'devices', id, 'link');
-      assert.deepEqual(readFileSync(join(linkDir, 'ca.pem'), 'utf8').match(PEM)!.map(fingerprintPem), [fingerprintPem(newRoot)], `${id}: trusts only R1`);
-      assert.ok(new X509Certificate(readFileSync(join(linkDir, 'device.pem'), 'utf8')).verify(new X509Certificate(newRoot).publicKey), `${id}: link certificate under R1`);
+      assert.deepEqual(readFileSync(join(linkDir, 'link-ca.pem'), 'utf8').match(PEM)!.map(fingerprintPem), [fingerprintPem(newRoot)], `${id}: trusts only R1`);
+      assert.ok(new X509Certificate(readFileSync(join(linkDir, 'link-cert.pem'), 'utf8')).verify(new X509Certificate(newRoot).publicKey), `${id}: link certificate under R1`);
     }
     const tallies = await stopAll(procs);
     procs = [];

@@ -179,10 +179,11 @@ describe('mqtt: management-root rotation (broker = server, devices = clients)', 
       assert.equal(rec.trust.next, null);
       assert.equal(rec.identity.fallback, null, `${id}: old link certificate dropped`);
       assert.deepEqual(rec.rotation.completed, ['LC1', 'LC2'], `${id}: each link step once, in order`);
-      const leaf = new X509Certificate(readFileSync(join(linkDir(id), 'device.pem'), 'utf8'));
+      const leaf = new X509Certificate(readFileSync(join(linkDir(id), 'link-cert.pem'), 'utf8'));
       assert.ok(leaf.verify(new X509Certificate(newRoot).publicKey), `${id}: link certificate under the new root`);
       assert.equal(leaf.subject.includes(`CN=${id}`), true);
-      assert.deepEqual(readFileSync(join(linkDir(id), 'ca.pem'), 'utf8').match(PEM)!.map(fingerprintPem), [fingerprintPem(newRoot)], `${id}: link CA file holds only R1`);
+      assert.deepEqual(readFileSync(join(linkDir(id), 'link-ca.pem'), 'utf8').match(PEM)!.map(fingerprintPem), [fingerprintPem(newRoot)], `${id}: the link CA copy under the state folder holds only R1`);
+      assert.deepEqual(readFileSync(join(linkDir(id), 'ca.pem'), 'utf8').match(PEM)!.map(fingerprintPem), [fingerprintPem(oldRoot)], `${id}: the configured (factory) CA file is only read`);
     }
   });
 
