@@ -75,14 +75,19 @@ const hashes = (file: string): FileHashes => {
   return { sha1: createHash('sha1').update(data).digest('hex'), sha256: createHash('sha256').update(data).digest('hex') };
 };
 
-/** Writes the overlay tree for a cross-compiled target into `rootfs`, with its SBOM and manifest, modes and times normalised. */
-function assemble(rootfs: string, cross: CrossBuild, name: string): Map<string, string> {
+/**
+ * The overlay's own files around /opt/trustroll: the configuration template
+ * and this document, the systemd unit, the init script, the technician's
+ * symlink, the configuration and state folders. Each file sits where the
+ * recipes install it (image/recipes: they copy the tree as it is and add
+ * links only), so the manifest's paths are the installed ones.
+ */
+export function placeOverlayFiles(rootfs: string): void {
   const put = (rel: string, from: string, mode: number) => {
     mkdirSync(dirname(join(rootfs, rel)), { recursive: true });
     copyFileSync(from, join(rootfs, rel));
     chmodSync(join(rootfs, rel), mode);
   };
-  cpSync(cross.root, join(rootfs, 'opt', 'trustroll'), { recursive: true });
   put('opt/trustroll/share/agent.json.example', join(FILES, 'agent.json.example'), 0o644);
   put('opt/trustroll/share/doc/README.md', join(REPO_ROOT, 'image', 'README.md'), 0o644);
   put('usr/lib/systemd/system/trustroll-agent.service', join(FILES, 'trustroll-agent.service'), 0o644);
@@ -91,6 +96,17 @@ function assemble(rootfs: string, cross: CrossBuild, name: string): Map<string, 
   symlinkSync('../../opt/trustroll/bin/trustroll-agent', join(rootfs, 'usr', 'bin', 'trustroll-agent'));
   mkdirSync(join(rootfs, 'etc', 'trustroll'), { recursive: true });
   mkdirSync(join(rootfs, 'var', 'lib', 'trustroll'), { recursive: true });
+}
+
+/** `sha256sum -c` lines for `files` (path relative to the overlay root -> sha256): absolute paths, as installed on the device. */
+export function manifestText(files: ReadonlyMap<string, string>): string {
+  return [...files].map(([rel, sha]) => `${sha}  /${rel}\n`).join('');
+}
+
+/** Writes the overlay tree for a cross-compiled target into `rootfs`, with its SBOM and manifest, modes and times normalised. */
+function assemble(rootfs: string, cross: CrossBuild, name: string): Map<string, string> {
+  cpSync(cross.root, join(rootfs, 'opt', 'trustroll'), { recursive: true });
+  placeOverlayFiles(rootfs);
 
   const files = new Map(walkFiles(rootfs).sort().map((rel) => [rel, hashes(join(rootfs, rel))] as const));
   const sbom = spdxDocument({ name, version: cross.info.version, arch: cross.target.arch, source: cross.source, components: cross.components, files, excluded: [SBOM, MANIFEST] });
@@ -99,7 +115,7 @@ function assemble(rootfs: string, cross: CrossBuild, name: string): Map<string, 
 
   const manifest = new Map<string, string>();
   for (const rel of walkFiles(rootfs).sort()) manifest.set(rel, files.get(rel)?.sha256 ?? hashes(join(rootfs, rel)).sha256);
-  writeFileSync(join(rootfs, MANIFEST), [...manifest].map(([rel, sha]) => `${sha}  /${rel}\n`).join(''));
+  writeFileSync(join(rootfs, MANIFEST), manifestText(manifest));
   normaliseTree(rootfs, cross.source.epoch);
   return manifest;
 }

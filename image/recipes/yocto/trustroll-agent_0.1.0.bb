@@ -38,14 +38,18 @@ INITSCRIPT_PARAMS = "defaults 80"
 do_configure[noexec] = "1"
 do_compile[noexec] = "1"
 
+# Every file stays where the tarball has it, which is where
+# /opt/trustroll/MANIFEST.sha256 names it ('sha256sum -c' on the device): the
+# recipe adds links, never moves or removes (test/image/recipes-manifest.test.ts).
+# Without usrmerge systemd.bbclass looks for the unit in /lib/systemd/system:
+# a relative link there (systemd reads /usr/lib/systemd/system too). The init
+# script stays on a systemd-only image (the native unit of the same name wins;
+# update-rc.d makes no start links there).
 do_install() {
     cp -R --no-preserve=ownership ${S}/. ${D}/
-    if ${@bb.utils.contains('DISTRO_FEATURES', 'systemd', 'true', 'false', d)}; then
+    if [ "${D}/usr/lib/systemd/system" != "${D}${systemd_system_unitdir}" ]; then
         install -d ${D}${systemd_system_unitdir}
-        [ "${D}/usr/lib/systemd/system" = "${D}${systemd_system_unitdir}" ] || mv ${D}/usr/lib/systemd/system/trustroll-agent.service ${D}${systemd_system_unitdir}/
-    fi
-    if ! ${@bb.utils.contains('DISTRO_FEATURES', 'sysvinit', 'true', 'false', d)}; then
-        rm -rf ${D}${sysconfdir}/init.d
+        ln -sf ../../../usr/lib/systemd/system/trustroll-agent.service ${D}${systemd_system_unitdir}/trustroll-agent.service
     fi
 }
 
@@ -53,5 +57,8 @@ FILES:${PN} = "/opt/trustroll /usr/bin/trustroll-agent ${sysconfdir} /var/lib/tr
 # The binaries are prebuilt and shipped stripped (no debug package can be split
 # from them). The official armv7 Node binary has a SysV hash table only (no
 # GNU_HASH, which the ldflags check looks for); the arm64 one and the addons have one.
+# Nor may the package step strip or split them: their hashes are in the manifest.
+INHIBIT_PACKAGE_STRIP = "1"
+INHIBIT_PACKAGE_DEBUG_SPLIT = "1"
 INSANE_SKIP:${PN} = "already-stripped"
 INSANE_SKIP:${PN}:append:arm = " ldflags"

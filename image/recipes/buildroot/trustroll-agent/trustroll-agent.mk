@@ -28,13 +28,20 @@ define TRUSTROLL_AGENT_USERS
 	trustroll -1 trustroll -1 * /var/lib/trustroll - - trustroll device agent
 endef
 
+# Every file goes where the tarball has it, which is where
+# /opt/trustroll/MANIFEST.sha256 names it ('sha256sum -c' on the device):
+# the recipe adds links, never renames (test/image/recipes-manifest.test.ts).
+# Keep Buildroot's strip away from the prebuilt runtime, whose hash is in the
+# manifest: BR2_STRIP_EXCLUDE_DIRS="opt/trustroll" in the defconfig.
 define TRUSTROLL_AGENT_INSTALL_TARGET_CMDS
-	cp -a $(@D)/opt $(@D)/usr $(@D)/var $(TARGET_DIR)/
-	mkdir -p $(TARGET_DIR)/etc/trustroll
+	cp -a $(@D)/opt $(@D)/usr $(@D)/var $(@D)/etc $(TARGET_DIR)/
 endef
 
+# BusyBox init runs /etc/init.d/S??*: a start link to the script, which stays
+# /etc/init.d/trustroll-agent (on a systemd image the native unit of the same
+# name wins over the script, which systemd's sysv generator then ignores).
 define TRUSTROLL_AGENT_INSTALL_INIT_SYSV
-	$(INSTALL) -D -m 0755 $(@D)/etc/init.d/trustroll-agent $(TARGET_DIR)/etc/init.d/S80trustroll-agent
+	ln -sf trustroll-agent $(TARGET_DIR)/etc/init.d/S80trustroll-agent
 endef
 
 define TRUSTROLL_AGENT_INSTALL_INIT_SYSTEMD
