@@ -6,6 +6,10 @@
  */
 import { strict as assert } from 'node:assert';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Check, SelftestReport } from '../../agent/selftest/report.ts';
@@ -95,7 +99,7 @@ export interface AgentProcess { proc: ChildProcess; stop(): Promise<void> }
 
 /** Run `trustroll-agent run` as `uid`/`gid`; resolves once it reports ready, rejects with its exit code and stderr when it ends first. */
 export function runAgentAs(configPath: string, uid: number, gid: number): Promise<AgentProcess> {
-  const proc = spawn(process.execPath, [AGENT_BIN, 'run', '--config', configPath], { uid, gid, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TRUSTROLL_LOG: 'warn', HOME: '/tmp' } });
+  const proc = spawn(nodeForOthers(), [AGENT_BIN, 'run', '--config', configPath], { uid, gid, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TRUSTROLL_LOG: 'warn', HOME: '/tmp' } });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
   const stop = async () => {
@@ -106,6 +110,35 @@ export function runAgentAs(configPath: string, uid: number, gid: number): Promis
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { void stop(); reject(new Error(`agent not ready in 60 s: ${err}`)); }, 60_000);
     proc.once('exit', (code) => { clearTimeout(timer); reject(Object.assign(new Error(`agent exited with ${code}: ${err}`), { exitCode: code, stderr: err })); });
+    proc.once('error', (e) => { clearTimeout(timer); reject(e); });
     createInterface({ input: proc.stdout! }).on('line', (l) => { if (l.includes('"event":"ready"')) { clearTimeout(timer); resolve({ proc, stop }); } });
   });
+}
+
+/**
+ * A Node binary another user can run: this process's own, or a copy in the
+ * temp folder when a folder above it is closed to others (the Node 24 step's
+ * runtime lives under /root/.cache, 0700).
+ */
+function nodeForOthers(): string {
+  if (othersCanReach(process.execPath)) return process.execPath;
+  const dir = join(tmpdir(), `trustroll-node-${createHash('sha256').update(process.execPath).digest('hex').slice(0, 12)}`);
+  const copy = join(dir, 'node');
+  if (!existsSync(copy)) {
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    chmodSync(dir, 0o755);
+    copyFileSync(process.execPath, `${copy}.${process.pid}`);
+    chmodSync(`${copy}.${process.pid}`, 0o755);
+    renameSync(`${copy}.${process.pid}`, copy);
+  }
+  return copy;
+}
+
+/** True when every folder above `file` lets others through and `file` lets them execute it. */
+function othersCanReach(file: string): boolean {
+  if ((statSync(file).mode & 0o001) === 0) return false;
+  for (let d = dirname(file); ; d = dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (d === dirname(d)) return true;
+  }
 }
