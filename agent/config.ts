@@ -59,6 +59,7 @@ export interface AgentConfig {
   probe?: { targets: { host: string; port: number; serverId: string }[]; intervalMs: number };
   /** Accept the unsafe "naive" schedule too. Only for the demo's contrast run; never on a real device. */
   allowUnsafeSchedules?: boolean;
+  logLevel?: 'debug' | 'info' | 'warn' | 'error'; // the running agent's log level: `run --log-level` wins, it wins over $TRUSTROLL_LOG (run-process.ts)
   /** Persistent folder for the agent's own files (the link record and rotated link files; default: the trust store's folder; see state-paths.ts). */
   stateDir?: string;
   /** Volatile folder for the health file (tmpfs, e.g. /run/trustroll; default: a `run` folder beside the state; see state-paths.ts). */
@@ -114,6 +115,7 @@ export const agentConfigSchema = {
       ],
     },
     allowUnsafeSchedules: { type: 'boolean' },
+    logLevel: { enum: ['debug', 'info', 'warn', 'error'] },
     stateDir: { type: 'string', minLength: 1 },
     runtimeDir: { type: 'string', minLength: 1 },
     healthFile: { type: 'string', minLength: 1 },

@@ -114,9 +114,11 @@ export class DeviceLink {
     } as const;
     // A management key inside a token: the HAL's TLS terminator does the mTLS, MQTT runs over its local socket.
     const stream = o.stream;
+    // The broker as host and port, not as a URL string: MQTT.js parses one with url.parse (DEP0169 on Node 24).
+    const u = stream ? null : new URL(o.url);
     this.client = stream
       ? new MqttClient(() => stream(), { ...session, protocol: 'mqtt' })
-      : connect(o.url, { ...o.tls, rejectUnauthorized: true, ...session });
+      : connect({ protocol: 'mqtts', host: u!.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u!.port || 8883), ...o.tls, rejectUnauthorized: true, ...session });
     this.client.handleMessage = (packet, done) => { void this.onPublish(packet, done); };
     this.client.on('connect', () => this.onConnect());
     this.client.on('close', () => this.onClose());
@@ -151,6 +153,11 @@ export class DeviceLink {
   /** True while connected and subscribed. */
   get connected(): boolean {
     return this.subscribed && this.client.connected;
+  }
+
+  /** False only while down with no reconnect pending and no connection under way (wedged; the systemd watchdog checks it). */
+  get alive(): boolean {
+    return this.connected || this.retryTimer !== null || this.client.connected || !!(this.client.stream && !this.client.stream.destroyed);
   }
 
   /** Be told when the link comes up (subscribed) or goes down; returns an unsubscribe function. */

@@ -49,6 +49,10 @@ export interface RunningDevice {
   tlsCounters(): TlsCounters | null;
   /** Where the agent writes its health file. */
   readonly healthFile: string;
+  /** False only while the command channel is down with no reconnect pending or under way (wedged): the systemd watchdog's link check. */
+  linkAlive(): boolean;
+  /** Be told when the command channel comes up or goes down; returns an unsubscribe function. */
+  onLinkChange(listener: (up: boolean) => void): () => void;
   stop(): Promise<void>;
 }
 
@@ -220,6 +224,8 @@ async function startDevice(config: AgentConfig, deps: RunDeps): Promise<RunningD
     linked,
     tlsPort: server?.port ?? null,
     healthFile,
+    linkAlive: () => mqtt?.alive ?? true,
+    onLinkChange: (listener) => uplink.onLinkChange(listener),
     probeTally: () => ({ ...tally, failures: [...tally.failures] }),
     tlsCounters,
     stop: async () => {

@@ -5,7 +5,8 @@
  *   run        the device runtime (management link, mTLS service or handshakes)
  *   status     the field technician's local check: trust store, the agent, its link, permissions, refused commands, the key (read-only; technician-commands.ts)
  *   selftest   the technician's self-test: all of that, plus a broker probe and live handshakes (read-only; technician-commands.ts)
- * Exit codes: 0 ok, 1 a check failed (the verdict is NOT OK, or the store rolled back: E_STORE_REGRESSED / E_HAL_ROLLBACK), 2 bad usage or configuration.
+ * Exit codes: 0 ok, 1 a check failed (the verdict is NOT OK, or the store rolled back: E_STORE_REGRESSED / E_HAL_ROLLBACK), 2 bad usage or configuration;
+ * `run` has its own, which tell a supervisor whether to restart it (agent/run-process.ts: 75 transient, 77 permission, 78 configuration).
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -15,7 +16,8 @@ import { HalError } from '../hal/errors.ts';
 import { loadAgentConfig, openAgentRuntime } from '../agent/config.ts';
 import { releaseStartupMemory } from '../agent/startup-memory.ts';
 import { systemClock } from '../protocol/clock.ts';
-import { createLogger } from '../protocol/log.ts';
+import { createLogger, type LogLevel } from '../protocol/log.ts';
+import { LOG_LEVELS, logLevelOf, logLevelOnDisk, onJournal, runExitCode } from '../agent/run-process.ts';
 import { CommandLine, UsageExit, type OptionValues } from './command-line.ts';
 import { stopRequested } from './stop-signal.ts';
 import { exitCodeForError, registerTechnicianCommands } from './technician-commands.ts';
@@ -26,7 +28,12 @@ import { versionLine } from './version.ts';
 // memory, nor they the runtime (image/README.md, "Memory").
 
 const program = new CommandLine('trustroll-agent', 'trustroll device agent', versionLine());
-const logger = createLogger();
+/** The log level in force: `run` sets it from --log-level and agent.json, and again on SIGHUP. */
+let level: LogLevel = logLevelOf(undefined, undefined);
+/** JSON lines on stderr; prefixed with their syslog priority when stderr is the journal. */
+const logger = createLogger({ level: () => level, priorities: onJournal(2) });
+/** How a failure maps to the exit code (`run` replaces it with its own table). */
+let exitCodeOf: (err: unknown) => number = exitCodeForError;
 /** How long after `ready` the start-up's garbage is handed back (agent/startup-memory.ts). */
 const STARTUP_RELEASE_DELAY_MS = 1000;
 const mb = (bytes: number) => Math.round(bytes / 1e5) / 10;
@@ -93,12 +100,25 @@ program.command({
 program.command({
   name: 'run',
   description: 'run the device: management link to the broker, the device\'s mTLS service or its handshakes',
-  options: [CONFIG],
+  options: [CONFIG, { flags: '--log-level <level>', description: 'debug, info, warn or error; wins over "logLevel" in the configuration, which wins over $TRUSTROLL_LOG', choices: LOG_LEVELS }],
   action: async (v: OptionValues) => {
-    const o = v as { config: string };
+    const o = v as { config: string; logLevel?: LogLevel };
+    exitCodeOf = runExitCode;
     const stop = stopRequested();
+    const configPath = resolve(o.config);
+    // SIGHUP (systemctl reload) re-reads the log level only; any other setting needs a restart.
+    process.on('SIGHUP', () => {
+      const was = level;
+      level = logLevelOf(o.logLevel, logLevelOnDisk(configPath));
+      logger.warn('SIGHUP: log level re-read, nothing else reloaded (restart the agent for other settings)', { logLevel: level, was, from: o.logLevel ? '--log-level' : configPath });
+    });
+    const config = loadAgentConfig(o.config);
+    level = logLevelOf(o.logLevel, config.logLevel);
+    const { runSupervised } = await import('../agent/run-supervision.ts');
+    const supervision = runSupervised(logger);
     const { runDevice } = await import('../agent/runtime.ts');
-    const device = await runDevice(loadAgentConfig(o.config), { clock: systemClock, logger, configPath: resolve(o.config) });
+    const device = await runDevice(config, { clock: systemClock, logger, configPath });
+    supervision.attach(device);
     // Stopped while it links (up to 30 s): it stops at once, without printing ready.
     const linked = await Promise.race([device.linked, stop.then(() => null)]);
     if (linked !== null) {
@@ -117,6 +137,7 @@ program.command({
       await stop;
       clearInterval(tally);
     }
+    supervision.stop();
     await device.stop();
     process.stdout.write(JSON.stringify({ event: 'stopped', deviceId: device.deviceId, probe: device.probeTally() }) + '\n');
   },
@@ -132,6 +153,6 @@ try {
   else {
     process.stderr.write(`trustroll-agent: ${(err as Error).message}\n`);
     // A storage roll-back is a failed check of the device, not a usage or configuration mistake.
-    process.exitCode = exitCodeForError(err);
+    process.exitCode = exitCodeOf(err);
   }
 }

@@ -38,15 +38,26 @@ function redact(fields: LogFields): LogFields {
   return out;
 }
 
-/** Create a logger writing JSON lines to `sink` (stderr by default). */
-export function createLogger(opts: { level?: LogLevel; sink?: (line: string) => void; fields?: LogFields; now?: () => Date } = {}): Logger {
-  const min = ORDER[opts.level ?? (process.env.TRUSTROLL_LOG as LogLevel | undefined) ?? 'info'] ?? ORDER.info;
+/** Syslog priorities of the levels, as the journal reads them from a `<N>` line prefix (sd-daemon(3)): err, warning, info, debug. */
+export const SYSLOG_PRIORITY: Record<LogLevel, number> = { debug: 7, info: 6, warn: 4, error: 3 };
+
+/**
+ * Create a logger writing JSON lines to `sink` (stderr by default). `level`
+ * may be a function, read at each line (a level changed while running);
+ * `priorities` prefixes each line with its syslog priority (`<4>{...}`), for
+ * output that goes to the journal.
+ */
+export function createLogger(opts: { level?: LogLevel | (() => LogLevel); priorities?: boolean; sink?: (line: string) => void; fields?: LogFields; now?: () => Date } = {}): Logger {
+  const levelOf = opts.level;
+  const fixed = ORDER[(typeof levelOf === 'function' ? undefined : levelOf) ?? (process.env.TRUSTROLL_LOG as LogLevel | undefined) ?? 'info'] ?? ORDER.info;
+  const min = typeof levelOf === 'function' ? () => ORDER[levelOf()] ?? ORDER.info : () => fixed;
   const sink = opts.sink ?? ((line: string) => process.stderr.write(line + '\n'));
   const now = opts.now ?? (() => new Date());
   const base = opts.fields ?? {};
   const write = (level: LogLevel, msg: string, fields?: LogFields) => {
-    if (ORDER[level] < min) return;
-    sink(JSON.stringify({ t: now().toISOString(), level, msg, ...redact({ ...base, ...fields }) }));
+    if (ORDER[level] < min()) return;
+    const line = JSON.stringify({ t: now().toISOString(), level, msg, ...redact({ ...base, ...fields }) });
+    sink(opts.priorities ? `<${SYSLOG_PRIORITY[level]}>${line}` : line);
   };
   return {
     debug: (m, f) => write('debug', m, f),

@@ -72,7 +72,10 @@ async function probeBroker(config: AgentConfig & { link: LinkConfig }, keys: Key
     writeCache: false,
   };
   const stream = linkTls.stream;
-  const client = stream ? new MqttClient(() => stream(), { ...session, protocol: 'mqtt' }) : connect(link.url, { ...linkTls.tls, rejectUnauthorized: true, ...session });
+  // Host and port as options, not the URL string MQTT.js would parse with url.parse (DEP0169 on Node 24).
+  const u = new URL(link.url);
+  const broker = { protocol: 'mqtts' as const, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port || 8883) };
+  const client = stream ? new MqttClient(() => stream(), { ...session, protocol: 'mqtt' }) : connect({ ...broker, ...linkTls.tls, rejectUnauthorized: true, ...session });
   // Never acknowledge a delivery: the command stays queued for the agent.
   client.handleMessage = () => undefined;
   try {

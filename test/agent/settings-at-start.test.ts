@@ -88,12 +88,12 @@ describe('agent: every setting checked at start', function () {
     ['SQLite store in a missing folder', (d) => ({ store: { kind: 'sqlite', path: join(d, 'no-such-folder', 'trust.db') } }), /setting "store\.path": the folder .*no-such-folder does not exist/],
   ];
 
-  it('refuses each bad setting with exit code 2, the setting named, no stack trace, nothing listening or created', async () => {
+  it('refuses each bad setting with exit code 78 (EX_CONFIG: not restarted), the setting named, no stack trace, nothing listening or created', async () => {
     const fixed = cases.map(([name, patch, re]) => [name, patch(dir), re] as const);
     const before = readdirSync(dir).sort();
     for (const [name, patch, re] of fixed) {
       const r = await run(config(name.replace(/\W+/g, '-'), patch));
-      assert.equal(r.code, 2, `${name}: exit ${r.code}; stderr ${r.stderr}`);
+      assert.equal(r.code, 78, `${name}: exit ${r.code}; stderr ${r.stderr}`);
       assert.match(r.stderr, re, name);
       assert.doesNotMatch(r.stderr, /\n\s+at /, `${name}: stack trace`);
       assert.equal(r.stderr.trim().split('\n').length, 1, `${name}: one line, got ${r.stderr}`);

@@ -201,7 +201,7 @@ describe('trustroll-agent status and selftest: each broken device gets a NOT OK 
       await stop();
       chownSync(records, 0, 0);
       chmodSync(records, 0o700);
-      await assert.rejects(runAgentAs(dev.configPath, NOBODY, NOBODY), (e: { exitCode?: number; stderr?: string }) => e.exitCode === 2 && /E_HAL_PERMISSION: .*record directory .*records is not writable by the agent's user nobody \(uid 65534\): EACCES/.test(e.stderr ?? ''));
+      await assert.rejects(runAgentAs(dev.configPath, NOBODY, NOBODY), (e: { exitCode?: number; stderr?: string }) => e.exitCode === 77 && /E_HAL_PERMISSION: .*record directory .*records is not writable by the agent's user nobody \(uid 65534\): EACCES/.test(e.stderr ?? ''));
       v = await verdicts(dev.configPath);
       assert.match(named(v.status.problems, 'agent').message, /its start at .* as user nobody failed: E_HAL_PERMISSION/);
     } else {

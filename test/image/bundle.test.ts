@@ -64,7 +64,7 @@ describe('agent bundle', function () {
     assert.equal(version.stderr, '', 'the launcher\'s flags start Node without a warning');
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ deviceId: 'p', role: 'server', hal: { keys: { backend: 'file', dir: dir }, records: { backend: 'file', dir: dir } }, store: { kind: 'sqlite' } }));
     const bad = run('run', '--config', join(dir, 'bad.json'));
-    assert.equal(bad.status, 2);
+    assert.equal(bad.status, 78, 'run: EX_CONFIG');
     assert.match(bad.stderr, /E_AGENT_CONFIG: setting "store/);
     // An empty SQLite file: the addon loads and the store reports what is wrong with it.
     writeFileSync(join(dir, 'empty.db'), '');

@@ -205,7 +205,7 @@ for (const target of Object.values(TARGETS) as Target[]) {
           const file = join(dir, `${name}.json`);
           writeFileSync(file, JSON.stringify(config));
           const r = run(emulatedAgent(target, root, ['run', '--config', file]));
-          assert.equal(r.status, 2, `${name}: ${r.stderr}`);
+          assert.equal(r.status, 78, `${name}: ${r.stderr}`);
           assert.match(r.stderr, want);
           assert.match(r.stderr, /E_AGENT_CONFIG/);
           assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
