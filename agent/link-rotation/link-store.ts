@@ -19,14 +19,14 @@
  * open, and written only there from then on.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ProtocolError } from '../../protocol/errors.ts';
 import type { DeviceRecord } from '../device-record.ts';
 import { anchorsOf } from '../device-record.ts';
 import type { LinkConfig } from '../config.ts';
 import { openRecord, sealRecord } from '../state-store.ts';
-import { writeFileDurable } from './durable-file.ts';
+import { makeDirDurable, writeFileDurable } from './durable-file.ts';
 
 /** The label the link key has inside a link record (the key itself stays where `link.key`/`link.keyLabel` says). */
 export const LINK_KEY_LABEL = 'link';
@@ -120,7 +120,7 @@ export class LinkStore {
 
   /** Durably replace the record, then its CA and certificate copies; returns only when all of it survives power loss. */
   save(record: DeviceRecord): void {
-    mkdirSync(this.place.dir, { recursive: true, mode: 0o700 });
+    makeDirDurable(this.place.dir);
     writeFileDurable(this.path, JSON.stringify({ ...sealRecord(record), factory: this.factory }), 0o600);
     this.copies(record, false);
   }
