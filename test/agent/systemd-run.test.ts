@@ -219,6 +219,24 @@ describe('trustroll-agent run under systemd: notify, watchdog, exit codes, log l
     assert.ok(b.err.length > 0 && b.err.every((l) => l.startsWith('{')), b.err.join('\n'));
   });
 
+  it('SIGHUP re-reads "logLevel" from agent.json (--log-level absent) and keeps running', async () => {
+    open = true;
+    const file = join(dir, 'hup.json');
+    const base = JSON.parse(readFileSync(config, 'utf8')) as object;
+    writeFileSync(file, JSON.stringify({ ...base, logLevel: 'error' }));
+    const a = startAgent(['--config', file], {});
+    await until(() => a.out.some((l) => l.includes('"event":"ready"')), 30_000, 'ready');
+    assert.deepEqual(a.err, [], 'nothing below error is logged');
+    writeFileSync(file, JSON.stringify({ ...base, logLevel: 'info' }));
+    a.proc.kill('SIGHUP');
+    await until(() => a.err.some((l) => l.includes('SIGHUP')), 10_000, 'the SIGHUP line');
+    const line = JSON.parse(a.err.find((l) => l.includes('SIGHUP'))!) as { level: string; logLevel: string; was: string };
+    assert.deepEqual([line.level, line.logLevel, line.was], ['warn', 'info', 'error']);
+    assert.equal(a.proc.exitCode, null, 'still running');
+    assert.equal(await stopAgent(a), 0);
+    assert.ok(a.err.some((l) => l.includes('"level":"info"')), 'info lines after the reload (the stop)');
+  });
+
   it('Node 24: the bundle prints no deprecation warning from start to stop (--throw-deprecation; DEP0169 was MQTT.js parsing the broker URL with url.parse)', async function () {
     // The runtime the Node 24 test step caches (test/node24); not fetched here.
     const node24 = join(CACHE_DIR, 'runtimes', `${HOST_NODE24.name}-${HOST_NODE24.version}`, 'bin', 'node');
