@@ -40,7 +40,7 @@ describe('agent CLI: EEPROM roll-back is never "not provisioned" nor a silent ne
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('a provisioned device whose provisioning slot is damaged: status and run say E_STORE_REGRESSED (exit 1)', async () => {
+  it('a provisioned device whose provisioning slot is damaged: status and run say E_STORE_REGRESSED (status exit 1; run exit 78, EX_CONFIG: not restarted by its unit)', async () => {
     assert.equal(cli('init', '--config', config).status, 0);
     const hal = await openHal(JSON.parse(readFileSync(config, 'utf8')).hal);
     const key = (await hal.keys.get('device'))!;
@@ -60,9 +60,9 @@ describe('agent CLI: EEPROM roll-back is never "not provisioned" nor a silent ne
     cfg.link = { url: 'mqtts://127.0.0.1:1', ca: f('ca.pem', pki.ca), cert: f('d.pem', id.cert), key: f('d.key', id.key), commandKeys: { [pki.commandKey.keyId]: f('ck.pem', pki.trustedCommandKeys().get(pki.commandKey.keyId)!.export({ type: 'spki', format: 'pem' }) as string) } };
     writeFileSync(config, JSON.stringify(cfg));
     damageSlot(join(dir, 'eeprom.bin'), G, 'newer', 'zero-page', 3);
-    for (const args of [['status', '--config', config], ['run', '--config', config]]) {
+    for (const [args, code] of [[['status', '--config', config], 1], [['run', '--config', config], 78]] as const) {
       const r = cli(...args);
-      assert.equal(r.status, 1, `${args[0]}: ${r.stderr}`);
+      assert.equal(r.status, code, `${args[0]}: ${r.stderr}`);
       assert.match(r.stderr, /E_STORE_REGRESSED: .*roll-back.*provisioning was lost.*trustroll-agent provision/, args[0]);
       assert.doesNotMatch(r.stderr, /E_AGENT_NOT_PROVISIONED/);
       assert.equal(r.stderr.trim().split('\n').length, 1);

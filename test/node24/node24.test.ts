@@ -40,7 +40,10 @@ function prepareTree(addons: { pkg: string; path: string }[]): void {
   rmSync(TREE, { recursive: true, force: true });
   mkdirSync(join(TREE, 'node_modules'), { recursive: true });
   for (const e of readdirSync(REPO_ROOT, { withFileTypes: true })) {
-    if (e.isDirectory() && ['agent', 'hal', 'protocol', 'manager', 'demo', 'bin', 'test', 'docs', 'bench'].includes(e.name)) {
+    if (e.isDirectory() && e.name === 'cross-compile') {
+      // The agent's run tests bundle it; its build output (where this tree lives) stays behind.
+      for (const c of readdirSync(join(REPO_ROOT, e.name))) if (c !== 'out') cpSync(join(REPO_ROOT, e.name, c), join(TREE, e.name, c), { recursive: true });
+    } else if (e.isDirectory() && ['agent', 'hal', 'protocol', 'manager', 'demo', 'bin', 'test', 'docs', 'bench'].includes(e.name)) {
       cpSync(join(REPO_ROOT, e.name), join(TREE, e.name), { recursive: true, filter: (src) => !src.includes(`${join(REPO_ROOT, 'test', 'artifacts')}`) });
     } else if (e.isFile() && /\.(json|md)$/.test(e.name)) {
       cpSync(join(REPO_ROOT, e.name), join(TREE, e.name));
