@@ -5,7 +5,7 @@
  * and which top-level settings differ. Hashes only; no value is kept.
  */
 import { createHash } from 'node:crypto';
-import type { AgentConfig } from './config.ts';
+import type { AgentConfig } from './config-types.ts';
 
 /** The whole configuration's hash and each top-level setting's (short), with the file it came from. */
 export interface ConfigDigest {

@@ -16,7 +16,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { TLS_COUNTERS_SCHEMA, type TlsCounters } from '../protocol/messages/device-state.ts';
-import type { AgentConfig } from './config.ts';
+import type { AgentConfig } from './config-types.ts';
 import type { ConfigDigest } from './config-digest.ts';
 import { runtimeDirOf } from './state-paths.ts';
 

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import type { AgentConfig } from './config.ts';
+import type { AgentConfig } from './config-types.ts';
 
 /** One place the agent writes. */
 export interface StatePath {

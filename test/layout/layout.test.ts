@@ -25,12 +25,7 @@ const SOURCE = /\.(ts|js|mjs)$/;
  * owner to break. The test fails when one of them changes or is gone, so
  * an entry cannot outlive its circle: delete it with the fix.
  */
-const KNOWN_CIRCLES: readonly { files: readonly string[]; why: string }[] = [
-  {
-    files: ['agent/config-digest.ts', 'agent/config.ts', 'agent/health-file.ts', 'agent/refusals.ts', 'agent/state-paths.ts'],
-    why: 'issue 20 (the device side, e99a4ef): config-digest, refusals (through health-file) and state-paths import the AgentConfig type back from config.ts, which imports them; a module of its own for the type breaks it',
-  },
-];
+const KNOWN_CIRCLES: readonly { files: readonly string[]; why: string }[] = [];
 
 /** Every source file under `dir` (repo-relative, posix separators). */
 function sources(dir: string): string[] {
