@@ -45,8 +45,8 @@ const COUNTERS_EVERY_MS = 5_000;
 /** The key backend and the state folders are checked this often (a token call and a few access(2) calls: cheap, but not every second). */
 const CHECK_EVERY_MS = 10_000;
 
-/** Who this process runs as. */
-function whoAmI(): AgentHealth['user'] {
+/** Who this process runs as (a uid without a passwd entry is named by its number); the technician's permission check uses it too. */
+export function processUser(): AgentHealth['user'] {
   const uid = process.getuid?.() ?? 0;
   const gid = process.getgid?.() ?? 0;
   let name = String(uid);
@@ -82,7 +82,7 @@ export async function reportFailedStart(path: string, config: AgentConfig, confi
   if (!existsSync(dirname(path))) return;
   const at = now.toISOString();
   const health: AgentHealth = {
-    v: 2, deviceId: config.deviceId, role: config.role, pid: process.pid, procStart: procStartOf(process.pid), user: whoAmI(),
+    v: 2, deviceId: config.deviceId, role: config.role, pid: process.pid, procStart: procStartOf(process.pid), user: processUser(),
     startedAt: at, updatedAt: at, stoppedAt: at,
     startError: { code: (err as { code?: unknown }).code && typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : null, message: ((err as Error).message ?? String(err)).slice(0, 2000) },
     config: configDigest(config, configPath), link: null, tls: null, hal: null, tlsPort: null,
@@ -107,7 +107,7 @@ export class HealthReporter {
   private constructor(private readonly s: HealthSources) {
     const startedAt = s.clock.now().toISOString();
     this.fixed = {
-      v: 2, deviceId: s.config.deviceId, role: s.config.role, pid: process.pid, procStart: procStartOf(process.pid), user: whoAmI(),
+      v: 2, deviceId: s.config.deviceId, role: s.config.role, pid: process.pid, procStart: procStartOf(process.pid), user: processUser(),
       startedAt, config: configDigest(s.config, s.configPath), startError: null, tlsPort: s.tlsPort,
     };
     this.hal = { backend: s.keys.backend, ok: true, detail: 'not checked yet' };

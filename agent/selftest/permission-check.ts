@@ -12,27 +12,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import type { AgentConfig } from '../config.ts';
 import type { AgentHealth, HealthView, StorageProblem } from '../health-file.ts';
+import { processUser } from '../health-reporter.ts';
 import { statePaths, writeTarget, type StatePath } from '../state-paths.ts';
 import type { Check } from './report.ts';
 
 /** The user whose rights count. */
 type AgentUser = AgentHealth['user'];
-
-/** This process's user. */
-function currentUser(): AgentUser {
-  const uid = process.getuid?.() ?? 0;
-  const gid = process.getgid?.() ?? 0;
-  let name = String(uid);
-  try {
-    name = userInfo().username;
-  } catch {
-    // No passwd entry.
-  }
-  return { uid, gid, name };
-}
 
 /** errno of access(2) on what decides `p` (writeTarget) with this process's rights, or null when writable. */
 function ownAccess(p: StatePath): string | null {
@@ -48,7 +35,7 @@ function ownAccess(p: StatePath): string | null {
 /** The paths `user` cannot write (a missing folder counts only when `user` cannot create it); null when this tool cannot check for that user. */
 export function problemsFor(config: AgentConfig, user: AgentUser): StorageProblem[] | null {
   const paths = statePaths(config);
-  const me = currentUser();
+  const me = processUser();
   const problem = (p: StatePath, error: string): StorageProblem => ({ path: p.path, setting: p.setting, error });
   if (me.uid === user.uid) return paths.flatMap((p) => { const e = ownAccess(p); return e ? [problem(p, e)] : []; });
   if (me.uid !== 0) return null;
@@ -108,11 +95,11 @@ export function permissionsCheck(config: AgentConfig, view: HealthView): Check {
     return { name, status: 'warn', code: 'E_AGENT_PERMISSION', message: `the agent's user is not known here (${view.reason})`, action: 'run this check as root or as the agent\'s user' };
   }
   const running = view.state === 'running';
-  const user = view.state === 'absent' ? currentUser() : view.health.user;
+  const user = view.state === 'absent' ? processUser() : view.health.user;
   const whose = view.state === 'absent' ? `user ${user.name} (uid ${user.uid}; the agent's user is not known: it has not run since the device started)` : `the agent's user ${user.name} (uid ${user.uid})`;
   const problems = running ? view.health.storage.problems : problemsFor(config, user);
   if (problems === null) {
-    return { name, status: 'warn', code: 'E_AGENT_PERMISSION', message: `cannot check what ${whose} may write while running as ${currentUser().name}`, action: `run this check as root or as ${user.name}` };
+    return { name, status: 'warn', code: 'E_AGENT_PERMISSION', message: `cannot check what ${whose} may write while running as ${processUser().name}`, action: `run this check as root or as ${user.name}` };
   }
   const paths = statePaths(config);
   if (problems.length === 0) {
