@@ -111,8 +111,9 @@ describe('npm package (npm pack, installed with production dependencies only)', 
     assert.equal(s.trust.length, 1);
     assert.equal(s.hal?.ok, true);
 
+    // A configuration that is wrong exits 78 (EX_CONFIG): its unit does not restart it (image/README.md, exit codes).
     const bad = bin('trustroll-agent', 'run', '--config', join(app, 'root.pem'));
-    assert.equal(bad.status, 2);
+    assert.equal(bad.status, 78);
     assert.match(bad.stderr, /E_AGENT_CONFIG/);
   });
 });
