@@ -70,7 +70,11 @@ export class MqttManagerTransport extends EventEmitter<TransportEvents> implemen
     super();
     this.log = o.logger.child({ component: 'mqtt-transport' });
     this.clock = o.clock ?? systemClock;
-    this.client = connect(o.url, {
+    // The broker as protocol, host and port, not as a URL string: MQTT.js parses one with url.parse (DEP0169 on Node 24).
+    const u = new URL(o.url);
+    const protocol = u.protocol === 'mqtt:' ? 'mqtt' : 'mqtts';
+    this.client = connect({
+      protocol, host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port || (protocol === 'mqtts' ? 8883 : 1883)),
       ...o.tls, rejectUnauthorized: true,
       clientId: o.clientId ?? MANAGER_IDENTITY, clean: false, protocolVersion: MQTT_PROTOCOL_VERSION,
       reconnectPeriod: o.reconnectPeriodMs ?? 1_000, connectTimeout: o.connectTimeoutMs ?? 10_000,
