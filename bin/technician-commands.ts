@@ -12,7 +12,7 @@ import { AGENT_ERRORS } from '../agent/errors.ts';
 import { loadAgentConfig, type AgentConfig } from '../agent/config.ts';
 import type { DeviceStatus } from '../agent/status.ts';
 import type { StateStore } from '../agent/state-store.ts';
-import { PROTOCOL_ERRORS } from '../protocol/errors.ts';
+import { PROTOCOL_ERRORS, withoutCode } from '../protocol/errors.ts';
 import type { CommandLine, OptionValues } from './command-line.ts';
 
 /** The exit code for an error that stopped a check: a storage roll-back is a failed check (1), anything else a usage or configuration mistake (2). */
@@ -36,7 +36,7 @@ function failedCheck(err: unknown, configLoaded: boolean): { name: string; statu
   const code = /^(E_[A-Z0-9_]+)\b/.exec(message)?.[1] ?? null;
   const table = { ...PROTOCOL_ERRORS, ...AGENT_ERRORS } as Record<string, string>;
   return {
-    name: configLoaded ? 'device' : 'config', status: 'fail', code, message: message.replace(/^E_[A-Z0-9_]+: /, ''),
+    name: configLoaded ? 'device' : 'config', status: 'fail', code, message: withoutCode(message),
     action: (code && table[code]) || 'see docs/errors.md for the code',
   };
 }

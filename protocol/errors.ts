@@ -63,6 +63,19 @@ export class ProtocolError extends Error {
   }
 }
 
+/** Every typed error's message starts `E_CODE: `; this finds that code. */
+const LEADING_CODE = /^(E_[A-Z0-9_]+): /;
+
+/** The stable code a message starts with (`E_CODE: text`), or null. */
+export function leadingCode(message: string): string | null {
+  return LEADING_CODE.exec(message)?.[1] ?? null;
+}
+
+/** A message without the `E_CODE: ` it starts with (where the code is reported apart). */
+export function withoutCode(message: string): string {
+  return message.replace(LEADING_CODE, '');
+}
+
 /** True when `value` is a ProtocolError, optionally with the given code. */
 export function isProtocolError(value: unknown, code?: ProtocolErrorCode): value is ProtocolError {
   return value instanceof ProtocolError && (code === undefined || value.code === code);

@@ -4,6 +4,7 @@
  * the typed error code. Rendered as text or as one JSON object; the exit
  * code is 0 unless a check failed.
  */
+import { withoutCode } from '../../protocol/errors.ts';
 
 /** How one check came out. */
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skipped';
@@ -88,5 +89,5 @@ export function codeOf(err: unknown): string | undefined {
 /** An error's message without its leading "E_CODE: " (the code is reported apart). */
 export function plainMessage(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
-  return msg.replace(/^E_[A-Z0-9_]+: /, '');
+  return withoutCode(msg);
 }

@@ -8,6 +8,7 @@
  * an acknowledgement's entry always precedes the commands it unlocks.
  */
 import { createHash } from 'node:crypto';
+import { leadingCode } from '../../protocol/errors.ts';
 import type { Clock } from '../../protocol/clock.ts';
 import type { AuditInput, AuditLog, AuditRow } from './audit-log.ts';
 import type { FleetDb } from '../fleet/fleet-db.ts';
@@ -37,7 +38,7 @@ export function auditedEvents(log: AuditLog, db: FleetDb, clock: Clock, inner: O
         put({ actor: 'manager', action: rollback ? 'rotation.rollback-started' : 'rotation.started', rotationId: rot.id, detail: { schedule, devices, peering: db.peering(), ...(rollback ? { reason } : {}) } });
       } else {
         // A reason that starts with a code (an abort whose rollback was refused: E_ROLLBACK_IMPOSSIBLE) records it as the entry's code.
-        const code = reason ? /^(E_[A-Z0-9_]+): /.exec(reason)?.[1] ?? null : null;
+        const code = reason ? leadingCode(reason) : null;
         put({ actor: 'manager', action: `rotation.${rot.status}`, rotationId: rot.id, code, detail: reason ? { reason, schedule: rot.schedule } : { schedule: rot.schedule } });
       }
       inner.status?.(rot, reason);

@@ -25,6 +25,7 @@ import { availableParallelism } from 'node:os';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { assertIssuer, readCaCertificate } from './cert-info.ts';
+import { withoutCode } from '../../protocol/errors.ts';
 import { CA_ERRORS, CaError, type CaErrorCode } from './errors.ts';
 import { randomSerial } from './fields.ts';
 import { algorithmOf, inspectSubjectKey, toCryptoKey, webCryptoSigningAlgorithm } from './keys.ts';
@@ -139,7 +140,7 @@ const WORKER_ENTRY = new URL('./leaf-worker-boot.mjs', import.meta.url);
 
 function toCaError(code: string, message: string): CaError {
   const known = (code in CA_ERRORS ? code : 'E_CA_WORKER') as CaErrorCode;
-  return new CaError(known, message.replace(/^E_[A-Z0-9_]+: /, ''));
+  return new CaError(known, withoutCode(message));
 }
 
 async function issueParallel(issuer: RootMaterial, local: LeafIssuer | null, reqs: readonly LeafRequest[], workerCount: number, onStats?: (stats: BatchStats) => void): Promise<string[]> {

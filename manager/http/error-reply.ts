@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../../protocol/log.ts';
+import { withoutCode } from '../../protocol/errors.ts';
 import { ManagerError, type ManagerErrorCode } from '../errors.ts';
 
 /** HTTP status of each manager error code an API answer may carry (500 for the rest). */
@@ -46,11 +47,6 @@ export function errorAnswer(err: unknown, log: Logger, req: FastifyRequest): Err
 /** Send an error answer in the one shape. */
 export function sendError(reply: FastifyReply, a: ErrorAnswer): FastifyReply {
   return reply.code(a.status).type('application/json; charset=utf-8').send({ error: { code: a.code, message: a.message } });
-}
-
-/** The message without the `E_CODE: ` prefix typed errors carry (the code is its own field). */
-export function withoutCode(message: string): string {
-  return message.replace(/^E_[A-Z0-9_]+: /, '');
 }
 
 /** A framework message made fit for a client: no Fastify code, no echo of a long URL. */

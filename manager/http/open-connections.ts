@@ -32,11 +32,6 @@ export class OpenConnections {
     this.sockets.set(socket, { name, stillValid });
   }
 
-  /** How many connections are tracked (tests, metrics). */
-  get size(): number {
-    return this.sockets.size;
-  }
-
   /** Destroy every connection whose credential is revoked; returns how many. */
   sweep(): number {
     const closed = new Map<string, number>();

@@ -5,6 +5,7 @@
  * (every intermediate state authenticates) and say why.
  */
 import type { Logger } from '../../protocol/log.ts';
+import { withoutCode } from '../../protocol/errors.ts';
 import type { ManagerError } from '../errors.ts';
 import type { Orchestrator } from './orchestrator.ts';
 
@@ -19,7 +20,7 @@ export function abortRotation(orchestrator: Pick<Orchestrator, 'current' | 'roll
       if ((err as ManagerError).code !== 'E_ROLLBACK_IMPOSSIBLE') throw err;
       log.warn('rollback no longer possible; the rotation stops where it is', { rotationId: rot.id, reason: (err as Error).message });
       // The rotation's recorded error (and so the API answer and the audit entry) carries the code.
-      orchestrator.abort(`E_ROLLBACK_IMPOSSIBLE: aborted by ${actor}; ${(err as Error).message.replace(/^E_[A-Z_]+: /, '')}`);
+      orchestrator.abort(`E_ROLLBACK_IMPOSSIBLE: aborted by ${actor}; ${withoutCode((err as Error).message)}`);
       return 'aborted';
     }
   }

@@ -6,6 +6,7 @@
  * same answer `trustroll status` gives, with presence added.
  */
 import { X509Certificate } from 'node:crypto';
+import { leadingCode } from '../../protocol/errors.ts';
 import { fingerprint, dn } from '../../protocol/pem.ts';
 import { rollbackBlockedBy } from '../../protocol/schedule.ts';
 import { SCHEDULES, type Schedule } from '../../protocol/steps.ts';
@@ -51,8 +52,7 @@ export function rotationSummary(db: FleetDb, r: RotationRow): RotationSummary {
  * E_ROTATION_FAILED for a rotation a failing device stopped, else null.
  */
 export function rotationErrorCode(r: Pick<RotationRow, 'status' | 'error'>): string | null {
-  const lead = r.error ? /^(E_[A-Z0-9_]+): /.exec(r.error)?.[1] : undefined;
-  return lead ?? (r.status === 'failed' ? 'E_ROTATION_FAILED' : null);
+  return (r.error ? leadingCode(r.error) : null) ?? (r.status === 'failed' ? 'E_ROTATION_FAILED' : null);
 }
 
 /** Subject, issuer, fingerprint and validity of a PEM certificate. */

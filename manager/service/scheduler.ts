@@ -13,6 +13,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Clock } from '../../protocol/clock.ts';
 import type { Logger } from '../../protocol/log.ts';
 import type { AuditInput } from '../audit/audit-log.ts';
+import { withoutCode } from '../../protocol/errors.ts';
 import { ManagerError } from '../errors.ts';
 import type { SchedulerDecisionView, SchedulerView } from '../http/api-types.ts';
 import { nextWindowStart, parseWindow, windowOpen } from './maintenance-window.ts';
@@ -130,7 +131,7 @@ export class Scheduler {
       return view(d, now, 'start', d.code, d.reason, started.id);
     } catch (err) {
       const code = (err as ManagerError).code ?? 'E_INTERNAL';
-      const message = (err as Error).message.replace(/^E_[A-Z_]+: /, '');
+      const message = withoutCode((err as Error).message);
       this.host.audit({ actor: SCHEDULER_ACTOR, action: 'scheduler.refused', code, detail: { what: d.what, message } });
       this.log.error('scheduled work was refused; the next check tries again', { what: d.what, code, reason: message });
       this.recorded.delete(keyOf(d));
